@@ -1,0 +1,34 @@
+# make run   : create .venv, install, run the embedded default end to end
+# make test  : create .venv, install with the test extra, run the test suite
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+CORES  ?= 2
+PYTEST_ARGS ?=
+
+.PHONY: install install-test run test test-fast dag clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[test]"
+
+run: install
+	$(BIN)/snakemake --cores $(CORES)
+
+test: install-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install-test
+	$(BIN)/python -m pytest -m "not slow and not slurm" $(PYTEST_ARGS)
+
+dag: install
+	$(BIN)/snakemake --rulegraph | dot -Tsvg > docs/rulegraph.svg
+
+clean:
+	rm -rf results .snakemake

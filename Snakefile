@@ -1,0 +1,22 @@
+# sasbert: how masked language models acquire syntax (Chen et al., ICLR 2024, and beyond).
+# The DAG: corpus -> parse -> tokenize -> pretrain -> {probe, blimp} -> phases -> figures/report.
+# Outputs live under results/<stage>/..., logs under results/logs/, job benchmarks under
+# results/benchmarks/. Every rule is a thin call into the `sasbert` package (src/sasbert).
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/corpus.smk"
+include: "workflow/rules/parse.smk"
+include: "workflow/rules/tokenize.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_outputs(),

@@ -1,0 +1,3 @@
+from sasbert.cli import main
+
+raise SystemExit(main())

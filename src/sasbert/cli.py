@@ -1,0 +1,57 @@
+"""Command line: ``sasbert <stage> [options]`` (also ``python -m sasbert``).
+
+Each stage module defines ``add_arguments(parser)`` and ``run(args)``; modules are imported only
+when their stage runs, so ``sasbert corpus --help`` does not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from sasbert.errors import InputError
+
+# stage name -> (module, one-line help)
+STAGES = {
+    "corpus": ("sasbert.corpus", "read a corpus (CoNLL-U) into sentence shards"),
+    "parse": ("sasbert.parse", "dependency-parse sentence shards (conllu backend: gold parses)"),
+    "tokenize": ("sasbert.tokenization", "train/load a WordPiece vocab, map heads to pieces, pack blocks"),
+    "pretrain": ("sasbert.pretrain", "MLM pretraining with the SAS regularizer"),
+    "probe": ("sasbert.probe", "attention-head UAS of checkpoints against a gold treebank"),
+    "blimp": ("sasbert.blimp", "BLiMP accuracy of checkpoints by pseudo-log-likelihood"),
+}
+
+
+def _stage_module(name: str):
+    return importlib.import_module(STAGES[name][0])
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sasbert", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    # Only the chosen stage's module is imported (it may pull in torch).
+    chosen = next((a for a in argv if a in STAGES), None)
+    for name, (_, help_text) in STAGES.items():
+        stage_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            _stage_module(name).add_arguments(stage_parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        _stage_module(args.stage).run(args)
+    except InputError as err:
+        print(f"sasbert {args.stage}: error: {err}", file=sys.stderr)
+        return 2
+    return 0

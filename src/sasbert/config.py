@@ -1,0 +1,203 @@
+"""Workflow configuration: schema validation with defaults, and the checks a schema cannot say.
+
+Torch-free on purpose: the Snakefile imports this module while it builds the DAG.
+Every error names the config key it is about, as a dotted path (``train.max_steps``,
+``runs[3].resume_from.step``).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+# Architecture presets: (layers, heads, hidden). Intermediate size is 4 x hidden as in BERT.
+MODEL_PRESETS = {
+    "tiny": dict(num_hidden_layers=4, num_attention_heads=4, hidden_size=128),
+    "mini": dict(num_hidden_layers=4, num_attention_heads=4, hidden_size=256),
+    "small": dict(num_hidden_layers=4, num_attention_heads=8, hidden_size=512),
+    "base": dict(num_hidden_layers=12, num_attention_heads=12, hidden_size=768),
+}
+
+
+class ConfigError(Exception):
+    """The workflow configuration is invalid; the message names every offending key."""
+
+
+def _key_path(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _fill_defaults(instance: Any, schema: dict, root: dict) -> None:
+    """Fill ``default`` values of object properties, recursively, like Snakemake's validate()."""
+    if "$ref" in schema:
+        schema = _resolve(schema["$ref"], root)
+    if isinstance(instance, dict):
+        for key, sub in schema.get("properties", {}).items():
+            if "$ref" in sub:
+                sub = {**_resolve(sub["$ref"], root), **{k: v for k, v in sub.items() if k != "$ref"}}
+            if key not in instance and "default" in sub:
+                instance[key] = copy.deepcopy(sub["default"])
+            if key in instance:
+                _fill_defaults(instance[key], sub, root)
+    elif isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        for item in instance:
+            _fill_defaults(item, schema["items"], root)
+
+
+def _resolve(ref: str, root: dict) -> dict:
+    node = root
+    for part in ref.lstrip("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def validate(
+    config: dict, base_dir: str | Path = ".", check_paths: bool = True, schema_path: str | Path = SCHEMA_PATH
+) -> dict:
+    """Validate ``config`` (in place: defaults are filled in) and return it.
+
+    Relative data paths are checked against ``base_dir`` (the workflow's working directory).
+    Raises ConfigError naming every offending key.
+    """
+    schema = load_schema(schema_path)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = []
+        for err in errors:
+            key = _key_path(err.absolute_path)
+            if err.validator == "additionalProperties":
+                known = set(err.schema.get("properties", {}))
+                prefix = "" if not err.absolute_path else key + "."
+                lines += [f"{prefix}{extra}: unknown key" for extra in sorted(set(err.instance) - known)]
+            elif err.validator == "oneOf" and err.context:
+                lines.append(f"{key}: {err.message}; it must be a number or a list of stages")
+            else:
+                lines.append(f"{key}: {err.message}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+    _fill_defaults(config, schema, schema)
+    problems = _semantic_problems(config)
+    if check_paths:
+        problems += _missing_paths(config, Path(base_dir))
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return config
+
+
+def _missing_paths(config: dict, base_dir: Path) -> list[str]:
+    corpus = config["corpus"]
+    named = [(f"corpus.conllu[{i}]", p) for i, p in enumerate(corpus.get("conllu", []))]
+    named += [(f"corpus.text[{i}]", p) for i, p in enumerate(corpus.get("text", []))]
+    named += [("tokenizer.vocab", config["tokenizer"].get("vocab"))]
+    named += [("probe.treebank", config["probe"].get("treebank"))]
+    named += [("blimp.data_dir", config["blimp"].get("data_dir"))]
+    return [
+        f"{key}: path does not exist: {path}"
+        for key, path in named
+        if path is not None and not (base_dir / path).exists()
+    ]
+
+
+def _semantic_problems(config: dict) -> list[str]:
+    problems = []
+    corpus = config["corpus"]
+    source_key = "conllu" if corpus["backend"] == "conllu" else "text"
+    if not corpus.get(source_key):
+        problems.append(f"corpus.{source_key}: required when corpus.backend is {corpus['backend']!r}")
+
+    train = config["train"]
+    if train["batch_size"] % train["grad_accumulation"]:
+        problems.append(
+            f"train.batch_size: {train['batch_size']} is not divisible by "
+            f"train.grad_accumulation ({train['grad_accumulation']})"
+        )
+    if train["decay_horizon"] is not None and train["decay_horizon"] < train["max_steps"]:
+        problems.append(
+            f"train.decay_horizon: {train['decay_horizon']} is before train.max_steps ({train['max_steps']})"
+        )
+    model = model_config(config)
+    if model["hidden_size"] % model["num_attention_heads"]:
+        problems.append(
+            f"model.hidden_size: {model['hidden_size']} is not divisible by "
+            f"model.num_attention_heads ({model['num_attention_heads']})"
+        )
+
+    names = [run["name"] for run in config["runs"]]
+    schedule = checkpoint_steps(config)
+    for i, run in enumerate(config["runs"]):
+        if names.count(run["name"]) > 1:
+            problems.append(f"runs[{i}].name: {run['name']!r} is used by more than one run")
+        if isinstance(run["lambda"], list):
+            problems += _lambda_stage_problems(f"runs[{i}].lambda", run["lambda"], train["max_steps"])
+        parent = run.get("resume_from")
+        if parent is None:
+            continue
+        key = f"runs[{i}].resume_from"
+        if parent["run"] not in names:
+            problems.append(f"{key}.run: no run named {parent['run']!r}")
+        elif parent["run"] == run["name"]:
+            problems.append(f"{key}.run: a run cannot resume from itself")
+        if parent["step"] not in schedule:
+            problems.append(
+                f"{key}.step: {parent['step']} is not in the checkpoint schedule "
+                f"(checkpoints: {_short_list(schedule)}); add it to checkpoints.steps"
+            )
+        elif parent["step"] >= train["max_steps"]:
+            problems.append(f"{key}.step: {parent['step']} is not before train.max_steps ({train['max_steps']})")
+    return problems
+
+
+def _lambda_stage_problems(key: str, stages: list[dict], max_steps: int) -> list[str]:
+    problems = []
+    previous = 0
+    for j, stage in enumerate(stages):
+        until = stage.get("until_step")
+        last = j == len(stages) - 1
+        if until is None and not last:
+            problems.append(f"{key}[{j}].until_step: only the last stage may leave until_step out")
+        elif until is not None and until <= previous:
+            problems.append(f"{key}[{j}].until_step: {until} must be after the previous stage's ({previous})")
+        previous = until or previous
+    return problems
+
+
+def _short_list(steps: list[int], n: int = 12) -> str:
+    text = ", ".join(map(str, steps[:n]))
+    return text + (f", ... ({len(steps)} in all)" if len(steps) > n else "")
+
+
+def model_config(config: dict) -> dict:
+    """BertConfig keyword arguments: the preset with any explicit overrides."""
+    model = dict(MODEL_PRESETS[config["model"].get("preset", "tiny")])
+    model.update({k: v for k, v in config["model"].items() if k != "preset"})
+    model.setdefault("intermediate_size", 4 * model["hidden_size"])
+    return model
+
+
+def checkpoint_steps(config: dict) -> list[int]:
+    """Sorted checkpoint steps: 0, the explicit list, the piecewise rules, and max_steps.
+
+    Rules apply in order: each starts where the previous one ended (the first at 0) and saves every
+    ``every`` steps up to and including ``until``. Steps past max_steps are dropped.
+    """
+    max_steps = config["train"]["max_steps"]
+    ckpt = config["checkpoints"]
+    steps = {0, max_steps, *ckpt.get("steps", [])}
+    start = 0
+    for rule in ckpt.get("every", []):
+        steps.update(range(start + rule["every"], min(rule["until"], max_steps) + 1, rule["every"]))
+        start = max(start, rule["until"])
+    return sorted(s for s in steps if s <= max_steps)

@@ -1,0 +1,230 @@
+"""Stage 3, tokenize: WordPiece vocabulary, word heads mapped onto pieces, fixed-length blocks.
+
+Head mapping policy (SPEC.md stage 3): the first piece of word w carries w's arc and points to the
+first piece of w's head word; the other pieces of w and the root word carry -1. Positions count
+[CLS], so the first piece of a block is at position 1.
+
+Packing: every sentence contributes its pieces followed by [SEP]; this stream is cut into chunks of
+``seq_len - 1`` pieces and each block is [CLS] + chunk, so a sentence may continue in the next
+block (as HF run_mlm's grouping does). An arc whose dependent or head falls in another block
+carries -1. The trailing partial chunk is dropped. Every position of a block is a real piece, so
+``attention_mask`` is all ones.
+
+Output: a HF ``datasets`` DatasetDict (``train``, ``validation``; Arrow, memory-mapped) with
+``input_ids``, ``attention_mask``, ``heads`` and (optionally) ``relations`` (the arc's relation on
+labelled pieces, "" elsewhere), the tokenizer (HF format) and a stats JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sasbert.atomic import atomic_path, write_text
+from sasbert.errors import InputError
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def read_parsed(paths: list[str]) -> pd.DataFrame:
+    frames = [pd.read_parquet(p) for p in paths]
+    parsed = pd.concat(frames, ignore_index=True)
+    if parsed.empty:
+        raise InputError(f"no parsed sentences in {', '.join(paths)}")
+    return parsed
+
+
+def train_wordpiece(sentences: list[list[str]], vocab_size: int, min_frequency: int, lowercase: bool, out_dir: Path):
+    """Train a WordPiece vocab on the corpus words and return a BertTokenizerFast using it."""
+    from tokenizers import BertWordPieceTokenizer
+
+    trainer = BertWordPieceTokenizer(lowercase=lowercase)
+    trainer.train_from_iterator(
+        (" ".join(words) for words in sentences),
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=SPECIAL_TOKENS,
+        show_progress=False,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trainer.save_model(str(out_dir))
+    return load_tokenizer(out_dir / "vocab.txt", lowercase)
+
+
+def load_tokenizer(vocab: str | Path, lowercase: bool):
+    from transformers import BertTokenizerFast
+
+    if not Path(vocab).is_file():
+        raise InputError(f"tokenizer.vocab: no such file: {vocab}")
+    return BertTokenizerFast(vocab_file=str(vocab), do_lower_case=lowercase)
+
+
+def piece_heads(word_ids: list[int], heads: list[int]) -> list[int]:
+    """Sentence-local piece index of each piece's parent (first pieces only), -1 elsewhere.
+
+    ``word_ids[p]`` is the 0-based word of piece p; ``heads[w]`` is word w's 1-based head (0 = root).
+    """
+    first_piece: dict[int, int] = {}
+    for p, w in enumerate(word_ids):
+        first_piece.setdefault(w, p)
+    out = [-1] * len(word_ids)
+    for w, p in first_piece.items():
+        if heads[w] != 0:
+            out[p] = first_piece[heads[w] - 1]
+    return out
+
+
+def encode_sentences(tokenizer, sentences: list[list[str]]) -> list[list[int]]:
+    """Piece ids and word ids per sentence; a word with no pieces becomes [UNK] so no arc is lost."""
+    encoded = tokenizer(sentences, is_split_into_words=True, add_special_tokens=False)
+    ids, word_ids = [], []
+    for i, words in enumerate(sentences):
+        sent_ids = list(encoded["input_ids"][i])
+        sent_words = list(encoded.word_ids(i))
+        missing = set(range(len(words))) - set(sent_words)
+        if missing:  # e.g. a word of control characters only; keep its arc on an [UNK]
+            pairs = sorted(list(zip(sent_words, sent_ids)) + [(w, tokenizer.unk_token_id) for w in missing])
+            sent_words, sent_ids = [w for w, _ in pairs], [t for _, t in pairs]
+        ids.append(sent_ids)
+        word_ids.append(sent_words)
+    return ids, word_ids
+
+
+def pack_blocks(
+    piece_ids: list[list[int]],
+    heads: list[list[int]],
+    relations: list[list[str]] | None,
+    seq_len: int,
+    cls_id: int,
+    sep_id: int,
+) -> dict[str, np.ndarray]:
+    """Pack sentences (pieces + [SEP]) into blocks of [CLS] + (seq_len - 1) pieces.
+
+    ``heads`` are sentence-local piece indices (-1 = no arc). Returns arrays of shape
+    (n_blocks, seq_len): input_ids, heads (block positions, -1 = none) and relations if given.
+    """
+    chunk = seq_len - 1
+    stream_ids, stream_heads, stream_rels = [], [], []
+    offset = 0
+    for i, sent in enumerate(piece_ids):
+        stream_ids.extend(sent)
+        stream_ids.append(sep_id)
+        stream_heads.extend(offset + h if h >= 0 else -1 for h in heads[i])
+        stream_heads.append(-1)
+        if relations is not None:
+            stream_rels.extend(relations[i])
+            stream_rels.append("")
+        offset += len(sent) + 1
+    n_blocks = len(stream_ids) // chunk
+    used = n_blocks * chunk
+    ids = np.asarray(stream_ids[:used], dtype=np.int64).reshape(n_blocks, chunk)
+    head_stream = np.asarray(stream_heads[:used], dtype=np.int64)
+    position = np.arange(used)
+    same_block = (head_stream >= 0) & (head_stream // chunk == position // chunk)
+    block_heads = np.where(same_block, 1 + head_stream % chunk, -1).reshape(n_blocks, chunk)
+    cls = np.full((n_blocks, 1), cls_id, dtype=np.int64)
+    out = {
+        "input_ids": np.concatenate([cls, ids], axis=1),
+        "heads": np.concatenate([np.full((n_blocks, 1), -1), block_heads], axis=1),
+    }
+    if relations is not None:
+        rels = np.asarray(stream_rels[:used], dtype=object).reshape(n_blocks, chunk)
+        rels = np.where(block_heads >= 0, rels, "")
+        out["relations"] = np.concatenate([np.full((n_blocks, 1), "", dtype=object), rels], axis=1)
+    return out
+
+
+def validation_indices(n_blocks: int, n_validation: int) -> np.ndarray:
+    """Evenly spaced block indices, so the held-out slice covers every part (genre) of the corpus."""
+    if n_validation == 0:
+        return np.array([], dtype=np.int64)
+    return np.unique(np.linspace(0, n_blocks - 1, n_validation).round().astype(np.int64))
+
+
+def build_dataset(parsed: pd.DataFrame, tokenizer, seq_len: int, n_validation: int, keep_relations: bool):
+    from datasets import Dataset, DatasetDict
+
+    sentences = [list(words) for words in parsed["words"]]
+    piece_ids, word_ids = encode_sentences(tokenizer, sentences)
+    heads = [piece_heads(w, list(h)) for w, h in zip(word_ids, parsed["heads"])]
+    relations = None
+    if keep_relations:
+        relations = []
+        for w_ids, rels, h in zip(word_ids, parsed["relations"], heads):
+            relations.append([rels[w] if h[p] >= 0 else "" for p, w in enumerate(w_ids)])
+    blocks = pack_blocks(piece_ids, heads, relations, seq_len, tokenizer.cls_token_id, tokenizer.sep_token_id)
+    n_blocks = len(blocks["input_ids"])
+    if n_blocks <= n_validation:
+        raise InputError(
+            f"tokenizer.validation_blocks: the corpus makes only {n_blocks} blocks of {seq_len} pieces, "
+            f"not enough to hold out {n_validation}"
+        )
+    val = validation_indices(n_blocks, n_validation)
+    is_val = np.zeros(n_blocks, dtype=bool)
+    is_val[val] = True
+
+    def split(mask):
+        columns = {
+            "input_ids": blocks["input_ids"][mask].tolist(),
+            "attention_mask": np.ones((int(mask.sum()), seq_len), dtype=np.int64).tolist(),
+            "heads": blocks["heads"][mask].tolist(),
+        }
+        if keep_relations:
+            columns["relations"] = blocks["relations"][mask].tolist()
+        return Dataset.from_dict(columns)
+
+    dataset = DatasetDict({"train": split(~is_val), "validation": split(is_val)})
+    n_words = int(sum(len(s) for s in sentences))
+    n_arcs = int(sum((np.asarray(h) != 0).sum() for h in parsed["heads"]))
+    stats = {
+        "sentences": len(sentences),
+        "words": n_words,
+        "pieces": int(sum(len(p) for p in piece_ids)),
+        "unk_pieces": int(sum(p.count(tokenizer.unk_token_id) for p in piece_ids)),
+        "arcs": n_arcs,
+        "arcs_in_blocks": int((blocks["heads"] >= 0).sum()),
+        "seq_len": seq_len,
+        "blocks_train": int((~is_val).sum()),
+        "blocks_validation": int(is_val.sum()),
+        "vocab_size": tokenizer.vocab_size,
+    }
+    stats["labelled_fraction"] = stats["arcs_in_blocks"] / (n_blocks * seq_len)
+    return dataset, stats
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--parsed", nargs="+", required=True, help="parsed shards (parquet), in corpus order")
+    parser.add_argument("--vocab", default=None, help="existing vocab.txt; omit to train a WordPiece vocab")
+    parser.add_argument("--vocab-size", type=int, default=8000)
+    parser.add_argument("--min-frequency", type=int, default=2)
+    parser.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--seq-len", type=int, default=64)
+    parser.add_argument("--validation-blocks", type=int, default=128)
+    parser.add_argument("--keep-relations", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--out-dataset", required=True, help="HF datasets folder (save_to_disk)")
+    parser.add_argument("--out-tokenizer", required=True, help="tokenizer folder (HF format)")
+    parser.add_argument("--out-stats", required=True, help="stats JSON")
+
+
+def run(args) -> None:
+    parsed = read_parsed(args.parsed)
+    with atomic_path(args.out_tokenizer, is_dir=True) as tok_dir:
+        if args.vocab:
+            tokenizer = load_tokenizer(args.vocab, args.lowercase)
+        else:
+            tokenizer = train_wordpiece(
+                list(parsed["words"]), args.vocab_size, args.min_frequency, args.lowercase, tok_dir
+            )
+        tokenizer.save_pretrained(str(tok_dir))
+        dataset, stats = build_dataset(parsed, tokenizer, args.seq_len, args.validation_blocks, args.keep_relations)
+        with atomic_path(args.out_dataset, is_dir=True) as data_dir:
+            dataset.save_to_disk(str(data_dir))
+    write_text(json.dumps(stats, indent=2) + "\n", args.out_stats)
+    log.info("tokenized: %s", json.dumps(stats))

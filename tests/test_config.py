@@ -1,0 +1,81 @@
+"""Config validation: every bad value gives a message naming its key; schedules."""
+
+import copy
+
+import pytest
+import yaml
+
+from conftest import REPO
+from sasbert import config as sasconfig
+
+
+@pytest.fixture
+def default():
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def check(cfg):
+    return sasconfig.validate(cfg, base_dir=REPO)
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "config/paper.yaml"])
+def test_shipped_configs_are_valid(name):
+    cfg = yaml.safe_load((REPO / name).read_text())
+    if name != "config.yaml":
+        cfg["corpus"]["text"] = ["config.yaml"]  # the paper's corpus lives outside the repo
+    check(cfg)
+
+
+def test_defaults_are_filled(default):
+    cfg = check(default)
+    assert cfg["train"]["mlm_probability"] == 0.15
+    assert cfg["corpus"]["shards"] == 2 and cfg["corpus"]["max_units"] is None
+    assert cfg["probe"]["min_relation_count"] == 100
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["train"].update(max_steps=-5), "train.max_steps: -5 is less than the minimum of 1"),
+        (lambda c: c["train"].update(lr="fast"), "train.lr: 'fast' is not of type 'number'"),
+        (lambda c: c["train"].update(max_step=10), "train.max_step: unknown key"),
+        (lambda c: c.update(bogus=1), "bogus: unknown key"),
+        (lambda c: c["corpus"].update(backend="udpipe"), "corpus.backend: 'udpipe' is not one of"),
+        (lambda c: c["corpus"].update(conllu=["nowhere/x.conllu"]), "corpus.conllu[0]: path does not exist"),
+        (lambda c: c["blimp"].update(data_dir="nowhere"), "blimp.data_dir: path does not exist"),
+        (lambda c: c["runs"][0].update({"lambda_": 1}), "runs[0].lambda_: unknown key"),
+        (lambda c: c["runs"][1].update({"lambda": "big"}), "runs[1].lambda: 'big' is not valid"),
+        (lambda c: c["runs"].append({"name": "baseline", "lambda": 0}), "runs[4].name: 'baseline' is used by more"),
+        (lambda c: c["runs"][3]["resume_from"].update(step=550), "runs[3].resume_from.step: 550 is not in the checkpoint schedule"),
+        (lambda c: c["runs"][3]["resume_from"].update(run="nope"), "runs[3].resume_from.run: no run named 'nope'"),
+        (lambda c: c.update(seeds=[0, 0]), "seeds: [0, 0] has non-unique elements"),
+        (lambda c: c["checkpoints"]["every"].append({"every": 0, "until": 5}), "checkpoints.every[1].every: 0 is less than"),
+        (lambda c: c["model"].update(hidden_size=130), "model.hidden_size: 130 is not divisible"),
+        (lambda c: c["train"].update(decay_horizon=10), "train.decay_horizon: 10 is before train.max_steps"),
+    ],
+)
+def test_bad_values_name_their_key(default, edit, message):
+    cfg = copy.deepcopy(default)
+    edit(cfg)
+    with pytest.raises(sasconfig.ConfigError) as err:
+        check(cfg)
+    assert message in str(err.value)
+
+
+def test_checkpoint_schedule_piecewise():
+    cfg = {"train": {"max_steps": 40000},
+           "checkpoints": {"steps": [500], "every": [{"every": 1000, "until": 15000}, {"every": 5000, "until": 10**6}]}}
+    steps = sasconfig.checkpoint_steps(cfg)
+    assert steps[:4] == [0, 500, 1000, 2000]
+    assert steps[-7:] == [14000, 15000, 20000, 25000, 30000, 35000, 40000]
+
+
+def test_checkpoint_schedule_always_ends_at_max_steps():
+    cfg = {"train": {"max_steps": 250}, "checkpoints": {"steps": [], "every": [{"every": 100, "until": 1000}]}}
+    assert sasconfig.checkpoint_steps(cfg) == [0, 100, 200, 250]
+
+
+def test_model_presets_and_overrides():
+    assert sasconfig.model_config({"model": {"preset": "base"}})["intermediate_size"] == 3072
+    tiny = sasconfig.model_config({"model": {"preset": "tiny", "num_hidden_layers": 2}})
+    assert (tiny["num_hidden_layers"], tiny["hidden_size"]) == (2, 128)
