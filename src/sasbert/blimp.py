@@ -1,0 +1,532 @@
+"""BLiMP accuracy of masked-LM checkpoints by pseudo-log-likelihood (PLL).
+
+PLL (Salazar et al. 2020): mask each non-special piece of a sentence in turn and sum
+log p(original piece | the rest). A BLiMP pair is *correct* when PLL(good) > PLL(bad) strictly
+(a tie, e.g. two identical sentences, counts as wrong).
+
+Variants
+--------
+``original``
+    only the scored piece is masked.
+``within_word_l2r`` (Kauf & Ivanova 2023)
+    while scoring a piece, the *later* pieces of the same word are masked too (earlier pieces of the
+    word stay visible), so a multi-piece word cannot be "read off" its own continuation.
+    A word is what the fast tokenizer's ``word_ids()`` calls one: for BERT's pre-tokenizer that is a
+    whitespace-separated token with punctuation split off (``can't`` -> ``can`` ``'`` ``t``). This is
+    exactly what minicons (the authors' reference implementation) does.
+
+"Non-special" pieces are those with a word id (i.e. not [CLS]/[SEP]/[PAD]); [UNK] is scored, as in
+minicons.
+
+Speed
+-----
+All masked copies of all (deduplicated) sentences are built at once, sorted by length into batches of
+``batch_size`` rows (little padding), and run under ``torch.inference_mode``. Only the hidden state at
+the masked position goes through the MLM prediction head (``model.cls`` for BERT): for small models
+with a 30K vocabulary the head over every position is most of the work of a naive scorer.
+
+Accuracy levels (summary table)
+-------------------------------
+* ``paradigm``: fraction of the paradigm's pairs that are correct.
+* ``phenomenon``: mean of the accuracies of its paradigms (``linguistics_term`` groups; the released
+  data has 13 such values, the paper speaks of 12 phenomena).
+* ``overall``: mean over paradigms (the BLiMP convention).
+With equal pairs per paradigm (the full set, or a subset with n <= 1000) macro and micro agree.
+
+Subsets
+-------
+``pairs_per_paradigm = n`` keeps n pairs of each paradigm, chosen by a generator seeded with
+``(subset_seed, crc32(UID))`` -- independent of which other paradigms are present -- and kept in file
+order; ``None`` keeps all.
+
+Tables
+------
+pairs:   step, UID, pairID, linguistics_term, sentence_good, sentence_bad, pll_good, pll_bad, correct
+summary: step, variant, level, name, phenomenon, accuracy, n_pairs, n_paradigms
+         (level in paradigm | phenomenon | overall; ``phenomenon`` is the paradigm's group for paradigm
+         rows, the name itself for phenomenon rows, "" for the overall row)
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob as globmod
+import gzip
+import json
+import logging
+import re
+import zlib
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from sasbert.errors import InputError
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("original", "within_word_l2r")
+REQUIRED_FIELDS = ("sentence_good", "sentence_bad", "UID", "linguistics_term", "pairID")
+PAIR_COLUMNS = [
+    "step", "UID", "pairID", "linguistics_term", "sentence_good", "sentence_bad",
+    "pll_good", "pll_bad", "correct",
+]
+SUMMARY_COLUMNS = [
+    "step", "variant", "level", "name", "phenomenon", "accuracy", "n_pairs", "n_paradigms",
+]
+LEVEL_ORDER = {"overall": 0, "phenomenon": 1, "paradigm": 2}
+WEIGHT_FILES = (
+    "model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+    "pytorch_model.bin.index.json",
+)
+
+
+# --------------------------------------------------------------------------------------- data
+
+
+def _open_text(path: Path):
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def read_paradigm_file(path: str | Path) -> list[dict]:
+    """Read one BLiMP ``.jsonl`` / ``.jsonl.gz`` file; bad lines raise InputError naming file:line."""
+    path = Path(path)
+    rows: list[dict] = []
+    try:
+        with _open_text(path) as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{lineno}"
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise InputError(f"{where}: malformed JSON ({err.msg})") from None
+                if not isinstance(rec, dict):
+                    raise InputError(f"{where}: expected a JSON object")
+                missing = [f for f in REQUIRED_FIELDS if f not in rec or rec[f] is None]
+                if missing:
+                    raise InputError(f"{where}: missing field(s) {', '.join(missing)}")
+                for f in ("sentence_good", "sentence_bad", "UID", "linguistics_term"):
+                    if not isinstance(rec[f], str):
+                        raise InputError(f"{where}: field {f} must be a string")
+                for f in ("sentence_good", "sentence_bad"):
+                    if not rec[f].strip():
+                        raise InputError(f"{where}: {f} is empty")
+                rows.append({
+                    "UID": rec["UID"],
+                    "pairID": str(rec["pairID"]),
+                    "linguistics_term": rec["linguistics_term"],
+                    "sentence_good": rec["sentence_good"],
+                    "sentence_bad": rec["sentence_bad"],
+                    "_where": where,
+                })
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as err:
+        raise InputError(f"{path}: cannot read ({err})") from None
+    return rows
+
+
+def load_blimp(data_dir: str | Path) -> pd.DataFrame:
+    """All paradigm files of a data dir as one table (UID, pairID, linguistics_term, sentences)."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise InputError(f"{data_dir}: BLiMP data dir not found")
+    files = sorted(p for p in data_dir.iterdir()
+                   if p.is_file() and (p.name.endswith(".jsonl") or p.name.endswith(".jsonl.gz")))
+    if not files:
+        raise InputError(f"{data_dir}: no *.jsonl or *.jsonl.gz paradigm files")
+    rows: list[dict] = []
+    for f in files:
+        rows.extend(read_paradigm_file(f))
+    if not rows:
+        raise InputError(f"{data_dir}: the paradigm files hold no pairs")
+    df = pd.DataFrame(rows)
+    dup = df.duplicated(["UID", "pairID"], keep=False)
+    if dup.any():
+        d = df[dup].groupby(["UID", "pairID"])["_where"].apply(list).iloc[0]
+        raise InputError(f"duplicate pair (UID, pairID) at {' and '.join(d)}")
+    terms = df.groupby("UID")["linguistics_term"].nunique()
+    if (terms > 1).any():
+        uid = terms[terms > 1].index[0]
+        where = df.loc[df.UID == uid].drop_duplicates("linguistics_term")["_where"].tolist()
+        raise InputError(f"paradigm {uid} has several linguistics_term values ({', '.join(where)})")
+    return df.drop(columns="_where").reset_index(drop=True)
+
+
+def subset_pairs(df: pd.DataFrame, n: int | None, seed: int = 0) -> pd.DataFrame:
+    """n pairs per paradigm (all when n is None or the paradigm is smaller), deterministic in seed."""
+    if n is None:
+        return df.reset_index(drop=True)
+    if n < 1:
+        raise InputError(f"pairs_per_paradigm must be >= 1 or null, got {n}")
+    keep: list[np.ndarray] = []
+    for uid, idx in df.groupby("UID", sort=True).indices.items():
+        if len(idx) <= n:
+            keep.append(idx)
+            continue
+        rng = np.random.default_rng([seed, zlib.crc32(uid.encode("utf-8"))])
+        keep.append(np.sort(rng.choice(idx, size=n, replace=False)))
+    return df.iloc[np.sort(np.concatenate(keep))].reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------ masking
+
+
+def mask_rows(ids: np.ndarray, wids: np.ndarray, pos: np.ndarray, variant: str,
+              mask_id: int) -> np.ndarray:
+    """Masked copies: row r of ``ids`` with position ``pos[r]`` masked (and, for
+    ``within_word_l2r``, every later position carrying the same word id). ``wids`` holds word ids,
+    -1 for special pieces/padding."""
+    out = ids.copy()
+    rows = np.arange(len(pos))
+    if variant == "original":
+        out[rows, pos] = mask_id
+    elif variant == "within_word_l2r":
+        w = wids[rows, pos][:, None]
+        cols = np.arange(ids.shape[1])[None, :]
+        same_word_later = (wids == w) & (cols > pos[:, None]) & (w >= 0)
+        out[same_word_later] = mask_id
+        out[rows, pos] = mask_id
+    else:
+        raise ValueError(f"unknown PLL variant {variant!r} (choose from {', '.join(VARIANTS)})")
+    return out
+
+
+def masked_copies(tokenizer, sentence: str, variant: str = "original"):
+    """The masked inputs used to score one sentence: list of (masked ids, position, target id)."""
+    enc = tokenizer(sentence)
+    ids = np.asarray(enc["input_ids"], dtype=np.int64)
+    wids = np.asarray([-1 if w is None else w for w in enc.word_ids()], dtype=np.int64)
+    pos = np.flatnonzero(wids >= 0)
+    out = mask_rows(np.tile(ids, (len(pos), 1)), np.tile(wids, (len(pos), 1)), pos, variant,
+                    tokenizer.mask_token_id)
+    return [(out[i].tolist(), int(p), int(ids[p])) for i, p in enumerate(pos)]
+
+
+# ------------------------------------------------------------------------------------ scoring
+
+
+def _split_model(model):
+    """(encoder, head) so that head(encoder(...)[0][rows, pos]) are the MLM logits; None if the
+    architecture is not known (then the full model runs and logits are gathered)."""
+    base = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    for name in ("cls", "lm_head"):  # BERT-like, RoBERTa-like
+        head = getattr(model, name, None)
+        if base is not None and head is not None:
+            return base, head
+    return None
+
+
+class PLLScorer:
+    """Batched pseudo-log-likelihood scorer for a HF masked LM."""
+
+    def __init__(self, model, tokenizer, device: str | None = None, batch_size: int = 256,
+                 progress: bool = False):
+        import torch
+
+        if not getattr(tokenizer, "is_fast", False):
+            raise InputError("PLL scoring needs a fast tokenizer (for word ids)")
+        if device in (None, "auto"):
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if batch_size < 1:
+            raise InputError(f"batch size must be >= 1, got {batch_size}")
+        self.torch = torch
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.progress = progress
+        self.max_len = getattr(model.config, "max_position_embeddings", None)
+        self.mask_id = tokenizer.mask_token_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        if self.mask_id is None:
+            raise InputError("the tokenizer has no mask token")
+        self._split = _split_model(model)
+
+    @classmethod
+    def from_pretrained(cls, checkpoint: str | Path, **kw) -> "PLLScorer":
+        from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+        checkpoint = Path(checkpoint)
+        check_checkpoint_dir(checkpoint)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(checkpoint, use_fast=True)
+        except Exception as err:  # noqa: BLE001 - transformers raises many kinds
+            raise InputError(f"{checkpoint}: cannot load a tokenizer ({err})") from None
+        try:
+            model = AutoModelForMaskedLM.from_pretrained(checkpoint)
+        except Exception as err:  # noqa: BLE001
+            raise InputError(f"{checkpoint}: cannot load a masked LM ({err})") from None
+        return cls(model, tokenizer, **kw)
+
+    def _encode(self, sentences: Sequence[str]):
+        for i, s in enumerate(sentences):
+            if not isinstance(s, str) or not s.strip():
+                raise InputError(f"sentence {i} is empty: {s!r}")
+        enc = self.tokenizer(list(sentences), add_special_tokens=True)
+        ids = [np.asarray(x, dtype=np.int64) for x in enc["input_ids"]]
+        wids = [np.asarray([-1 if w is None else w for w in enc.word_ids(i)], dtype=np.int64)
+                for i in range(len(sentences))]
+        for i, (s, w) in enumerate(zip(sentences, wids)):
+            if not (w >= 0).any():
+                raise InputError(f"sentence {i} has no piece to score: {s!r}")
+            if self.max_len is not None and len(w) > self.max_len:
+                raise InputError(f"sentence {i} is {len(w)} pieces long, more than the model's "
+                                 f"{self.max_len}: {s[:60]!r}")
+        return ids, wids
+
+    def score(self, sentences: Sequence[str], variant: str = "original") -> np.ndarray:
+        """Summed PLL (natural log) of each sentence; identical sentences are scored once."""
+        if variant not in VARIANTS:
+            raise InputError(f"unknown PLL variant {variant!r} (choose from {', '.join(VARIANTS)})")
+        if len(sentences) == 0:
+            return np.zeros(0)
+        uniq = list(dict.fromkeys(sentences))
+        ids, wids = self._encode(uniq)
+        lengths = np.array([len(x) for x in ids])
+        L = int(lengths.max())
+        ID = np.full((len(uniq), L), self.pad_id, dtype=np.int64)
+        W = np.full((len(uniq), L), -1, dtype=np.int64)
+        for i, (a, w) in enumerate(zip(ids, wids)):
+            ID[i, : len(a)] = a
+            W[i, : len(w)] = w
+        # one item per (sentence, scored position); sorted by length so batches pad little
+        sent, pos = np.nonzero(W >= 0)
+        order = np.argsort(lengths[sent], kind="stable")
+        sent, pos = sent[order], pos[order]
+        target = ID[sent, pos]
+        logp = np.empty(len(sent), dtype=np.float64)
+
+        torch = self.torch
+        starts = range(0, len(sent), self.batch_size)
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc=f"PLL {variant}", unit="batch", leave=False)
+        with torch.inference_mode():
+            for s in starts:
+                e = min(s + self.batch_size, len(sent))
+                bs, bp = sent[s:e], pos[s:e]
+                lb = int(lengths[bs].max())
+                x = mask_rows(ID[bs, :lb], W[bs, :lb], bp, variant, self.mask_id)
+                attn = (np.arange(lb)[None, :] < lengths[bs][:, None]).astype(np.int64)
+                logp[s:e] = self._forward(x, attn, bp, target[s:e])
+        totals = np.bincount(sent, weights=logp, minlength=len(uniq))
+        by_sentence = dict(zip(uniq, totals))
+        return np.array([by_sentence[s] for s in sentences], dtype=np.float64)
+
+    def _forward(self, x, attn, pos, target) -> np.ndarray:
+        torch = self.torch
+        dev = self.device
+        input_ids = torch.from_numpy(x).to(dev, non_blocking=True)
+        attention = torch.from_numpy(attn).to(dev, non_blocking=True)
+        rows = torch.arange(len(pos), device=dev)
+        p = torch.from_numpy(pos).to(dev)
+        if self._split is not None:
+            base, head = self._split
+            hidden = base(input_ids=input_ids, attention_mask=attention)[0]
+            logits = head(hidden[rows, p])
+        else:
+            logits = self.model(input_ids=input_ids, attention_mask=attention).logits[rows, p]
+        logits = logits.float()
+        t = torch.from_numpy(target).to(dev)
+        # log p(target) = logit[target] - logsumexp(logits): no full log-softmax array written
+        lp = logits.gather(1, t[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+        return lp.double().cpu().numpy()
+
+
+def score_pairs(scorer: PLLScorer, pairs: pd.DataFrame, variant: str, step: int) -> pd.DataFrame:
+    """Per-pair table with PLLs and decisions (all sentences scored in one pass)."""
+    n = len(pairs)
+    sentences = pairs["sentence_good"].tolist() + pairs["sentence_bad"].tolist()
+    pll = scorer.score(sentences, variant=variant)
+    out = pairs[["UID", "pairID", "linguistics_term", "sentence_good", "sentence_bad"]].copy()
+    out.insert(0, "step", np.int64(step))
+    out["pll_good"] = pll[:n]
+    out["pll_bad"] = pll[n:]
+    out["correct"] = out["pll_good"] > out["pll_bad"]
+    return out[PAIR_COLUMNS].reset_index(drop=True)
+
+
+# -------------------------------------------------------------------------------- aggregation
+
+
+def summarize(pairs: pd.DataFrame, variant: str = "original") -> pd.DataFrame:
+    """Accuracy per paradigm, per phenomenon (mean of its paradigms) and overall (mean of
+    paradigms), for every step in ``pairs`` (a missing step column counts as step 0)."""
+    if "step" not in pairs.columns:
+        pairs = pairs.assign(step=0)
+    frames = []
+    for step, g in pairs.groupby("step", sort=True):
+        par = (g.groupby("UID", sort=True)
+               .agg(accuracy=("correct", "mean"), n_pairs=("correct", "size"),
+                    phenomenon=("linguistics_term", "first"))
+               .reset_index().rename(columns={"UID": "name"}))
+        par["level"] = "paradigm"
+        par["n_paradigms"] = 1
+        phe = (par.groupby("phenomenon", sort=True)
+               .agg(accuracy=("accuracy", "mean"), n_pairs=("n_pairs", "sum"),
+                    n_paradigms=("name", "size"))
+               .reset_index())
+        phe["name"] = phe["phenomenon"]
+        phe["level"] = "phenomenon"
+        ove = pd.DataFrame([{
+            "name": "overall", "phenomenon": "", "level": "overall",
+            "accuracy": par["accuracy"].mean(), "n_pairs": int(par["n_pairs"].sum()),
+            "n_paradigms": len(par),
+        }])
+        t = pd.concat([ove, phe, par], ignore_index=True)
+        t["step"] = step
+        frames.append(t)
+    out = pd.concat(frames, ignore_index=True)
+    out["variant"] = variant
+    out["step"] = out["step"].astype("int64")
+    out["accuracy"] = out["accuracy"].astype("float64")
+    out["n_pairs"] = out["n_pairs"].astype("int64")
+    out["n_paradigms"] = out["n_paradigms"].astype("int64")
+    return out[SUMMARY_COLUMNS]
+
+
+def _sort_summary(df: pd.DataFrame) -> pd.DataFrame:
+    key = df["level"].map(LEVEL_ORDER).fillna(9)
+    return (df.assign(_k=key).sort_values(["step", "variant", "_k", "name"], kind="stable")
+            .drop(columns="_k").reset_index(drop=True))
+
+
+def gather(inputs: Sequence[str | Path]) -> pd.DataFrame:
+    """Stack per-checkpoint summary tables into one per-run table sorted by step."""
+    if not inputs:
+        raise InputError("gather: no input tables")
+    frames = []
+    for path in inputs:
+        path = Path(path)
+        try:
+            df = pd.read_parquet(path)
+        except Exception as err:  # noqa: BLE001 - pyarrow raises many kinds
+            raise InputError(f"{path}: cannot read parquet ({err})") from None
+        missing = [c for c in SUMMARY_COLUMNS if c not in df.columns]
+        if missing:
+            raise InputError(f"{path}: not a BLiMP summary table (missing {', '.join(missing)})")
+        frames.append(df[SUMMARY_COLUMNS].assign(_src=str(path)))
+    out = pd.concat(frames, ignore_index=True)
+    dup = out.duplicated(["step", "variant", "level", "name"], keep=False)
+    if dup.any():
+        d = out[dup]
+        first = d.iloc[0]
+        srcs = sorted(set(d[(d.step == first.step) & (d.variant == first.variant)]["_src"]))
+        raise InputError(f"step {first.step} ({first.variant}) appears more than once: "
+                         f"{', '.join(srcs)}")
+    return _sort_summary(out.drop(columns="_src"))
+
+
+# -------------------------------------------------------------------------------- checkpoints
+
+
+def check_checkpoint_dir(path: str | Path) -> None:
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(f"{path}: checkpoint dir not found")
+    if not (path / "config.json").is_file() or not any((path / f).is_file() for f in WEIGHT_FILES):
+        raise InputError(f"{path}: no model in checkpoint dir (needs config.json and "
+                         f"{' or '.join(WEIGHT_FILES[:2])})")
+
+
+def step_from_name(path: str | Path) -> int | None:
+    """Last integer in the directory name: ``step-0001000`` -> 1000, ``checkpoint-2000`` -> 2000."""
+    nums = re.findall(r"\d+", Path(path).name)
+    return int(nums[-1]) if nums else None
+
+
+def resolve_checkpoints(specs: Sequence[str], steps: Sequence[int] | None = None
+                        ) -> list[tuple[Path, int]]:
+    """Expand globs, attach steps (explicit, else parsed from the name), check each dir, sort."""
+    paths: list[Path] = []
+    for spec in specs:
+        if any(ch in spec for ch in "*?["):
+            hits = sorted(globmod.glob(spec))
+            if not hits:
+                raise InputError(f"{spec}: glob matches no checkpoint dir")
+            paths.extend(Path(h) for h in hits)
+        else:
+            paths.append(Path(spec))
+    paths = list(dict.fromkeys(paths))
+    if steps:
+        if len(steps) != len(paths):
+            raise InputError(f"--step gives {len(steps)} step(s) for {len(paths)} checkpoint(s)")
+        step_list = [int(s) for s in steps]
+    else:
+        step_list = []
+        for p in paths:
+            s = step_from_name(p)
+            if s is None:
+                raise InputError(f"{p}: no step number in the directory name; give --step")
+            step_list.append(s)
+    for p in paths:
+        check_checkpoint_dir(p)
+    seen: dict[int, Path] = {}
+    for p, s in zip(paths, step_list):
+        if s in seen:
+            raise InputError(f"step {s} given by both {seen[s]} and {p}")
+        seen[s] = p
+    return sorted(zip(paths, step_list), key=lambda t: t[1])
+
+
+# ------------------------------------------------------------------------------------ the CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="blimp_command", required=True, metavar="COMMAND")
+    sc = sub.add_parser("score", help="score checkpoint(s) on BLiMP",
+                        description="Score one checkpoint or a series (several dirs / globs) on "
+                                    "BLiMP by PLL; all steps go into the same two tables.")
+    sc.add_argument("--checkpoint", nargs="+", required=True, metavar="DIR",
+                    help="HF masked-LM dir(s) or glob(s) (e.g. 'run/checkpoints/step-*')")
+    sc.add_argument("--data-dir", required=True, help="dir of BLiMP *.jsonl / *.jsonl.gz files")
+    sc.add_argument("--out-pairs", required=True, help="per-pair parquet")
+    sc.add_argument("--out-summary", required=True, help="accuracy summary parquet")
+    sc.add_argument("--step", type=int, nargs="+", default=None,
+                    help="step(s), one per checkpoint (default: last integer of the dir name)")
+    sc.add_argument("--pairs-per-paradigm", type=_int_or_none, default=None,
+                    help="n pairs per paradigm (default/'null': all)")
+    sc.add_argument("--subset-seed", type=int, default=0)
+    sc.add_argument("--variant", choices=VARIANTS, default="original")
+    sc.add_argument("--batch-size", type=int, default=256, help="masked copies per forward pass")
+    sc.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda:0 ...")
+    ga = sub.add_parser("gather", help="stack per-checkpoint summaries into one table")
+    ga.add_argument("--inputs", nargs="+", required=True, help="summary parquet files")
+    ga.add_argument("--out", required=True, help="output parquet")
+
+
+def _int_or_none(text: str) -> int | None:
+    if text.lower() in ("null", "none", "all"):
+        return None
+    return int(text)
+
+
+def run(args: argparse.Namespace) -> None:
+    from sasbert.atomic import write_parquet
+
+    if args.blimp_command == "gather":
+        write_parquet(gather(args.inputs), args.out)
+        return
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    checkpoints = resolve_checkpoints(args.checkpoint, args.step)
+    pairs = subset_pairs(load_blimp(args.data_dir), args.pairs_per_paradigm, args.subset_seed)
+    log.info("BLiMP: %d pairs from %d paradigms; %d checkpoint(s); variant %s",
+             len(pairs), pairs["UID"].nunique(), len(checkpoints), args.variant)
+    tables = []
+    for path, step in checkpoints:
+        scorer = PLLScorer.from_pretrained(path, device=args.device, batch_size=args.batch_size,
+                                           progress=True)
+        t = score_pairs(scorer, pairs, args.variant, step)
+        log.info("step %d (%s): overall accuracy %.4f", step, path,
+                 t.groupby("UID")["correct"].mean().mean())
+        tables.append(t)
+    all_pairs = pd.concat(tables, ignore_index=True)
+    summary = _sort_summary(summarize(all_pairs, args.variant))
+    write_parquet(all_pairs, args.out_pairs)
+    write_parquet(summary, args.out_summary)
