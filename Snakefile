@@ -14,6 +14,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/corpus.smk"
 include: "workflow/rules/parse.smk"
 include: "workflow/rules/tokenize.smk"
+include: "workflow/rules/pretrain.smk"
 
 
 rule all:

@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 
-from sasbert.errors import InputError
+from sasbert.errors import StageError
 
 # stage name -> (module, one-line help)
 STAGES = {
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         _stage_module(args.stage).run(args)
-    except InputError as err:
+    except StageError as err:
         print(f"sasbert {args.stage}: error: {err}", file=sys.stderr)
-        return 2
+        return err.exit_code
     return 0

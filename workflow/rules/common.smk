@@ -1,5 +1,6 @@
 # Shared helpers: config validation, paths, input functions. The only rule file with real Python.
 # Never import torch here: the DAG is built on login nodes and laptops alike.
+import json
 import os
 import sys
 from pathlib import Path
@@ -57,4 +58,62 @@ def final_outputs():
     """What `snakemake` builds by default: every stage implemented so far."""
     return [
         f"results/tokenize/{CORPUS}/stats.json",
+        *expand(f"{run_dir('{run}', '{seed}')}/metrics/eval.parquet", run=RUNS, seed=SEEDS),
     ]
+
+
+def run_dir(run, seed):
+    return f"results/pretrain/{run}/seed{seed}"
+
+
+def run_dir_of(wildcards):
+    return run_dir(wildcards.run, wildcards.seed)
+
+
+def run_spec(run, seed):
+    """Everything that determines a run's weights, as the JSON the pretrain CLI takes.
+
+    A change to any of it (a params change) makes Snakemake retrain that run.
+    """
+    train = {k: v for k, v in config["train"].items() if k not in ("threads", "gpus", "regularizer")}
+    return {
+        **train,
+        "model": sasconfig.model_config(config),
+        "seed": int(seed),
+        "lambda": RUNS[run]["lambda"],
+        "regularizer": config["train"]["regularizer"],
+        "checkpoint_steps": CHECKPOINT_STEPS,
+    }
+
+
+def run_start_step(run):
+    parent = RUNS[run].get("resume_from")
+    return parent["step"] if parent else 0
+
+
+def run_checkpoint_steps(run):
+    """The checkpoints a run publishes: a release run's start at its parent's step."""
+    return [s for s in CHECKPOINT_STEPS if s >= run_start_step(run)]
+
+
+def parent_checkpoints(wildcards):
+    parent = RUNS[wildcards.run].get("resume_from")
+    return [f"{run_dir(parent['run'], wildcards.seed)}/checkpoints"] if parent else []
+
+
+def resume_flag(wildcards):
+    parent = RUNS[wildcards.run].get("resume_from")
+    if not parent:
+        return ""
+    return f"--resume-from {run_dir(parent['run'], wildcards.seed)}/checkpoints/step-{parent['step']}"
+
+
+def spec_json(wildcards):
+    return json.dumps(run_spec(wildcards.run, wildcards.seed), sort_keys=True)
+
+
+def launcher(wildcards, threads, resources):
+    """One process, or torchrun with one process per GPU (DDP keeps the global batch)."""
+    if int(resources.gpu) > 1:
+        return f"torchrun --standalone --nproc_per_node {resources.gpu} -m sasbert"
+    return "sasbert"

@@ -1,0 +1,91 @@
+"""Training step time: lambda = 0 (fastest attention, SDPA) vs lambda != 0 (eager attention with
+the SAS regularizer), same model, batch and process. Target: regularized <= 1.15x unregularized.
+
+    python benchmarks/pretrain_speed.py                      # tiny default model, seq 64, batch 32
+    python benchmarks/pretrain_speed.py --preset base --seq-len 128 --batch-size 8 --steps 5
+
+Prints a table and ends with one line holding the headline ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import torch
+
+from sasbert.config import MODEL_PRESETS
+from sasbert.pretrain import build_model
+from sasbert.regularizer import sas_regularizer
+
+
+def make_batch(batch_size, seq_len, vocab, generator):
+    input_ids = torch.randint(5, vocab, (batch_size, seq_len), generator=generator)
+    labels = torch.full_like(input_ids, -100)
+    masked = torch.rand(batch_size, seq_len, generator=generator) < 0.15
+    labels[masked] = input_ids[masked]
+    input_ids[masked] = 4
+    # about 70% of positions labelled (as on UD EWT), parents within 8 positions
+    heads = (torch.arange(seq_len) + torch.randint(-8, 9, (batch_size, seq_len), generator=generator)).clamp(1, seq_len - 1)
+    heads[torch.rand(batch_size, seq_len, generator=generator) > 0.7] = -1
+    heads[:, 0] = -1
+    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels, "heads": heads}
+
+
+def time_steps(model, optimizer, batch, compute_sas, steps, warmup):
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        out = model(**batch, compute_sas=compute_sas)
+        loss = out["mlm_sum"] / out["n_masked"]
+        if compute_sas:
+            loss = loss + 1.0 * out["sas"]
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]  # median
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="tiny", choices=sorted(MODEL_PRESETS))
+    parser.add_argument("--vocab-size", type=int, default=8000)
+    parser.add_argument("--seq-len", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--reduction", default="mean", choices=["sum", "mean"])
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    model_kwargs = dict(MODEL_PRESETS[args.preset])
+    model_kwargs["intermediate_size"] = 4 * model_kwargs["hidden_size"]
+    model = build_model(model_kwargs, args.vocab_size, seed=0, max_position=max(512, args.seq_len))
+    model.sas_options = {"type": "max", "direction": "both", "reduction": args.reduction}
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batch = make_batch(args.batch_size, args.seq_len, args.vocab_size, torch.Generator().manual_seed(0))
+    tokens = args.batch_size * args.seq_len
+
+    rows = []
+    for label, compute_sas in [("lambda = 0 (sdpa)", False), ("lambda != 0 (eager + SAS)", True)]:
+        seconds = time_steps(model, optimizer, batch, compute_sas, args.steps, args.warmup)
+        rows.append((label, seconds, tokens / seconds))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    print(f"model {args.preset} {model_kwargs['num_hidden_layers']}x{model_kwargs['num_attention_heads']}x"
+          f"{model_kwargs['hidden_size']}, vocab {args.vocab_size}, batch {args.batch_size} x {args.seq_len}, "
+          f"{args.threads} thread(s), median of {args.steps} steps")
+    print(f"{'setting':<28} {'s/step':>8} {'tokens/s':>10}")
+    for label, seconds, tps in rows:
+        print(f"{label:<28} {seconds:>8.4f} {tps:>10.0f}")
+    print(f"peak RSS of the process: {peak_mb:.0f} MB")
+    print(f"regularized/unregularized step time ratio: {rows[1][1] / rows[0][1]:.3f}")
+
+
+if __name__ == "__main__":
+    main()
