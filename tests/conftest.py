@@ -16,3 +16,32 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """A tokenized slice of real EWT train text (300 sentences, vocab 600, blocks of 32)."""
+    from sasbert import corpus, parse, tokenization
+
+    out = tmp_path_factory.mktemp("tiny_corpus")
+    units = corpus.read_units([str(EWT / "en_ewt-ud-train.conllu.gz")], "conllu", max_units=300)
+    parsed = parse.parse_conllu_shard(units)
+    tokenizer = tokenization.train_wordpiece(list(parsed["words"]), 600, 2, True, out / "tokenizer")
+    tokenizer.save_pretrained(str(out / "tokenizer"))
+    dataset, _ = tokenization.build_dataset(parsed, tokenizer, seq_len=32, n_validation=8, keep_relations=True)
+    dataset.save_to_disk(str(out / "dataset"))
+    return {"dataset": str(out / "dataset"), "tokenizer": str(out / "tokenizer")}
+
+
+def tiny_spec(**overrides):
+    """A run specification (what the Snakemake rule passes) for a 2 x 2 x 32 BERT."""
+    spec = {
+        "model": {"num_hidden_layers": 2, "num_attention_heads": 2, "hidden_size": 32, "intermediate_size": 64},
+        "seed": 0, "lambda": 0.0,
+        "regularizer": {"type": "max", "direction": "both", "reduction": "mean"},
+        "checkpoint_steps": [0, 4, 8, 12], "max_steps": 12, "batch_size": 8, "grad_accumulation": 1,
+        "lr": 0.002, "weight_decay": 0.01, "warmup_steps": 2, "decay_horizon": 24, "mlm_probability": 0.15,
+        "precision": "fp32", "logging_steps": 4, "threads": 1,
+    }
+    spec.update(overrides)
+    return spec

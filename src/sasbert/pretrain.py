@@ -45,7 +45,6 @@ from transformers import (
     AutoTokenizer,
     BertConfig,
     BertForMaskedLM,
-    DataCollatorForLanguageModeling,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -90,17 +89,57 @@ class MaskedHeadBertForMaskedLM(BertForMaskedLM):
 
 
 class BlockCollator:
-    """Dynamic MLM masking (15%, 80/10/10, HF's collator on the global RNG, which checkpoints
-    save and restore) with the blocks' ``heads`` passed through."""
+    """MLM masking (BERT's: ``mlm_probability`` of the non-special pieces; of those 80% [MASK],
+    10% a random piece, 10% unchanged) with the blocks' ``heads`` passed through.
 
-    def __init__(self, tokenizer, mlm_probability: float, seed: int | None = None):
-        self.mlm = DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability, seed=seed)
+    Each block's mask is drawn from its own generator seeded by (seed, epoch, block index), so it
+    is new every epoch (dynamic masking, as HF run_mlm) yet independent of the process that draws
+    it and of the global RNG: a run resumed from a checkpoint and a run split over N DDP processes
+    mask exactly as one uninterrupted process does.
+    """
+
+    def __init__(self, tokenizer, mlm_probability: float, seed: int):
+        self.mlm_probability = mlm_probability
+        self.seed = seed
+        self.epoch = 0
+        self.mask_id = tokenizer.mask_token_id
+        self.vocab_size = len(tokenizer)
+        self.special_ids = torch.tensor(sorted(tokenizer.all_special_ids))
+
+    def block_generator(self, block: int) -> torch.Generator:
+        return torch.Generator().manual_seed(((self.seed * 1_000_003 + self.epoch) * 1_000_000_007 + block) % 2**63)
+
+    def mask_block(self, input_ids: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+        generator = self.block_generator(block)
+        draws = torch.rand(3, len(input_ids), generator=generator)
+        random_pieces = torch.randint(self.vocab_size, (len(input_ids),), generator=generator)
+        selected = (draws[0] < self.mlm_probability) & ~torch.isin(input_ids, self.special_ids)
+        labels = torch.where(selected, input_ids, -100)
+        masked = input_ids.clone()
+        to_mask = selected & (draws[1] < 0.8)
+        to_random = selected & ~to_mask & (draws[2] < 0.5)
+        masked[to_mask] = self.mask_id
+        masked[to_random] = random_pieces[to_random]
+        return masked, labels
 
     def __call__(self, examples):
-        heads = torch.tensor([ex["heads"] for ex in examples], dtype=torch.long)
-        batch = self.mlm([{"input_ids": ex["input_ids"], "attention_mask": ex["attention_mask"]} for ex in examples])
-        batch["heads"] = heads
-        return batch
+        inputs, labels = zip(*(self.mask_block(torch.tensor(ex["input_ids"]), ex["block"]) for ex in examples))
+        return {
+            "input_ids": torch.stack(inputs),
+            "attention_mask": torch.tensor([ex["attention_mask"] for ex in examples]),
+            "labels": torch.stack(labels),
+            "heads": torch.tensor([ex["heads"] for ex in examples], dtype=torch.long),
+        }
+
+
+class EpochCallback(TrainerCallback):
+    """Tell the collator which epoch its blocks belong to (the masks change every epoch)."""
+
+    def __init__(self, collator: BlockCollator):
+        self.collator = collator
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.collator.epoch = int(state.epoch or 0)
 
 
 def build_model(model_kwargs: dict, vocab_size: int, seed: int, max_position: int) -> MaskedHeadBertForMaskedLM:
@@ -257,7 +296,7 @@ def held_out_loss(model, dataset, tokenizer, mlm_probability: float, batch_size:
     """Mean MLM loss over the validation blocks with fixed masks (its own seeded generator)."""
     if len(dataset) == 0:
         return float("nan")
-    collator = BlockCollator(tokenizer, mlm_probability, seed=EVAL_MASK_SEED)
+    collator = BlockCollator(tokenizer, mlm_probability, seed=EVAL_MASK_SEED)  # epoch 0 always
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
@@ -293,8 +332,10 @@ def train(
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     data = load_from_disk(dataset_dir)
-    train_data = data["train"].select_columns(["input_ids", "attention_mask", "heads"])
-    val_data = data["validation"].select_columns(["input_ids", "attention_mask", "heads"])
+    columns = ["input_ids", "attention_mask", "heads"]
+    # ``block`` (the index) seeds each block's mask; the model never sees it.
+    train_data = data["train"].select_columns(columns).add_column("block", list(range(len(data["train"]))))
+    val_data = data["validation"].select_columns(columns).add_column("block", list(range(len(data["validation"]))))
     seq_len = len(train_data[0]["input_ids"])
     max_position = max(seq_len, spec.get("max_position_embeddings", 512))
     tokenizer.model_max_length = max_position
@@ -323,6 +364,7 @@ def train(
         adam_beta2=0.999,
         adam_epsilon=1e-6,
         max_grad_norm=1.0,
+        remove_unused_columns=False,  # the collator needs ``block``
         lr_scheduler_type="linear",
         warmup_steps=spec["warmup_steps"],
         seed=spec["seed"],
@@ -353,13 +395,14 @@ def train(
         log.info("step %d: held-out MLM loss %.4f", step, loss)
 
     schedule = ScheduleCallback(steps, evaluate)
+    collator = BlockCollator(tokenizer, spec["mlm_probability"], seed=spec["seed"])
     trainer = SASTrainer(
         model=model,
         args=args,
         train_dataset=train_data,
-        data_collator=BlockCollator(tokenizer, spec["mlm_probability"]),
+        data_collator=collator,
         processing_class=tokenizer,
-        callbacks=[schedule],
+        callbacks=[schedule, EpochCallback(collator)],
         lambda_schedule=spec["lambda"],
         tokens_per_step=spec["batch_size"] * seq_len,
         recorder=recorder,

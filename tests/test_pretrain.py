@@ -1,0 +1,224 @@
+"""Pretraining: HF-format checkpoints, the regularizer's effect, exact resume after kill -9 and
+SIGTERM, release runs, NaN handling and DDP equivalence. All on real EWT text with a tiny BERT."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForMaskedLM, AutoTokenizer, BertForMaskedLM
+
+from conftest import tiny_spec
+from sasbert.pretrain import BlockCollator, build_model, train
+from sasbert.regularizer import sas_regularizer
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def pretrain_cmd(corpus, run_dir, spec, *extra):
+    return [sys.executable, "-m", "sasbert", "pretrain", "--dataset", corpus["dataset"], "--tokenizer",
+            corpus["tokenizer"], "--run-dir", str(run_dir), "--spec", json.dumps(spec), *extra]
+
+
+def weights(run_dir, step):
+    return load_file(str(Path(run_dir) / "checkpoints" / f"step-{step}" / "model.safetensors"))
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+@pytest.fixture(scope="module")
+def reference_run(tiny_corpus, tmp_path_factory):
+    """One uninterrupted run that the interrupted ones must reproduce bit for bit."""
+    run_dir = tmp_path_factory.mktemp("reference")
+    spec = tiny_spec(**{"lambda": [{"value": 0.5, "until_step": 6}, {"value": 0.0}]})
+    train(tiny_corpus["dataset"], tiny_corpus["tokenizer"], str(run_dir), spec)
+    return run_dir, spec
+
+
+def test_checkpoints_are_hf_format_with_tokenizer_and_metrics(reference_run):
+    run_dir, spec = reference_run
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-0", "step-12", "step-4", "step-8"]
+    checkpoint = run_dir / "checkpoints" / "step-8"
+    model = AutoModelForMaskedLM.from_pretrained(checkpoint)
+    assert type(model) is BertForMaskedLM
+    assert json.loads((checkpoint / "config.json").read_text())["architectures"] == ["BertForMaskedLM"]
+    assert AutoTokenizer.from_pretrained(checkpoint).mask_token == "[MASK]"
+    assert {"optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json"} <= {p.name for p in checkpoint.iterdir()}
+    steps = pd.read_parquet(run_dir / "metrics" / "steps.parquet")
+    assert steps["step"].tolist() == list(range(1, 13))
+    assert set(steps.columns) >= {"step", "mlm_loss", "sas", "lambda", "lr", "grad_norm", "tokens_per_s"}
+    # the regularizer is computed (and logged) only while lambda != 0
+    assert steps.loc[steps.step <= 6, "sas"].notna().all() and steps.loc[steps.step > 6, "sas"].isna().all()
+    assert steps["lambda"].tolist() == [0.5] * 6 + [0.0] * 6
+    assert steps["lr"].iloc[0] == 0.0 and steps["lr"].iloc[2] == pytest.approx(0.002)  # warmup, then decay
+    evals = pd.read_parquet(run_dir / "metrics" / "eval.parquet")
+    assert evals["step"].tolist() == [0, 4, 8, 12] and evals["val_mlm_loss"].notna().all()
+
+
+def test_masked_head_loss_equals_bert_for_masked_lm(tiny_corpus):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_corpus["tokenizer"])
+    spec = tiny_spec()
+    model = build_model(spec["model"], tokenizer.vocab_size, seed=0, max_position=64).eval()
+    from datasets import load_from_disk
+
+    blocks = load_from_disk(tiny_corpus["dataset"])["train"]
+    batch = BlockCollator(tokenizer, 0.15, seed=0)([{**blocks[i], "block": i} for i in range(4)])
+    ours = model(**batch)
+    reference = BertForMaskedLM.forward(model, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                        labels=batch["labels"])
+    assert (ours["mlm_sum"] / ours["n_masked"]).item() == pytest.approx(reference.loss.item(), rel=1e-5)
+
+
+def test_masking_follows_bert_proportions(tiny_corpus):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_corpus["tokenizer"])
+    collator = BlockCollator(tokenizer, 0.15, seed=0)
+    ids = torch.randint(5, len(tokenizer), (20000,))
+    masked, labels = collator.mask_block(ids, block=3)
+    selected = labels != -100
+    assert selected.float().mean().item() == pytest.approx(0.15, abs=0.01)
+    assert (masked[selected] == tokenizer.mask_token_id).float().mean().item() == pytest.approx(0.8, abs=0.03)
+    assert (masked[selected] == ids[selected]).float().mean().item() == pytest.approx(0.1, abs=0.03)
+    again, _ = collator.mask_block(ids, block=3)
+    assert torch.equal(masked, again)
+    collator.epoch = 1
+    assert not torch.equal(masked, collator.mask_block(ids, block=3)[0])
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_regularizer_moves_arc_attention(tiny_corpus, sign):
+    """lambda > 0 lowers the attention on arcs (SAS-), lambda < 0 raises it (SAS+)."""
+    from datasets import load_from_disk
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_corpus["tokenizer"])
+    model = build_model(tiny_spec()["model"], tokenizer.vocab_size, seed=0, max_position=64)
+    model.sas_options = {"type": "max", "direction": "both", "reduction": "mean"}
+    blocks = load_from_disk(tiny_corpus["dataset"])["train"]
+    batch = BlockCollator(tokenizer, 0.15, seed=0)([{**blocks[i], "block": i} for i in range(16)])
+
+    def arc_attention():
+        model.eval()
+        with torch.no_grad():
+            value = model(**batch, compute_sas=True)["sas"].item()
+        model.train()
+        return value
+
+    before = arc_attention()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(15):
+        out = model(**batch, compute_sas=True)
+        (out["mlm_sum"] / out["n_masked"] + sign * 5.0 * out["sas"]).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    after = arc_attention()
+    assert (after < 0.5 * before) if sign > 0 else (after > 2 * before), (before, after)
+
+
+def wait_for(predicate, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def steps_logged(run_dir):
+    path = Path(run_dir) / "metrics" / "steps.csv"
+    return len(path.read_text().splitlines()) - 1 if path.exists() else 0
+
+
+def test_kill_9_then_rerun_resumes_bit_for_bit(reference_run, tiny_corpus, tmp_path):
+    ref_dir, spec = reference_run
+    proc = subprocess.Popen(pretrain_cmd(tiny_corpus, tmp_path, spec), env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: steps_logged(tmp_path) >= 6)  # past the checkpoint at step 4
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "checkpoints").exists()  # nothing Snakemake could take as done
+    result = subprocess.run(pretrain_cmd(tiny_corpus, tmp_path, spec), env=ENV, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "from " + str(tmp_path / "state" / "checkpoint-") in result.stderr
+    assert_same_weights(weights(ref_dir, 12), weights(tmp_path, 12))
+    ours = pd.read_parquet(tmp_path / "metrics" / "steps.parquet")
+    theirs = pd.read_parquet(ref_dir / "metrics" / "steps.parquet")
+    assert ours["step"].tolist() == list(range(1, 13))
+    pd.testing.assert_series_equal(ours["mlm_loss"], theirs["mlm_loss"])
+    pd.testing.assert_series_equal(ours["sas"], theirs["sas"])
+
+
+def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes_identically(reference_run, tiny_corpus, tmp_path):
+    ref_dir, spec = reference_run
+    proc = subprocess.Popen(pretrain_cmd(tiny_corpus, tmp_path, spec), env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: steps_logged(tmp_path) >= 5)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 143, stderr[-3000:]
+    assert "SIGTERM at step" in stderr
+    saved = sorted(int(p.name.split("-")[1]) for p in (tmp_path / "state").glob("checkpoint-*"))
+    assert saved[-1] >= 5 and saved[-1] not in spec["checkpoint_steps"]  # saved off-schedule, at once
+    result = subprocess.run(pretrain_cmd(tiny_corpus, tmp_path, spec), env=ENV, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_weights(weights(ref_dir, 12), weights(tmp_path, 12))
+
+
+def test_release_run_continues_from_parent_checkpoint(reference_run, tiny_corpus, tmp_path):
+    """A run whose lambda is released at step 4, started from the parent at 4, equals one that
+    trained through: same optimizer, scheduler and RNG state."""
+    parent_dir, _ = reference_run
+    constant = tiny_spec(**{"lambda": 0.5})
+    parent = tmp_path / "parent"
+    train(tiny_corpus["dataset"], tiny_corpus["tokenizer"], str(parent), constant)
+    stages = [{"value": 0.5, "until_step": 4}, {"value": 0.0}]
+    released = tmp_path / "released"
+    train(tiny_corpus["dataset"], tiny_corpus["tokenizer"], str(released), tiny_spec(**{"lambda": stages}),
+          resume_from=str(parent / "checkpoints" / "step-4"))
+    through = tmp_path / "through"
+    train(tiny_corpus["dataset"], tiny_corpus["tokenizer"], str(through), tiny_spec(**{"lambda": stages}))
+    assert sorted(p.name for p in (released / "checkpoints").iterdir()) == ["step-12", "step-4", "step-8"]
+    assert_same_weights(weights(released, 4), weights(parent, 4))
+    assert_same_weights(weights(released, 12), weights(through, 12))
+    steps = pd.read_parquet(released / "metrics" / "steps.parquet")
+    assert steps["step"].tolist() == list(range(5, 13)) and (steps["lambda"] == 0).all()
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny_corpus, tmp_path):
+    spec = tiny_spec(**{"lambda": [{"value": 0.0, "until_step": 5}, {"value": float("inf")}]})
+    result = subprocess.run(pretrain_cmd(tiny_corpus, tmp_path, spec), env=ENV, capture_output=True, text=True)
+    assert result.returncode == 3
+    assert "at step 6" in result.stderr
+    assert (tmp_path / "state" / "checkpoint-4" / "model.safetensors").is_file()
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_ddp_two_processes_match_one_process(tiny_corpus, tmp_path):
+    """torchrun with 2 gloo processes x 4 sequences = 1 process x 8 (dropout off: it draws from
+    each process's own RNG)."""
+    spec = tiny_spec(max_steps=6, checkpoint_steps=[0, 6])
+    spec["model"] = {**spec["model"], "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    single = tmp_path / "single"
+    train(tiny_corpus["dataset"], tiny_corpus["tokenizer"], str(single), spec)
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "sasbert"] + pretrain_cmd(
+        tiny_corpus, tmp_path / "ddp", spec)[3:]
+    result = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    a = pd.read_parquet(single / "metrics" / "steps.parquet")
+    b = pd.read_parquet(tmp_path / "ddp" / "metrics" / "steps.parquet")
+    # rank 0 logs its own half of the batch; the weights see the whole batch
+    wa, wb = weights(single, 6), weights(tmp_path / "ddp", 6)
+    for name in wa:
+        torch.testing.assert_close(wa[name], wb[name], rtol=1e-4, atol=1e-5)
+    assert len(a) == len(b) == 6
