@@ -271,6 +271,13 @@ def test_fast_path_matches_reference(model, tokenizer):
         sentences = probe.read_treebank(EWT_DEV, max_sentences=n)
         result = probe.score_model(model64, tokenizer, sentences, max_pieces=max_pieces,
                                    batch_size=16, min_relation_count=min_count)
+        # batching must not change anything: one sentence a batch, and everything in one batch
+        for batch_size in (1, 200):
+            other = probe.score_model(model64, tokenizer, sentences, max_pieces=max_pieces,
+                                      batch_size=batch_size, min_relation_count=min_count)
+            assert other.scores["correct"].tolist() == result.scores["correct"].tolist()
+            assert other.scores["soft_score"].to_numpy() == pytest.approx(
+                result.scores["soft_score"].to_numpy(), rel=1e-9, nan_ok=True)
     finally:
         model.float()
     assert ref_skipped > 0 and result.n_skipped_too_long == ref_skipped
@@ -362,6 +369,38 @@ def test_too_long_sentences_are_skipped_and_counted(model, tokenizer, tmp_path):
     assert summary.query("method == 'attention' and relation == 'all'")["count"].item() == 4
     with pytest.raises(InputError, match="no sentence fits"):
         probe.score_model(model, tokenizer, sentences, max_pieces=4)
+
+
+def test_word_without_pieces_skips_the_sentence(model, tokenizer):
+    ok = probe.Sentence(("a", "dog", "barks"), (2, 3, 0), ("det", "nsubj", "root"), (None,) * 3, 1)
+    # a zero-width space is removed by BERT's normalizer: that word has no piece to pool
+    empty = probe.Sentence(("a", "\u200b", "dog"), (3, 3, 0), ("det", "dep", "root"), (None,) * 3, 5)
+    assert probe.encode_sentences(tokenizer, [empty]) == [None]
+    result = probe.score_model(model, tokenizer, [ok, empty])
+    assert (result.n_skipped_unaligned, result.n_sentences) == (1, 1)
+    assert (result.summary["n_skipped_unaligned"] == 1).all()
+
+
+def test_slow_tokenizer_fallback_aligns_like_the_fast_one(tokenizer):
+    from transformers import BertTokenizer
+
+    slow = BertTokenizer(vocab_file=str(VOCAB))
+    sentences = probe.read_treebank(EWT_DEV, max_sentences=100)
+    fast_enc, slow_enc = probe.encode_sentences(tokenizer, sentences), probe.encode_sentences(slow, sentences)
+    for a, b in zip(fast_enc, slow_enc):
+        assert a[0] == b[0] and a[1].tolist() == b[1].tolist()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1\ta\t_\t_\t_\t_\t0\troot\t_\t_\n2\tb\t_\t_\n", r"line 2: expected 10 tab-separated"),
+    ("1\ta\t_\t_\t_\t_\t0\troot\t_\t_\n2\tb\t_\t_\t_\t_\t_\tdep\t_\t_\n", r"line 2: missing .*HEAD"),
+    ("1\ta\t_\t_\t_\t_\t0\troot\t_\t_\n\n1\ta\t_\t_\t_\t_\t0\t_\t_\t_\n", r"line 3: .*without DEPREL"),
+    ("1\ta\t_\t_\t_\t_\t1\troot\t_\t_\n", r"line 1: cycle"),
+])
+def test_bad_conllu_names_file_and_line(tmp_path, text, message):
+    path = write(tmp_path / "bad.conllu", text)
+    with pytest.raises(InputError, match=r"bad\.conllu: " + message):
+        probe.read_treebank(path)
 
 
 @pytest.mark.parametrize("name, step", [("step-0001000", 1000), ("checkpoint-2000", 2000),

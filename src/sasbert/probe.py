@@ -1,0 +1,960 @@
+"""Attention-head UAS probe (Clark et al. 2019, as ported by Chen et al. 2024): see SPEC.md, "UAS probe".
+
+For one masked-LM checkpoint and one gold CoNLL-U treebank, every attention head of every layer is
+read as a dependency parser, in two directions:
+
+* ``dependent_to_parent``: the predicted parent of word i is argmax_j W[i, j]
+  (the dependent attends to its parent);
+* ``parent_to_dependent``: the predicted parent of word i is argmax_j W[j, i]
+  (the parent attends to its dependent);
+
+where W is the *word-level* attention of that head: attention *to* a word is the SUM over its pieces
+(columns), attention *from* a word is the MEAN over its pieces (rows); [CLS]/[SEP] (all special
+tokens) are dropped and the diagonal is zeroed. Ties in an argmax go to the lowest word index.
+
+Scores, per (layer, head, direction, relation): ``correct``/``count`` = ``accuracy`` (fraction of
+words of that relation whose predicted parent is the gold parent) and ``soft_score`` (mean word-level
+attention weight on the gold parent in that direction: W[i, parent] resp. W[parent, i]). Layers and
+heads are numbered from 0. Relation "all" pools every scored word.
+
+The summary has, for ``method == "attention"``: the best (layer, head, direction) per relation and
+for "all" (the paper's UAS; ties go to the lowest layer, then head, then dependent_to_parent), and a
+"mean" row (mean of the per-relation best accuracies over relations with at least
+``min_relation_count`` words); for ``method == "offset"`` the same rows for the fixed-offset
+baselines (predicted parent of word i = word i + offset, offsets -3..+3 without 0; an offset that
+falls outside the sentence is simply wrong, unlike Clark et al.'s clamping to the sentence edge).
+
+Which words are scored: every word with a parent word (the root has none), minus
+* labelled treebanks (UD): words whose relation is in ``excluded_relations`` (default root, punct);
+  the relation is the UD deprel with its subtype stripped (``nmod:poss`` -> ``nmod``), so relations
+  are the universal ones and subtype-rich treebanks pool their counts;
+* unlabelled treebanks (every DEPREL is ``_``, e.g. the NLTK WSJ sample with PTB tags in XPOS):
+  words whose XPOS is a punctuation tag (``punct_tags``); only relation "all" is scored.
+Sentences longer than ``max_pieces`` pieces (with [CLS]/[SEP]), or with a word that the tokenizer
+maps to no piece at all, are skipped and counted (``n_skipped_too_long``, ``n_skipped_unaligned``).
+The offset baselines are computed on exactly the scored words, so they are comparable.
+
+Speed: sentences are tokenized in one call, sorted by length and batched, the encoder (without the
+MLM head, which the probe does not need) runs under ``torch.inference_mode`` on the GPU when there is
+one, and word pooling is two batched matmuls over all layers and heads at once (W = Mean @ A @ Sum,
+with a 0/1 piece->word matrix; pooling costs ~pieces^3 per sentence, so a batch is pooled in chunks
+of similar length); argmaxes and the per-relation tallies (a float64 matmul with a one-hot relation
+matrix) stay on the device, and only the (layers x heads x 2 x relations) tallies come back.
+Matmuls rather than scatter-adds keep GPU results deterministic.
+
+Outputs (parquet, written atomically), one pair per checkpoint:
+
+* scores: ``step, checkpoint, treebank, method, layer, head, direction, offset, relation, correct,
+  count, accuracy, soft_score``; ``method`` "attention" rows (every layer x head x direction x
+  relation, "all" included; ``offset`` null) and "offset" rows (every offset x relation; ``layer``,
+  ``head``, ``direction``, ``soft_score`` null).
+* summary: ``step, checkpoint, treebank, method, relation, layer, head, direction, offset, correct,
+  count, accuracy, soft_score, max_soft_score, n_relations, n_sentences, n_skipped_too_long,
+  n_skipped_unaligned, max_pieces, min_relation_count``; per method one row per relation, one for
+  "all" and (labelled treebanks) one for "mean" (``n_relations`` relations averaged; ``correct``
+  null). ``soft_score`` is the chosen head's, ``max_soft_score`` the best soft score of any head.
+  ``n_sentences`` counts the sentences probed, the ``n_skipped_*`` columns those left out.
+
+``gather`` stacks such tables (any number of steps of one run) into one, sorted by step.
+``checkpoint`` and ``treebank`` hold base names only, so outputs do not depend on where files are.
+
+CLI::
+
+    sasbert probe score --checkpoint DIR [DIR|GLOB ...] --treebank FILE \\
+        --out-scores X.parquet --out-summary Y.parquet [--step N ...] [--max-pieces 128] ...
+    sasbert probe gather --inputs A.parquet B.parquet ... --out Z.parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import gzip
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from sasbert.atomic import write_parquet
+from sasbert.errors import InputError
+
+log = logging.getLogger(__name__)
+
+DIRECTIONS = ("dependent_to_parent", "parent_to_dependent")
+DEFAULT_EXCLUDED_RELATIONS = ("root", "punct")
+# PTB punctuation tags (as excluded in the usual WSJ dependency evaluations).
+PTB_PUNCT_TAGS = ("``", "''", ",", ".", ":", "-LRB-", "-RRB-", "#", "$")
+OFFSETS = (-3, -2, -1, 1, 2, 3)
+ALL = "all"
+MEAN = "mean"
+
+SCORE_COLUMNS = [
+    "step", "checkpoint", "treebank", "method", "layer", "head", "direction", "offset",
+    "relation", "correct", "count", "accuracy", "soft_score",
+]
+SUMMARY_COLUMNS = [
+    "step", "checkpoint", "treebank", "method", "relation", "layer", "head", "direction", "offset",
+    "correct", "count", "accuracy", "soft_score", "max_soft_score", "n_relations",
+    "n_sentences", "n_skipped_too_long", "n_skipped_unaligned", "max_pieces", "min_relation_count",
+]
+_INT_COLUMNS = ("step", "layer", "head", "offset", "correct", "n_relations")
+
+
+# ----------------------------------------------------------------------------------------------
+# Treebank
+
+
+@dataclasses.dataclass(frozen=True)
+class Sentence:
+    """One gold sentence: words only (no multiword-token ranges, no empty nodes)."""
+
+    words: tuple[str, ...]
+    heads: tuple[int, ...]  # 1-based gold head per word; 0 = root
+    relations: tuple[str | None, ...]  # universal relation (subtype stripped); None if unlabelled
+    xpos: tuple[str | None, ...]
+    line: int  # line of the sentence's first line in the file (1-based)
+
+
+def _open_text(path: Path):
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def _blocks(path: Path) -> Iterable[tuple[int, list[str]]]:
+    """(first line number, lines) of each blank-line separated block."""
+    try:
+        with _open_text(path) as fh:
+            start, lines = 0, []
+            for number, line in enumerate(fh, 1):
+                if line.strip():
+                    if not lines:
+                        start = number
+                    lines.append(line.rstrip("\r\n"))
+                elif lines:
+                    yield start, lines
+                    lines = []
+            if lines:
+                yield start, lines
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not UTF-8 text ({err})") from None
+    except (OSError, EOFError) as err:
+        raise InputError(f"{path}: cannot read treebank ({err})") from None
+
+
+def _parse_block(path: Path, start: int, lines: list[str]) -> Sentence | None:
+    import conllu
+
+    token_lines = []
+    for offset, line in enumerate(lines):
+        if line.startswith("#"):
+            continue
+        number = start + offset
+        if len(line.split("\t")) != 10:
+            raise InputError(
+                f"{path}: line {number}: expected 10 tab-separated CoNLL-U columns, "
+                f"got {len(line.split(chr(9)))}"
+            )
+        token_lines.append(number)
+    if not token_lines:
+        return None
+    try:
+        (tokens,) = conllu.parse("\n".join(lines) + "\n\n")
+    except Exception as err:  # conllu.exceptions.ParseException and friends
+        raise InputError(f"{path}: line {start}: bad CoNLL-U sentence: {err}") from None
+    words, heads, rels, xpos, word_lines = [], [], [], [], []
+    for token, number in zip(tokens, token_lines):
+        tid = token["id"]
+        if not isinstance(tid, int):  # multiword-token range (3-4) or empty node (8.1)
+            continue
+        if tid != len(words) + 1:
+            raise InputError(f"{path}: line {number}: word ID {tid}, expected {len(words) + 1}")
+        head = token["head"]
+        if not isinstance(head, int):
+            raise InputError(f"{path}: line {number}: missing or non-integer HEAD ({head!r})")
+        deprel = token["deprel"]
+        words.append(str(token["form"]))
+        heads.append(head)
+        # Relation = the universal part of the UD deprel: subtypes are stripped (nmod:poss -> nmod).
+        rels.append(None if deprel in (None, "_") else str(deprel).split(":")[0])
+        xpos.append(token["xpos"])
+        word_lines.append(number)
+    if not words:
+        return None
+    n = len(words)
+    for i, head in enumerate(heads):
+        if head < 0 or head > n:
+            raise InputError(
+                f"{path}: line {word_lines[i]}: HEAD {head} out of range (sentence has {n} words)"
+            )
+    # Cycle check: from each word, follow heads; reaching a word seen on this walk is a cycle.
+    state = [0] * (n + 1)  # 0 unvisited, 1 on the current walk, 2 known to reach the root
+    state[0] = 2
+    for i in range(1, n + 1):
+        walk, node = [], i
+        while state[node] == 0:
+            state[node] = 1
+            walk.append(node)
+            node = heads[node - 1]
+        if state[node] == 1:
+            raise InputError(
+                f"{path}: line {word_lines[node - 1]}: cycle in HEAD links "
+                f"(word {node} {words[node - 1]!r} is its own ancestor)"
+            )
+        for w in walk:
+            state[w] = 2
+    return Sentence(tuple(words), tuple(heads), tuple(rels), tuple(xpos), start)
+
+
+def read_treebank(path: str | Path, max_sentences: int | None = None) -> list[Sentence]:
+    """Read a CoNLL-U treebank (plain or gzip), validating heads; errors name file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: treebank file not found")
+    sentences: list[Sentence] = []
+    labelled_line = unlabelled_line = None
+    for start, lines in _blocks(path):
+        if max_sentences is not None and len(sentences) >= max_sentences:
+            break
+        sentence = _parse_block(path, start, lines)
+        if sentence is None:
+            continue
+        for rel in sentence.relations:
+            if rel is None and unlabelled_line is None:
+                unlabelled_line = sentence.line
+            if rel is not None and labelled_line is None:
+                labelled_line = sentence.line
+        sentences.append(sentence)
+    if not sentences:
+        raise InputError(f"{path}: no sentences")
+    if labelled_line is not None and unlabelled_line is not None:
+        raise InputError(
+            f"{path}: line {unlabelled_line}: sentence with a word without DEPREL, but the sentence "
+            f"at line {labelled_line} has relations (all or none must be labelled)"
+        )
+    return sentences
+
+
+def is_labelled(sentences: Sequence[Sentence]) -> bool:
+    return any(rel is not None for s in sentences for rel in s.relations)
+
+
+def scored_relations(
+    sentence: Sentence,
+    labelled: bool,
+    excluded_relations: Iterable[str] = DEFAULT_EXCLUDED_RELATIONS,
+    punct_tags: Iterable[str] = PTB_PUNCT_TAGS,
+) -> list[str | None]:
+    """Relation name under which each word is scored, None if it is not scored.
+
+    The root has no parent word and is never scored. Labelled: words whose (subtype-stripped)
+    relation is excluded are not scored. Unlabelled: punctuation by XPOS tag is not scored and every
+    other word is scored under "all".
+    """
+    excluded, punct = set(excluded_relations), set(punct_tags)
+    out: list[str | None] = []
+    for head, rel, tag in zip(sentence.heads, sentence.relations, sentence.xpos):
+        if head == 0:
+            out.append(None)
+        elif labelled:
+            out.append(None if rel in excluded else rel)
+        else:
+            out.append(None if tag in punct else ALL)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenization: pieces -> words
+
+
+def encode_sentences(tokenizer, sentences: Sequence[Sentence]) -> list[tuple[list[int], np.ndarray] | None]:
+    """Token ids (with special tokens) and the word index of each piece (-1: special token).
+
+    Words are joined by single spaces and the string is tokenized as a whole; each piece belongs to
+    the word its first character falls in (or, for a piece that starts in the space before a word,
+    as byte-level BPE pieces do, the next word). None for a sentence with a word without pieces.
+    """
+    texts = [" ".join(s.words) for s in sentences]
+    out: list[tuple[list[int], np.ndarray] | None] = []
+    if not sentences:
+        return out
+    if getattr(tokenizer, "is_fast", False):
+        enc = tokenizer(
+            texts, add_special_tokens=True, return_offsets_mapping=True,
+            return_special_tokens_mask=True, return_attention_mask=False,
+            return_token_type_ids=False, truncation=False, verbose=False,
+        )
+        # Vectorized over the whole treebank: a character -> word map of all texts laid end to
+        # end, where each word owns the space before it (a piece starting there belongs to it).
+        n_words = np.array([len(s.words) for s in sentences], dtype=np.int64)
+        word_base = np.concatenate([[0], np.cumsum(n_words)])
+        spans = np.array([len(w) + (k > 0) for s in sentences for k, w in enumerate(s.words)],
+                         dtype=np.int64)
+        char_word = np.repeat(np.arange(len(spans)), spans)
+        text_base = np.concatenate([[0], np.cumsum([len(t) for t in texts], dtype=np.int64)])
+        lengths = np.array([len(ids) for ids in enc["input_ids"]], dtype=np.int64)
+        piece_sentence = np.repeat(np.arange(len(texts)), lengths)
+        starts = np.fromiter((o[0] for offsets in enc["offset_mapping"] for o in offsets),
+                             dtype=np.int64, count=int(lengths.sum()))
+        special = np.fromiter((m for mask in enc["special_tokens_mask"] for m in mask),
+                              dtype=bool, count=int(lengths.sum()))
+        text_len = np.diff(text_base)[piece_sentence]
+        global_char = text_base[piece_sentence] + np.clip(starts, 0, np.maximum(text_len - 1, 0))
+        piece_word = np.where(special, -1, char_word[global_char] - word_base[piece_sentence])
+        # a sentence where some word got no piece cannot be pooled: None
+        has_piece = np.bincount((piece_word + word_base[piece_sentence])[~special],
+                                minlength=int(word_base[-1])) > 0
+        word_sentence = np.repeat(np.arange(len(texts)), n_words)
+        missing = np.bincount(word_sentence[~has_piece], minlength=len(texts))
+        for k, part in enumerate(np.split(piece_word, np.cumsum(lengths)[:-1])):
+            out.append((enc["input_ids"][k], part) if missing[k] == 0 else None)
+    else:  # slow tokenizer: tokenize word by word (same pieces as whole-string for WordPiece)
+        for sentence in sentences:
+            ids, owner = [], []
+            for w, word in enumerate(sentence.words):
+                word_ids = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(word))
+                ids += word_ids
+                owner += [w] * len(word_ids)
+            full = tokenizer.build_inputs_with_special_tokens(ids)
+            special = tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=False)
+            piece_word = np.full(len(full), -1, dtype=np.int64)
+            it = iter(owner)
+            for k, is_special in enumerate(special):
+                if not is_special:
+                    piece_word[k] = next(it)
+            out.append(_checked(list(full), piece_word, len(sentence.words)))
+    return out
+
+
+def _checked(ids, piece_word, n_words):
+    if (piece_word >= n_words).any():
+        return None
+    if (np.bincount(piece_word[piece_word >= 0], minlength=n_words) == 0).any():
+        return None
+    return list(ids), piece_word
+
+
+# ----------------------------------------------------------------------------------------------
+# Word-level attention and scoring (batched tensor ops)
+
+
+def _pooling(piece_word, n_words: int, dtype):
+    """Sum matrix [B, S, N] (piece s belongs to word n) and mean matrix [B, N, S]."""
+    import torch
+
+    onehot = torch.nn.functional.one_hot(piece_word + 1, n_words + 1)[..., 1:].to(dtype)
+    n_pieces = onehot.sum(1)  # [B, N]
+    mean = (onehot / n_pieces.clamp(min=1).unsqueeze(1)).transpose(1, 2)
+    return onehot, mean, n_pieces > 0
+
+
+def word_attention(attention, piece_word, n_words: int):
+    """Word-level attention W [B, H, N, N] from piece-level attention [B, H, S, S].
+
+    ``piece_word`` [B, S] gives each piece's word (-1 for special tokens and padding, which are
+    dropped). W[i, j] = mean over pieces p of word i of (sum over pieces q of word j of A[p, q]);
+    the diagonal is zeroed. Rows/columns of padding words are 0.
+    """
+    import torch
+
+    dtype = torch.float64 if attention.dtype == torch.float64 else torch.float32
+    summ, mean, _ = _pooling(piece_word, n_words, dtype)
+    w = mean.unsqueeze(1) @ (attention.to(dtype) @ summ.unsqueeze(1))
+    return w.masked_fill(torch.eye(n_words, dtype=torch.bool, device=w.device), 0.0)
+
+
+class AttentionScorer:
+    """Accumulates per (layer, head, direction, relation) tallies over batches."""
+
+    def __init__(self, n_layers: int, n_heads: int, relations: Sequence[str], device=None):
+        import torch
+
+        self.n_layers, self.n_heads, self.relations = n_layers, n_heads, list(relations)
+        shape = (n_layers, n_heads, 2, len(self.relations))
+        self.correct = torch.zeros(shape, dtype=torch.float64, device=device)
+        self.soft = torch.zeros(shape, dtype=torch.float64, device=device)
+        self.count = torch.zeros(len(self.relations), dtype=torch.float64, device=device)
+
+    def add(self, attentions, piece_word, gold, relation, span: tuple[int, int] | None = None) -> None:
+        """attentions: L tensors [B, H, S, S]; piece_word [B, S] (-1: not a word);
+        gold [B, N] 0-based gold parent word; relation [B, N] index into ``relations``, -1 = unscored;
+        span: (lo, hi) such that every word piece lies in positions lo..hi-1 (found if not given).
+        """
+        import torch
+
+        batch, n_words = gold.shape
+        n_layers, n_heads = len(attentions), attentions[0].shape[1]
+        K = n_layers * n_heads
+        dtype = torch.float64 if attentions[0].dtype == torch.float64 else torch.float32
+        # Positions outside [lo, hi) hold no word piece in any sentence of the batch (with BERT:
+        # [CLS], and [SEP] of the longest sentence): they are cut off in the copy made anyway.
+        if span is None:
+            used = torch.nonzero((piece_word >= 0).any(0)).flatten().tolist()
+            span = (used[0], used[-1] + 1) if used else (0, 0)
+        lo, hi = span
+        piece_word = piece_word[:, lo:hi]
+        summ, mean, _ = _pooling(piece_word, n_words, dtype)  # [B, S, N], [B, N, S]
+        # All layers and heads at once, laid out [B, S_p (rows), L, H, S_q (columns)], so that both
+        # poolings are one matmul per sentence: columns (sum over a word's pieces), then rows (mean).
+        att = torch.stack([a[:, :, lo:hi, lo:hi].transpose(1, 2) for a in attentions], 2).to(dtype)
+        n_pieces = att.shape[-1]
+        to_word = att.view(batch, -1, n_pieces) @ summ  # [B, S_p * K, N_j]
+        w = (mean @ to_word.view(batch, n_pieces, K * n_words)).view(batch, n_words, K, n_words)
+        # w[b, i, k, j] = W_k[i, j] for head k = layer * H + head. Soft scores: W[i, gold] and
+        # W[gold, i] (gold != i, so zeroing the diagonal does not touch them).
+        g = gold.clamp(min=0)  # [B, N]
+        soft_dp = w.gather(-1, g[:, :, None, None].expand(batch, n_words, K, 1))
+        soft_dp = soft_dp.view(batch, n_words, K).transpose(1, 2)  # [B, K, N]
+        soft_pd = w.gather(1, g[:, None, None, :].expand(batch, 1, K, n_words)).view(batch, K, n_words)
+        # Zero the diagonal. Padding words need no mask: their rows and columns of W are 0 and come
+        # after the real words, and attention weights are >= 0, so the FIRST maximum (which torch's
+        # max/argmax return, as the spec's argmax does) is always a real word.
+        w.diagonal(dim1=1, dim2=3).zero_()
+        pred_dp = w.max(-1).indices.transpose(1, 2)  # parent of i = argmax_j W[i, j]  [B, K, N]
+        pred_pd = w.max(1).indices  # parent of i = argmax_j W[j, i]  [B, K, N]
+        g = g.unsqueeze(1)
+        stats = torch.stack([
+            torch.stack([pred_dp == g, pred_pd == g], 1).to(torch.float64),
+            torch.stack([soft_dp, soft_pd], 1).to(torch.float64),
+        ], 1)  # [B, 2 (correct, soft), 2 (direction), K, N]
+        scored = relation >= 0
+        onehot = torch.nn.functional.one_hot(relation.clamp(min=0), len(self.relations))
+        onehot = (onehot * scored.unsqueeze(-1)).to(torch.float64)  # [B, N, R]
+        # per-relation tallies (a float64 matmul: exact counts, deterministic sums)
+        tally = (stats.view(batch, -1, n_words) @ onehot).sum(0)  # [2 * 2 * K, R]
+        tally = tally.view(2, 2, n_layers, n_heads, -1).permute(0, 2, 3, 1, 4)
+        self.correct += tally[0]
+        self.soft += tally[1]
+        self.count += onehot.sum((0, 1))
+
+    def columns(self, labelled: bool = True) -> dict[str, np.ndarray]:
+        """Scores as columns, in canonical order (layer, head, direction, relation; "all" last)."""
+        correct = self.correct.cpu().numpy().round().astype(np.int64)
+        soft = self.soft.cpu().numpy()
+        count = self.count.cpu().numpy().round().astype(np.int64)
+        names = list(self.relations)
+        if labelled:  # "all" = every scored word
+            correct = np.concatenate([correct, correct.sum(-1, keepdims=True)], -1)
+            soft = np.concatenate([soft, soft.sum(-1, keepdims=True)], -1)
+            count = np.append(count, count.sum())
+            names.append(ALL)
+        L, H, D, R = correct.shape
+        layer, head, direction, rel = (a.ravel() for a in np.meshgrid(
+            np.arange(L), np.arange(H), np.arange(D), np.arange(R), indexing="ij"))
+        n = len(rel)
+        cnt = count[rel]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return {
+                "method": np.full(n, "attention", dtype=object),
+                "layer": layer.astype(np.float64),
+                "head": head.astype(np.float64),
+                "direction": np.array(DIRECTIONS, dtype=object)[direction],
+                "offset": np.full(n, np.nan),
+                "relation": np.array(names, dtype=object)[rel],
+                "correct": correct.ravel(),
+                "count": cnt,
+                "accuracy": correct.ravel() / cnt,
+                "soft_score": soft.ravel() / cnt,
+            }
+
+    def table(self, labelled: bool = True) -> pd.DataFrame:
+        return _frame(self.columns(labelled))
+
+
+def offset_columns(golds: Sequence[np.ndarray], rels: Sequence[np.ndarray], relations: Sequence[str],
+                   labelled: bool = True) -> dict[str, np.ndarray]:
+    """Fixed-offset baselines: predicted parent of word i = word i + offset (outside = wrong).
+
+    ``golds``: per sentence, 0-based gold parent per word; ``rels``: relation index, -1 unscored.
+    """
+    names = list(relations)
+    R = len(names)
+    gold = np.concatenate(list(golds)) if len(golds) else np.zeros(0, dtype=np.int64)
+    rel = np.concatenate(list(rels)) if len(rels) else np.zeros(0, dtype=np.int64)
+    position = np.concatenate([np.arange(len(g)) for g in golds]) if len(golds) else rel
+    keep = rel >= 0
+    dist, rel = (gold - position)[keep], rel[keep]
+    count = np.bincount(rel, minlength=R).astype(np.int64)
+    correct = np.stack([np.bincount(rel[dist == off], minlength=R) for off in OFFSETS]).astype(np.int64)
+    if labelled:
+        correct = np.concatenate([correct, correct.sum(-1, keepdims=True)], -1)
+        count = np.append(count, count.sum())
+        names.append(ALL)
+    off, rel = (a.ravel() for a in np.meshgrid(np.arange(len(OFFSETS)), np.arange(len(names)), indexing="ij"))
+    n = len(rel)
+    cnt = count[rel]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "method": np.full(n, "offset", dtype=object),
+            "layer": np.full(n, np.nan),
+            "head": np.full(n, np.nan),
+            "direction": np.full(n, None, dtype=object),
+            "offset": np.array(OFFSETS, dtype=np.float64)[off],
+            "relation": np.array(names, dtype=object)[rel],
+            "correct": correct.ravel(),
+            "count": cnt,
+            "accuracy": correct.ravel() / cnt,
+            "soft_score": np.full(n, np.nan),
+        }
+
+
+def offset_table(golds, rels, relations, labelled: bool = True) -> pd.DataFrame:
+    return _frame(offset_columns(golds, rels, relations, labelled))
+
+
+def _summary_columns(cols: dict[str, np.ndarray], min_relation_count: int, labelled: bool) -> dict[str, list]:
+    out: dict[str, list] = {c: [] for c in ("method", "relation", "layer", "head", "direction", "offset",
+                                            "correct", "count", "accuracy", "soft_score",
+                                            "max_soft_score", "n_relations")}
+
+    def emit(**row):
+        for key, values in out.items():
+            values.append(row[key])
+
+    for method in ("attention", "offset"):
+        rows = np.flatnonzero(cols["method"] == method)
+        if not len(rows):
+            continue
+        relation = cols["relation"][rows]
+        best = {}
+        for name in dict.fromkeys(relation):  # table order: relations, then "all"
+            group = rows[relation == name]
+            i = group[int(np.argmax(cols["correct"][group]))]  # the first maximum
+            best[name] = i
+            emit(method=method, relation=name, layer=cols["layer"][i], head=cols["head"][i],
+                 direction=cols["direction"][i], offset=cols["offset"][i],
+                 correct=cols["correct"][i], count=cols["count"][i],
+                 accuracy=cols["accuracy"][i], soft_score=cols["soft_score"][i],
+                 max_soft_score=np.max(cols["soft_score"][group]) if method == "attention" else np.nan,
+                 n_relations=np.nan)
+        if labelled:
+            frequent = [i for name, i in best.items()
+                        if name != ALL and cols["count"][i] >= min_relation_count]
+            emit(method=method, relation=MEAN, layer=np.nan, head=np.nan, direction=None,
+                 offset=np.nan, correct=np.nan, count=int(cols["count"][frequent].sum()),
+                 accuracy=float(np.mean(cols["accuracy"][frequent])) if frequent else np.nan,
+                 soft_score=(float(np.mean(cols["soft_score"][frequent]))
+                             if frequent and method == "attention" else np.nan),
+                 max_soft_score=np.nan, n_relations=len(frequent))
+    return out
+
+
+def summarize(scores: pd.DataFrame, min_relation_count: int = 100, labelled: bool = True) -> pd.DataFrame:
+    """Best head (resp. offset) per relation and "all", plus the "mean" over frequent relations.
+
+    The first row with the most correct words wins, so ties go to the canonical order of
+    ``scores`` (lowest layer, head, then dependent_to_parent; offsets in -3..+3 order). The "mean"
+    row (labelled treebanks only) averages the best accuracies of the relations with at least
+    ``min_relation_count`` words (``n_relations`` of them).
+    """
+    cols = {}
+    for col in ("method", "relation", "direction"):
+        cols[col] = scores[col].to_numpy(dtype=object)
+    for col in ("layer", "head", "offset", "correct", "count", "accuracy", "soft_score"):
+        cols[col] = scores[col].to_numpy(dtype=np.float64, na_value=np.nan)
+    return _frame(_summary_columns(cols, min_relation_count, labelled))
+
+
+_COUNT_COLUMNS = ("count", "n_sentences", "n_skipped_too_long", "n_skipped_unaligned", "max_pieces",
+                  "min_relation_count")
+
+
+def _frame(columns: dict, order: Sequence[str] | None = None) -> pd.DataFrame:
+    """A DataFrame with the tables' dtypes: nullable Int64 for ids (NaN -> NA), int64 counts."""
+    data = {}
+    for col in order or list(columns):
+        values = columns[col]
+        if col in _INT_COLUMNS:
+            data[col] = pd.array(np.asarray(values, dtype=np.float64), dtype="Int64")
+        elif col in _COUNT_COLUMNS:
+            data[col] = np.asarray(values, dtype=np.int64)
+        elif col in ("accuracy", "soft_score", "max_soft_score"):
+            data[col] = np.asarray(values, dtype=np.float64)
+        else:
+            data[col] = np.asarray(values, dtype=object)
+    return pd.DataFrame(data)
+
+
+# ----------------------------------------------------------------------------------------------
+# Running a model
+
+
+@dataclasses.dataclass
+class ProbeResult:
+    scores: pd.DataFrame
+    summary: pd.DataFrame
+    n_sentences: int
+    n_skipped_too_long: int
+    n_skipped_unaligned: int
+    seconds: float
+
+
+def max_model_pieces(model) -> int:
+    """Longest input (pieces incl. special tokens) the model's position embeddings allow."""
+    cfg = model.config
+    limit = getattr(cfg, "max_position_embeddings", None) or 10**9
+    if "roberta" in str(getattr(cfg, "model_type", "")) or "camembert" in str(getattr(cfg, "model_type", "")):
+        limit -= (getattr(cfg, "pad_token_id", 1) or 1) + 1  # positions start after the padding idx
+    return int(limit)
+
+
+def _chunks(lengths: Sequence[int], ratio: float = 0.8) -> list[tuple[int, int]]:
+    """Split rows sorted by decreasing length where the length drops below ratio x the chunk's first."""
+    chunks, start = [], 0
+    for k in range(1, len(lengths) + 1):
+        if k == len(lengths) or lengths[k] < ratio * lengths[start]:
+            chunks.append((start, k))
+            start = k
+    return chunks
+
+
+def score_model(
+    model,
+    tokenizer,
+    sentences: Sequence[Sentence],
+    *,
+    max_pieces: int = 128,
+    batch_size: int = 32,
+    min_relation_count: int = 100,
+    excluded_relations: Iterable[str] = DEFAULT_EXCLUDED_RELATIONS,
+    punct_tags: Iterable[str] = PTB_PUNCT_TAGS,
+    device=None,
+    step: int | None = None,
+    checkpoint: str | None = None,
+    treebank: str | None = None,
+) -> ProbeResult:
+    """Probe a loaded masked LM (any HF model with attentions) on gold sentences."""
+    import torch
+
+    t0 = time.perf_counter()
+    if batch_size < 1 or max_pieces < 3:
+        raise InputError(f"batch_size must be >= 1 and max_pieces >= 3 (got {batch_size}, {max_pieces})")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    labelled = is_labelled(sentences)
+    limit = min(max_pieces, max_model_pieces(model))
+    encoded = encode_sentences(tokenizer, sentences)
+
+    keep, too_long, unaligned = [], 0, 0
+    for k, enc in enumerate(encoded):
+        if enc is None:
+            unaligned += 1
+        elif len(enc[0]) > limit:
+            too_long += 1
+        else:
+            keep.append(k)
+    if too_long or unaligned:
+        log.info("skipped %d sentences longer than %d pieces and %d with a word without pieces "
+                 "(of %d)", too_long, limit, unaligned, len(sentences))
+    if not keep:
+        raise InputError(f"{treebank or 'treebank'}: no sentence fits in {limit} pieces")
+
+    word_rels = [scored_relations(sentences[k], labelled, excluded_relations, punct_tags) for k in keep]
+    names = sorted({r for rels in word_rels for r in rels if r is not None}) if labelled else [ALL]
+    if not names:
+        raise InputError(f"{treebank or 'treebank'}: no word to score (every relation is excluded)")
+    index = {r: i for i, r in enumerate(names)}
+    golds = [np.asarray(sentences[k].heads, dtype=np.int64) - 1 for k in keep]
+    rels = [np.array([-1 if r is None else index[r] for r in rs], dtype=np.int64) for rs in word_rels]
+
+    base = model.base_model if hasattr(model, "base_model") else model
+    was_training = model.training
+    model.eval()
+    cfg = model.config
+    scorer = AttentionScorer(cfg.num_hidden_layers, cfg.num_attention_heads, names, device=device)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    # Sentences without a scored word cannot change any score: they are not run.
+    order = sorted((i for i in range(len(keep)) if (rels[i] >= 0).any()),
+                   key=lambda i: -len(encoded[keep[i]][0]))
+    try:
+        with torch.inference_mode():
+            for b in range(0, len(order), batch_size):
+                batch = order[b:b + batch_size]
+                S = max(len(encoded[keep[i]][0]) for i in batch)
+                N = max(len(golds[i]) for i in batch)
+                ids = np.full((len(batch), S), pad_id, dtype=np.int64)
+                mask = np.zeros((len(batch), S), dtype=np.int64)
+                pw = np.full((len(batch), S), -1, dtype=np.int64)
+                gold = np.full((len(batch), N), -1, dtype=np.int64)
+                rel = np.full((len(batch), N), -1, dtype=np.int64)
+                for row, i in enumerate(batch):
+                    tok_ids, piece_word = encoded[keep[i]]
+                    ids[row, :len(tok_ids)] = tok_ids
+                    mask[row, :len(tok_ids)] = 1
+                    pw[row, :len(tok_ids)] = piece_word
+                    gold[row, :len(golds[i])] = golds[i]
+                    rel[row, :len(rels[i])] = rels[i]
+                t = lambda a: torch.from_numpy(a).to(device, non_blocking=True)  # noqa: E731
+                out = base(input_ids=t(ids), attention_mask=t(mask), output_attentions=True)
+                if not out.attentions or out.attentions[0] is None:
+                    raise InputError(f"{checkpoint or 'model'}: the model returns no attention weights")
+                # Pooling costs ~pieces^3 per sentence, so a batch's rows (longest first) are pooled
+                # in chunks of similar length, each cut to its own longest sentence.
+                pw_t, gold_t, rel_t = t(pw), t(gold), t(rel)
+                for r0, r1 in _chunks([len(encoded[keep[i]][0]) for i in batch]):
+                    s1 = len(encoded[keep[batch[r0]]][0])
+                    n1 = max(len(golds[i]) for i in batch[r0:r1])
+                    used = np.flatnonzero((pw[r0:r1, :s1] >= 0).any(0))
+                    scorer.add([a[r0:r1, :, :s1, :s1] for a in out.attentions], pw_t[r0:r1, :s1],
+                               gold_t[r0:r1, :n1], rel_t[r0:r1, :n1], span=(used[0], used[-1] + 1))
+    finally:
+        model.train(was_training)
+
+    att_cols, off_cols = scorer.columns(labelled), offset_columns(golds, rels, names, labelled)
+    cols = {c: np.concatenate([att_cols[c], off_cols[c]]) for c in att_cols}
+    summary = _summary_columns(cols, min_relation_count, labelled)
+    meta = {"step": np.nan if step is None else step, "checkpoint": checkpoint, "treebank": treebank,
+            "n_sentences": len(keep), "n_skipped_too_long": too_long,
+            "n_skipped_unaligned": unaligned, "max_pieces": limit,
+            "min_relation_count": min_relation_count}
+    for table in (cols, summary):
+        n = len(table["method"])
+        for col, value in meta.items():
+            table[col] = np.full(n, value, dtype=object if isinstance(value, str) or value is None else None)
+    return ProbeResult(
+        scores=_frame(cols, SCORE_COLUMNS),
+        summary=_frame(summary, SUMMARY_COLUMNS),
+        n_sentences=len(keep),
+        n_skipped_too_long=too_long,
+        n_skipped_unaligned=unaligned,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                 "pytorch_model.bin.index.json")
+_DTYPES = ("float32", "float64", "bfloat16", "float16", "auto")
+
+
+def parse_step(path: str | Path) -> int | None:
+    """Training step from a checkpoint directory name: its last integer
+    (``step-0001000`` -> 1000, ``checkpoint-2000`` -> 2000, ``seed_0_step_20000`` -> 20000)."""
+    numbers = re.findall(r"\d+", Path(path).name)
+    return int(numbers[-1]) if numbers else None
+
+
+def check_checkpoint(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(f"{path}: checkpoint directory not found")
+    if not (path / "config.json").is_file():
+        raise InputError(f"{path}: not a model checkpoint (no config.json)")
+    if not any((path / name).is_file() for name in _WEIGHT_FILES):
+        raise InputError(
+            f"{path}: not a model checkpoint (no model weights: expected one of {', '.join(_WEIGHT_FILES)})"
+        )
+    return path
+
+
+def load_checkpoint(path: str | Path, device="cpu", dtype: str = "float32"):
+    """(model, tokenizer) from a HF checkpoint dir, with eager attention (attentions returned)."""
+    import torch
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    path = check_checkpoint(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as err:
+        raise InputError(f"{path}: cannot load the tokenizer ({type(err).__name__}: {err})") from None
+    try:
+        model = AutoModelForMaskedLM.from_pretrained(
+            path, local_files_only=True, attn_implementation="eager",
+            dtype="auto" if dtype == "auto" else getattr(torch, dtype),
+        )
+    except Exception as err:
+        raise InputError(f"{path}: cannot load the model ({type(err).__name__}: {err})") from None
+    return model.to(device).eval(), tokenizer
+
+
+def expand_checkpoints(patterns: Sequence[str]) -> list[Path]:
+    paths: list[Path] = []
+    for pattern in patterns:
+        if any(ch in pattern for ch in "*?["):
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise InputError(f"{pattern}: no checkpoint matches this pattern")
+            paths += [Path(m) for m in matches]
+        else:
+            paths.append(Path(pattern))
+    unique: dict[str, Path] = {}  # the same path given twice counts once (links are not followed)
+    for p in paths:
+        unique.setdefault(os.path.abspath(p), p)
+    return list(unique.values())
+
+
+def _resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise InputError(f"--device {name}: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: no CUDA device here")
+    return device
+
+
+def _output_path(template: str, option: str, step: int, name: str) -> Path:
+    try:
+        return Path(template.format(step=step, name=name))
+    except (KeyError, IndexError, ValueError) as err:
+        raise InputError(f"{option} {template}: bad placeholder ({err}); use {{step}} or {{name}}") from None
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="probe_command", required=True, metavar="COMMAND")
+    score = sub.add_parser(
+        "score", help="score checkpoints' attention heads against a gold treebank",
+        description="Per-head UAS of one or more checkpoints (one scores + one summary parquet each).",
+    )
+    score.add_argument("--checkpoint", nargs="+", required=True, metavar="DIR",
+                       help="HF checkpoint dir(s) or quoted glob(s); the step is the last integer "
+                            "in the dir name unless --step is given")
+    score.add_argument("--treebank", required=True, help="gold CoNLL-U file (plain or .gz)")
+    score.add_argument("--out-scores", required=True,
+                       help="per-head scores parquet; with several checkpoints it must contain "
+                            "{step} or {name}")
+    score.add_argument("--out-summary", required=True, help="summary parquet (same placeholders)")
+    score.add_argument("--step", type=int, nargs="+", help="step(s), one per checkpoint")
+    score.add_argument("--max-pieces", type=int, default=128,
+                       help="longer sentences (pieces incl. [CLS]/[SEP]) are skipped and counted")
+    score.add_argument("--max-sentences", type=int, default=None, help="use the first N sentences")
+    score.add_argument("--batch-size", type=int, default=32)
+    score.add_argument("--min-relation-count", type=int, default=100,
+                       help="relations with fewer words are left out of the 'mean' row")
+    score.add_argument("--exclude-relations", nargs="*", default=list(DEFAULT_EXCLUDED_RELATIONS),
+                       help="relations not scored (labelled treebanks; subtypes are stripped first)")
+    score.add_argument("--punct-tags", nargs="*", default=list(PTB_PUNCT_TAGS),
+                       help="XPOS tags not scored in unlabelled treebanks (default: PTB punctuation)")
+    score.add_argument("--treebank-name", default=None, help="treebank column (default: file name)")
+    score.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    score.add_argument("--dtype", default="float32", choices=_DTYPES, help="model weights' dtype")
+    score.add_argument("--threads", type=int, default=0,
+                       help="torch CPU threads (0: torch's default); match the job's cores")
+    gather = sub.add_parser(
+        "gather", help="stack per-checkpoint parquets of one run into one table",
+        description="Stack per-checkpoint summary (or scores) parquets into one table, sorted by step.",
+    )
+    gather.add_argument("--inputs", nargs="+", required=True, help="parquet files (or quoted globs)")
+    gather.add_argument("--out", required=True, help="output parquet")
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.probe_command == "gather":
+        _run_gather(args)
+    else:
+        _run_score(args)
+
+
+def _run_score(args: argparse.Namespace) -> None:
+    for option, value, low in (("--max-pieces", args.max_pieces, 3), ("--batch-size", args.batch_size, 1),
+                               ("--min-relation-count", args.min_relation_count, 0),
+                               ("--max-sentences", args.max_sentences, 1), ("--threads", args.threads, 0)):
+        if value is not None and value < low:
+            raise InputError(f"{option} must be >= {low} (got {value})")
+    checkpoints = expand_checkpoints(args.checkpoint)
+    for path in checkpoints:
+        check_checkpoint(path)
+    if args.step is not None and len(args.step) != len(checkpoints):
+        raise InputError(f"--step: {len(args.step)} step(s) for {len(checkpoints)} checkpoint(s)")
+    steps = []
+    for k, path in enumerate(checkpoints):
+        step = args.step[k] if args.step is not None else parse_step(path)
+        if step is None:
+            raise InputError(f"{path}: no step number in the directory name; give --step")
+        steps.append(step)
+    outputs = []
+    for path, step in zip(checkpoints, steps):
+        outputs.append((_output_path(args.out_scores, "--out-scores", step, path.name),
+                        _output_path(args.out_summary, "--out-summary", step, path.name)))
+    flat = [p.resolve() for pair in outputs for p in pair]
+    if len(set(flat)) != len(flat):
+        raise InputError("output paths collide: with several checkpoints use {step} or {name} "
+                         "in --out-scores and --out-summary (and make them differ)")
+
+    treebank = Path(args.treebank)
+    sentences = read_treebank(treebank, args.max_sentences)
+    name = args.treebank_name or treebank.name
+    log.info("%s: %d sentences (%s)", treebank, len(sentences),
+             "labelled" if is_labelled(sentences) else "unlabelled: scoring 'all' only")
+    device = _resolve_device(args.device)
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    for path, step, (out_scores, out_summary) in zip(checkpoints, steps, outputs):
+        t0 = time.perf_counter()
+        model, tokenizer = load_checkpoint(path, device=device, dtype=args.dtype)
+        result = score_model(
+            model, tokenizer, sentences, max_pieces=args.max_pieces, batch_size=args.batch_size,
+            min_relation_count=args.min_relation_count, excluded_relations=args.exclude_relations,
+            punct_tags=args.punct_tags, device=device, step=step, checkpoint=path.name, treebank=name,
+        )
+        write_parquet(result.scores, out_scores)
+        write_parquet(result.summary, out_summary)
+        uas = result.summary.query("method == 'attention' and relation == 'all'")["accuracy"].iloc[0]
+        log.info("%s (step %d): UAS(all) %.4f over %d sentences, %d skipped too long, %d unaligned; "
+                 "probe %.1fs, total %.1fs", path, step, uas, result.n_sentences,
+                 result.n_skipped_too_long, result.n_skipped_unaligned, result.seconds,
+                 time.perf_counter() - t0)
+        del model
+
+
+def gather(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """Stack per-checkpoint tables (each with a ``step`` column) into one, sorted by step."""
+    frames, owner = [], {}
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: file not found")
+        try:
+            df = pd.read_parquet(path)
+        except Exception as err:
+            raise InputError(f"{path}: not a readable parquet file ({err})") from None
+        if "step" not in df.columns:
+            raise InputError(f"{path}: no 'step' column (not a probe table)")
+        if df["step"].isna().any():
+            raise InputError(f"{path}: rows without a step")
+        if frames and list(df.columns) != list(frames[0].columns):
+            raise InputError(f"{path}: columns differ from {paths[0]} (mixing summary and scores tables?)")
+        tb = df["treebank"] if "treebank" in df.columns else pd.Series([None] * len(df))
+        for key in set(zip(df["step"].tolist(), tb.tolist())):
+            if key in owner:
+                raise InputError(f"{path}: step {key[0]} (treebank {key[1]}) is also in {owner[key]}")
+            owner[key] = path
+        frames.append(df)
+    if not frames:
+        raise InputError("gather: no inputs")
+    out = pd.concat(frames, ignore_index=True)
+    return out.sort_values("step", kind="stable").reset_index(drop=True)
+
+
+def _run_gather(args: argparse.Namespace) -> None:
+    paths = []
+    for pattern in args.inputs:
+        if any(ch in pattern for ch in "*?["):
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise InputError(f"{pattern}: no file matches this pattern")
+            paths += matches
+        else:
+            paths.append(pattern)
+    table = gather(paths)
+    write_parquet(table, args.out)
+    log.info("gathered %d files, %d rows -> %s", len(paths), len(table), args.out)
