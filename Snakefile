@@ -15,6 +15,8 @@ include: "workflow/rules/corpus.smk"
 include: "workflow/rules/parse.smk"
 include: "workflow/rules/tokenize.smk"
 include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/probe.smk"
+include: "workflow/rules/blimp.smk"
 
 
 rule all:

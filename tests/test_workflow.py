@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from conftest import REPO
@@ -49,12 +50,29 @@ def test_bad_config_stops_before_any_job(workdir):
     assert "corpus.shards: 'two' is not of type 'integer'" in output
 
 
+E2E = ["--configfile", str(REPO / "tests" / "configs" / "e2e.yaml")]
+
+
 @pytest.mark.slow
-def test_default_run_then_nothing_to_do(workdir):
-    first = snakemake("--cores", "2", cwd=workdir)
-    assert first.returncode == 0, first.stderr[-5000:]
-    assert (workdir / "results" / "tokenize" / "ewt" / "stats.json").is_file()
-    assert (workdir / "results" / "logs" / "tokenize" / "ewt.log").is_file()
-    second = snakemake("--cores", "2", cwd=workdir)
+def test_reduced_default_runs_end_to_end_then_nothing_to_do(workdir):
+    first = snakemake("--cores", "2", *E2E, cwd=workdir)
+    assert first.returncode == 0, (first.stdout + first.stderr)[-5000:]
+    results = workdir / "results"
+    assert (results / "tokenize" / "ewt" / "stats.json").is_file()
+    assert (results / "logs" / "tokenize" / "ewt.log").is_file()
+    release = results / "pretrain" / "sas_minus_release_10" / "seed0" / "checkpoints"
+    assert sorted(p.name for p in release.iterdir()) == ["step-10", "step-20"]
+    assert (results / "blimp" / "baseline" / "seed0" / "summary.parquet").is_file()
+    uas = pd.read_parquet(results / "probe" / "sas_minus_release_10" / "seed0" / "summary.parquet")
+    assert sorted(uas["step"].unique()) == [10, 20]
+    second = snakemake("--cores", "2", *E2E, cwd=workdir)
     assert second.returncode == 0
     assert "Nothing to be done" in second.stdout + second.stderr
+
+    # a new seed trains and evaluates only that seed's jobs
+    (workdir / "seed1.yaml").write_text("seeds: [0, 1]\n")
+    plan = snakemake("-n", "--cores", "2", *E2E, "seed1.yaml", cwd=workdir)
+    assert plan.returncode == 0
+    jobs = plan.stdout.split("Job stats:")[1].split("Reasons")[0]
+    assert "pretrain        3" in jobs and "blimp           3" in jobs and "probe           3" in jobs
+    assert "tokenize" not in jobs

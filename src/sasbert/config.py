@@ -18,7 +18,7 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "co
 
 # Architecture presets: (layers, heads, hidden). Intermediate size is 4 x hidden as in BERT.
 MODEL_PRESETS = {
-    "tiny": dict(num_hidden_layers=4, num_attention_heads=4, hidden_size=128),
+    "tiny": dict(num_hidden_layers=2, num_attention_heads=4, hidden_size=128),
     "mini": dict(num_hidden_layers=4, num_attention_heads=4, hidden_size=256),
     "small": dict(num_hidden_layers=4, num_attention_heads=8, hidden_size=512),
     "base": dict(num_hidden_layers=12, num_attention_heads=12, hidden_size=768),

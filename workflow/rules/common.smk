@@ -59,6 +59,8 @@ def final_outputs():
     return [
         f"results/tokenize/{CORPUS}/stats.json",
         *expand(f"{run_dir('{run}', '{seed}')}/metrics/eval.parquet", run=RUNS, seed=SEEDS),
+        *expand("results/probe/{run}/seed{seed}/summary.parquet", run=RUNS, seed=SEEDS),
+        *expand("results/blimp/{run}/seed{seed}/summary.parquet", run=RUNS, seed=SEEDS),
     ]
 
 

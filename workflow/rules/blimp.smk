@@ -1,0 +1,30 @@
+# Stage 6: BLiMP accuracy (pseudo-log-likelihood) of every checkpoint of a run x seed, in one job
+# per run x seed (model loading and torch start-up are paid once, not once per checkpoint).
+
+
+rule blimp:
+    input:
+        checkpoints="results/pretrain/{run}/seed{seed}/checkpoints",
+        data=config["blimp"]["data_dir"],
+        code=stage_code("blimp"),
+    output:
+        pairs="results/blimp/{run}/seed{seed}/pairs.parquet",
+        summary="results/blimp/{run}/seed{seed}/summary.parquet",
+    params:
+        pairs_per_paradigm=config["blimp"]["pairs_per_paradigm"] or "all",
+        subset_seed=config["blimp"]["subset_seed"],
+        variant=config["blimp"]["variant"],
+        batch_size=config["blimp"]["batch_size"],
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=4000,
+    log:
+        "results/logs/blimp/{run}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/blimp/{run}/seed{seed}.tsv"
+    shell:
+        "OMP_NUM_THREADS={threads} sasbert blimp score --checkpoint '{input.checkpoints}/step-*'"
+        " --data-dir {input.data:q} --pairs-per-paradigm {params.pairs_per_paradigm}"
+        " --subset-seed {params.subset_seed} --variant {params.variant} --batch-size {params.batch_size}"
+        " --out-pairs {output.pairs:q} --out-summary {output.summary:q} > {log} 2>&1"

@@ -1,0 +1,37 @@
+# Stage 5: attention-head UAS of every checkpoint of a run x seed against the gold treebank, in one
+# job per run x seed (torch start-up and treebank tokenization are paid once). Per-checkpoint
+# tables go to <dir>/by_step/ and are gathered into one table per run x seed.
+
+
+rule probe:
+    input:
+        checkpoints="results/pretrain/{run}/seed{seed}/checkpoints",
+        treebank=config["probe"]["treebank"],
+        code=stage_code("probe"),
+    output:
+        summary="results/probe/{run}/seed{seed}/summary.parquet",
+        scores="results/probe/{run}/seed{seed}/scores.parquet",
+    params:
+        by_step="results/probe/{run}/seed{seed}/by_step",
+        max_pieces=config["probe"]["max_pieces"],
+        max_sentences=optional_flag("--max-sentences", config["probe"]["max_sentences"]),
+        batch_size=config["probe"]["batch_size"],
+        min_relation_count=config["probe"]["min_relation_count"],
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=4000,
+    log:
+        "results/logs/probe/{run}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/probe/{run}/seed{seed}.tsv"
+    shell:
+        "(rm -rf {params.by_step:q}"
+        " && sasbert probe score --checkpoint '{input.checkpoints}/step-*' --treebank {input.treebank:q}"
+        " --out-scores '{params.by_step}/step-{{step}}.scores.parquet'"
+        " --out-summary '{params.by_step}/step-{{step}}.summary.parquet'"
+        " --max-pieces {params.max_pieces} {params.max_sentences} --batch-size {params.batch_size}"
+        " --min-relation-count {params.min_relation_count} --threads {threads}"
+        " && sasbert probe gather --inputs '{params.by_step}/step-*.summary.parquet' --out {output.summary:q}"
+        " && sasbert probe gather --inputs '{params.by_step}/step-*.scores.parquet' --out {output.scores:q}"
+        ") > {log} 2>&1"
