@@ -17,7 +17,6 @@ import torch
 
 from sasbert.config import MODEL_PRESETS
 from sasbert.pretrain import build_model
-from sasbert.regularizer import sas_regularizer
 
 
 def make_batch(batch_size, seq_len, vocab, generator):

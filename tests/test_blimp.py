@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from sasbert import blimp
+from sasbert.checkpoints import resolve_checkpoints, step_from_name
 from sasbert.cli import main
 from sasbert.errors import InputError
 
@@ -324,31 +325,31 @@ def test_reads_plain_and_gz(tmp_path):
 
 
 def test_step_from_name():
-    assert blimp.step_from_name("runs/a/step-0001000") == 1000
-    assert blimp.step_from_name("checkpoint-2000") == 2000
-    assert blimp.step_from_name("seed1_step-0000500") == 500
-    assert blimp.step_from_name("final") is None
+    assert step_from_name("runs/a/step-0001000") == 1000
+    assert step_from_name("checkpoint-2000") == 2000
+    assert step_from_name("seed1_step-0000500") == 500
+    assert step_from_name("final") is None
 
 
 def test_resolve_checkpoints(tmp_path, ckpt):
     for name in ("step-0002000", "step-0000500"):
         shutil.copytree(ckpt, tmp_path / name)
     (tmp_path / "step-0000700").mkdir()  # no model in it
-    got = blimp.resolve_checkpoints([str(tmp_path / "step-00*000")])
+    got = resolve_checkpoints([str(tmp_path / "step-00*000")])
     assert [(p.name, s) for p, s in got] == [("step-0002000", 2000)]
-    got = blimp.resolve_checkpoints([str(tmp_path / "step-0002000"), str(tmp_path / "step-0000500")])
+    got = resolve_checkpoints([str(tmp_path / "step-0002000"), str(tmp_path / "step-0000500")])
     assert [s for _, s in got] == [500, 2000]
-    with pytest.raises(InputError, match=r"step-0000700: no model"):
-        blimp.resolve_checkpoints([str(tmp_path / "step-*")])
-    with pytest.raises(InputError, match="matches no checkpoint"):
-        blimp.resolve_checkpoints([str(tmp_path / "zzz-*")])
+    with pytest.raises(InputError, match=r"step-0000700: not a model checkpoint"):
+        resolve_checkpoints([str(tmp_path / "step-*")])
+    with pytest.raises(InputError, match="no checkpoint matches"):
+        resolve_checkpoints([str(tmp_path / "zzz-*")])
     with pytest.raises(InputError, match="1 step"):
-        blimp.resolve_checkpoints([str(tmp_path / "step-0002000"), str(tmp_path / "step-0000500")],
+        resolve_checkpoints([str(tmp_path / "step-0002000"), str(tmp_path / "step-0000500")],
                                   [3])
     shutil.copytree(ckpt, tmp_path / "final")
     with pytest.raises(InputError, match="final: no step number"):
-        blimp.resolve_checkpoints([str(tmp_path / "final")])
-    assert blimp.resolve_checkpoints([str(tmp_path / "final")], [9])[0][1] == 9
+        resolve_checkpoints([str(tmp_path / "final")])
+    assert resolve_checkpoints([str(tmp_path / "final")], [9])[0][1] == 9
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -429,5 +430,5 @@ def test_cli_bad_input_exits_2(tmp_path, ckpt, capsys):
     empty.mkdir()
     rc = main(["blimp", "score", "--checkpoint", str(empty), "--data-dir", str(data), *out])
     assert rc == 2
-    assert "step-0000100: no model" in capsys.readouterr().err
+    assert "step-0000100: not a model checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "p.parquet").exists() and not (tmp_path / "s.parquet").exists()

@@ -17,7 +17,6 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer, BertForMaskedLM
 
 from conftest import tiny_spec
 from sasbert.pretrain import BlockCollator, build_model, train
-from sasbert.regularizer import sas_regularizer
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 

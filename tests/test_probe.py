@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from sasbert import probe
+from sasbert.checkpoints import check_checkpoint_dir, step_from_name
 from sasbert.cli import main
 from sasbert.errors import InputError
 
@@ -346,7 +347,7 @@ def test_checkpoint_without_model_is_an_input_error(tmp_path, capsys):
     empty = tmp_path / "checkpoint-2000"
     empty.mkdir()
     with pytest.raises(InputError, match="checkpoint-2000: not a model checkpoint"):
-        probe.check_checkpoint(empty)
+        check_checkpoint_dir(empty)
     (empty / "config.json").write_text("{}")
     rc = main(["probe", "score", "--checkpoint", str(empty), "--treebank", str(EWT_DEV),
                "--out-scores", str(tmp_path / "s.parquet"), "--out-summary", str(tmp_path / "u.parquet")])
@@ -406,7 +407,7 @@ def test_bad_conllu_names_file_and_line(tmp_path, text, message):
 @pytest.mark.parametrize("name, step", [("step-0001000", 1000), ("checkpoint-2000", 2000),
                                         ("seed_0_step_20000", 20000), ("final", None)])
 def test_parse_step(name, step):
-    assert probe.parse_step(Path("/x/run-7") / name) == step
+    assert step_from_name(Path("/x/run-7") / name) == step
 
 
 def test_wsj_sample_scores_all_only_without_punctuation(model, tokenizer):

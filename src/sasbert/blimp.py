@@ -50,11 +50,9 @@ summary: step, variant, level, name, phenomenon, accuracy, n_pairs, n_paradigms
 from __future__ import annotations
 
 import argparse
-import glob as globmod
 import gzip
 import json
 import logging
-import re
 import zlib
 from pathlib import Path
 from typing import Sequence
@@ -62,6 +60,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from sasbert.checkpoints import check_checkpoint_dir, resolve_checkpoints
 from sasbert.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -76,10 +75,6 @@ SUMMARY_COLUMNS = [
     "step", "variant", "level", "name", "phenomenon", "accuracy", "n_pairs", "n_paradigms",
 ]
 LEVEL_ORDER = {"overall": 0, "phenomenon": 1, "paradigm": 2}
-WEIGHT_FILES = (
-    "model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
-    "pytorch_model.bin.index.json",
-)
 
 
 # --------------------------------------------------------------------------------------- data
@@ -423,55 +418,6 @@ def gather(inputs: Sequence[str | Path]) -> pd.DataFrame:
 
 
 # -------------------------------------------------------------------------------- checkpoints
-
-
-def check_checkpoint_dir(path: str | Path) -> None:
-    path = Path(path)
-    if not path.is_dir():
-        raise InputError(f"{path}: checkpoint dir not found")
-    if not (path / "config.json").is_file() or not any((path / f).is_file() for f in WEIGHT_FILES):
-        raise InputError(f"{path}: no model in checkpoint dir (needs config.json and "
-                         f"{' or '.join(WEIGHT_FILES[:2])})")
-
-
-def step_from_name(path: str | Path) -> int | None:
-    """Last integer in the directory name: ``step-0001000`` -> 1000, ``checkpoint-2000`` -> 2000."""
-    nums = re.findall(r"\d+", Path(path).name)
-    return int(nums[-1]) if nums else None
-
-
-def resolve_checkpoints(specs: Sequence[str], steps: Sequence[int] | None = None
-                        ) -> list[tuple[Path, int]]:
-    """Expand globs, attach steps (explicit, else parsed from the name), check each dir, sort."""
-    paths: list[Path] = []
-    for spec in specs:
-        if any(ch in spec for ch in "*?["):
-            hits = sorted(globmod.glob(spec))
-            if not hits:
-                raise InputError(f"{spec}: glob matches no checkpoint dir")
-            paths.extend(Path(h) for h in hits)
-        else:
-            paths.append(Path(spec))
-    paths = list(dict.fromkeys(paths))
-    if steps:
-        if len(steps) != len(paths):
-            raise InputError(f"--step gives {len(steps)} step(s) for {len(paths)} checkpoint(s)")
-        step_list = [int(s) for s in steps]
-    else:
-        step_list = []
-        for p in paths:
-            s = step_from_name(p)
-            if s is None:
-                raise InputError(f"{p}: no step number in the directory name; give --step")
-            step_list.append(s)
-    for p in paths:
-        check_checkpoint_dir(p)
-    seen: dict[int, Path] = {}
-    for p, s in zip(paths, step_list):
-        if s in seen:
-            raise InputError(f"step {s} given by both {seen[s]} and {p}")
-        seen[s] = p
-    return sorted(zip(paths, step_list), key=lambda t: t[1])
 
 
 # ------------------------------------------------------------------------------------ the CLI

@@ -26,11 +26,9 @@ Layout of a run directory ``<run_dir>``:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -384,7 +382,6 @@ def train(
     )
     is_main = args.process_index == 0
     recorder = StepRecorder(run_dir / "metrics" / "steps.csv") if is_main else None
-    eval_rows_path = run_dir / "metrics" / "eval.csv"
     (run_dir / "metrics").mkdir(parents=True, exist_ok=True)
 
     def evaluate(model_to_eval, step: int) -> None:

@@ -72,8 +72,6 @@ import dataclasses
 import glob
 import gzip
 import logging
-import os
-import re
 import time
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -82,6 +80,7 @@ import numpy as np
 import pandas as pd
 
 from sasbert.atomic import write_parquet
+from sasbert.checkpoints import check_checkpoint_dir, resolve_checkpoints
 from sasbert.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -731,29 +730,7 @@ def score_model(
 # ----------------------------------------------------------------------------------------------
 # Checkpoints
 
-_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
-                 "pytorch_model.bin.index.json")
 _DTYPES = ("float32", "float64", "bfloat16", "float16", "auto")
-
-
-def parse_step(path: str | Path) -> int | None:
-    """Training step from a checkpoint directory name: its last integer
-    (``step-0001000`` -> 1000, ``checkpoint-2000`` -> 2000, ``seed_0_step_20000`` -> 20000)."""
-    numbers = re.findall(r"\d+", Path(path).name)
-    return int(numbers[-1]) if numbers else None
-
-
-def check_checkpoint(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.is_dir():
-        raise InputError(f"{path}: checkpoint directory not found")
-    if not (path / "config.json").is_file():
-        raise InputError(f"{path}: not a model checkpoint (no config.json)")
-    if not any((path / name).is_file() for name in _WEIGHT_FILES):
-        raise InputError(
-            f"{path}: not a model checkpoint (no model weights: expected one of {', '.join(_WEIGHT_FILES)})"
-        )
-    return path
 
 
 def load_checkpoint(path: str | Path, device="cpu", dtype: str = "float32"):
@@ -761,7 +738,7 @@ def load_checkpoint(path: str | Path, device="cpu", dtype: str = "float32"):
     import torch
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    path = check_checkpoint(path)
+    path = check_checkpoint_dir(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except Exception as err:
@@ -774,22 +751,6 @@ def load_checkpoint(path: str | Path, device="cpu", dtype: str = "float32"):
     except Exception as err:
         raise InputError(f"{path}: cannot load the model ({type(err).__name__}: {err})") from None
     return model.to(device).eval(), tokenizer
-
-
-def expand_checkpoints(patterns: Sequence[str]) -> list[Path]:
-    paths: list[Path] = []
-    for pattern in patterns:
-        if any(ch in pattern for ch in "*?["):
-            matches = sorted(glob.glob(pattern))
-            if not matches:
-                raise InputError(f"{pattern}: no checkpoint matches this pattern")
-            paths += [Path(m) for m in matches]
-        else:
-            paths.append(Path(pattern))
-    unique: dict[str, Path] = {}  # the same path given twice counts once (links are not followed)
-    for p in paths:
-        unique.setdefault(os.path.abspath(p), p)
-    return list(unique.values())
 
 
 def _resolve_device(name: str):
@@ -868,17 +829,7 @@ def _run_score(args: argparse.Namespace) -> None:
                                ("--max-sentences", args.max_sentences, 1), ("--threads", args.threads, 0)):
         if value is not None and value < low:
             raise InputError(f"{option} must be >= {low} (got {value})")
-    checkpoints = expand_checkpoints(args.checkpoint)
-    for path in checkpoints:
-        check_checkpoint(path)
-    if args.step is not None and len(args.step) != len(checkpoints):
-        raise InputError(f"--step: {len(args.step)} step(s) for {len(checkpoints)} checkpoint(s)")
-    steps = []
-    for k, path in enumerate(checkpoints):
-        step = args.step[k] if args.step is not None else parse_step(path)
-        if step is None:
-            raise InputError(f"{path}: no step number in the directory name; give --step")
-        steps.append(step)
+    checkpoints, steps = zip(*resolve_checkpoints(args.checkpoint, args.step))
     outputs = []
     for path, step in zip(checkpoints, steps):
         outputs.append((_output_path(args.out_scores, "--out-scores", step, path.name),

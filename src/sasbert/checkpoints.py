@@ -1,0 +1,78 @@
+"""Checkpoint series: the HF checkpoint folders that probe and blimp evaluate.
+
+A series is a list of folders and/or globs (``run/checkpoints/step-*``, a user's MultiBERTs
+download, ...). The step of each comes from its folder name (the last integer in it:
+``step-1000``, ``checkpoint-2000``, ``seed_0_step_20000``) unless given explicitly.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+from pathlib import Path
+from typing import Sequence
+
+from sasbert.errors import InputError
+
+WEIGHT_FILES = (
+    "model.safetensors",
+    "pytorch_model.bin",
+    "model.safetensors.index.json",
+    "pytorch_model.bin.index.json",
+)
+
+
+def step_from_name(path: str | Path) -> int | None:
+    """The last integer in the folder name (``step-0001000`` -> 1000), or None."""
+    numbers = re.findall(r"\d+", Path(path).name)
+    return int(numbers[-1]) if numbers else None
+
+
+def check_checkpoint_dir(path: str | Path) -> Path:
+    """A folder with a model config and weights, or an InputError naming it."""
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(f"{path}: checkpoint directory not found")
+    if not (path / "config.json").is_file():
+        raise InputError(f"{path}: not a model checkpoint (no config.json)")
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        raise InputError(
+            f"{path}: not a model checkpoint (no model weights: expected one of {', '.join(WEIGHT_FILES)})"
+        )
+    return path
+
+
+def resolve_checkpoints(specs: Sequence[str], steps: Sequence[int] | None = None) -> list[tuple[Path, int]]:
+    """Expand globs, attach steps (explicit, else parsed from the name), check each folder.
+
+    Returns (folder, step) pairs sorted by step; a step given twice is an error.
+    """
+    paths: list[Path] = []
+    for spec in specs:
+        if any(ch in spec for ch in "*?["):
+            hits = sorted(glob.glob(spec))
+            if not hits:
+                raise InputError(f"{spec}: no checkpoint matches this pattern")
+            paths.extend(Path(h) for h in hits)
+        else:
+            paths.append(Path(spec))
+    paths = list(dict.fromkeys(paths))
+    if steps:
+        if len(steps) != len(paths):
+            raise InputError(f"--step gives {len(steps)} step(s) for {len(paths)} checkpoint(s)")
+        step_list = [int(s) for s in steps]
+    else:
+        step_list = []
+        for path in paths:
+            step = step_from_name(path)
+            if step is None:
+                raise InputError(f"{path}: no step number in the directory name; give --step")
+            step_list.append(step)
+    for path in paths:
+        check_checkpoint_dir(path)
+    seen: dict[int, Path] = {}
+    for path, step in zip(paths, step_list):
+        if step in seen:
+            raise InputError(f"step {step} given by both {seen[step]} and {path}")
+        seen[step] = path
+    return sorted(zip(paths, step_list), key=lambda pair: pair[1])
