@@ -2,6 +2,7 @@
 SIGTERM, release runs, NaN handling and DDP equivalence. All on real EWT text with a tiny BERT."""
 
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -221,3 +222,17 @@ def test_ddp_two_processes_match_one_process(tiny_corpus, tmp_path):
     for name in wa:
         torch.testing.assert_close(wa[name], wb[name], rtol=1e-4, atol=1e-5)
     assert len(a) == len(b) == 6
+
+
+def test_a_checkpoint_cut_off_mid_write_is_not_resumed_from(reference_run, tmp_path):
+    from sasbert.pretrain import last_checkpoint
+
+    ref_dir, _ = reference_run
+    state = tmp_path / "state"
+    shutil.copytree(ref_dir / "state", state)
+    assert last_checkpoint(state).name == "checkpoint-12"
+    trainer_state = state / "checkpoint-12" / "trainer_state.json"
+    trainer_state.write_text(trainer_state.read_text()[:40])  # killed while writing it
+    assert last_checkpoint(state).name == "checkpoint-8"
+    (state / "checkpoint-8" / "eval.json").unlink()  # killed before the held-out loss was saved
+    assert last_checkpoint(state).name == "checkpoint-4"

@@ -49,7 +49,7 @@ from transformers import (
     set_seed,
 )
 
-from sasbert.atomic import atomic_path, write_parquet
+from sasbert.atomic import atomic_path, write_parquet, write_text
 from sasbert.errors import InputError, TrainingDiverged, TrainingInterrupted
 from sasbert.regularizer import lambda_at, sas_regularizer
 
@@ -272,8 +272,19 @@ def checkpoint_step(path: Path) -> int:
     return int(match.group(1))
 
 
+def is_complete(checkpoint: Path) -> bool:
+    """Written to the end: the Trainer writes trainer_state.json after the model, optimizer,
+    scheduler and RNG state, and we write eval.json (atomically) after that."""
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (checkpoint / "eval.json").is_file()
+
+
 def last_checkpoint(state_dir: Path) -> Path | None:
-    done = [p for p in state_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    """The latest complete checkpoint; one a kill interrupted mid-write is ignored (and redone)."""
+    done = [p for p in state_dir.glob("checkpoint-*") if is_complete(p)]
     return max(done, key=checkpoint_step, default=None)
 
 
@@ -388,7 +399,7 @@ def train(
         loss = held_out_loss(model_to_eval, val_data, tokenizer, spec["mlm_probability"], per_device)
         checkpoint = state_dir / f"checkpoint-{step}"
         checkpoint.mkdir(parents=True, exist_ok=True)
-        (checkpoint / "eval.json").write_text(json.dumps({"step": step, "val_mlm_loss": loss}) + "\n")
+        write_text(json.dumps({"step": step, "val_mlm_loss": loss}) + "\n", checkpoint / "eval.json")
         log.info("step %d: held-out MLM loss %.4f", step, loss)
 
     schedule = ScheduleCallback(steps, evaluate)
