@@ -95,34 +95,32 @@ def test_masking_follows_bert_proportions(tiny_corpus):
     assert not torch.equal(masked, collator.mask_block(ids, block=3)[0])
 
 
-@pytest.mark.parametrize("sign", [1.0, -1.0])
-def test_regularizer_moves_arc_attention(tiny_corpus, sign):
-    """lambda > 0 lowers the attention on arcs (SAS-), lambda < 0 raises it (SAS+)."""
+def test_regularizer_moves_arc_attention(tiny_corpus):
+    """lambda > 0 lowers the attention on arcs (SAS-), lambda < 0 raises it (SAS+), relative to
+    the same model trained with lambda = 0 (measured by the regularizer itself)."""
     from datasets import load_from_disk
 
-    torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(tiny_corpus["tokenizer"])
-    model = build_model(tiny_spec()["model"], tokenizer.vocab_size, seed=0, max_position=64)
-    model.sas_options = {"type": "max", "direction": "both", "reduction": "mean"}
     blocks = load_from_disk(tiny_corpus["dataset"])["train"]
     batch = BlockCollator(tokenizer, 0.15, seed=0)([{**blocks[i], "block": i} for i in range(16)])
 
-    def arc_attention():
+    def arc_attention_after(lam, steps=15):
+        model = build_model(tiny_spec()["model"], tokenizer.vocab_size, seed=0, max_position=64)
+        model.sas_options = {"type": "max", "direction": "both", "reduction": "mean"}
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        for _ in range(steps):
+            out = model(**batch, compute_sas=True)
+            (out["mlm_sum"] / out["n_masked"] + lam * out["sas"]).backward()
+            optimizer.step()
+            optimizer.zero_grad()
         model.eval()
         with torch.no_grad():
-            value = model(**batch, compute_sas=True)["sas"].item()
-        model.train()
-        return value
+            return model(**batch, compute_sas=True)["sas"].item()
 
-    before = arc_attention()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for _ in range(15):
-        out = model(**batch, compute_sas=True)
-        (out["mlm_sum"] / out["n_masked"] + sign * 5.0 * out["sas"]).backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    after = arc_attention()
-    assert (after < 0.5 * before) if sign > 0 else (after > 2 * before), (before, after)
+    initial = arc_attention_after(0.0, steps=0)
+    plain, suppressed, promoted = (arc_attention_after(lam) for lam in (0.0, 5.0, -5.0))
+    assert suppressed < 0.7 * min(initial, plain), (initial, plain, suppressed)
+    assert promoted > 2 * max(initial, plain), (initial, plain, promoted)
 
 
 def wait_for(predicate, timeout=300):
@@ -236,3 +234,15 @@ def test_a_checkpoint_cut_off_mid_write_is_not_resumed_from(reference_run, tmp_p
     assert last_checkpoint(state).name == "checkpoint-8"
     (state / "checkpoint-8" / "eval.json").unlink()  # killed before the held-out loss was saved
     assert last_checkpoint(state).name == "checkpoint-4"
+
+
+def test_a_redefined_run_does_not_resume_the_old_state(tiny_corpus, tmp_path):
+    """Snakemake reruns a run whose params changed; its old checkpoints must not be resumed."""
+    short = tiny_spec(max_steps=4, checkpoint_steps=[0, 4])
+    train(tiny_corpus["dataset"], tiny_corpus["tokenizer"], str(tmp_path), short)
+    other = tiny_spec(max_steps=4, checkpoint_steps=[0, 4], lr=0.001)
+    train(tiny_corpus["dataset"], tiny_corpus["tokenizer"], str(tmp_path), other)
+    fresh = tmp_path / "fresh"
+    train(tiny_corpus["dataset"], tiny_corpus["tokenizer"], str(fresh), other)
+    assert_same_weights(weights(tmp_path, 4), weights(fresh, 4))
+    assert pd.read_parquet(tmp_path / "metrics" / "steps.parquet")["step"].tolist() == [1, 2, 3, 4]

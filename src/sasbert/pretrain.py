@@ -290,7 +290,7 @@ def last_checkpoint(state_dir: Path) -> Path | None:
 
 def link_tree(src: Path, dst: Path) -> None:
     """Copy a checkpoint folder as hard links where the filesystem allows, copies elsewhere."""
-    dst.mkdir(parents=True)
+    dst.mkdir(parents=True, exist_ok=True)
     for item in src.iterdir():
         if item.is_dir():
             shutil.copytree(item, dst / item.name)
@@ -299,6 +299,27 @@ def link_tree(src: Path, dst: Path) -> None:
             os.link(item, dst / item.name)
         except OSError:
             shutil.copy2(item, dst / item.name)
+
+
+# Spec keys that do not change the weights: a rerun with other values may resume the old state.
+RUNTIME_KEYS = ("threads", "logging_steps")
+
+
+def discard_stale_state(state_dir: Path, spec: dict, resume_from: str | None) -> None:
+    """Resume state belongs to one specification: when the run is redefined (another lambda,
+    schedule, model...), its old checkpoints must not be resumed from, so they are removed."""
+    identity = {k: v for k, v in spec.items() if k not in RUNTIME_KEYS}
+    identity["resume_from"] = resume_from
+    text = json.dumps(identity, sort_keys=True, indent=1) + "\n"
+    spec_file = state_dir / "spec.json"
+    if spec_file.is_file() and spec_file.read_text() != text:
+        log.warning("%s: the run's specification changed; starting again from scratch", state_dir)
+        shutil.rmtree(state_dir)
+        steps_csv = state_dir.parent / "metrics" / "steps.csv"
+        steps_csv.unlink(missing_ok=True)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    if not spec_file.is_file():
+        write_text(text, spec_file)
 
 
 def held_out_loss(model, dataset, tokenizer, mlm_probability: float, batch_size: int) -> float:
@@ -336,7 +357,7 @@ def train(
 
     run_dir = Path(run_dir)
     state_dir = run_dir / "state"
-    state_dir.mkdir(parents=True, exist_ok=True)
+    discard_stale_state(state_dir, spec, resume_from)
     torch.set_num_threads(spec.get("threads", 1))
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -424,7 +445,8 @@ def train(
         if not (start / "trainer_state.json").is_file():
             raise InputError(f"{start}: not a resumable checkpoint (no trainer_state.json)")
         if is_main:
-            shutil.copytree(start, state_dir / f"checkpoint-{checkpoint_step(start)}", dirs_exist_ok=True)
+            with atomic_path(state_dir / f"checkpoint-{checkpoint_step(start)}", is_dir=True) as tmp:
+                link_tree(start, tmp)
         trainer.accelerator.wait_for_everyone()
         resume = state_dir / f"checkpoint-{checkpoint_step(start)}"
     if resume is None and 0 in steps:
