@@ -1,0 +1,911 @@
+"""Stage 8, figures: SPEC.md figures 1-5, drawn from the gathered tables alone.
+
+Inputs are the all-runs tables of ``sasbert phases gather`` (``runs, train, loss, uas, heads,
+blimp``.parquet, columns in ``sasbert.phases``) and the phases table of ``sasbert phases detect``;
+no checkpoint is read, so a ``results/tables`` folder copied from a cluster is enough.
+
+Figures (each written as ``<name>.png`` and ``<name>.pdf``; every plotting function returns the
+matplotlib ``Figure``):
+
+* ``fig1_training``: held-out MLM loss (with the training loss as a rolling mean), UAS (with the
+  best fixed-offset baseline) and overall BLiMP accuracy against step for the baseline run(s):
+  mean over seeds, band = range (or +-1 sd) over seeds.
+* ``fig2_regularizers``: the same three panels for every constant-lambda run: baseline (lambda 0),
+  SAS+ (lambda < 0) and SAS- (lambda > 0).
+* ``fig3_release``: SAS-(k) release runs: top, their curves stitched onto the parent's before k
+  (dotted before k, solid after), with the baseline and the parent; bottom, the final loss, UAS and
+  BLiMP against k, with the baseline's and the never-released parent's final values as reference
+  lines and the baseline's structure -> capabilities window shaded.
+* ``fig4a_heads``: per-head UAS (relation "all", the better of the two directions) as layer x head
+  heat maps, one row per constant-lambda run (first seed), one column per selected checkpoint:
+  the first and last, the checkpoints nearest the first run's structure onset, breakthrough and
+  capabilities onset, the rest spread evenly; the probe's best head is boxed.
+* ``fig4b_phenomena``: BLiMP accuracy per phenomenon across checkpoints (mean over seeds), one
+  heat map per constant-lambda run, onset columns marked above.
+* ``fig5_seeds``: across seeds and runs (and any external checkpoint series gathered into the
+  tables), UAS vs loss, BLiMP vs UAS and BLiMP vs loss: every checkpoint as a trajectory, the final
+  one large (marker shape = seed), Spearman's rho over the final checkpoints.
+
+Conventions shared by all figures: one colour per run for every figure (``run_colors``, from the
+run's kind and config order, never its name); onsets marked ▲ structure onset and ● capabilities
+onset (at the median step over the seeds where it was detected, a horizontal bar spanning the
+seeds' range), ▽ loss drop and ◇ BLiMP jump (hollow); the step axis is symlog by default (linear
+below the first positive checkpoint, so step 0 stays visible) or log (step 0 dropped, said on
+the axis) or linear. A figure whose runs are absent (no SAS+ run, no release run, no probe
+table, ...) draws what exists and says what is missing in a note at the bottom.
+Artists carry gids for tests and post-processing: ``curve:<run>:<metric>``, ``band:<run>:<metric>``,
+``onset:<event>:<run>``, ``note``, ``phase_window``, ``final:<run>:<metric>``, ``ref:<run>:<metric>``,
+``heads:<run>:<step>``, ``phenomena:<run>``.
+
+CLI::
+
+    sasbert figures --tables results/tables --phases results/tables/phases.parquet
+        --out-dir results/figures [--figure fig1_training ...] [--dpi 200] [--width 6.75]
+        [--xscale symlog|log|linear] [--band range|sd|none] [--train-loss-window 25]
+        [--heads-checkpoints 6] [--treebank NAME] [--blimp-variant NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from sasbert.atomic import atomic_path
+from sasbert.errors import InputError
+from sasbert.phases import blimp_overall, select_treebank, stitch
+
+log = logging.getLogger(__name__)
+
+# Okabe-Ito based; several runs of one kind get the next colour of their kind's list.
+KIND_COLORS = {
+    "baseline": ["#222222", "#777777", "#aaaaaa"],
+    "sas_plus": ["#0072B2", "#56B4E9", "#1B3A6B"],
+    "sas_minus": ["#D55E00", "#E89A6B", "#8B2C02"],
+    "release": ["#009E73", "#CC79A7", "#E69F00", "#6A3D9A", "#B8A400", "#1B9E9E"],
+    "other": ["#8C564B", "#BCBD22", "#7F7F7F"],
+}
+CONSTANT_KINDS = ("baseline", "sas_plus", "sas_minus")
+KIND_NAMES = {"baseline": "baseline (λ = 0)", "sas_plus": "SAS+ (λ < 0)", "sas_minus": "SAS− (λ > 0)"}
+ONSET_STYLE = {  # marker, hollow, legend text
+    "structure_onset": ("^", False, "structure onset (max UAS accel.)"),
+    "capabilities_onset": ("o", False, "capabilities onset (min UAS accel.)"),
+    "loss_drop": ("v", True, "loss drop (max loss decrease)"),
+    "blimp_jump": ("D", True, "BLiMP jump (max BLiMP increase)"),
+}
+METRIC_LABELS = {"val_mlm_loss": "held-out MLM loss", "uas": "UAS (best head)", "blimp": "BLiMP accuracy"}
+SEED_MARKERS = ["s", "D", "P", "X", "p", "h", "*", "<", ">", "H"]
+
+
+@dataclasses.dataclass(frozen=True)
+class FigureOptions:
+    width: float = 6.75  # inches: a two-column paper's text width
+    dpi: int = 200
+    xscale: str = "symlog"  # symlog | log | linear
+    band: str = "range"  # range | sd | none
+    train_loss_window: int = 25  # rolling mean over optimizer steps; 0 hides the training loss
+    heads_checkpoints: int = 6
+    treebank: str | None = None
+    blimp_variant: str | None = None
+
+    def check(self) -> None:
+        if self.xscale not in ("symlog", "log", "linear"):
+            raise InputError(f"xscale must be symlog, log or linear (got {self.xscale!r})")
+        if self.band not in ("range", "sd", "none"):
+            raise InputError(f"band must be range, sd or none (got {self.band!r})")
+        if self.width <= 0 or self.dpi <= 0:
+            raise InputError("width and dpi must be > 0")
+        if self.train_loss_window < 0 or self.heads_checkpoints < 1:
+            raise InputError("train_loss_window must be >= 0 and heads_checkpoints >= 1")
+
+
+# ----------------------------------------------------------------------------------------------
+# Style, colours, shared pieces
+
+
+@contextlib.contextmanager
+def style() -> Iterator[None]:
+    """seaborn's paper context (fonts readable at a paper's text width) on a white grid."""
+    import matplotlib as mpl
+    import seaborn as sns
+
+    with sns.axes_style("whitegrid"), sns.plotting_context("paper"), mpl.rc_context({
+        "pdf.fonttype": 42, "ps.fonttype": 42, "axes.titleweight": "bold", "legend.frameon": False,
+        "grid.linewidth": 0.5, "axes.linewidth": 0.6, "figure.dpi": 100,
+    }):
+        yield
+
+
+def new_figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def run_colors(runs: pd.DataFrame) -> dict[str, str]:
+    """A colour per run, the same in every figure: by kind, then by config order (release runs
+    by release step)."""
+    colors: dict[str, str] = {}
+    runs = runs.sort_values("order")
+    for kind, palette in KIND_COLORS.items():
+        group = runs[runs["kind"] == kind]
+        if kind == "release":
+            group = group.sort_values(["release_step", "order"], na_position="last")
+        for i, name in enumerate(group["run"]):
+            colors[name] = palette[i % len(palette)]
+    for name in runs["run"]:
+        colors.setdefault(name, KIND_COLORS["other"][0])
+    return colors
+
+
+def _labels(runs: pd.DataFrame) -> dict[str, str]:
+    return dict(zip(runs["run"], runs["label"]))
+
+
+def _runs_of(runs: pd.DataFrame, kinds) -> list[str]:
+    return list(runs[runs["kind"].isin(kinds)].sort_values("order")["run"])
+
+
+def _set_step_axis(ax, steps, xscale: str) -> None:
+    steps = np.asarray([s for s in steps if np.isfinite(s)], dtype=float)
+    positive = steps[steps > 0]
+    if xscale == "symlog" and len(positive):
+        from matplotlib.ticker import FixedLocator, FuncFormatter
+
+        linthresh = float(positive.min())
+        ax.set_xscale("symlog", linthresh=linthresh, linscale=0.35)
+        right = float(steps.max()) * 1.08
+        ax.set_xlim(left=min(0.0, float(steps.min())), right=right)
+        # 0 and the powers of ten above the linear region (matplotlib's symlog ticks crowd it).
+        decades = [10.0 ** e for e in range(int(np.floor(np.log10(linthresh))), int(np.ceil(np.log10(right))) + 1)]
+        major = [0.0] + [d for d in decades if linthresh * 1.5 <= d <= right]
+        if len(major) < 3:  # a short run: label 1-2-5 steps as well
+            major = [0.0] + [d * m for d in decades for m in (1, 2, 5) if linthresh * 1.5 <= d * m <= right]
+        minor = [d * m for d in decades for m in range(2, 10) if linthresh <= d * m <= right]
+        ax.xaxis.set_major_locator(FixedLocator(major))
+        ax.xaxis.set_minor_locator(FixedLocator(minor))
+        ax.xaxis.set_major_formatter(FuncFormatter(_step_label))
+        ax.set_xlabel("step")
+    elif xscale == "log" and len(positive):
+        ax.set_xscale("log")
+        ax.set_xlabel("step (log; step 0 not shown)" if (steps <= 0).any() else "step (log)")
+    else:
+        ax.set_xlabel("step")
+
+
+def _step_label(x, _pos=None) -> str:
+    if x == 0:
+        return "0"
+    if x >= 1000 and x % 1000 == 0:
+        return f"{x / 1000:g}K"
+    return f"{x:g}"
+
+
+def _visible(df: pd.DataFrame, xscale: str) -> pd.DataFrame:
+    return df[df["step"] > 0] if xscale == "log" else df
+
+
+def _aggregate(df: pd.DataFrame, value: str, band: str) -> pd.DataFrame:
+    """Mean over seeds per step, with ``lo``/``hi`` band columns and ``n`` seeds."""
+    g = df.groupby("step")[value]
+    out = pd.DataFrame({"mean": g.mean(), "n": g.count()})
+    if band == "sd":
+        sd = g.std().fillna(0.0)
+        out["lo"], out["hi"] = out["mean"] - sd, out["mean"] + sd
+    else:
+        out["lo"], out["hi"] = g.min(), g.max()
+    return out.reset_index()
+
+
+def _plot_curve(ax, df: pd.DataFrame, value: str, run: str, metric: str, color: str, options: FigureOptions,
+                label: str | None = None, **kwargs):
+    """Mean line (+ band) of ``value`` over seeds; returns the aggregated curve."""
+    df = _visible(df.dropna(subset=[value]), options.xscale)
+    if df.empty:
+        return None
+    agg = _aggregate(df, value, options.band)
+    (line,) = ax.plot(agg["step"], agg["mean"], color=color, label=label, **kwargs)
+    line.set_gid(f"curve:{run}:{metric}")
+    if options.band != "none" and df["seed"].nunique() > 1:
+        poly = ax.fill_between(agg["step"], agg["lo"], agg["hi"], color=color, alpha=0.18, lw=0)
+        poly.set_gid(f"band:{run}:{metric}")
+    return agg
+
+
+def onset_summary(phases: pd.DataFrame, run: str, event: str, seed: int | None = None):
+    """(median, min, max, n) of the detected steps of ``event`` for ``run`` (one seed or all);
+    None when no seed shows it."""
+    if phases is None or phases.empty:
+        return None
+    rows = phases[(phases["run"] == run) & (phases["event"] == event) & phases["detected"]]
+    if seed is not None:
+        rows = rows[rows["seed"] == seed]
+    steps = rows["step"].dropna()
+    if steps.empty:
+        return None
+    return float(steps.median()), float(steps.min()), float(steps.max()), int(len(steps))
+
+
+def _mark(ax, agg: pd.DataFrame | None, phases, run: str, events, color: str, xscale: str) -> None:
+    """Onset markers on a run's mean curve (at the median step over seeds; a bar over their range)."""
+    if agg is None or agg.empty:
+        return
+    for event in events:
+        summary = onset_summary(phases, run, event)
+        if summary is None:
+            continue
+        med, lo, hi, n = summary
+        if xscale == "log" and med <= 0:
+            continue
+        marker, hollow, _ = ONSET_STYLE[event]
+        y = float(np.interp(med, agg["step"], agg["mean"]))
+        if n > 1 and hi > lo:
+            ax.plot([lo, hi], [y, y], color=color, lw=1.0, alpha=0.8, solid_capstyle="butt",
+                    zorder=4, gid=f"onset_range:{event}:{run}")
+        ax.plot([med], [y], ls="", marker=marker, ms=6.5 if not hollow else 5.5,
+                mfc="white" if hollow else color, mec="black" if not hollow else color,
+                mew=0.8 if not hollow else 1.2, zorder=5, gid=f"onset:{event}:{run}")
+
+
+def _onset_handles(events) -> list:
+    from matplotlib.lines import Line2D
+
+    handles = []
+    for event in events:
+        marker, hollow, text = ONSET_STYLE[event]
+        handles.append(Line2D([], [], ls="", marker=marker, ms=6, mfc="white" if hollow else "0.55",
+                              mec="0.2", mew=0.8, label=text))
+    return handles
+
+
+def _shade_window(ax, phases, run: str, label: str | None = None) -> None:
+    """Shade the run's structure -> capabilities onset window (median over seeds)."""
+    start = onset_summary(phases, run, "structure_onset")
+    end = onset_summary(phases, run, "capabilities_onset")
+    if start and end and end[0] > start[0]:
+        ax.axvspan(start[0], end[0], color="0.85", alpha=0.5, lw=0, zorder=0, gid="phase_window",
+                   label=label)
+
+
+def _finish(fig, handles, notes: list[str], ncols: int | None = None) -> None:
+    """One legend below the axes; what the figure could not draw (missing runs or tables) is said
+    in the legend's title, in italics, so the layout engine keeps it clear of everything else."""
+    import textwrap
+
+    handles = [h for h in handles if h is not None]
+    notes = [n for n in dict.fromkeys(notes) if n]
+    if not handles and not notes:
+        return
+    title = None
+    if notes:
+        text = "; ".join(notes)
+        text = text[0].upper() + text[1:] + "."
+        title = "\n".join(textwrap.wrap(text, width=int(18 * fig.get_figwidth())))
+    legend = fig.legend(handles=handles, loc="outside lower center",
+                        ncols=max(1, ncols or min(len(handles), 3)), fontsize=7.5, handlelength=1.8,
+                        columnspacing=1.2, title=title,
+                        title_fontproperties={"size": 7.5, "style": "italic"})
+    if title:
+        legend.get_title().set_color("0.3")
+        legend.get_title().set_gid("note")
+
+
+def _empty(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=8,
+            color="0.4", style="italic", wrap=True)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _prepare(tables: dict[str, pd.DataFrame], options: FigureOptions):
+    """Runs table plus the three curves (loss, UAS, overall BLiMP) as ``run, seed, step, value``."""
+    runs = tables["runs"]
+    loss = tables["loss"][["run", "seed", "step", "val_mlm_loss"]]
+    uas_full = select_treebank(tables["uas"], options.treebank)
+    uas = uas_full[["run", "seed", "step", "uas"]]
+    blimp = blimp_overall(tables["blimp"], options.blimp_variant).rename(columns={"accuracy": "blimp"})
+    return runs, {"val_mlm_loss": loss, "uas": uas, "blimp": blimp}, uas_full
+
+
+def _three_panels(fig):
+    axes = fig.subplots(1, 3)
+    for ax, metric in zip(axes, ("val_mlm_loss", "uas", "blimp")):
+        ax.set_title(METRIC_LABELS[metric][0].upper() + METRIC_LABELS[metric][1:])
+    return axes
+
+
+def _decorate_panels(axes, curves, runs_shown, options) -> None:
+    """Step axes, y labels, and the chance line of BLiMP."""
+    steps = pd.concat([c[c["run"].isin(runs_shown)]["step"] for c in curves.values()])
+    for ax, metric in zip(axes, ("val_mlm_loss", "uas", "blimp")):
+        _set_step_axis(ax, steps, options.xscale)
+        ax.set_ylabel({"val_mlm_loss": "loss (nats)", "uas": "UAS", "blimp": "accuracy"}[metric])
+    axes[2].axhline(0.5, color="0.5", lw=0.7, ls=":", zorder=1)
+    axes[2].text(0.99, 0.5, "chance", transform=axes[2].get_yaxis_transform(), ha="right", va="bottom",
+                 fontsize=6.5, color="0.45")
+
+
+# ----------------------------------------------------------------------------------------------
+# Figure 1: baseline training dynamics
+
+
+def figure_training(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
+                    options: FigureOptions = FigureOptions()):
+    """Loss, UAS and BLiMP against step for the baseline run(s), onsets marked."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    runs, curves, uas_full = _prepare(tables, options)
+    colors, labels = run_colors(runs), _labels(runs)
+    shown = _runs_of(runs, ["baseline"])
+    fig = new_figure(options.width, 2.7)
+    axes = _three_panels(fig)
+    notes, handles = [], []
+    if not shown:
+        notes.append("no baseline run (constant λ = 0) in this config")
+    events = ["structure_onset", "capabilities_onset"]
+    train = tables.get("train")
+    for run in shown:
+        color = colors[run]
+        if train is not None and options.train_loss_window > 0:
+            tr = train[train["run"] == run].dropna(subset=["mlm_loss"]).sort_values("step")
+            if not tr.empty:
+                tr = tr.assign(mlm_loss=tr.groupby("seed")["mlm_loss"].transform(
+                    lambda s: s.rolling(options.train_loss_window, min_periods=1, center=True).mean()))
+                tr = _thin(tr)
+                agg = _aggregate(_visible(tr, options.xscale), "mlm_loss", "none")
+                axes[0].plot(agg["step"], agg["mean"], color=color, lw=0.7, alpha=0.45,
+                             gid=f"curve:{run}:train_loss")
+        for ax, metric in zip(axes, ("val_mlm_loss", "uas", "blimp")):
+            df = curves[metric]
+            agg = _plot_curve(ax, df[df["run"] == run], metric, run, metric, color, options, lw=1.6,
+                              marker="o", ms=2.5)
+            extra = {"val_mlm_loss": ["loss_drop"], "uas": [], "blimp": ["blimp_jump"]}[metric]
+            _mark(ax, agg, phases, run, events + extra, color, options.xscale)
+            _shade_window(ax, phases, run)
+        off = uas_full[uas_full["run"] == run].dropna(subset=["offset_uas"])
+        if not off.empty:
+            agg = _aggregate(_visible(off, options.xscale), "offset_uas", "none")
+            axes[1].plot(agg["step"], agg["mean"], color=color, lw=0.9, ls="--", alpha=0.6,
+                         gid=f"curve:{run}:offset_uas")
+        n_seeds = max((curves[m][curves[m]["run"] == run]["seed"].nunique() for m in curves), default=0)
+        handles.append(Line2D([], [], color=color, lw=1.6, marker="o", ms=2.5,
+                              label=f"{labels[run]}, mean of {n_seeds} seed{'s' if n_seeds != 1 else ''}"))
+    for metric, what in (("val_mlm_loss", "held-out loss"), ("uas", "probe"), ("blimp", "BLiMP")):
+        if shown and curves[metric][curves[metric]["run"].isin(shown)].empty:
+            notes.append(f"no {what} table for the baseline")
+    _decorate_panels(axes, curves, shown, options)
+    if shown:
+        if train is not None and options.train_loss_window > 0 and not train[train["run"].isin(shown)].empty:
+            block = int(train[train["run"].isin(shown)]["n_steps"].max()) if "n_steps" in train else 1
+            span = options.train_loss_window * max(block, 1)
+            handles.append(Line2D([], [], color="0.3", lw=0.7, alpha=0.6,
+                                  label=f"training loss (rolling mean, {span} steps)"))
+        if not uas_full[uas_full["run"].isin(shown)]["offset_uas"].dropna().empty:
+            handles.append(Line2D([], [], color="0.3", lw=0.9, ls="--", alpha=0.7,
+                                  label="best fixed-offset baseline"))
+        if options.band != "none":
+            handles.append(Patch(color="0.5", alpha=0.25,
+                                 label="seed range" if options.band == "range" else "±1 sd over seeds"))
+        handles.append(Patch(color="0.85", alpha=0.6, label="structure → capabilities onset"))
+        handles += _onset_handles(events + ["loss_drop", "blimp_jump"])
+    _finish(fig, handles, notes, ncols=3)
+    return fig
+
+
+def _thin(df: pd.DataFrame, max_points: int = 1500) -> pd.DataFrame:
+    """At most ~max_points steps, spread evenly in log(step) (dense per-step tables)."""
+    steps = np.unique(df["step"].to_numpy())
+    if len(steps) <= max_points:
+        return df
+    positions = np.unique(np.round(np.geomspace(1, len(steps), max_points)).astype(int) - 1)
+    return df[df["step"].isin(steps[positions])]
+
+
+# ----------------------------------------------------------------------------------------------
+# Figure 2: baseline vs SAS+ vs SAS-
+
+
+def figure_regularizers(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
+                        options: FigureOptions = FigureOptions()):
+    """Loss, UAS and BLiMP over training for every constant-lambda run."""
+    from matplotlib.lines import Line2D
+
+    runs, curves, uas_full = _prepare(tables, options)
+    colors, labels = run_colors(runs), _labels(runs)
+    shown = _runs_of(runs, CONSTANT_KINDS)
+    fig = new_figure(options.width, 2.7)
+    axes = _three_panels(fig)
+    notes = [f"no {KIND_NAMES[k]} run in this config" for k in CONSTANT_KINDS if not _runs_of(runs, [k])]
+    handles = []
+    events = ["structure_onset", "capabilities_onset"]
+    for run in shown:
+        color = colors[run]
+        drawn = False
+        for ax, metric in zip(axes, ("val_mlm_loss", "uas", "blimp")):
+            df = curves[metric]
+            agg = _plot_curve(ax, df[df["run"] == run], metric, run, metric, color, options, lw=1.5,
+                              marker="o", ms=2.2)
+            drawn |= agg is not None
+            _mark(ax, agg, phases, run, events, color, options.xscale)
+        if drawn:
+            handles.append(Line2D([], [], color=color, lw=1.5, label=labels[run]))
+        else:
+            notes.append(f"{run}: no tables")
+    _decorate_panels(axes, curves, shown, options)
+    if handles:
+        handles += _onset_handles(events)
+    _finish(fig, handles, notes, ncols=min(len(handles), 3))
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Figure 3: release experiments SAS-(k)
+
+
+def _final(df: pd.DataFrame, value: str) -> pd.DataFrame:
+    """Each run x seed's value at its last step."""
+    df = df.dropna(subset=[value]).sort_values("step")
+    return df.groupby(["run", "seed"], as_index=False).last()[["run", "seed", "step", value]]
+
+
+def figure_release(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
+                   options: FigureOptions = FigureOptions()):
+    """Release runs' curves (stitched onto their parents) and their final loss/UAS/BLiMP against k."""
+    from matplotlib.lines import Line2D
+
+    runs, curves, uas_full = _prepare(tables, options)
+    colors, labels = run_colors(runs), _labels(runs)
+    release = runs[runs["kind"] == "release"].sort_values(["release_step", "order"])
+    parents = [p for p in dict.fromkeys(release["parent"].dropna()) if p in set(runs["run"])]
+    baselines = _runs_of(runs, ["baseline"])
+    fig = new_figure(options.width, 5.0)
+    axes = fig.subplots(2, 3)
+    top, bottom = axes[0], axes[1]
+    for ax, metric in zip(top, ("val_mlm_loss", "uas", "blimp")):
+        ax.set_title(METRIC_LABELS[metric][0].upper() + METRIC_LABELS[metric][1:])
+    notes, handles = [], []
+    if release.empty:
+        notes.append("no release run (λ staged to 0 at step k) in this config")
+    if not baselines:
+        notes.append("no baseline run (constant λ = 0) for reference")
+    context = baselines[:1] + [p for p in parents if p not in baselines]
+    if release.empty:
+        context = baselines[:1] + _runs_of(runs, ["sas_minus"])
+    for run in context:
+        color = colors[run]
+        for ax, metric in zip(top, ("val_mlm_loss", "uas", "blimp")):
+            df = curves[metric]
+            _plot_curve(ax, df[df["run"] == run], metric, run, metric, color, options, lw=1.2, alpha=0.9)
+        handles.append(Line2D([], [], color=color, lw=1.2, label=labels[run]))
+    for row in release.itertuples():
+        color = colors[row.run]
+        for ax, metric in zip(top, ("val_mlm_loss", "uas", "blimp")):
+            df = stitch(curves[metric][curves[metric]["run"].isin([row.run, row.parent])], runs)
+            df = df[df["run"] == row.run]
+            if df.empty:
+                continue
+            k = int(row.start_step) if row.parent else int(row.release_step)
+            before = df[df["step"] <= k]
+            after = df[df["step"] >= k]
+            if len(before) > 1:
+                agg = _aggregate(_visible(before.dropna(subset=[metric]), options.xscale), metric, "none")
+                ax.plot(agg["step"], agg["mean"], color=color, lw=1.0, ls=":", gid=f"stitched:{row.run}:{metric}")
+            _plot_curve(ax, after, metric, row.run, metric, color, options, lw=1.5)
+            agg = _aggregate(df.dropna(subset=[metric]), metric, "none")
+            if not agg.empty and (options.xscale != "log" or k > 0):
+                ax.plot([k], [float(np.interp(k, agg["step"], agg["mean"]))], ls="", marker="|", ms=9,
+                        mew=1.5, color=color, gid=f"release:{row.run}")
+        handles.append(Line2D([], [], color=color, lw=1.5, label=labels[row.run]))
+    shown = context + list(release["run"])
+    _decorate_panels(top, curves, shown, options)
+
+    # Bottom: final values against k.
+    ylabels = {"val_mlm_loss": "final loss (nats)", "uas": "final UAS", "blimp": "final BLiMP accuracy"}
+    for ax, metric in zip(bottom, ("val_mlm_loss", "uas", "blimp")):
+        ax.set_xlabel("release step k")
+        ax.set_ylabel(ylabels[metric])
+        if release.empty:
+            _empty(ax, "no release runs")
+            continue
+        finals = _final(curves[metric], metric)
+        rel = finals.merge(release[["run", "release_step"]], on="run")
+        if rel.empty:
+            _empty(ax, "no tables for the release runs")
+            continue
+        means = rel.groupby("release_step", as_index=False)[metric].mean().sort_values("release_step")
+        ax.plot(means["release_step"], means[metric], color="0.35", lw=1.0, zorder=2, gid=f"final:mean:{metric}")
+        for r in rel.itertuples():
+            ax.plot([r.release_step], [getattr(r, metric)], ls="", marker="o", ms=3.5, alpha=0.6,
+                    color=colors[r.run], zorder=3)
+        for r in release.itertuples():
+            m = rel[rel["run"] == r.run][metric]
+            if not m.empty:
+                ax.plot([r.release_step], [m.mean()], ls="", marker="o", ms=6.5, color=colors[r.run],
+                        mec="black", mew=0.7, zorder=4, gid=f"final:{r.run}:{metric}")
+        for ref, ls in [(b, "--") for b in baselines[:1]] + [(p, ":") for p in parents]:
+            m = finals[finals["run"] == ref][metric]
+            if not m.empty:
+                ax.axhline(m.mean(), color=colors[ref], ls=ls, lw=1.1, zorder=1, gid=f"ref:{ref}:{metric}")
+        if baselines:
+            _shade_window(ax, phases, baselines[0])
+        ks = release["release_step"].dropna().astype(float)
+        pad = max(1.0, 0.08 * (ks.max() - ks.min())) if len(ks) else 1.0
+        lo, hi = ax.get_xlim()
+        ax.set_xlim(min(lo, ks.min() - pad), max(hi, ks.max() + pad))
+    if not release.empty:
+        if baselines:
+            handles.append(Line2D([], [], color=colors[baselines[0]], ls="--", lw=1.1,
+                                  label=f"final: {baselines[0]}"))
+        for p in parents:
+            handles.append(Line2D([], [], color=colors[p], ls=":", lw=1.1, label=f"final: {p} (never released)"))
+        from matplotlib.patches import Patch
+
+        if baselines and onset_summary(phases, baselines[0], "structure_onset"):
+            handles.append(Patch(color="0.85", alpha=0.6, label=f"{baselines[0]}: ▲ → ● window"))
+        handles.append(Line2D([], [], ls="", marker="|", ms=8, mew=1.5, color="0.3",
+                              label="release at k (dotted: before k)"))
+    _finish(fig, handles, notes, ncols=3 if len(handles) > 4 else 2)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Figure 4: per-head UAS heat maps; BLiMP per phenomenon
+
+
+def select_checkpoints(steps, phases: pd.DataFrame, run: str | None, seed: int | None, n: int) -> list[int]:
+    """``n`` checkpoints: first, last, those nearest the run's onsets, the rest evenly spread."""
+    steps = sorted(int(s) for s in set(steps))
+    if len(steps) <= n:
+        return steps
+    chosen = {steps[0], steps[-1]}
+    if run is not None:
+        for event in ("structure_onset", "breakthrough", "capabilities_onset"):
+            s = onset_summary(phases, run, event, seed)
+            if s is not None:
+                chosen.add(min(steps, key=lambda x: abs(x - s[0])))
+    for idx in np.linspace(0, len(steps) - 1, n + 2):
+        if len(chosen) >= n:
+            break
+        chosen.add(steps[int(round(idx))])
+    extra = iter(s for s in steps if s not in chosen)
+    while len(chosen) < n:
+        chosen.add(next(extra))
+    return sorted(chosen)[:n] if len(chosen) > n else sorted(chosen)
+
+
+def _onset_tags(phases, run, seed, steps) -> dict[int, str]:
+    """Checkpoint -> '▲' / '●' for the checkpoints nearest a run's onsets."""
+    tags: dict[int, str] = {}
+    for event, symbol in (("structure_onset", "▲"), ("capabilities_onset", "●")):
+        s = onset_summary(phases, run, event, seed)
+        if s is not None and len(steps):
+            near = min(steps, key=lambda x: abs(x - s[0]))
+            tags[near] = tags.get(near, "") + symbol
+    return tags
+
+
+def figure_heads(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
+                 options: FigureOptions = FigureOptions()):
+    """Per-head UAS (layer x head) at selected checkpoints, one row per constant-lambda run."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.patches import Rectangle
+    from matplotlib.ticker import MaxNLocator
+
+    runs = tables["runs"]
+    heads = select_treebank(tables["heads"], options.treebank)
+    uas = select_treebank(tables["uas"], options.treebank) if "uas" in tables else None
+    notes = []
+    have = set(heads["run"])
+    shown = [r for r in _runs_of(runs, CONSTANT_KINDS) if r in have]
+    notes += [f"no {KIND_NAMES[k]} run in this config" for k in CONSTANT_KINDS if not _runs_of(runs, [k])]
+    if not shown:
+        shown = [r for r in runs.sort_values("order")["run"] if r in have][:3]
+    if not shown:
+        fig = new_figure(options.width, 2.0)
+        _empty(fig.subplots(), "no per-head probe scores (heads table is empty)")
+        _finish(fig, [], notes)
+        return fig
+    first = heads[heads["run"] == shown[0]]
+    seed = int(first["seed"].min())
+    steps = select_checkpoints(first[first["seed"] == seed]["step"], phases, shown[0], seed,
+                               options.heads_checkpoints)
+    n_layers = int(heads["layer"].max()) + 1
+    n_heads = int(heads["head"].max()) + 1
+    best = heads.groupby(["run", "seed", "step", "layer", "head"], as_index=False)["accuracy"].max()
+    vmax = float(np.ceil(best["accuracy"].max() * 10) / 10) if len(best) else 1.0
+    norm = Normalize(0.0, max(vmax, 0.1))
+    cmap = "mako_r"
+    import seaborn as sns
+
+    cmap = sns.color_palette(cmap, as_cmap=True)
+    panel = min(1.15, (options.width - 0.9) / len(steps))
+    height = len(shown) * panel * max(0.55, n_layers / max(n_heads, 1)) + 1.0
+    fig = new_figure(options.width, height)
+    axes = np.atleast_2d(fig.subplots(len(shown), len(steps), squeeze=False))
+    tags = _onset_tags(phases, shown[0], seed, steps)
+    for i, run in enumerate(shown):
+        sub = best[(best["run"] == run)]
+        run_seed = seed if seed in set(sub["seed"]) else (int(sub["seed"].min()) if len(sub) else seed)
+        for j, step in enumerate(steps):
+            ax = axes[i, j]
+            ax.grid(False)
+            cell = sub[(sub["seed"] == run_seed) & (sub["step"] == step)]
+            if cell.empty:
+                _empty(ax, "—")
+            else:
+                grid = np.full((n_layers, n_heads), np.nan)
+                grid[cell["layer"].astype(int), cell["head"].astype(int)] = cell["accuracy"]
+                im = ax.imshow(grid, cmap=cmap, norm=norm, origin="lower", aspect="auto",
+                               interpolation="nearest")
+                im.set_gid(f"heads:{run}:{step}")
+                if uas is not None:
+                    b = uas[(uas["run"] == run) & (uas["seed"] == run_seed) & (uas["step"] == step)]
+                    if not b.empty and pd.notna(b["layer"].iloc[0]):
+                        ax.add_patch(Rectangle((b["head"].iloc[0] - 0.5, b["layer"].iloc[0] - 0.5), 1, 1,
+                                               fill=False, ec="#D55E00", lw=1.2, gid=f"best_head:{run}:{step}"))
+                ax.xaxis.set_major_locator(MaxNLocator(4, integer=True))
+                ax.yaxis.set_major_locator(MaxNLocator(4, integer=True))
+                ax.tick_params(labelsize=6.5, length=2, pad=1)
+            if i == 0:
+                tag = tags.get(step, "")
+                ax.set_title(f"step {step}{' ' + tag if tag else ''}", fontsize=8, fontweight="normal")
+            if j == 0:
+                ax.set_ylabel(f"{run}\nlayer", fontsize=7.5)
+            else:
+                ax.set_yticklabels([])
+            if i == len(shown) - 1:
+                ax.set_xlabel("head", fontsize=7.5)
+            else:
+                ax.set_xticklabels([])
+    cbar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.9, pad=0.01, aspect=25)
+    cbar.set_label("head UAS (better direction)", fontsize=7.5)
+    cbar.ax.tick_params(labelsize=6.5)
+    fig.suptitle(f"Per-head UAS, seed {seed}; ▲ structure / ● capabilities onset of {shown[0]}; "
+                 "box: best head", fontsize=8)
+    _finish(fig, [], notes)
+    return fig
+
+
+def figure_phenomena(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
+                     options: FigureOptions = FigureOptions()):
+    """BLiMP accuracy per phenomenon across checkpoints, one heat map per constant-lambda run."""
+    import seaborn as sns
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import TwoSlopeNorm
+
+    runs = tables["runs"]
+    blimp = tables["blimp"]
+    rows = blimp[blimp["level"] == "phenomenon"]
+    if not rows.empty:
+        variants = sorted(rows["variant"].unique())
+        variant = options.blimp_variant or variants[0]
+        rows = rows[rows["variant"] == variant]
+    have = set(rows["run"])
+    notes = [f"no {KIND_NAMES[k]} run in this config" for k in CONSTANT_KINDS if not _runs_of(runs, [k])]
+    shown = [r for r in _runs_of(runs, CONSTANT_KINDS) if r in have]
+    if not shown:
+        shown = [r for r in runs.sort_values("order")["run"] if r in have][:3]
+    if not shown:
+        fig = new_figure(options.width, 2.0)
+        _empty(fig.subplots(), "no BLiMP phenomenon rows")
+        _finish(fig, [], notes)
+        return fig
+    phenomena = sorted(rows["name"].unique())
+    height = 1.3 + 0.17 * len(phenomena)
+    fig = new_figure(options.width, height)
+    axes = np.atleast_1d(fig.subplots(1, len(shown), squeeze=False)[0])
+    cmap = sns.color_palette("vlag", as_cmap=True)
+    # Diverging at chance (0.5), symmetric, just wide enough for the data.
+    spread = float((rows[rows["run"].isin(shown)]["accuracy"] - 0.5).abs().max())
+    spread = min(0.5, max(0.1, np.ceil(spread * 20) / 20))
+    norm = TwoSlopeNorm(vcenter=0.5, vmin=0.5 - spread, vmax=0.5 + spread)
+    for ax, run in zip(axes, shown):
+        df = rows[rows["run"] == run]
+        n_seeds = df["seed"].nunique()
+        mat = df.pivot_table(index="name", columns="step", values="accuracy", aggfunc="mean")
+        mat = mat.reindex(phenomena)
+        sns.heatmap(mat, ax=ax, cmap=cmap, norm=norm, cbar=False, linewidths=0.0,
+                    xticklabels=True, yticklabels=True)
+        ax.grid(False)
+        if ax is not axes[0]:
+            ax.tick_params(axis="y", labelleft=False)
+        ax.collections[-1].set_gid(f"phenomena:{run}")
+        ax.set_title(f"{run} ({n_seeds} seed{'s' if n_seeds != 1 else ''})", fontsize=8.5)
+        ax.set_xlabel("step")
+        ax.set_ylabel("")
+        steps = list(mat.columns)
+        every = max(1, int(np.ceil(len(steps) / 7)))
+        ax.set_xticks(np.arange(len(steps))[::every] + 0.5)
+        ax.set_xticklabels([str(int(s)) for s in steps[::every]], rotation=90, fontsize=6.5)
+        ax.tick_params(axis="y", labelsize=6.5, length=0)
+        for event, symbol in (("structure_onset", "^"), ("capabilities_onset", "o")):
+            s = onset_summary(phases, run, event)
+            if s is None or not steps:
+                continue
+            col = int(np.argmin([abs(x - s[0]) for x in steps]))
+            ax.plot([col + 0.5], [-0.45], ls="", marker=symbol, ms=5.5, color="black", clip_on=False,
+                    transform=ax.transData, gid=f"onset:{event}:{run}")
+        ax.set_ylim(len(phenomena), -0.9)
+    cbar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.85, pad=0.01, aspect=30)
+    cbar.set_label("accuracy (white: chance)", fontsize=7.5)
+    cbar.ax.tick_params(labelsize=6.5)
+    fig.suptitle("BLiMP accuracy per phenomenon (mean over seeds); ▲ structure / ● capabilities onset",
+                 fontsize=8)
+    _finish(fig, [], notes)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Figure 5: cross-seed scatter
+
+
+def figure_seeds(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
+                 options: FigureOptions = FigureOptions()):
+    """UAS vs loss, BLiMP vs UAS, BLiMP vs loss: every run x seed's checkpoints as trajectories."""
+    from matplotlib.lines import Line2D
+
+    runs, curves, _ = _prepare(tables, options)
+    colors, labels = run_colors(runs), _labels(runs)
+    merged = curves["val_mlm_loss"].merge(curves["uas"], on=["run", "seed", "step"], how="outer")
+    merged = merged.merge(curves["blimp"], on=["run", "seed", "step"], how="outer")
+    order = dict(zip(runs["run"], runs["order"]))
+    merged = merged.assign(_o=merged["run"].map(order)).sort_values(["_o", "seed", "step"]).drop(columns="_o")
+    seeds = sorted(merged["seed"].dropna().astype(int).unique())
+    seed_marker = {s: SEED_MARKERS[i % len(SEED_MARKERS)] for i, s in enumerate(seeds)}
+    fig = new_figure(options.width, 3.0)
+    axes = fig.subplots(1, 3)
+    pairs = [("val_mlm_loss", "uas"), ("uas", "blimp"), ("val_mlm_loss", "blimp")]
+    notes = []
+    # The unigram-learning start (loss far above the rest) would squeeze every later checkpoint
+    # into a corner: the loss axis starts at the earliest structure onset when there is one.
+    clip_loss = None
+    onsets = phases[(phases["event"] == "structure_onset") & phases["detected"]] if phases is not None else None
+    if onsets is not None and not onsets.empty:
+        first_onset = float(onsets["step"].min())
+        later = merged[merged["step"] >= first_onset]["val_mlm_loss"].dropna()
+        if not later.empty and merged["val_mlm_loss"].max() > later.max():
+            clip_loss = float(later.max())
+            notes.append(f"the loss axes start at the earliest structure onset (step {first_onset:g}); "
+                         "earlier checkpoints lie off to the right")
+    for ax, (x, y) in zip(axes, pairs):
+        ax.set_xlabel(METRIC_LABELS[x])
+        ax.set_ylabel(METRIC_LABELS[y])
+        data = merged.dropna(subset=[x, y])
+        if data.empty:
+            _empty(ax, f"no {METRIC_LABELS[x]} / {METRIC_LABELS[y]} pairs")
+            continue
+        for (run, seed), df in data.groupby(["run", "seed"], sort=False):
+            color = colors.get(run, "0.5")
+            ax.plot(df[x], df[y], color=color, lw=0.7, alpha=0.45, marker=".", ms=2.5,
+                    gid=f"curve:{run}:{y}_vs_{x}:{seed}")
+            last = df.iloc[-1]
+            ax.plot([last[x]], [last[y]], ls="", marker=seed_marker[int(seed)], ms=6, color=color,
+                    mec="black", mew=0.6, zorder=4, gid=f"final:{run}:{seed}")
+            for event in ("structure_onset", "capabilities_onset"):
+                s = onset_summary(phases, run, event, int(seed))
+                if s is None:
+                    continue
+                hit = df[df["step"] == s[0]]
+                if hit.empty:
+                    continue
+                marker, _, _ = ONSET_STYLE[event]
+                ax.plot([hit[x].iloc[0]], [hit[y].iloc[0]], ls="", marker=marker, ms=5, color=color,
+                        mec="black", mew=0.5, zorder=5, gid=f"onset:{event}:{run}")
+        finals = data.groupby(["run", "seed"]).last()
+        if len(finals) >= 3 and finals[x].nunique() > 1 and finals[y].nunique() > 1:
+            rho = finals[x].rank().corr(finals[y].rank())
+            ax.set_title(f"Spearman ρ = {rho:.2f} (final, n = {len(finals)})",
+                         fontsize=7, fontweight="normal", gid="spearman")
+        if x == "val_mlm_loss" and clip_loss is not None and data[x].max() > clip_loss:
+            span = clip_loss - data[x].min()
+            ax.set_xlim(data[x].min() - 0.05 * span, clip_loss + 0.05 * span)
+    if "blimp" in merged:
+        axes[1].axhline(0.5, color="0.5", lw=0.7, ls=":")
+        axes[2].axhline(0.5, color="0.5", lw=0.7, ls=":")
+    present = [r for r in runs.sort_values("order")["run"] if r in set(merged["run"])]
+    missing = [r for r in runs["run"] if r not in present]
+    if missing:
+        notes.append(f"no tables for {', '.join(missing)}")
+    if len(seeds) < 2:
+        notes.append("a single seed: no spread across seeds")
+    handles = [Line2D([], [], color=colors[r], lw=1.2, label=labels[r]) for r in present]
+    handles += [Line2D([], [], ls="", marker=seed_marker[s], color="0.5", mec="black", mew=0.6, ms=5,
+                       label=f"seed {s} (final)") for s in seeds]
+    handles += [h for h in _onset_handles(["structure_onset", "capabilities_onset"])]
+    for h in handles[-2:]:
+        h.set_label(h.get_label().split(" (")[0])
+    _finish(fig, handles, notes, ncols=3)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Registry, saving, CLI
+
+FIGURES: dict[str, tuple[Callable, tuple[str, ...]]] = {
+    "fig1_training": (figure_training, ("runs", "train", "loss", "uas", "blimp")),
+    "fig2_regularizers": (figure_regularizers, ("runs", "loss", "uas", "blimp")),
+    "fig3_release": (figure_release, ("runs", "loss", "uas", "blimp")),
+    "fig4a_heads": (figure_heads, ("runs", "heads", "uas")),
+    "fig4b_phenomena": (figure_phenomena, ("runs", "blimp")),
+    "fig5_seeds": (figure_seeds, ("runs", "loss", "uas", "blimp")),
+}
+FORMATS = ("png", "pdf")
+
+
+def draw(name: str, tables: dict[str, pd.DataFrame], phases: pd.DataFrame, options: FigureOptions):
+    """Build figure ``name`` (a key of ``FIGURES``) inside the house style."""
+    options.check()
+    if name not in FIGURES:
+        raise InputError(f"unknown figure {name!r} (choose from {', '.join(FIGURES)})")
+    func, _ = FIGURES[name]
+    with style():
+        return func(tables, phases, options)
+
+
+def save_figure(fig, stem: str | Path, dpi: int = 200, formats=FORMATS) -> list[Path]:
+    """Write ``stem.png`` and ``stem.pdf`` atomically (reproducible: no timestamps)."""
+    paths = []
+    metadata = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Creator": None, "Producer": None}}
+    with style():
+        for fmt in formats:
+            path = Path(f"{stem}.{fmt}")
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata.get(fmt))
+            paths.append(path)
+    return paths
+
+
+def load_tables(tables_dir: str | Path, names) -> dict[str, pd.DataFrame]:
+    out = {}
+    for name in names:
+        path = Path(tables_dir) / f"{name}.parquet"
+        if not path.is_file():
+            raise InputError(f"{path}: not found (run `sasbert phases gather` first)")
+        out[name] = pd.read_parquet(path)
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = FigureOptions()
+    parser.add_argument("--tables", required=True, help="folder of the gathered tables (sasbert phases gather)")
+    parser.add_argument("--phases", required=True, help="phases parquet (sasbert phases detect)")
+    parser.add_argument("--out-dir", required=True, help="where <figure>.png and <figure>.pdf go")
+    parser.add_argument("--figure", nargs="+", choices=list(FIGURES), default=list(FIGURES),
+                        help="which figures (default: all)")
+    parser.add_argument("--width", type=float, default=d.width, help="figure width in inches")
+    parser.add_argument("--dpi", type=int, default=d.dpi, help="PNG resolution")
+    parser.add_argument("--xscale", choices=("symlog", "log", "linear"), default=d.xscale,
+                        help="step axis: symlog keeps step 0, log drops it")
+    parser.add_argument("--band", choices=("range", "sd", "none"), default=d.band,
+                        help="band around the mean over seeds")
+    parser.add_argument("--train-loss-window", type=int, default=d.train_loss_window,
+                        help="rolling mean of the training loss in figure 1 (0 hides it)")
+    parser.add_argument("--heads-checkpoints", type=int, default=d.heads_checkpoints,
+                        help="checkpoints shown in the per-head heat maps")
+    parser.add_argument("--treebank", help="UAS treebank (default: the only/first one)")
+    parser.add_argument("--blimp-variant", help="BLiMP variant (default: the only/first one)")
+
+
+def run(args: argparse.Namespace) -> None:
+    options = FigureOptions(width=args.width, dpi=args.dpi, xscale=args.xscale, band=args.band,
+                            train_loss_window=args.train_loss_window,
+                            heads_checkpoints=args.heads_checkpoints, treebank=args.treebank,
+                            blimp_variant=args.blimp_variant)
+    options.check()
+    if not Path(args.phases).is_file():
+        raise InputError(f"{args.phases}: not found (run `sasbert phases detect` first)")
+    phases = pd.read_parquet(args.phases)
+    needed = sorted({t for name in args.figure for t in FIGURES[name][1]})
+    tables = load_tables(args.tables, needed)
+    for name in args.figure:
+        fig = draw(name, tables, phases, options)
+        for path in save_figure(fig, Path(args.out_dir) / name, options.dpi):
+            log.info("wrote %s", path)

@@ -1,0 +1,733 @@
+"""Stage 7, phases: gathered all-runs tables, and onsets found on the per-checkpoint curves.
+
+SPEC.md, "Phases", made operational. Everything here reads tables only (no checkpoints, no torch), so
+figures can be redrawn from a ``results/`` folder copied from a cluster.
+
+Gathered tables (``sasbert phases gather``)
+-------------------------------------------
+The per-run x seed tables of the other stages are stacked into tidy all-runs tables with ``run`` and
+``seed`` columns, one file each under ``--out-dir`` (``results/tables/``):
+
+* ``runs.parquet``: one row per configured run, in config order: ``run, order, kind, lambda,
+  lambda_schedule, parent, start_step, release_step, label``. ``kind`` comes from the lambda
+  schedule, never from the name: ``baseline`` (constant 0), ``sas_plus`` (constant < 0, promotes
+  SAS), ``sas_minus`` (constant > 0, suppresses SAS), ``release`` (stages ending in 0 after a
+  nonzero weight: SAS-(k), or SAS+(k) when that weight is negative), ``other`` (any other staged
+  schedule). ``lambda`` is the constant, or for a release run the weight before the release;
+  ``lambda_schedule`` the schedule as JSON; ``parent``/``start_step`` the run it resumes from and
+  at which step (``start_step`` 0 otherwise); ``release_step`` (k) the step from which lambda is 0
+  (release runs only); ``label`` a short legend text.
+* ``train.parquet``: ``run, seed, step, mlm_loss, sas, lambda, lr, grad_norm, n_steps`` (from
+  ``metrics/steps.parquet``: every optimizer step, ``n_steps`` 1; a run x seed with more than
+  ``max_train_rows`` steps is averaged over blocks of ``n_steps`` consecutive steps, ``step``,
+  ``lambda`` and ``lr`` being the block's last, so paper-length runs stay small).
+* ``loss.parquet``: ``run, seed, step, val_mlm_loss`` (every checkpoint, ``metrics/eval.parquet``).
+* ``uas.parquet``: ``run, seed, step, treebank, uas, layer, head, direction, soft_score,
+  max_soft_score, uas_mean, offset_uas, offset, n_sentences`` (every checkpoint; from the probe's
+  summary: ``uas`` is the "all" best-head accuracy, i.e. the UAS of our figures, and ``layer, head,
+  direction, soft_score`` are that head's; ``uas_mean`` the "mean" row (mean of per-relation best
+  heads; null for unlabelled treebanks); ``offset_uas``/``offset`` the best fixed-offset baseline).
+* ``heads.parquet``: ``run, seed, step, treebank, layer, head, direction, accuracy, soft_score,
+  count`` (the probe's per-head scores for relation "all").
+* ``blimp.parquet``: ``run, seed`` + the BLiMP summary columns ``step, variant, level, name,
+  phenomenon, accuracy, n_pairs, n_paradigms``.
+
+A run's own rows only: a release run's tables start at its start step k. ``stitch`` prepends the
+parent's rows before k (same seed), which is the model's real history; phases and the release
+figures use stitched curves.
+
+Onsets (``sasbert phases detect``)
+----------------------------------
+On one curve y(step) of one run x seed, sampled at its (irregular) checkpoints:
+
+1. **Smoothing**: a centred moving average over ``smoothing_window`` checkpoints (an odd number of
+   points, not steps; 1 = none). Near the ends the window shrinks symmetrically, so the first and
+   last points are left as they are (a one-sided window would bend a trend at the edges).
+2. **Finite differences in step**: velocity v = dy/dstep of the smoothed curve and acceleration
+   a = dv/dstep of the velocity smoothed with the same window (a second difference amplifies noise
+   far more than a first), both by ``numpy.gradient`` (second-order central differences that
+   account for uneven spacing; one-sided at the ends). The first and last checkpoint's velocity
+   is one-sided, and so is the acceleration at the two first and two last checkpoints: these are
+   no candidates for the acceleration events below.
+3. **Events** (steps below ``min_step`` are not candidates, see below):
+   * ``breakthrough`` (metric ``uas``): the step of maximal UAS velocity;
+   * ``structure_onset`` (``uas``): the step of maximal UAS acceleration strictly before the
+     breakthrough;
+   * ``capabilities_onset`` (``uas``): the step of minimal UAS acceleration (growth stops) strictly
+     after the breakthrough;
+   * ``loss_drop`` (``val_mlm_loss``): the step of maximal negative velocity of the held-out loss;
+   * ``blimp_jump`` (``blimp``): the step of maximal velocity of overall BLiMP accuracy.
+4. **No transition** (a curve must say so rather than invent one): with sigma the curve's noise,
+   estimated from the raw points as 1.4826 * MAD(second differences) / sqrt(6) (robust to the one
+   transition; a second difference of i.i.d. noise has variance 6 sigma^2), and *rise* the largest
+   increase of the smoothed curve from any point to any later one (for the loss: the largest
+   decrease), a curve shows a transition when it has at least ``min_points`` checkpoints and
+
+       rise >= threshold = max(min_rise, noise_factor * sigma).
+
+   ``min_rise`` is in the curve's units (accuracy for UAS/BLiMP, nats for the loss). Otherwise
+   every event of the curve is reported with ``detected = False``, null step and value, and a
+   ``reason``. The velocity events are searched among checkpoints with two neighbours (the
+   ends' velocity is one-sided); a curve that is steepest at the first or last of them is a monotone
+   trend through the sampled window, not a transition inside it (the steady decline of the loss
+   after warmup; a UAS still rising when training stops): its breakthrough, loss drop or BLiMP
+   jump is undetected, with that reason. An onset is also undetected when no candidate lies
+   between the breakthrough and the first (structure onset) or last (capabilities onset) usable
+   checkpoint: it happened before or after what was sampled.
+
+``min_step`` (all curves) and ``loss_min_step`` (the loss only) exclude early checkpoints from the
+candidates and from the rise; derivatives are still computed on the whole curve. The early
+unigram-learning drop of the MLM loss (the first few hundred steps, during LR warmup) is always the
+steepest part of the loss curve in raw steps, so the workflow searches the loss drop from the end of
+warmup on (``loss_min_step`` defaults to ``train.warmup_steps`` there).
+
+Phases table: ``run, seed, kind, metric, event, detected, step, value, smoothed_value, velocity,
+acceleration, rise, noise, threshold, n_points, reason`` -- one row per run x seed x event (five
+events), ``value`` the raw curve value at ``step``, ``velocity``/``acceleration`` the smoothed
+curve's derivatives there (per step, per step^2).
+
+CLI::
+
+    sasbert phases gather --results-dir results --runs JSON|--config config.yaml [--seeds 0 1]
+        --out-dir results/tables [--allow-missing] [--max-train-rows 20000]
+    sasbert phases detect --runs runs.parquet --loss loss.parquet --uas uas.parquet
+        --blimp blimp.parquet --out phases.parquet [--csv phases.csv]
+        [--smoothing-window 3] [--min-rise 0.02] [--noise-factor 5] [--min-points 5]
+        [--min-step 0] [--loss-min-step 0] [--treebank NAME] [--blimp-variant NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from sasbert.atomic import atomic_path, write_parquet
+from sasbert.errors import InputError
+
+log = logging.getLogger(__name__)
+
+KINDS = ("baseline", "sas_plus", "sas_minus", "release", "other")
+EVENTS = ("structure_onset", "breakthrough", "capabilities_onset", "loss_drop", "blimp_jump")
+EVENT_METRIC = {
+    "structure_onset": "uas", "breakthrough": "uas", "capabilities_onset": "uas",
+    "loss_drop": "val_mlm_loss", "blimp_jump": "blimp",
+}
+RUN_COLUMNS = ["run", "order", "kind", "lambda", "lambda_schedule", "parent", "start_step",
+               "release_step", "label"]
+TRAIN_COLUMNS = ["run", "seed", "step", "mlm_loss", "sas", "lambda", "lr", "grad_norm", "n_steps"]
+MAX_TRAIN_ROWS = 20000
+LOSS_COLUMNS = ["run", "seed", "step", "val_mlm_loss"]
+UAS_COLUMNS = ["run", "seed", "step", "treebank", "uas", "layer", "head", "direction", "soft_score",
+               "max_soft_score", "uas_mean", "offset_uas", "offset", "n_sentences"]
+HEAD_COLUMNS = ["run", "seed", "step", "treebank", "layer", "head", "direction", "accuracy",
+                "soft_score", "count"]
+BLIMP_COLUMNS = ["run", "seed", "step", "variant", "level", "name", "phenomenon", "accuracy",
+                 "n_pairs", "n_paradigms"]
+PHASE_COLUMNS = ["run", "seed", "kind", "metric", "event", "detected", "step", "value",
+                 "smoothed_value", "velocity", "acceleration", "rise", "noise", "threshold",
+                 "n_points", "reason"]
+TABLES = ("runs", "train", "loss", "uas", "heads", "blimp")
+
+
+# ----------------------------------------------------------------------------------------------
+# Runs
+
+
+def describe_run(run: dict, order: int = 0) -> dict:
+    """One ``runs`` row for a config run ``{name, lambda, resume_from?}`` (see module docstring)."""
+    name = run["name"]
+    schedule = run["lambda"]
+    parent = run.get("resume_from") or None
+    start_step = int(parent["step"]) if parent else 0
+    release_step = None
+    if isinstance(schedule, (int, float)) and not isinstance(schedule, bool):
+        value = float(schedule)
+        kind = "baseline" if value == 0 else ("sas_plus" if value < 0 else "sas_minus")
+    elif isinstance(schedule, list) and schedule:
+        # As regularizer.lambda_at: a stage holds for steps < until_step; past the last one, 0.
+        final = float(schedule[-1]["value"]) if schedule[-1].get("until_step") is None else 0.0
+        nonzero = [i for i, s in enumerate(schedule) if float(s["value"]) != 0]
+        if not nonzero:
+            kind, value = "baseline", 0.0
+        elif final == 0.0:
+            last = schedule[nonzero[-1]]
+            kind, value, release_step = "release", float(last["value"]), int(last["until_step"])
+        else:
+            kind, value = "other", final
+    else:
+        raise InputError(f"runs[{order}] ({name}): lambda must be a number or a list of stages")
+    if kind == "baseline":
+        label = f"{name} (λ=0)"
+    elif kind == "sas_plus":
+        label = f"{name} (SAS+, λ={value:g})"
+    elif kind == "sas_minus":
+        label = f"{name} (SAS−, λ={value:g})"
+    elif kind == "release":
+        label = f"{name} (SAS{'−' if value > 0 else '+'}({release_step}))"
+    else:
+        label = f"{name} (staged λ)"
+    return {
+        "run": name, "order": order, "kind": kind, "lambda": value,
+        "lambda_schedule": json.dumps(schedule), "parent": parent["run"] if parent else None,
+        "start_step": start_step, "release_step": release_step, "label": label,
+    }
+
+
+def runs_table(runs: Sequence[dict]) -> pd.DataFrame:
+    """The ``runs`` table of a config's ``runs`` list (kinds from lambda, in config order)."""
+    names = [r.get("name") for r in runs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError(f"runs: duplicate run name(s) {', '.join(dup)}")
+    rows = [describe_run(run, i) for i, run in enumerate(runs)]
+    df = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    df["start_step"] = df["start_step"].astype("int64")
+    df["release_step"] = df["release_step"].astype("Int64")
+    return df
+
+
+# ----------------------------------------------------------------------------------------------
+# Gathering the per-run tables
+
+
+def _read(path: Path, required: Sequence[str], what: str) -> pd.DataFrame:
+    try:
+        df = pd.read_parquet(path)
+    except Exception as err:  # noqa: BLE001 - pyarrow raises many kinds
+        raise InputError(f"{path}: cannot read parquet ({err})") from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: not a {what} table (missing {', '.join(missing)})")
+    return df
+
+
+def _uas_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per (step, treebank) from a probe summary table."""
+    att = summary[summary["method"] == "attention"]
+    best = att[att["relation"] == "all"][["step", "treebank", "accuracy", "layer", "head", "direction",
+                                          "soft_score", "max_soft_score", "n_sentences"]]
+    best = best.rename(columns={"accuracy": "uas"})
+    mean = att[att["relation"] == "mean"][["step", "treebank", "accuracy"]].rename(
+        columns={"accuracy": "uas_mean"})
+    off = summary[(summary["method"] == "offset") & (summary["relation"] == "all")]
+    off = off[["step", "treebank", "accuracy", "offset"]].rename(columns={"accuracy": "offset_uas"})
+    out = best.merge(mean, on=["step", "treebank"], how="left").merge(off, on=["step", "treebank"], how="left")
+    return out
+
+
+def _block_average(steps: pd.DataFrame, max_rows: int) -> pd.DataFrame:
+    """Per-step training metrics, averaged over blocks of consecutive steps when there are more
+    than ``max_rows`` of them (``n_steps`` = steps per row)."""
+    steps = steps.sort_values("step").reset_index(drop=True)
+    for col in TRAIN_COLUMNS[3:-1]:
+        if col not in steps.columns:
+            steps[col] = np.nan
+    if len(steps) <= max_rows:
+        return steps.assign(n_steps=1)
+    block = int(math.ceil(len(steps) / max_rows))
+    groups = steps.groupby(np.arange(len(steps)) // block)
+    return pd.DataFrame({
+        "step": groups["step"].last(), "mlm_loss": groups["mlm_loss"].mean(), "sas": groups["sas"].mean(),
+        "lambda": groups["lambda"].last(), "lr": groups["lr"].last(), "grad_norm": groups["grad_norm"].mean(),
+        "n_steps": groups["step"].count(),
+    }).reset_index(drop=True)
+
+
+def gather_tables(results_dir: str | Path, runs: Sequence[dict], seeds: Sequence[int],
+                  allow_missing: bool = False, max_train_rows: int = MAX_TRAIN_ROWS) -> dict[str, pd.DataFrame]:
+    """Stack every run x seed's tables under ``results_dir`` (the workflow's layout) into the
+    all-runs tables named in ``TABLES``. A missing file is an error unless ``allow_missing``
+    (then it is skipped with a warning: e.g. a results folder copied before every job finished)."""
+    root = Path(results_dir)
+    runs_df = runs_table(runs)
+    sources = {
+        "train": ("pretrain/{run}/seed{seed}/metrics/steps.parquet", ["step", "mlm_loss"], "pretrain steps"),
+        "loss": ("pretrain/{run}/seed{seed}/metrics/eval.parquet", ["step", "val_mlm_loss"], "pretrain eval"),
+        "uas": ("probe/{run}/seed{seed}/summary.parquet",
+                ["step", "treebank", "method", "relation", "accuracy", "layer", "head", "direction"],
+                "probe summary"),
+        "heads": ("probe/{run}/seed{seed}/scores.parquet",
+                  ["step", "treebank", "method", "relation", "layer", "head", "direction", "accuracy"],
+                  "probe scores"),
+        "blimp": ("blimp/{run}/seed{seed}/summary.parquet", BLIMP_COLUMNS[2:], "BLiMP summary"),
+    }
+    frames: dict[str, list[pd.DataFrame]] = {name: [] for name in sources}
+    missing = []
+    for run in runs_df["run"]:
+        for seed in seeds:
+            for name, (pattern, required, what) in sources.items():
+                path = root / pattern.format(run=run, seed=seed)
+                if not path.is_file():
+                    missing.append(str(path))
+                    continue
+                df = _read(path, required, what)
+                if name == "uas":
+                    df = _uas_rows(df)
+                elif name == "heads":
+                    df = df[(df["method"] == "attention") & (df["relation"] == "all")]
+                elif name == "train":
+                    df = _block_average(df, max_train_rows)
+                frames[name].append(df.assign(run=run, seed=int(seed)))
+    if missing:
+        if not allow_missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise InputError(f"missing input table(s): {shown} (use --allow-missing to skip them)")
+        for path in missing:
+            log.warning("skipped (not found): %s", path)
+    columns = {"train": TRAIN_COLUMNS, "loss": LOSS_COLUMNS, "uas": UAS_COLUMNS,
+               "heads": HEAD_COLUMNS, "blimp": BLIMP_COLUMNS}
+    out = {"runs": runs_df}
+    for name, cols in columns.items():
+        if frames[name]:
+            df = pd.concat(frames[name], ignore_index=True)
+            for col in cols:
+                if col not in df.columns:
+                    df[col] = np.nan
+            df = df[cols]
+        else:
+            df = pd.DataFrame({c: pd.Series(dtype="float64") for c in cols})
+            for col in ("run", "treebank", "direction", "variant", "level", "name", "phenomenon"):
+                if col in df.columns:
+                    df[col] = df[col].astype("object")
+        sort = [c for c in ("run", "seed", "step", "treebank", "variant", "level", "name", "layer",
+                            "head", "direction") if c in cols]
+        df["_order"] = df["run"].map(dict(zip(runs_df["run"], runs_df["order"])))
+        df = df.sort_values(["_order", *sort[1:]], kind="stable").drop(columns="_order")
+        out[name] = df.reset_index(drop=True)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Stitching release runs onto their parents
+
+
+def stitch(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (with ``run, seed, step``) where every run that resumes from a parent gets the
+    parent's rows (same seed) with step < its start step prepended, recursively. Adds a column
+    ``segment``: "own" or "parent"."""
+    info = runs.set_index("run")
+    pieces = []
+    own = table.assign(segment="own")
+    by_run = {run: df for run, df in own.groupby("run", sort=False)}
+    for run, df in by_run.items():
+        pieces.append(df)
+        chain_run, start = run, None
+        seen = {run}
+        while chain_run in info.index and isinstance(info.at[chain_run, "parent"], str):
+            parent = info.at[chain_run, "parent"]
+            cut = int(info.at[chain_run, "start_step"])
+            start = cut if start is None else min(start, cut)
+            if parent in seen or parent not in by_run:
+                break
+            seen.add(parent)
+            prev = by_run[parent]
+            prev = prev[(prev["step"] < start) & prev["seed"].isin(df["seed"].unique())]
+            pieces.append(prev.assign(run=run, segment="parent"))
+            chain_run = parent
+    if not pieces:
+        return own
+    out = pd.concat(pieces, ignore_index=True)
+    return out.sort_values(["run", "seed", "step"], kind="stable").reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Curves
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseOptions:
+    """Detection settings (see the module docstring)."""
+
+    smoothing_window: int = 3
+    min_rise: float = 0.02
+    noise_factor: float = 5.0
+    min_points: int = 5
+    min_step: int = 0
+    loss_min_step: int = 0
+
+    def check(self) -> None:
+        if self.smoothing_window < 1 or self.smoothing_window % 2 == 0:
+            raise InputError(f"smoothing window must be an odd number >= 1 (got {self.smoothing_window})")
+        if self.min_rise < 0 or self.noise_factor < 0:
+            raise InputError("min_rise and noise_factor must be >= 0")
+        if self.min_points < 3:
+            raise InputError(f"min_points must be >= 3 (got {self.min_points})")
+        if self.min_step < 0 or self.loss_min_step < 0:
+            raise InputError("min_step and loss_min_step must be >= 0")
+
+
+def smooth(y: np.ndarray, window: int) -> np.ndarray:
+    """Centred triangular moving average over ``window`` (odd) points, weights 1, 2, ..., h+1, ...,
+    2, 1 (h = window // 2; window 3 is the binomial [1, 2, 1] / 4); near the ends the window shrinks
+    symmetrically, so the first and last points are kept as they are."""
+    y = np.asarray(y, dtype=float)
+    half = window // 2
+    n = len(y)
+    if half == 0 or n < 3:
+        return y.copy()
+    out = np.empty_like(y)
+    for i in range(n):
+        h = min(half, i, n - 1 - i)
+        weights = (h + 1) - np.abs(np.arange(-h, h + 1))
+        out[i] = float(np.dot(weights, y[i - h:i + h + 1]) / weights.sum())
+    return out
+
+
+def derivatives(steps: np.ndarray, y: np.ndarray, window: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Velocity dy/dstep and acceleration in step (``numpy.gradient``, uneven spacing); the
+    velocity is smoothed with the same ``window`` before it is differentiated again (a second
+    difference amplifies noise far more than a first)."""
+    steps = np.asarray(steps, dtype=float)
+    if len(steps) < 2:
+        return np.full(len(steps), np.nan), np.full(len(steps), np.nan)
+    edge = 2 if len(steps) >= 3 else 1
+    v = np.gradient(y, steps, edge_order=edge)
+    a = np.gradient(smooth(v, window), steps, edge_order=edge)
+    return v, a
+
+
+def noise_sigma(y: np.ndarray) -> float:
+    """Robust point noise: 1.4826 * MAD of second differences / sqrt(6)."""
+    y = np.asarray(y, dtype=float)
+    if len(y) < 3:
+        return float("nan")
+    d2 = y[2:] - 2 * y[1:-1] + y[:-2]
+    return float(1.4826 * np.median(np.abs(d2 - np.median(d2))) / math.sqrt(6))
+
+
+def largest_rise(y: np.ndarray) -> float:
+    """The largest y[j] - y[i] with i <= j (0 for a curve that never rises)."""
+    y = np.asarray(y, dtype=float)
+    if len(y) == 0:
+        return 0.0
+    return float(np.max(y - np.minimum.accumulate(y)))
+
+
+@dataclasses.dataclass
+class Curve:
+    steps: np.ndarray
+    raw: np.ndarray
+    smoothed: np.ndarray
+    velocity: np.ndarray
+    acceleration: np.ndarray
+    candidate: np.ndarray  # bool: may hold an event
+    rise: float
+    noise: float
+    threshold: float
+    detected: bool
+    reason: str
+
+
+def analyse_curve(steps: Sequence[float], y: Sequence[float], options: PhaseOptions,
+                  direction: int = 1, min_step: int = 0) -> Curve:
+    """Smooth, differentiate and test for a transition. ``direction`` +1: a rise (UAS, BLiMP);
+    -1: a drop (loss)."""
+    steps = np.asarray(steps, dtype=float)
+    y = np.asarray(y, dtype=float)
+    ok = np.isfinite(steps) & np.isfinite(y)
+    steps, y = steps[ok], y[ok]
+    order = np.argsort(steps, kind="stable")
+    steps, y = steps[order], y[order]
+    if len(np.unique(steps)) != len(steps):
+        raise InputError("a curve has two values at the same step (duplicate rows in a table?)")
+    ys = smooth(y, options.smoothing_window)
+    v, a = derivatives(steps, ys, options.smoothing_window)
+    candidate = steps >= min_step
+    n = int(candidate.sum())
+    noise = noise_sigma(y[candidate]) if n >= 3 else float("nan")
+    rise = largest_rise(direction * ys[candidate])
+    threshold = max(options.min_rise, options.noise_factor * noise) if math.isfinite(noise) else float("nan")
+    if n < options.min_points:
+        detected = False
+        reason = f"too few checkpoints ({n} < min_points {options.min_points})"
+    elif rise < threshold:
+        detected = False
+        what = "rise" if direction > 0 else "drop"
+        reason = (f"no transition: largest {what} {rise:.4g} < threshold {threshold:.4g} "
+                  f"(max(min_rise {options.min_rise:g}, {options.noise_factor:g} x noise {noise:.3g}))")
+    else:
+        detected, reason = True, ""
+    return Curve(steps, y, ys, v, a, candidate, rise, noise, threshold, detected, reason)
+
+
+def _event_row(curve: Curve, event: str, index: int | None, reason: str = "") -> dict:
+    row = {
+        "metric": EVENT_METRIC[event], "event": event, "rise": curve.rise, "noise": curve.noise,
+        "threshold": curve.threshold, "n_points": int(curve.candidate.sum()),
+    }
+    if index is None:
+        row.update(detected=False, step=np.nan, value=np.nan, smoothed_value=np.nan, velocity=np.nan,
+                   acceleration=np.nan, reason=reason or curve.reason)
+    else:
+        row.update(detected=True, step=float(curve.steps[index]), value=float(curve.raw[index]),
+                   smoothed_value=float(curve.smoothed[index]), velocity=float(curve.velocity[index]),
+                   acceleration=float(curve.acceleration[index]), reason="")
+    return row
+
+
+def _argbest(values: np.ndarray, mask: np.ndarray, sign: int) -> int | None:
+    idx = np.flatnonzero(mask & np.isfinite(values))
+    if len(idx) == 0:
+        return None
+    return int(idx[np.argmax(sign * values[idx])])
+
+
+def _steepest(curve: Curve, sign: int, what: str) -> tuple[int | None, str]:
+    """Index of the steepest candidate with two neighbours (sign +1: rise, -1: drop), or None and
+    why: at the first or last such checkpoint the curve is only a monotone trend through the
+    sampled window (the change began before it, or goes on after it), not a transition in it."""
+    # The first and last checkpoint's velocity is a one-sided extrapolation: not comparable.
+    interior = curve.candidate.copy()
+    interior[[0, -1]] = False
+    index = _argbest(curve.velocity, interior, sign)
+    if index is None:
+        return None, "no candidate checkpoint with two neighbours"
+    candidates = np.flatnonzero(interior)
+    step = f"{curve.steps[index]:g}"
+    if index == candidates[0]:
+        return None, (f"steepest {what} at the first candidate checkpoint (step {step}): a trend "
+                      "that began before, no transition inside the sampled steps")
+    if index == candidates[-1]:
+        return None, (f"steepest {what} at the last usable checkpoint (step {step}): still changing "
+                      "when sampling ended, no transition inside the sampled steps")
+    return index, ""
+
+
+def uas_events(steps, uas, options: PhaseOptions) -> list[dict]:
+    """Structure onset, breakthrough and capabilities onset of one UAS curve."""
+    names = ("structure_onset", "breakthrough", "capabilities_onset")
+    curve = analyse_curve(steps, uas, options, +1, options.min_step)
+    if not curve.detected:
+        return [_event_row(curve, e, None) for e in names]
+    ib, why = _steepest(curve, +1, "rise")
+    if ib is None:
+        return [_event_row(curve, e, None, why) for e in names]
+    positions = np.arange(len(curve.steps))
+    # The velocity at the first and last points is one-sided, and so is the acceleration at the
+    # two first and two last points (a central difference of an edge velocity): not candidates.
+    inner = (positions >= 2) & (positions <= len(positions) - 3)
+    # The rise around the breakthrough: the contiguous checkpoints with positive velocity, plus one
+    # on each side (where growth starts / stops on a coarse grid). Noise on a plateau far from
+    # the transition is no candidate.
+    lo = ib
+    while lo > 0 and curve.velocity[lo - 1] > 0:
+        lo -= 1
+    hi = ib
+    while hi < len(positions) - 1 and curve.velocity[hi + 1] > 0:
+        hi += 1
+    rising = (positions >= lo - 1) & (positions <= hi + 1)
+    before = curve.candidate & inner & rising & (positions < ib)
+    after = curve.candidate & inner & rising & (positions > ib)
+    io = _argbest(curve.acceleration, before, +1)
+    ic = _argbest(curve.acceleration, after, -1)
+    return [
+        _event_row(curve, "structure_onset", io,
+                   "breakthrough too close to the first checkpoint: the onset was not sampled"),
+        _event_row(curve, "breakthrough", ib),
+        _event_row(curve, "capabilities_onset", ic,
+                   "breakthrough too close to the last checkpoint: UAS still rising when sampling ended"),
+    ]
+
+
+def loss_events(steps, loss, options: PhaseOptions) -> list[dict]:
+    """The loss drop (maximal negative velocity) of one held-out loss curve."""
+    curve = analyse_curve(steps, loss, options, -1, max(options.min_step, options.loss_min_step))
+    if not curve.detected:
+        return [_event_row(curve, "loss_drop", None)]
+    index, why = _steepest(curve, -1, "drop")
+    return [_event_row(curve, "loss_drop", index, why)]
+
+
+def blimp_events(steps, accuracy, options: PhaseOptions) -> list[dict]:
+    """The BLiMP jump (maximal velocity) of one overall BLiMP accuracy curve."""
+    curve = analyse_curve(steps, accuracy, options, +1, options.min_step)
+    if not curve.detected:
+        return [_event_row(curve, "blimp_jump", None)]
+    index, why = _steepest(curve, +1, "rise")
+    return [_event_row(curve, "blimp_jump", index, why)]
+
+
+def _no_data(event: str, what: str) -> dict:
+    return {"metric": EVENT_METRIC[event], "event": event, "detected": False, "step": np.nan,
+            "value": np.nan, "smoothed_value": np.nan, "velocity": np.nan, "acceleration": np.nan,
+            "rise": np.nan, "noise": np.nan, "threshold": np.nan, "n_points": 0,
+            "reason": f"no {what} rows for this run and seed"}
+
+
+def select_treebank(uas: pd.DataFrame, treebank: str | None = None) -> pd.DataFrame:
+    """The rows of one treebank (``treebank`` or, by default, the first in sorted order)."""
+    if uas.empty:
+        return uas
+    names = sorted(uas["treebank"].dropna().unique())
+    if treebank is None:
+        if len(names) > 1:
+            log.warning("UAS of several treebanks (%s): using %s", ", ".join(names), names[0])
+        treebank = names[0] if names else None
+    elif treebank not in names:
+        raise InputError(f"treebank {treebank!r} not in the UAS table (has: {', '.join(names)})")
+    return uas[uas["treebank"] == treebank] if treebank is not None else uas
+
+
+def blimp_overall(blimp: pd.DataFrame, variant: str | None = None) -> pd.DataFrame:
+    """``run, seed, step, accuracy`` of the overall BLiMP rows of one variant (default: the first)."""
+    rows = blimp[blimp["level"] == "overall"]
+    if rows.empty:
+        return rows[["run", "seed", "step", "accuracy"]]
+    variants = sorted(rows["variant"].dropna().unique())
+    if variant is None:
+        if len(variants) > 1:
+            log.warning("BLiMP variants %s: using %s", ", ".join(variants), variants[0])
+        variant = variants[0]
+    elif variant not in variants:
+        raise InputError(f"BLiMP variant {variant!r} not in the table (has: {', '.join(variants)})")
+    return rows[rows["variant"] == variant][["run", "seed", "step", "accuracy"]]
+
+
+def detect(runs: pd.DataFrame, loss: pd.DataFrame, uas: pd.DataFrame, blimp: pd.DataFrame,
+           options: PhaseOptions = PhaseOptions(), treebank: str | None = None,
+           blimp_variant: str | None = None) -> pd.DataFrame:
+    """The phases table over every run x seed present in any of the tables (release runs are
+    analysed on their stitched curves)."""
+    options.check()
+    uas = select_treebank(uas, treebank)
+    overall = blimp_overall(blimp, blimp_variant)
+    curves = {
+        "loss": stitch(loss[["run", "seed", "step", "val_mlm_loss"]], runs),
+        "uas": stitch(uas[["run", "seed", "step", "uas"]], runs),
+        "blimp": stitch(overall, runs),
+    }
+    kind = dict(zip(runs["run"], runs["kind"]))
+    order = dict(zip(runs["run"], runs["order"]))
+    pairs = set()
+    for df in curves.values():
+        pairs |= set(zip(df["run"], df["seed"].astype(int)))
+    unknown = sorted({r for r, _ in pairs if r not in kind})
+    if unknown:
+        raise InputError(f"run(s) {', '.join(unknown)} in the tables but not in the runs table")
+    rows = []
+    for run, seed in sorted(pairs, key=lambda p: (order[p[0]], p[1])):
+        def curve(name, column):
+            df = curves[name]
+            return df[(df["run"] == run) & (df["seed"] == seed)].sort_values("step")[["step", column]]
+
+        u = curve("uas", "uas")
+        events = uas_events(u["step"], u["uas"], options) if len(u) else [
+            _no_data(e, "UAS") for e in ("structure_onset", "breakthrough", "capabilities_onset")]
+        lo = curve("loss", "val_mlm_loss")
+        events += loss_events(lo["step"], lo["val_mlm_loss"], options) if len(lo) else [_no_data("loss_drop", "loss")]
+        b = curve("blimp", "accuracy")
+        events += blimp_events(b["step"], b["accuracy"], options) if len(b) else [_no_data("blimp_jump", "BLiMP")]
+        for ev in events:
+            rows.append({"run": run, "seed": int(seed), "kind": kind[run], **ev})
+    out = pd.DataFrame(rows, columns=PHASE_COLUMNS)
+    out["detected"] = out["detected"].astype(bool)
+    out["n_points"] = out["n_points"].astype("int64")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="phases_command", required=True, metavar="COMMAND")
+    ga = sub.add_parser(
+        "gather", help="stack every run x seed's tables into all-runs tables (results/tables/)",
+        description="Stack the pretrain, probe and BLiMP tables of every run x seed under a results "
+                    "folder into tidy all-runs tables with run and seed columns.")
+    ga.add_argument("--results-dir", required=True, help="the workflow's results/ folder")
+    src = ga.add_mutually_exclusive_group(required=True)
+    src.add_argument("--runs", help="the config's runs list as JSON")
+    src.add_argument("--config", help="a workflow config YAML (its runs and seeds)")
+    ga.add_argument("--seeds", type=int, nargs="+", help="seeds (required with --runs)")
+    ga.add_argument("--out-dir", required=True, help="where {runs,train,loss,uas,heads,blimp}.parquet go")
+    ga.add_argument("--allow-missing", action="store_true",
+                    help="skip run x seed tables that do not exist (warn) instead of failing")
+    ga.add_argument("--max-train-rows", type=int, default=MAX_TRAIN_ROWS,
+                    help="longer per-step training tables are averaged over blocks of steps")
+
+    de = sub.add_parser(
+        "detect", help="structure/capabilities onsets, breakthrough, loss drop, BLiMP jump",
+        description="Find the phase-transition events of every run x seed in gathered tables.")
+    de.add_argument("--runs", required=True, help="runs.parquet (from gather)")
+    de.add_argument("--loss", required=True, help="loss.parquet")
+    de.add_argument("--uas", required=True, help="uas.parquet")
+    de.add_argument("--blimp", required=True, help="blimp.parquet")
+    de.add_argument("--out", required=True, help="phases parquet")
+    de.add_argument("--csv", help="also write the table as CSV (for the report)")
+    d = PhaseOptions()
+    de.add_argument("--smoothing-window", type=int, default=d.smoothing_window,
+                    help="centred moving average over this many checkpoints (odd; 1 = none)")
+    de.add_argument("--min-rise", type=float, default=d.min_rise,
+                    help="smallest rise (drop for the loss) that counts as a transition, in curve units")
+    de.add_argument("--noise-factor", type=float, default=d.noise_factor,
+                    help="a transition must also rise by this many noise sigmas")
+    de.add_argument("--min-points", type=int, default=d.min_points,
+                    help="curves with fewer checkpoints report no transition")
+    de.add_argument("--min-step", type=int, default=d.min_step, help="ignore earlier checkpoints")
+    de.add_argument("--loss-min-step", type=int, default=d.loss_min_step,
+                    help="ignore earlier checkpoints for the loss drop (e.g. the LR warmup)")
+    de.add_argument("--treebank", help="UAS treebank (default: the only/first one)")
+    de.add_argument("--blimp-variant", help="BLiMP variant (default: the only/first one)")
+
+
+def _load_config_runs(path: str) -> tuple[list[dict], list[int]]:
+    import yaml
+
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise InputError(f"{path}: cannot read the config ({err})") from None
+    if not isinstance(config, dict) or "runs" not in config or "seeds" not in config:
+        raise InputError(f"{path}: a config needs 'runs' and 'seeds'")
+    return config["runs"], [int(s) for s in config["seeds"]]
+
+
+def _read_table(path: str) -> pd.DataFrame:
+    if not Path(path).is_file():
+        raise InputError(f"{path}: file not found")
+    return pd.read_parquet(path)
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.phases_command == "gather":
+        if args.config:
+            runs, seeds = _load_config_runs(args.config)
+            seeds = args.seeds or seeds
+        else:
+            try:
+                runs = json.loads(args.runs)
+            except json.JSONDecodeError as err:
+                raise InputError(f"--runs: not JSON ({err})") from None
+            if not args.seeds:
+                raise InputError("--seeds is required with --runs")
+            seeds = args.seeds
+        if args.max_train_rows < 1:
+            raise InputError("--max-train-rows must be >= 1")
+        tables = gather_tables(args.results_dir, runs, seeds, args.allow_missing, args.max_train_rows)
+        for name, df in tables.items():
+            write_parquet(df, Path(args.out_dir) / f"{name}.parquet")
+            log.info("%s: %d rows", name, len(df))
+        return
+    options = PhaseOptions(args.smoothing_window, args.min_rise, args.noise_factor, args.min_points,
+                           args.min_step, args.loss_min_step)
+    table = detect(_read_table(args.runs), _read_table(args.loss), _read_table(args.uas),
+                   _read_table(args.blimp), options, args.treebank, args.blimp_variant)
+    write_parquet(table, args.out)
+    if args.csv:
+        with atomic_path(args.csv) as tmp:
+            table.to_csv(tmp, index=False)
+    for row in table.itertuples():
+        if row.detected:
+            log.info("%s seed %d: %s at step %g (%s %.4g)", row.run, row.seed, row.event, row.step,
+                     row.metric, row.value)
+        else:
+            log.info("%s seed %d: %s not found: %s", row.run, row.seed, row.event, row.reason)

@@ -1,0 +1,270 @@
+"""Figures 1-5 from small hand-made tables: each renders (PNG + PDF), carries the expected artists
+(a curve per run, onset markers), and degrades to a note when a config lacks SAS+ or release runs."""
+
+import zlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sasbert import figures, phases
+from sasbert import cli
+
+RUNS = [
+    {"name": "baseline", "lambda": 0.0},
+    {"name": "sas_plus", "lambda": -1.0},
+    {"name": "sas_minus", "lambda": 1.0},
+    {"name": "sas_minus_release_200", "lambda": [{"value": 1.0, "until_step": 200}, {"value": 0.0}],
+     "resume_from": {"run": "sas_minus", "step": 200}},
+    {"name": "sas_minus_release_400", "lambda": [{"value": 1.0, "until_step": 400}, {"value": 0.0}],
+     "resume_from": {"run": "sas_minus", "step": 400}},
+]
+STEPS = [0, 25, 50, 75, 100, 125, 150, 175, 200, 250, 300, 350, 400, 450, 500, 600, 700, 800, 1000, 1200]
+PHENOMENA = ["anaphor_agreement", "argument_structure", "binding", "determiner_noun_agreement",
+             "filler_gap_dependency", "island_effects", "npi_licensing", "subject_verb_agreement"]
+
+
+def _logistic(x, center, width):
+    return 1.0 / (1.0 + np.exp(-(np.asarray(x, float) - center) / width))
+
+
+def _curves(run, steps, seed):
+    """(loss, uas, blimp) arrays of a synthetic run: a transition where SAS is allowed."""
+    s = np.asarray(steps, float)
+    shift = 15 * (seed - 1)
+    unigram = 2.2 * np.exp(-s / 25)
+    if run == "sas_minus":
+        uas = 0.12 + 0.01 * _logistic(s, 500, 200)
+        loss = 6.6 + unigram - 0.25 * s / 1200
+        blimp = 0.5 + 0.08 * s / 1200
+    else:
+        center = {"baseline": 300, "sas_plus": 150}.get(run)
+        if center is None:  # a release run: the transition after its release step
+            k = int(run.rsplit("_", 1)[1])
+            center = k + 120
+        center += shift
+        uas = 0.12 + 0.43 * _logistic(s, center, 35)
+        loss = 6.6 + unigram - 0.55 * _logistic(s, center - 10, 30) - 0.2 * s / 1200
+        blimp = 0.5 + 0.06 * s / 1200 + 0.14 * _logistic(s, center + 60, 40)
+    rng = np.random.default_rng(zlib.crc32(f"{run}/{seed}".encode()))
+    return (loss + rng.normal(0, 0.01, len(s)), uas + rng.normal(0, 0.006, len(s)),
+            blimp + rng.normal(0, 0.005, len(s)))
+
+
+def synthetic_tables(runs=RUNS, seeds=(0, 1, 2), n_layers=4, n_heads=4):
+    """The gathered tables (as ``sasbert phases gather`` writes them) of synthetic runs."""
+    runs_df = phases.runs_table(runs)
+    loss_rows, uas_rows, head_rows, blimp_rows, train_rows = [], [], [], [], []
+    for r in runs_df.itertuples():
+        steps = [s for s in STEPS if s >= r.start_step]
+        for seed in seeds:
+            if r.parent:  # a release run: the whole history, then only its own rows are kept
+                loss, uas, blimp = _curves(r.run, STEPS, seed)
+                keep = np.asarray(STEPS) >= r.start_step
+                loss, uas, blimp = loss[keep], uas[keep], blimp[keep]
+            else:
+                loss, uas, blimp = _curves(r.run, steps, seed)
+            rng = np.random.default_rng(seed)
+            for i, step in enumerate(steps):
+                loss_rows.append((r.run, seed, step, loss[i]))
+                uas_rows.append((r.run, seed, step, "ewt-dev", uas[i], 2, 1, "dependent_to_parent",
+                                 0.3 * uas[i], 0.35 * uas[i], uas[i] - 0.05, 0.31, -1, 100))
+                for layer in range(n_layers):
+                    for head in range(n_heads):
+                        for direction in ("dependent_to_parent", "parent_to_dependent"):
+                            acc = uas[i] if (layer, head, direction) == (2, 1, "dependent_to_parent") else (
+                                0.08 + 0.05 * rng.random() + 0.15 * (uas[i] - 0.12) * ((layer + head) % 3) / 2)
+                            head_rows.append((r.run, seed, step, "ewt-dev", layer, head, direction, acc,
+                                              0.2 * acc, 1000))
+                blimp_rows.append((r.run, seed, step, "original", "overall", "", "", blimp[i], 40, 8))
+                for j, name in enumerate(PHENOMENA):
+                    gain = 0.1 if j % 3 == 0 else 0.0  # some phenomena gain more from the transition
+                    acc = float(np.clip(blimp[i] + 0.06 * np.sin(j * 1.7) + gain * (blimp[i] - 0.5), 0, 1))
+                    blimp_rows.append((r.run, seed, step, "original", "phenomenon", name, name, acc, 5, 1))
+            last = steps[-1]
+            train_steps = np.arange(r.start_step + 1, last + 1)
+            tl, _, _ = _curves(r.run, train_steps, seed)
+            for step, value in zip(train_steps, tl + rng.normal(0, 0.15, len(tl))):
+                train_rows.append((r.run, seed, int(step), value, np.nan, 0.0, 1e-3, 1.0, 1))
+    return {
+        "runs": runs_df,
+        "loss": pd.DataFrame(loss_rows, columns=phases.LOSS_COLUMNS),
+        "uas": pd.DataFrame(uas_rows, columns=phases.UAS_COLUMNS),
+        "heads": pd.DataFrame(head_rows, columns=phases.HEAD_COLUMNS),
+        "blimp": pd.DataFrame(blimp_rows, columns=phases.BLIMP_COLUMNS),
+        "train": pd.DataFrame(train_rows, columns=phases.TRAIN_COLUMNS),
+    }
+
+
+def phases_of(tables):
+    return phases.detect(tables["runs"], tables["loss"], tables["uas"], tables["blimp"],
+                         phases.PhaseOptions(loss_min_step=100))
+
+
+@pytest.fixture(scope="module")
+def full():
+    tables = synthetic_tables()
+    return tables, phases_of(tables)
+
+
+def gids(fig):
+    out = []
+    for ax in fig.axes:
+        for artist in [*ax.lines, *ax.collections, *ax.patches, *ax.images]:
+            if artist.get_gid():
+                out.append(artist.get_gid())
+    out += [ax.title.get_gid() for ax in fig.axes if ax.title.get_gid()]
+    out += [lg.get_title().get_gid() for lg in fig.legends if lg.get_title().get_gid()]
+    return out
+
+
+def note_text(fig):
+    """The figure's note on what it could not draw (the title of its legend)."""
+    return " ".join(lg.get_title().get_text().replace("\n", " ") for lg in fig.legends
+                    if lg.get_title().get_gid() == "note").lower()
+
+
+def draw(name, tables, ph, **kw):
+    return figures.draw(name, tables, ph, figures.FigureOptions(**kw))
+
+
+def test_run_colors_follow_lambda_not_names():
+    runs = phases.runs_table([{"name": "a", "lambda": 1.0}, {"name": "b", "lambda": 0.0},
+                              {"name": "c", "lambda": -0.5}])
+    colors = figures.run_colors(runs)
+    assert colors["b"] == figures.KIND_COLORS["baseline"][0]
+    assert colors["c"] == figures.KIND_COLORS["sas_plus"][0]
+    assert colors["a"] == figures.KIND_COLORS["sas_minus"][0]
+    # the same colours whichever subset a figure draws: they come from the runs table only
+    assert figures.run_colors(runs) == colors
+
+
+def test_fig1_training(full, tmp_path):
+    tables, ph = full
+    fig = draw("fig1_training", tables, ph)
+    g = gids(fig)
+    for metric in ("val_mlm_loss", "uas", "blimp"):
+        assert f"curve:baseline:{metric}" in g and f"band:baseline:{metric}" in g
+    assert "curve:baseline:train_loss" in g and "curve:baseline:offset_uas" in g
+    assert not any(x.startswith("curve:sas_") for x in g)  # the baseline only
+    assert g.count("onset:structure_onset:baseline") == 3  # on all three panels
+    assert g.count("onset:capabilities_onset:baseline") == 3
+    assert "onset:loss_drop:baseline" in g and "onset:blimp_jump:baseline" in g
+    assert "phase_window" in g
+    # the structure onset marker sits before the synthetic transition (centre 285-315, onset
+    # ~240-270; on this coarse grid, 25-50 steps between checkpoints, within two checkpoints)
+    (marker,) = [l for l in fig.axes[1].lines if l.get_gid() == "onset:structure_onset:baseline"]
+    assert 150 <= marker.get_xdata()[0] <= 300
+    assert fig.axes[0].get_xscale() == "symlog"
+    paths = figures.save_figure(fig, tmp_path / "fig1", dpi=80)
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
+    assert paths[0].read_bytes()[:4] == b"\x89PNG" and paths[1].read_bytes()[:4] == b"%PDF"
+
+
+def test_fig1_log_axis_drops_step_zero(full):
+    tables, ph = full
+    fig = draw("fig1_training", tables, ph, xscale="log")
+    ax = fig.axes[1]
+    assert ax.get_xscale() == "log" and "step 0 not shown" in ax.get_xlabel()
+    (line,) = [l for l in ax.lines if l.get_gid() == "curve:baseline:uas"]
+    assert min(line.get_xdata()) > 0
+
+
+def test_fig2_regularizers(full):
+    tables, ph = full
+    fig = draw("fig2_regularizers", tables, ph)
+    g = gids(fig)
+    for run in ("baseline", "sas_plus", "sas_minus"):
+        assert f"curve:{run}:uas" in g
+    assert not any("release" in x for x in g)
+    assert "onset:structure_onset:baseline" in g and "onset:structure_onset:sas_plus" in g
+    assert not any(x.startswith("onset:") and x.endswith(":sas_minus") for x in g)  # no transition
+    assert note_text(fig) == ""
+    # consistent colours: the baseline line has the baseline colour in figures 1 and 2
+    color = figures.run_colors(tables["runs"])["sas_plus"]
+    (line,) = [l for l in fig.axes[1].lines if l.get_gid() == "curve:sas_plus:uas"]
+    assert line.get_color() == color
+
+
+def test_fig3_release(full):
+    tables, ph = full
+    fig = draw("fig3_release", tables, ph)
+    g = gids(fig)
+    for run in ("sas_minus_release_200", "sas_minus_release_400"):
+        assert f"curve:{run}:uas" in g and f"stitched:{run}:uas" in g and f"release:{run}" in g
+        for metric in ("val_mlm_loss", "uas", "blimp"):
+            assert f"final:{run}:{metric}" in g
+    assert "ref:baseline:blimp" in g and "ref:sas_minus:blimp" in g
+    assert "curve:sas_plus:uas" not in g
+    # a release curve's own part starts at k
+    (line,) = [l for l in fig.axes[1].lines if l.get_gid() == "curve:sas_minus_release_400:uas"]
+    assert min(line.get_xdata()) == 400
+
+
+def test_fig4_heads_and_phenomena(full):
+    tables, ph = full
+    fig = draw("fig4a_heads", tables, ph, heads_checkpoints=5)
+    g = gids(fig)
+    heat = [x for x in g if x.startswith("heads:baseline:")]
+    assert len(heat) == 5
+    assert any(x.startswith("heads:sas_minus:") for x in g)
+    assert any(x.startswith("best_head:baseline:") for x in g)
+    titles = " ".join(ax.get_title() for ax in fig.axes)
+    assert "▲" in titles and "●" in titles
+    fig = draw("fig4b_phenomena", tables, ph)
+    g = gids(fig)
+    assert {"phenomena:baseline", "phenomena:sas_plus", "phenomena:sas_minus"} <= set(g)
+    assert "onset:structure_onset:baseline" in g
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == PHENOMENA
+
+
+def test_fig5_seeds(full):
+    tables, ph = full
+    fig = draw("fig5_seeds", tables, ph)
+    g = gids(fig)
+    for run in ("baseline", "sas_plus", "sas_minus", "sas_minus_release_200"):
+        for seed in (0, 1, 2):
+            assert f"final:{run}:{seed}" in g
+    assert g.count("spearman") == 3
+    assert "onset:structure_onset:baseline" in g
+
+
+def test_figures_degrade_without_sas_plus_and_release_runs(tmp_path):
+    runs = [RUNS[0], RUNS[2]]  # baseline and SAS- only, one seed
+    tables = synthetic_tables(runs, seeds=(0,))
+    ph = phases_of(tables)
+    for name in figures.FIGURES:
+        fig = draw(name, tables, ph)
+        figures.save_figure(fig, tmp_path / name, dpi=40, formats=("png",))
+    assert "no sas+ (λ < 0) run" in note_text(draw("fig2_regularizers", tables, ph))
+    fig3 = draw("fig3_release", tables, ph)
+    assert "no release run" in note_text(fig3)
+    assert "curve:sas_minus:uas" in gids(fig3)
+    assert "a single seed" in note_text(draw("fig5_seeds", tables, ph))
+    # no baseline at all, no probe: still draws
+    tables = synthetic_tables([RUNS[1]], seeds=(0,))
+    tables["heads"] = tables["heads"].iloc[0:0]
+    ph = phases_of(tables)
+    assert "no baseline run" in note_text(draw("fig1_training", tables, ph))
+    assert "heads table is empty" in " ".join(t.get_text() for ax in draw("fig4a_heads", tables, ph).axes
+                                                for t in ax.texts)
+
+
+def test_figures_cli_from_tables_alone(full, tmp_path, monkeypatch):
+    monkeypatch.setitem(cli.STAGES, "figures", ("sasbert.figures", "figures"))
+    tables, ph = full
+    tdir = tmp_path / "tables"
+    tdir.mkdir()
+    for name, df in tables.items():
+        if name != "heads":  # figure 2 must not need the per-head table
+            df.to_parquet(tdir / f"{name}.parquet")
+    ph.to_parquet(tdir / "phases.parquet")
+    out = tmp_path / "figs"
+    rc = cli.main(["figures", "--tables", str(tdir), "--phases", str(tdir / "phases.parquet"),
+                   "--out-dir", str(out), "--figure", "fig2_regularizers", "--dpi", "60"])
+    assert rc == 0
+    assert sorted(p.name for p in out.iterdir()) == ["fig2_regularizers.pdf", "fig2_regularizers.png"]
+    rc = cli.main(["figures", "--tables", str(tdir), "--phases", str(tdir / "phases.parquet"),
+                   "--out-dir", str(out), "--figure", "fig4a_heads"])
+    assert rc == 2  # heads.parquet missing: a clear error, not a traceback

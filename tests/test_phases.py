@@ -1,0 +1,300 @@
+"""Phases: onsets on synthetic curves with a known transition, flat curves, the runs table,
+stitching of release runs, and the gather/detect CLIs on a hand-made results folder."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sasbert import cli, phases
+from sasbert.errors import InputError
+
+# A paper-like checkpoint grid: dense early (every 100 steps), sparse late (every 500).
+GRID = np.r_[np.arange(0, 5000, 100), np.arange(5000, 20001, 500)]
+CENTER, WIDTH = 3000, 200
+# The extrema of a logistic's second derivative lie ln(2 + sqrt(3)) = 1.317 widths from its centre.
+EXPECTED = {"structure_onset": CENTER - 1.317 * WIDTH, "breakthrough": CENTER,
+            "capabilities_onset": CENTER + 1.317 * WIDTH}
+# Stated tolerances (noise sd 0.01 on a rise of 0.5, smoothing window 3): the breakthrough within one
+# transition width, the onsets within two (on this grid: one to four checkpoints).
+TOLERANCE = {"structure_onset": 2 * WIDTH, "breakthrough": WIDTH, "capabilities_onset": 2 * WIDTH}
+
+
+def logistic(steps, center=CENTER, width=WIDTH, low=0.1, rise=0.5):
+    return low + rise / (1 + np.exp(-(np.asarray(steps, float) - center) / width))
+
+
+@pytest.fixture
+def stages(monkeypatch):
+    """The CLI with this module's stages (the real STAGES dict may not list them yet)."""
+    monkeypatch.setitem(cli.STAGES, "phases", ("sasbert.phases", "phases"))
+    return cli.main
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_logistic_transition_found_within_tolerance(seed):
+    rng = np.random.default_rng(seed)
+    uas = logistic(GRID) + rng.normal(0, 0.01, len(GRID))
+    events = {e["event"]: e for e in phases.uas_events(GRID, uas, phases.PhaseOptions())}
+    for name, expected in EXPECTED.items():
+        assert events[name]["detected"], events[name]["reason"]
+        assert abs(events[name]["step"] - expected) <= TOLERANCE[name], (name, events[name]["step"])
+    assert events["structure_onset"]["step"] < events["breakthrough"]["step"] < events["capabilities_onset"]["step"]
+    assert events["structure_onset"]["acceleration"] > 0 > events["capabilities_onset"]["acceleration"]
+    assert events["breakthrough"]["velocity"] == pytest.approx(0.5 / (4 * WIDTH), rel=0.35)
+    assert 0.2 < events["breakthrough"]["value"] < 0.5
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_flat_curve_reports_no_transition(seed):
+    rng = np.random.default_rng(100 + seed)
+    flat = 0.3 + rng.normal(0, 0.01, len(GRID))
+    events = phases.uas_events(GRID, flat, phases.PhaseOptions())
+    assert [e["event"] for e in events] == ["structure_onset", "breakthrough", "capabilities_onset"]
+    for e in events:
+        assert not e["detected"] and np.isnan(e["step"]) and np.isnan(e["value"])
+        assert e["reason"].startswith("no transition")
+        assert e["rise"] < e["threshold"]
+
+
+def test_slow_drift_below_min_rise_is_no_transition():
+    drift = 0.3 + 0.01 * GRID / GRID.max()  # noiseless, but only 0.01 in total
+    assert not phases.uas_events(GRID, drift, phases.PhaseOptions())[1]["detected"]
+    assert phases.uas_events(GRID, drift, phases.PhaseOptions(min_rise=0.005))[1]["detected"]
+
+
+def test_too_few_checkpoints_and_unsampled_onsets():
+    few = phases.uas_events([0, 100, 200, 300], [0.1, 0.2, 0.5, 0.6], phases.PhaseOptions())
+    assert not any(e["detected"] for e in few) and "too few checkpoints" in few[0]["reason"]
+    # The breakthrough one checkpoint before the end: structure onset and breakthrough found,
+    # the capabilities onset not (it was not sampled).
+    steps = np.arange(0, 3401, 100)
+    events = {e["event"]: e for e in phases.uas_events(steps, logistic(steps, 3200, 150), phases.PhaseOptions())}
+    assert events["breakthrough"]["detected"] and events["breakthrough"]["step"] == 3200
+    assert events["structure_onset"]["detected"]
+    assert not events["capabilities_onset"]["detected"]
+    assert "still rising" in events["capabilities_onset"]["reason"]
+    # Steepest at the last checkpoint: a trend, not a transition inside the sampled steps.
+    steps = np.arange(0, 3001, 100)
+    events = phases.uas_events(steps, logistic(steps, 3300, 300), phases.PhaseOptions())
+    assert not any(e["detected"] for e in events)
+    assert "last usable checkpoint" in events[1]["reason"]
+
+
+def test_loss_drop_and_blimp_jump():
+    steps = np.r_[np.arange(0, 1000, 25), np.arange(1000, 4001, 100)]
+    rng = np.random.default_rng(0)
+    # unigram learning (a steep start), a plateau, then the drop at 1500
+    loss = 7 + 2 * np.exp(-steps / 40) - logistic(steps, 1500, 60, 0, 0.6) + rng.normal(0, 0.005, len(steps))
+    options = phases.PhaseOptions(loss_min_step=200)
+    (drop,) = phases.loss_events(steps, loss, options)
+    assert drop["detected"] and abs(drop["step"] - 1500) <= 100 and drop["velocity"] < 0
+    # without loss_min_step the unigram drop at the very start is the steepest, which hides the
+    # later drop: why the workflow searches from the end of warmup
+    (early,) = phases.loss_events(steps, loss, phases.PhaseOptions())
+    assert not early["detected"] and "first candidate checkpoint (step 25)" in early["reason"]
+    # a loss that only declines steadily after warmup has no drop inside the window
+    (steady,) = phases.loss_events(steps, 7 + 2 * np.exp(-steps / 400), options)
+    assert not steady["detected"] and "first candidate checkpoint (step 200)" in steady["reason"]
+    blimp = logistic(steps, 1800, 80, 0.5, 0.15) + rng.normal(0, 0.004, len(steps))
+    (jump,) = phases.blimp_events(steps, blimp, options)
+    assert jump["detected"] and abs(jump["step"] - 1800) <= 100
+    (none,) = phases.blimp_events(steps, 0.5 + rng.normal(0, 0.004, len(steps)), options)
+    assert not none["detected"]
+
+
+def test_smoothing_and_options():
+    y = np.array([0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0])
+    s = phases.smooth(y, 3)
+    assert s[0] == 0.0 and s[-1] == 0.0  # the ends are kept
+    assert s[1] == pytest.approx(0.5) and s[2] == pytest.approx(0.5)  # [1, 2, 1] / 4
+    assert np.array_equal(phases.smooth(y, 1), y)
+    for bad in (phases.PhaseOptions(smoothing_window=4), phases.PhaseOptions(min_points=2),
+                phases.PhaseOptions(min_rise=-1)):
+        with pytest.raises(InputError):
+            bad.check()
+    with pytest.raises(InputError, match="same step"):
+        phases.analyse_curve([0, 100, 100, 200, 300], [0, 1, 2, 3, 4], phases.PhaseOptions())
+
+
+RUNS = [
+    {"name": "base", "lambda": 0.0},
+    {"name": "plus", "lambda": -0.5},
+    {"name": "minus", "lambda": 1.0},
+    {"name": "minus_release_300", "lambda": [{"value": 1.0, "until_step": 300}, {"value": 0.0}],
+     "resume_from": {"run": "minus", "step": 300}},
+    {"name": "staged", "lambda": [{"value": 1.0, "until_step": 100}, {"value": 0.5}]},
+    {"name": "zeros", "lambda": [{"value": 0.0, "until_step": 100}, {"value": 0.0}]},
+    {"name": "fromscratch_release", "lambda": [{"value": 2.0, "until_step": 50}, {"value": 1.0, "until_step": 150}]},
+]
+
+
+def test_runs_table_kinds_come_from_lambda():
+    runs = phases.runs_table(RUNS)
+    assert list(runs.columns) == phases.RUN_COLUMNS
+    kinds = dict(zip(runs["run"], runs["kind"]))
+    assert kinds == {"base": "baseline", "plus": "sas_plus", "minus": "sas_minus",
+                     "minus_release_300": "release", "staged": "other", "zeros": "baseline",
+                     "fromscratch_release": "release"}
+    rel = runs.set_index("run")
+    assert rel.at["minus_release_300", "release_step"] == 300 and rel.at["minus_release_300", "parent"] == "minus"
+    assert rel.at["minus_release_300", "start_step"] == 300 and rel.at["minus_release_300", "lambda"] == 1.0
+    # lambda is 0 past the last stage's until_step (regularizer.lambda_at)
+    assert rel.at["fromscratch_release", "release_step"] == 150 and rel.at["fromscratch_release", "start_step"] == 0
+    assert pd.isna(rel.at["base", "release_step"]) and rel.at["plus", "lambda"] == -0.5
+    assert json.loads(rel.at["minus_release_300", "lambda_schedule"])[0]["until_step"] == 300
+    with pytest.raises(InputError, match="duplicate"):
+        phases.runs_table([RUNS[0], RUNS[0]])
+
+
+def test_stitch_prepends_the_parents_history():
+    runs = phases.runs_table([
+        {"name": "a", "lambda": 1.0},
+        {"name": "b", "lambda": [{"value": 1.0, "until_step": 200}, {"value": 0.0}],
+         "resume_from": {"run": "a", "step": 200}},
+        {"name": "c", "lambda": 0.0, "resume_from": {"run": "b", "step": 400}},
+    ])
+    rows = [("a", 0, s, float(s)) for s in range(0, 700, 100)]
+    rows += [("b", 0, s, 1000.0 + s) for s in range(200, 700, 100)]
+    rows += [("c", 0, s, 2000.0 + s) for s in range(400, 700, 100)]
+    rows += [("a", 1, s, -1.0) for s in range(0, 700, 100)]  # another seed: not mixed in
+    table = pd.DataFrame(rows, columns=["run", "seed", "step", "y"])
+    out = phases.stitch(table, runs)
+    c = out[(out["run"] == "c") & (out["seed"] == 0)]
+    assert list(c["step"]) == [0, 100, 200, 300, 400, 500, 600]
+    assert list(c["y"]) == [0.0, 100.0, 1200.0, 1300.0, 2400.0, 2500.0, 2600.0]
+    assert list(c["segment"]) == ["parent"] * 4 + ["own"] * 3
+    assert len(out[(out["run"] == "a")]) == 14 and (out[out["run"] == "a"]["segment"] == "own").all()
+
+
+def _results_folder(root, runs, seeds, skip=()):
+    """Per-run x seed tables as the pretrain, probe and blimp stages write them."""
+    described = phases.runs_table(runs).set_index("run")
+    for name in described.index:
+        start = int(described.at[name, "start_step"])
+        steps = [s for s in range(0, 2001, 100) if s >= start]
+        for seed in seeds:
+            center = 800 + 50 * seed if described.at[name, "kind"] != "sas_minus" else None
+            center = start + 500 if described.at[name, "kind"] == "release" else center
+            uas = logistic(steps, center, 60, 0.1, 0.4) if center else np.full(len(steps), 0.1)
+            loss = 7 - (logistic(steps, center - 20, 60, 0, 0.5) if center else 0.0 * uas)
+            acc = logistic(steps, center + 100, 80, 0.5, 0.15) if center else np.full(len(steps), 0.5)
+            base = root / "pretrain" / name / f"seed{seed}" / "metrics"
+            base.mkdir(parents=True)
+            pd.DataFrame({"step": np.arange(start + 1, steps[-1] + 1), "mlm_loss": 7.0, "sas": np.nan,
+                          "lambda": 0.0, "lr": 1e-3, "grad_norm": 1.0, "tokens_per_s": 1e4,
+                          "seconds": 0.1}).to_parquet(base / "steps.parquet")
+            pd.DataFrame({"step": steps, "val_mlm_loss": loss}).to_parquet(base / "eval.parquet")
+            probe = root / "probe" / name / f"seed{seed}"
+            probe.mkdir(parents=True)
+            summary, scores = [], []
+            for i, step in enumerate(steps):
+                common = dict(step=step, checkpoint=f"step-{step}", treebank="dev.conllu")
+                summary.append({**common, "method": "attention", "relation": "all", "layer": 1, "head": 0,
+                                "direction": "dependent_to_parent", "offset": None, "accuracy": uas[i],
+                                "soft_score": 0.2, "max_soft_score": 0.3, "n_sentences": 50})
+                summary.append({**common, "method": "attention", "relation": "mean", "layer": None, "head": None,
+                                "direction": None, "offset": None, "accuracy": uas[i] - 0.02,
+                                "soft_score": None, "max_soft_score": None, "n_sentences": 50})
+                summary.append({**common, "method": "offset", "relation": "all", "layer": None, "head": None,
+                                "direction": None, "offset": -1, "accuracy": 0.3, "soft_score": None,
+                                "max_soft_score": None, "n_sentences": 50})
+                for layer in range(2):
+                    for head in range(2):
+                        for direction in ("dependent_to_parent", "parent_to_dependent"):
+                            for relation in ("all", "nsubj"):
+                                scores.append({**common, "method": "attention", "layer": layer, "head": head,
+                                               "direction": direction, "offset": None, "relation": relation,
+                                               "correct": 1, "count": 10, "accuracy": 0.1, "soft_score": 0.1})
+            if ("probe", name, seed) not in skip:
+                pd.DataFrame(summary).to_parquet(probe / "summary.parquet")
+            pd.DataFrame(scores).to_parquet(probe / "scores.parquet")
+            blimp = root / "blimp" / name / f"seed{seed}"
+            blimp.mkdir(parents=True)
+            rows = []
+            for i, step in enumerate(steps):
+                rows.append((step, "original", "overall", "", "", acc[i], 20, 2))
+                rows.append((step, "original", "phenomenon", "binding", "binding", acc[i], 10, 1))
+                rows.append((step, "original", "paradigm", "p1", "binding", acc[i], 10, 1))
+            pd.DataFrame(rows, columns=phases.BLIMP_COLUMNS[2:]).to_parquet(blimp / "summary.parquet")
+
+
+def test_gather_and_detect_cli(tmp_path, stages):
+    runs = RUNS[:4]
+    _results_folder(tmp_path / "results", runs, [0, 1])
+    out = tmp_path / "tables"
+    rc = stages(["phases", "gather", "--results-dir", str(tmp_path / "results"), "--runs", json.dumps(runs),
+                 "--seeds", "0", "1", "--out-dir", str(out)])
+    assert rc == 0
+    tables = {name: pd.read_parquet(out / f"{name}.parquet") for name in phases.TABLES}
+    assert list(tables["loss"].columns) == phases.LOSS_COLUMNS
+    assert list(tables["uas"].columns) == phases.UAS_COLUMNS
+    assert list(tables["heads"].columns) == phases.HEAD_COLUMNS
+    assert list(tables["blimp"].columns) == phases.BLIMP_COLUMNS
+    assert list(tables["train"].columns) == phases.TRAIN_COLUMNS
+    assert list(tables["runs"]["run"]) == [r["name"] for r in runs]
+    # relation "all" only: layers x heads x directions x checkpoints x seeds
+    assert len(tables["heads"]) == 2 * 2 * 2 * (21 * 3 + 18) * 2
+    u = tables["uas"]
+    assert u["offset_uas"].eq(0.3).all() and (u["uas"] - u["uas_mean"]).round(6).eq(0.02).all()
+    assert tables["loss"]["run"].iloc[0] == "base"  # config order
+    release = tables["loss"][tables["loss"]["run"] == "minus_release_300"]
+    assert release["step"].min() == 300  # own rows only
+
+    rc = stages(["phases", "detect", "--runs", str(out / "runs.parquet"), "--loss", str(out / "loss.parquet"),
+                 "--uas", str(out / "uas.parquet"), "--blimp", str(out / "blimp.parquet"),
+                 "--out", str(out / "phases.parquet"), "--csv", str(out / "phases.csv"), "--loss-min-step", "100"])
+    assert rc == 0
+    ph = pd.read_parquet(out / "phases.parquet")
+    assert list(ph.columns) == phases.PHASE_COLUMNS
+    assert len(ph) == 4 * 2 * len(phases.EVENTS)
+    assert pd.read_csv(out / "phases.csv").shape == ph.shape
+    ev = ph.set_index(["run", "seed", "event"])
+    assert abs(ev.loc[("base", 1, "breakthrough"), "step"] - 850) <= 100
+    assert not ev.loc[("minus", 0, "breakthrough"), "detected"]
+    assert ev.loc[("minus", 0, "structure_onset"), "reason"].startswith("no transition")
+    # the release run is analysed on its stitched curve: its transition follows the release at 300
+    assert abs(ev.loc[("minus_release_300", 0, "breakthrough"), "step"] - 800) <= 100
+    assert ev.loc[("minus_release_300", 0, "structure_onset"), "step"] > 300
+    assert abs(ev.loc[("base", 0, "loss_drop"), "step"] - 780) <= 100
+    assert abs(ev.loc[("base", 0, "blimp_jump"), "step"] - 900) <= 100
+    assert ph["kind"].tolist()[:5] == ["baseline"] * 5
+
+
+def test_gather_missing_inputs(tmp_path, stages, capsys):
+    runs = RUNS[:2]
+    _results_folder(tmp_path / "results", runs, [0], skip={("probe", "plus", 0)})
+    args = ["phases", "gather", "--results-dir", str(tmp_path / "results"), "--runs", json.dumps(runs),
+            "--seeds", "0", "--out-dir", str(tmp_path / "t")]
+    assert stages(args) == 2
+    assert "probe/plus/seed0/summary.parquet" in capsys.readouterr().err
+    assert stages(args + ["--allow-missing"]) == 0
+    uas = pd.read_parquet(tmp_path / "t" / "uas.parquet")
+    assert set(uas["run"]) == {"base"}
+    # gathered from a config file instead of JSON
+    (tmp_path / "c.yaml").write_text("runs:\n  - {name: base, lambda: 0.0}\nseeds: [0]\n")
+    assert stages(["phases", "gather", "--results-dir", str(tmp_path / "results"), "--config",
+                   str(tmp_path / "c.yaml"), "--out-dir", str(tmp_path / "t2")]) == 0
+    assert set(pd.read_parquet(tmp_path / "t2" / "loss.parquet")["run"]) == {"base"}
+
+
+def test_long_training_tables_are_block_averaged(tmp_path):
+    runs = [RUNS[0]]
+    _results_folder(tmp_path / "results", runs, [0])
+    tables = phases.gather_tables(tmp_path / "results", runs, [0], max_train_rows=250)
+    train = tables["train"]
+    assert len(train) == 250 and (train["n_steps"] == 8).all()  # 2000 steps in blocks of 8
+    assert train["step"].iloc[0] == 8 and train["step"].iloc[-1] == 2000
+    assert phases.gather_tables(tmp_path / "results", runs, [0])["train"]["n_steps"].eq(1).all()
+
+
+def test_detect_without_probe_rows_says_so():
+    runs = phases.runs_table([RUNS[0]])
+    loss = pd.DataFrame({"run": "base", "seed": 0, "step": GRID, "val_mlm_loss": 7 - logistic(GRID)})
+    empty_uas = pd.DataFrame({c: pd.Series(dtype="object") for c in phases.UAS_COLUMNS})
+    empty_blimp = pd.DataFrame({c: pd.Series(dtype="object") for c in phases.BLIMP_COLUMNS})
+    ph = phases.detect(runs, loss, empty_uas, empty_blimp)
+    assert len(ph) == 5
+    assert ph.set_index("event").at["loss_drop", "detected"]
+    assert ph.set_index("event").at["breakthrough", "reason"] == "no UAS rows for this run and seed"
