@@ -21,6 +21,8 @@ STAGES = {
     "pretrain": ("sasbert.pretrain", "MLM pretraining with the SAS regularizer"),
     "probe": ("sasbert.probe", "attention-head UAS of checkpoints against a gold treebank"),
     "blimp": ("sasbert.blimp", "BLiMP accuracy of checkpoints by pseudo-log-likelihood"),
+    "phases": ("sasbert.phases", "all-runs tables (gather) and phase-transition onsets (detect)"),
+    "figures": ("sasbert.figures", "figures 1-5 (PNG + PDF) from the gathered tables alone"),
 }
 
 

@@ -54,6 +54,9 @@ def optional_flag(flag, value):
     return "" if value is None else f"{flag} {value}"
 
 
+FIGURES = ["fig1_training", "fig2_regularizers", "fig3_release", "fig4a_heads", "fig4b_phenomena", "fig5_seeds"]
+
+
 def final_outputs():
     """What `snakemake` builds by default: every stage implemented so far."""
     return [
@@ -61,6 +64,12 @@ def final_outputs():
         *expand(f"{run_dir('{run}', '{seed}')}/metrics/eval.parquet", run=RUNS, seed=SEEDS),
         *expand("results/probe/{run}/seed{seed}/summary.parquet", run=RUNS, seed=SEEDS),
         *expand("results/blimp/{run}/seed{seed}/summary.parquet", run=RUNS, seed=SEEDS),
+        "results/tables/phases.csv",
+        *expand(
+            "results/figures/{figure}.{ext}",
+            ext=["png", "pdf"],
+            figure=FIGURES,
+        ),
     ]
 
 
