@@ -1,4 +1,4 @@
-# make run   : create .venv, install, run the embedded default end to end
+# make run   : create .venv, install, run the embedded default end to end, write results/report.html
 # make test  : create .venv, install with the test extra, run the test suite
 PYTHON ?= python3.11
 VENV   ?= .venv
@@ -20,6 +20,7 @@ install-test: $(BIN)/python
 
 run: install
 	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --report results/report.html
 
 test: install-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
