@@ -13,5 +13,5 @@ def test_conda_env_pins_match_pyproject():
     pins = set(project["dependencies"])
     env = yaml.safe_load((REPO / "envs" / "sasbert.yaml").read_text())
     pip_block = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    env_pins = {p for p in pip_block if re.match(r"^[A-Za-z0-9_.-]+==", p)}
+    env_pins = {p for p in pip_block if re.match(r"^[A-Za-z0-9_.\[\]-]+==", p)}
     assert env_pins == pins
