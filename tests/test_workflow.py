@@ -61,7 +61,7 @@ def test_reduced_default_runs_end_to_end_then_nothing_to_do(workdir):
     assert (results / "tokenize" / "ewt" / "stats.json").is_file()
     assert (results / "logs" / "tokenize" / "ewt.log").is_file()
     release = results / "pretrain" / "sas_minus_release_10" / "seed0" / "checkpoints"
-    assert sorted(p.name for p in release.iterdir()) == ["step-10", "step-20"]
+    assert sorted(p.name for p in release.glob("step-*")) == ["step-10", "step-20"]
     assert (results / "blimp" / "baseline" / "seed0" / "summary.parquet").is_file()
     uas = pd.read_parquet(results / "probe" / "sas_minus_release_10" / "seed0" / "summary.parquet")
     assert sorted(uas["step"].unique()) == [10, 20]
