@@ -188,6 +188,9 @@ wait_for 60 slurmdbd sacctmgr -n list cluster
 sacctmgr -i add cluster ci >/dev/null 2>&1 || true
 sacctmgr -i add account ci Description=ci Organization=ci >/dev/null 2>&1 || true
 sacctmgr -i add user root Account=ci >/dev/null 2>&1 || true
+if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then   # run via sudo: the caller submits too
+  sacctmgr -i add user "$SUDO_USER" Account=ci >/dev/null 2>&1 || true
+fi
 
 # --- slurmctld + slurmd ---------------------------------------------------------------------------
 if [ "$conf_changed" = 1 ]; then
