@@ -54,7 +54,11 @@ def train_wordpiece(sentences: list[list[str]], vocab_size: int, min_frequency: 
         show_progress=False,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    trainer.save_model(str(out_dir))
+    # The trainer learns the same set of pieces every time but lists them in hash-map order, which
+    # changes from process to process; piece ids must not, so write the vocab in a canonical order
+    # (WordPiece matching depends on the set only).
+    learned = set(trainer.get_vocab()) - set(SPECIAL_TOKENS)
+    (out_dir / "vocab.txt").write_text("\n".join([*SPECIAL_TOKENS, *sorted(learned)]) + "\n")
     return load_tokenizer(out_dir / "vocab.txt", lowercase)
 
 
