@@ -201,10 +201,10 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny_co
     assert not (tmp_path / "checkpoints").exists()
 
 
-def test_ddp_two_processes_match_one_process(tiny_corpus, tmp_path):
+def test_ddp_two_processes_match_one_process_and_resume(tiny_corpus, tmp_path):
     """torchrun with 2 gloo processes x 4 sequences = 1 process x 8 (dropout off: it draws from
-    each process's own RNG)."""
-    spec = tiny_spec(max_steps=6, checkpoint_steps=[0, 6])
+    each process's own RNG); a DDP run resumed from its step-3 checkpoint ends the same."""
+    spec = tiny_spec(max_steps=6, checkpoint_steps=[0, 3, 6])
     spec["model"] = {**spec["model"], "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
     single = tmp_path / "single"
     train(tiny_corpus["dataset"], tiny_corpus["tokenizer"], str(single), spec)
@@ -220,6 +220,14 @@ def test_ddp_two_processes_match_one_process(tiny_corpus, tmp_path):
     for name in wa:
         torch.testing.assert_close(wa[name], wb[name], rtol=1e-4, atol=1e-5)
     assert len(a) == len(b) == 6
+
+    # as if killed after step 3: its later checkpoint and the published outputs are gone
+    shutil.rmtree(tmp_path / "ddp" / "state" / "checkpoint-6")
+    shutil.rmtree(tmp_path / "ddp" / "checkpoints")
+    resumed = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "checkpoint-3" in resumed.stderr
+    assert_same_weights(wb, weights(tmp_path / "ddp", 6))
 
 
 def test_a_checkpoint_cut_off_mid_write_is_not_resumed_from(reference_run, tmp_path):

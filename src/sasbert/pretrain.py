@@ -238,6 +238,16 @@ class SASTrainer(Trainer):
         super()._maybe_log_save_evaluate(tr_loss, grad_norm, *args, **kwargs)
         self._step_started = time.perf_counter()
 
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        # Under DDP the Trainer maps the optimizer state to args.device, which on CPU is "cpu:0",
+        # a location torch.load cannot restore to; load it onto the CPU like one process does.
+        if checkpoint is None or self.args.world_size == 1 or self.args.device.type != "cpu":
+            return super()._load_optimizer_and_scheduler(checkpoint)
+        self.optimizer.load_state_dict(
+            torch.load(Path(checkpoint) / "optimizer.pt", map_location="cpu", weights_only=True)
+        )
+        self.lr_scheduler.load_state_dict(torch.load(Path(checkpoint) / "scheduler.pt", weights_only=True))
+
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         # Linear warmup, then linear decay to zero at the horizon (which may lie past max_steps).
         horizon = getattr(self, "decay_horizon", None) or num_training_steps
@@ -253,6 +263,11 @@ class ScheduleCallback(TrainerCallback):
         self.terminated = False
 
     def on_step_end(self, args, state, control, **kwargs):
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # SIGTERM reaches the processes at slightly different times: all stop at the same step.
+            flag = torch.tensor([int(self.terminated)], device=args.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            self.terminated = bool(flag.item())
         if state.global_step in self.steps or self.terminated:
             control.should_save = True
         if self.terminated:
