@@ -6,7 +6,7 @@ BIN     = $(VENV)/bin
 CORES  ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: install install-test run test test-fast dag clean
+.PHONY: install install-test run test test-fast dag clean slurm-up slurm-down test-slurm
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +33,13 @@ dag: install
 
 clean:
 	rm -rf results .snakemake
+
+# A single-node Slurm on this machine for the slurm-marked tests (needs root or sudo).
+slurm-up:
+	tests/slurm/start.sh
+
+slurm-down:
+	tests/slurm/stop.sh
+
+test-slurm: install-test
+	$(BIN)/python -m pytest -m slurm $(PYTEST_ARGS)
