@@ -62,6 +62,7 @@ import pandas as pd
 
 from sasbert.checkpoints import check_checkpoint_dir, resolve_checkpoints
 from sasbert.errors import InputError
+from sasbert.tables import read_table
 
 log = logging.getLogger(__name__)
 
@@ -397,14 +398,7 @@ def gather(inputs: Sequence[str | Path]) -> pd.DataFrame:
         raise InputError("gather: no input tables")
     frames = []
     for path in inputs:
-        path = Path(path)
-        try:
-            df = pd.read_parquet(path)
-        except Exception as err:  # noqa: BLE001 - pyarrow raises many kinds
-            raise InputError(f"{path}: cannot read parquet ({err})") from None
-        missing = [c for c in SUMMARY_COLUMNS if c not in df.columns]
-        if missing:
-            raise InputError(f"{path}: not a BLiMP summary table (missing {', '.join(missing)})")
+        df = read_table(path, SUMMARY_COLUMNS, "BLiMP summary")
         frames.append(df[SUMMARY_COLUMNS].assign(_src=str(path)))
     out = pd.concat(frames, ignore_index=True)
     dup = out.duplicated(["step", "variant", "level", "name"], keep=False)

@@ -152,6 +152,16 @@ def _runs_of(runs: pd.DataFrame, kinds) -> list[str]:
     return list(runs[runs["kind"].isin(kinds)].sort_values("order")["run"])
 
 
+def _shown_runs(runs: pd.DataFrame, have: set) -> tuple[list[str], list[str]]:
+    """The baseline / SAS+ / SAS- runs that have data (else the first three runs that do), and a
+    note for each of those kinds the config lacks."""
+    notes = [f"no {KIND_NAMES[k]} run in this config" for k in CONSTANT_KINDS if not _runs_of(runs, [k])]
+    shown = [r for r in _runs_of(runs, CONSTANT_KINDS) if r in have]
+    if not shown:
+        shown = [r for r in runs.sort_values("order")["run"] if r in have][:3]
+    return shown, notes
+
+
 def _set_step_axis(ax, steps, xscale: str) -> None:
     steps = np.asarray([s for s in steps if np.isfinite(s)], dtype=float)
     positive = steps[steps > 0]
@@ -602,12 +612,7 @@ def figure_heads(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
     runs = tables["runs"]
     heads = select_treebank(tables["heads"], options.treebank)
     uas = select_treebank(tables["uas"], options.treebank) if "uas" in tables else None
-    notes = []
-    have = set(heads["run"])
-    shown = [r for r in _runs_of(runs, CONSTANT_KINDS) if r in have]
-    notes += [f"no {KIND_NAMES[k]} run in this config" for k in CONSTANT_KINDS if not _runs_of(runs, [k])]
-    if not shown:
-        shown = [r for r in runs.sort_values("order")["run"] if r in have][:3]
+    shown, notes = _shown_runs(runs, set(heads["run"]))
     if not shown:
         fig = new_figure(options.width, 2.0)
         _empty(fig.subplots(), "no per-head probe scores (heads table is empty)")
@@ -688,11 +693,7 @@ def figure_phenomena(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
         variants = sorted(rows["variant"].unique())
         variant = options.blimp_variant or variants[0]
         rows = rows[rows["variant"] == variant]
-    have = set(rows["run"])
-    notes = [f"no {KIND_NAMES[k]} run in this config" for k in CONSTANT_KINDS if not _runs_of(runs, [k])]
-    shown = [r for r in _runs_of(runs, CONSTANT_KINDS) if r in have]
-    if not shown:
-        shown = [r for r in runs.sort_values("order")["run"] if r in have][:3]
+    shown, notes = _shown_runs(runs, set(rows["run"]))
     if not shown:
         fig = new_figure(options.width, 2.0)
         _empty(fig.subplots(), "no BLiMP phenomenon rows")

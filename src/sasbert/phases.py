@@ -111,6 +111,7 @@ import pandas as pd
 
 from sasbert.atomic import atomic_path, write_parquet
 from sasbert.errors import InputError
+from sasbert.tables import read_table
 
 log = logging.getLogger(__name__)
 
@@ -198,17 +199,6 @@ def runs_table(runs: Sequence[dict]) -> pd.DataFrame:
 # Gathering the per-run tables
 
 
-def _read(path: Path, required: Sequence[str], what: str) -> pd.DataFrame:
-    try:
-        df = pd.read_parquet(path)
-    except Exception as err:  # noqa: BLE001 - pyarrow raises many kinds
-        raise InputError(f"{path}: cannot read parquet ({err})") from None
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise InputError(f"{path}: not a {what} table (missing {', '.join(missing)})")
-    return df
-
-
 def _uas_rows(summary: pd.DataFrame) -> pd.DataFrame:
     """One row per (step, treebank) from a probe summary table."""
     att = summary[summary["method"] == "attention"]
@@ -268,7 +258,7 @@ def gather_tables(results_dir: str | Path, runs: Sequence[dict], seeds: Sequence
                 if not path.is_file():
                     missing.append(str(path))
                     continue
-                df = _read(path, required, what)
+                df = read_table(path, required, what)
                 if name == "uas":
                     df = _uas_rows(df)
                 elif name == "heads":
@@ -691,12 +681,6 @@ def _load_config_runs(path: str) -> tuple[list[dict], list[int]]:
     return config["runs"], [int(s) for s in config["seeds"]]
 
 
-def _read_table(path: str) -> pd.DataFrame:
-    if not Path(path).is_file():
-        raise InputError(f"{path}: file not found")
-    return pd.read_parquet(path)
-
-
 def run(args: argparse.Namespace) -> None:
     if args.phases_command == "gather":
         if args.config:
@@ -719,8 +703,8 @@ def run(args: argparse.Namespace) -> None:
         return
     options = PhaseOptions(args.smoothing_window, args.min_rise, args.noise_factor, args.min_points,
                            args.min_step, args.loss_min_step)
-    table = detect(_read_table(args.runs), _read_table(args.loss), _read_table(args.uas),
-                   _read_table(args.blimp), options, args.treebank, args.blimp_variant)
+    table = detect(read_table(args.runs), read_table(args.loss), read_table(args.uas),
+                   read_table(args.blimp), options, args.treebank, args.blimp_variant)
     write_parquet(table, args.out)
     if args.csv:
         with atomic_path(args.csv) as tmp:

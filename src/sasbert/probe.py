@@ -82,6 +82,7 @@ import pandas as pd
 from sasbert.atomic import write_parquet
 from sasbert.checkpoints import check_checkpoint_dir, resolve_checkpoints
 from sasbert.errors import InputError
+from sasbert.tables import read_table
 
 log = logging.getLogger(__name__)
 
@@ -872,14 +873,7 @@ def gather(paths: Sequence[str | Path]) -> pd.DataFrame:
     frames, owner = [], {}
     for path in paths:
         path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: file not found")
-        try:
-            df = pd.read_parquet(path)
-        except Exception as err:
-            raise InputError(f"{path}: not a readable parquet file ({err})") from None
-        if "step" not in df.columns:
-            raise InputError(f"{path}: no 'step' column (not a probe table)")
+        df = read_table(path, ["step"], "probe")
         if df["step"].isna().any():
             raise InputError(f"{path}: rows without a step")
         if frames and list(df.columns) != list(frames[0].columns):

@@ -17,7 +17,7 @@ rule tables:
         probe=expand("results/probe/{run}/seed{seed}/summary.parquet", run=RUNS, seed=SEEDS),
         scores=expand("results/probe/{run}/seed{seed}/scores.parquet", run=RUNS, seed=SEEDS),
         blimp=expand("results/blimp/{run}/seed{seed}/summary.parquet", run=RUNS, seed=SEEDS),
-        code=stage_code("phases"),
+        code=stage_code("phases", "tables"),
     output:
         runs="results/tables/runs.parquet",
         train="results/tables/train.parquet",
@@ -44,7 +44,7 @@ rule phases:
         loss="results/tables/loss.parquet",
         uas="results/tables/uas.parquet",
         blimp="results/tables/blimp.parquet",
-        code=stage_code("phases"),
+        code=stage_code("phases", "tables"),
     output:
         table="results/tables/phases.parquet",
         csv=report(
@@ -99,7 +99,7 @@ rule figure_training:
         uas="results/tables/uas.parquet",
         blimp="results/tables/blimp.parquet",
         phases="results/tables/phases.parquet",
-        code=stage_code("figures", "phases"),
+        code=stage_code("figures", "phases", "tables"),
     output:
         png=report(
             "results/figures/fig1_training.png",
@@ -128,7 +128,7 @@ rule figure_regularizers:
         uas="results/tables/uas.parquet",
         blimp="results/tables/blimp.parquet",
         phases="results/tables/phases.parquet",
-        code=stage_code("figures", "phases"),
+        code=stage_code("figures", "phases", "tables"),
     output:
         png=report(
             "results/figures/fig2_regularizers.png",
@@ -157,7 +157,7 @@ rule figure_release:
         uas="results/tables/uas.parquet",
         blimp="results/tables/blimp.parquet",
         phases="results/tables/phases.parquet",
-        code=stage_code("figures", "phases"),
+        code=stage_code("figures", "phases", "tables"),
     output:
         png=report(
             "results/figures/fig3_release.png",
@@ -185,7 +185,7 @@ rule figure_heads:
         heads="results/tables/heads.parquet",
         uas="results/tables/uas.parquet",
         phases="results/tables/phases.parquet",
-        code=stage_code("figures", "phases"),
+        code=stage_code("figures", "phases", "tables"),
     output:
         png=report(
             "results/figures/fig4a_heads.png",
@@ -212,7 +212,7 @@ rule figure_phenomena:
         runs="results/tables/runs.parquet",
         blimp="results/tables/blimp.parquet",
         phases="results/tables/phases.parquet",
-        code=stage_code("figures", "phases"),
+        code=stage_code("figures", "phases", "tables"),
     output:
         png=report(
             "results/figures/fig4b_phenomena.png",
@@ -241,7 +241,7 @@ rule figure_seeds:
         uas="results/tables/uas.parquet",
         blimp="results/tables/blimp.parquet",
         phases="results/tables/phases.parquet",
-        code=stage_code("figures", "phases"),
+        code=stage_code("figures", "phases", "tables"),
     output:
         png=report(
             "results/figures/fig5_seeds.png",

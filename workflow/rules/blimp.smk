@@ -6,7 +6,7 @@ rule blimp:
     input:
         checkpoints="results/pretrain/{run}/seed{seed}/checkpoints",
         data=config["blimp"]["data_dir"],
-        code=stage_code("blimp", "checkpoints"),
+        code=stage_code("blimp", "checkpoints", "tables"),
     output:
         pairs="results/blimp/{run}/seed{seed}/pairs.parquet",
         summary="results/blimp/{run}/seed{seed}/summary.parquet",

@@ -7,7 +7,7 @@ rule probe:
     input:
         checkpoints="results/pretrain/{run}/seed{seed}/checkpoints",
         treebank=config["probe"]["treebank"],
-        code=stage_code("probe", "checkpoints"),
+        code=stage_code("probe", "checkpoints", "tables"),
     output:
         summary="results/probe/{run}/seed{seed}/summary.parquet",
         scores="results/probe/{run}/seed{seed}/scores.parquet",
