@@ -54,9 +54,12 @@ def train_wordpiece(sentences: list[list[str]], vocab_size: int, min_frequency: 
         show_progress=False,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    # The trainer learns the same set of pieces every time but lists them in hash-map order, which
-    # changes from process to process; piece ids must not, so write the vocab in a canonical order
-    # (WordPiece matching depends on the set only).
+    # The trainer lists its pieces in hash-map order, which changes from process to process: write
+    # them in a canonical order so that the same set of pieces always gets the same ids (WordPiece
+    # matching depends on the set only). The set itself can still differ between processes where
+    # candidates tie in frequency at the vocabulary's edge (the trainer breaks ties by internal
+    # ids); Snakemake trains the vocab once per corpus and every later stage reads that one, and a
+    # given vocab.txt (tokenizer.vocab) is fully reproducible.
     learned = set(trainer.get_vocab()) - set(SPECIAL_TOKENS)
     (out_dir / "vocab.txt").write_text("\n".join([*SPECIAL_TOKENS, *sorted(learned)]) + "\n")
     return load_tokenizer(out_dir / "vocab.txt", lowercase)
