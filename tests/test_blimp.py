@@ -417,6 +417,29 @@ def test_cli_score_series_and_gather(tmp_path, ckpt, small_data, capsys):
     assert not (tmp_path / "dup.parquet").exists()
 
 
+def test_cache_dir_keeps_finished_checkpoints(tmp_path, ckpt, small_data, monkeypatch):
+    """A retried job over a series rescores only checkpoints without fresh cached scores."""
+    run = tmp_path / "run"
+    for name in ("step-0000000", "step-0001000"):
+        shutil.copytree(ckpt, run / name)
+    cache = tmp_path / "cache"
+    args = ["blimp", "score", "--checkpoint", str(run / "step-*"), "--data-dir", str(small_data),
+            "--pairs-per-paradigm", "2", "--device", "cpu", "--cache-dir", str(cache),
+            "--out-pairs", str(tmp_path / "pairs.parquet"), "--out-summary", str(tmp_path / "summary.parquet")]
+    assert main(args) == 0
+    first = pd.read_parquet(tmp_path / "summary.parquet")
+    assert sorted(p.name for p in cache.iterdir()) == ["step-0.pairs.parquet", "step-1000.pairs.parquet"]
+    (cache / "step-1000.pairs.parquet").unlink()  # as if stopped before this checkpoint finished
+
+    scored = []
+    original = blimp.score_pairs
+    monkeypatch.setattr(blimp, "score_pairs", lambda scorer, pairs, variant, step: scored.append(step)
+                        or original(scorer, pairs, variant, step))
+    assert main(args) == 0
+    assert scored == [1000]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "summary.parquet"), first)
+
+
 def test_cli_bad_input_exits_2(tmp_path, ckpt, capsys):
     data = tmp_path / "data"
     data.mkdir()

@@ -471,3 +471,33 @@ def test_cli_several_checkpoints_need_placeholders(series, tmp_path, capsys):
                "--treebank", str(EWT_DEV), "--out-scores", str(tmp_path / "s.parquet"),
                "--out-summary", str(tmp_path / "u.parquet")])
     assert rc == 2 and "output paths collide" in capsys.readouterr().err
+
+
+def test_keep_done_skips_finished_checkpoints_and_redoes_stale_ones(series, tmp_path, caplog):
+    """A retried job over a series keeps what an interrupted attempt finished."""
+    import logging
+    import os
+
+    checkpoint, _ = series
+    out = tmp_path / "out"
+    args = ["probe", "score", "--checkpoint", str(checkpoint.parent / "*"), "--treebank", str(EWT_DEV),
+            "--max-sentences", "20", "--max-pieces", "48", "--min-relation-count", "10", "--keep-done",
+            "--out-scores", str(out / "{step}.scores.parquet"), "--out-summary", str(out / "{step}.summary.parquet")]
+    assert main(args) == 0
+    first = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    (out / "2000.summary.parquet").unlink()  # as if stopped before this checkpoint finished
+    stale = out / "1000.scores.parquet"
+    old = (checkpoint / "config.json").stat().st_mtime - 10
+    os.utime(out / "1000.summary.parquet", (old, old))  # older than the checkpoint: redone
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="sasbert.probe"):
+        assert main(args) == 0
+    again = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert set(again) == set(first)
+    assert again["2000.scores.parquet"] != first["2000.scores.parquet"]
+    assert again[stale.name] != first[stale.name]
+    assert "kept" not in caplog.text  # both checkpoints needed work
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="sasbert.probe"):
+        assert main(args) == 0
+    assert caplog.text.count("kept, its tables are newer") == 2

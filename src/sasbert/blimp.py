@@ -60,7 +60,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from sasbert.checkpoints import check_checkpoint_dir, resolve_checkpoints
+from sasbert.checkpoints import check_checkpoint_dir, newer_than_checkpoint, resolve_checkpoints
 from sasbert.errors import InputError
 from sasbert.tables import read_table
 
@@ -435,6 +435,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sc.add_argument("--variant", choices=VARIANTS, default="original")
     sc.add_argument("--batch-size", type=int, default=256, help="masked copies per forward pass")
     sc.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda:0 ...")
+    sc.add_argument("--cache-dir", default=None,
+                    help="keep each checkpoint's pair scores here and reuse those newer than the "
+                         "checkpoint (resume a job that was stopped part-way through a series); the "
+                         "folder must be specific to the pairs and variant")
     ga = sub.add_parser("gather", help="stack per-checkpoint summaries into one table")
     ga.add_argument("--inputs", nargs="+", required=True, help="summary parquet files")
     ga.add_argument("--out", required=True, help="output parquet")
@@ -460,11 +464,18 @@ def run(args: argparse.Namespace) -> None:
              len(pairs), pairs["UID"].nunique(), len(checkpoints), args.variant)
     tables = []
     for path, step in checkpoints:
+        cached = Path(args.cache_dir) / f"step-{step}.pairs.parquet" if args.cache_dir else None
+        if cached is not None and newer_than_checkpoint([cached], path):
+            log.info("step %d (%s): kept from %s", step, path, cached)
+            tables.append(pd.read_parquet(cached))
+            continue
         scorer = PLLScorer.from_pretrained(path, device=args.device, batch_size=args.batch_size,
                                            progress=True)
         t = score_pairs(scorer, pairs, args.variant, step)
         log.info("step %d (%s): overall accuracy %.4f", step, path,
                  t.groupby("UID")["correct"].mean().mean())
+        if cached is not None:
+            write_parquet(t, cached)
         tables.append(t)
     all_pairs = pd.concat(tables, ignore_index=True)
     summary = _sort_summary(summarize(all_pairs, args.variant))

@@ -76,3 +76,14 @@ def resolve_checkpoints(specs: Sequence[str], steps: Sequence[int] | None = None
             raise InputError(f"step {step} given by both {seen[step]} and {path}")
         seen[step] = path
     return sorted(zip(paths, step_list), key=lambda pair: pair[1])
+
+
+def newer_than_checkpoint(outputs: Sequence[str | Path], checkpoint: str | Path) -> bool:
+    """True when every output exists and was written after the checkpoint's files.
+
+    Lets a job over a series keep what an earlier, interrupted attempt finished (Slurm time
+    limit, preemption) and redo only what is missing or stale (a retrained checkpoint).
+    """
+    checkpoint = Path(checkpoint)
+    newest_input = max(p.stat().st_mtime for p in checkpoint.iterdir() if p.is_file())
+    return all(Path(o).is_file() and Path(o).stat().st_mtime > newest_input for o in outputs)

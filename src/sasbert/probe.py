@@ -80,7 +80,7 @@ import numpy as np
 import pandas as pd
 
 from sasbert.atomic import write_parquet
-from sasbert.checkpoints import check_checkpoint_dir, resolve_checkpoints
+from sasbert.checkpoints import check_checkpoint_dir, newer_than_checkpoint, resolve_checkpoints
 from sasbert.errors import InputError
 from sasbert.tables import read_table
 
@@ -794,6 +794,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "{step} or {name}")
     score.add_argument("--out-summary", required=True, help="summary parquet (same placeholders)")
     score.add_argument("--step", type=int, nargs="+", help="step(s), one per checkpoint")
+    score.add_argument("--keep-done", action="store_true",
+                       help="skip a checkpoint whose two output tables exist and are newer than it "
+                            "(resume a job that was stopped part-way through a series)")
     score.add_argument("--max-pieces", type=int, default=128,
                        help="longer sentences (pieces incl. [CLS]/[SEP]) are skipped and counted")
     score.add_argument("--max-sentences", type=int, default=None, help="use the first N sentences")
@@ -851,6 +854,9 @@ def _run_score(args: argparse.Namespace) -> None:
 
         torch.set_num_threads(args.threads)
     for path, step, (out_scores, out_summary) in zip(checkpoints, steps, outputs):
+        if args.keep_done and newer_than_checkpoint([out_scores, out_summary], path):
+            log.info("%s (step %d): kept, its tables are newer than the checkpoint", path, step)
+            continue
         t0 = time.perf_counter()
         model, tokenizer = load_checkpoint(path, device=device, dtype=args.dtype)
         result = score_model(

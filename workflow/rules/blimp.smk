@@ -1,5 +1,7 @@
 # Stage 6: BLiMP accuracy (pseudo-log-likelihood) of every checkpoint of a run x seed, in one job
-# per run x seed (model loading and torch start-up are paid once, not once per checkpoint).
+# per run x seed (model loading and torch start-up are paid once, not once per checkpoint). Each
+# checkpoint's pair scores are kept in <dir>/by_step-<options>/, so a retried job keeps the
+# checkpoints it had finished.
 
 
 rule blimp:
@@ -15,6 +17,7 @@ rule blimp:
         subset_seed=config["blimp"]["subset_seed"],
         variant=config["blimp"]["variant"],
         batch_size=config["blimp"]["batch_size"],
+        by_step=blimp_by_step,
     threads: 1
     resources:
         gpu=0,
@@ -27,4 +30,5 @@ rule blimp:
         "OMP_NUM_THREADS={threads} sasbert blimp score --checkpoint '{input.checkpoints}/step-*'"
         " --data-dir {input.data:q} --pairs-per-paradigm {params.pairs_per_paradigm}"
         " --subset-seed {params.subset_seed} --variant {params.variant} --batch-size {params.batch_size}"
-        " --out-pairs {output.pairs:q} --out-summary {output.summary:q} > {log} 2>&1"
+        " --cache-dir {params.by_step:q} --out-pairs {output.pairs:q} --out-summary {output.summary:q}"
+        " > {log} 2>&1"

@@ -1,5 +1,6 @@
 # Shared helpers: config validation, paths, input functions. The only rule file with real Python.
 # Never import torch here: the DAG is built on login nodes and laptops alike.
+import hashlib
 import json
 import os
 import sys
@@ -48,6 +49,34 @@ def corpus_inputs():
 
 def corpus_kind():
     return "conllu" if config["corpus"]["backend"] == "conllu" else "text"
+
+
+def options_key(options):
+    """A short fingerprint of a stage's options. Per-checkpoint results that a job keeps across
+    attempts live in a folder named by it, so results made with other options are never reused."""
+    return hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def by_step_dir(stage, wildcards):
+    return f"results/{stage}/{wildcards.run}/seed{wildcards.seed}/by_step-{options_key(config[stage])}"
+
+
+def probe_by_step(wildcards):
+    return by_step_dir("probe", wildcards)
+
+
+def blimp_by_step(wildcards):
+    return by_step_dir("blimp", wildcards)
+
+
+def probe_step_tables(kind):
+    """The per-checkpoint probe tables of a run x seed, in schedule order."""
+
+    def tables(wildcards):
+        folder = by_step_dir("probe", wildcards)
+        return " ".join(f"{folder}/step-{s}.{kind}.parquet" for s in run_checkpoint_steps(wildcards.run))
+
+    return tables
 
 
 def optional_flag(flag, value):

@@ -1,6 +1,7 @@
 # Stage 5: attention-head UAS of every checkpoint of a run x seed against the gold treebank, in one
 # job per run x seed (torch start-up and treebank tokenization are paid once). Per-checkpoint
-# tables go to <dir>/by_step/ and are gathered into one table per run x seed.
+# tables go to <dir>/by_step-<options>/ (undeclared, so they survive a failed attempt) and are
+# gathered into one table per run x seed; a retried job keeps the checkpoints it had finished.
 
 
 rule probe:
@@ -12,7 +13,9 @@ rule probe:
         summary="results/probe/{run}/seed{seed}/summary.parquet",
         scores="results/probe/{run}/seed{seed}/scores.parquet",
     params:
-        by_step="results/probe/{run}/seed{seed}/by_step",
+        by_step=probe_by_step,
+        summaries=probe_step_tables("summary"),
+        scores=probe_step_tables("scores"),
         max_pieces=config["probe"]["max_pieces"],
         max_sentences=optional_flag("--max-sentences", config["probe"]["max_sentences"]),
         batch_size=config["probe"]["batch_size"],
@@ -26,12 +29,11 @@ rule probe:
     benchmark:
         "results/benchmarks/probe/{run}/seed{seed}.tsv"
     shell:
-        "(rm -rf {params.by_step:q}"
-        " && sasbert probe score --checkpoint '{input.checkpoints}/step-*' --treebank {input.treebank:q}"
+        "(sasbert probe score --checkpoint '{input.checkpoints}/step-*' --treebank {input.treebank:q}"
         " --out-scores '{params.by_step}/step-{{step}}.scores.parquet'"
         " --out-summary '{params.by_step}/step-{{step}}.summary.parquet'"
         " --max-pieces {params.max_pieces} {params.max_sentences} --batch-size {params.batch_size}"
-        " --min-relation-count {params.min_relation_count} --threads {threads}"
-        " && sasbert probe gather --inputs '{params.by_step}/step-*.summary.parquet' --out {output.summary:q}"
-        " && sasbert probe gather --inputs '{params.by_step}/step-*.scores.parquet' --out {output.scores:q}"
+        " --min-relation-count {params.min_relation_count} --threads {threads} --keep-done"
+        " && sasbert probe gather --inputs {params.summaries} --out {output.summary:q}"
+        " && sasbert probe gather --inputs {params.scores} --out {output.scores:q}"
         ") > {log} 2>&1"
