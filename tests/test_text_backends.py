@@ -207,3 +207,28 @@ def test_wiki_small_config_dry_run(tmp_path):
     assert result.returncode == 0, result.stderr + result.stdout
     counts = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines() if len(line.split()) == 2}
     assert counts.get("parse") == "4" and counts.get("pretrain") == "2"
+
+
+# --- parse quality -------------------------------------------------------------------------------
+
+TEST = REPO / "resources" / "ud" / "UD_English-EWT" / "en_ewt-ud-test.conllu.gz"
+
+
+def test_parse_quality_of_the_gold_is_perfect(tmp_path, capsys):
+    out = tmp_path / "quality.json"
+    args = ["parse-quality", "--treebank", str(TEST), "--backend", "conllu", "--max-sentences", "40"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert "uas            100.0" in capsys.readouterr().out
+    import json
+
+    result = json.loads(out.read_text())
+    assert result["sentences"] == 40 and result["uas"] == result["las"] == 100.0
+
+
+def test_parse_quality_of_spacy_on_ewt(spacy_model):
+    from sasbert import parse_quality
+
+    result = parse_quality.evaluate(str(TEST), "spacy", spacy_model, max_sentences=100)
+    assert result["sentences"] == 100 and result["words"] > 1000
+    # en_core_web_sm (ClearNLP-style heads) agrees with UD EWT on about 57% of heads, gold tokens.
+    assert 40 < result["uas"] < 75 and result["las"] < result["uas"]

