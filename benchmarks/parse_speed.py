@@ -1,0 +1,86 @@
+"""Parse speed (words/s) per backend and per number of shards, as the pipeline runs it.
+
+    python benchmarks/parse_speed.py [--words 20000] [--shards 1 2 4] [--jobs 2] [--backends spacy conllu]
+
+Takes the first --words words of the vendored Wikipedia slice (spacy) or the first sentences of UD
+EWT train with about as many words (conllu), writes them as N corpus shards with ``sasbert corpus``,
+then runs one ``sasbert parse`` process per shard, at most --jobs at a time (what
+``snakemake --cores J`` does), and times the whole stage: words/s = parsed words / wall seconds,
+model loading included (each shard job loads its own pipeline). The last line is the headline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+SASBERT = [sys.executable, "-m", "sasbert"]
+INPUTS = {
+    "spacy": ("text", str(ROOT / "resources/text/enwiki2015_300k.txt.gz")),
+    "conllu": ("conllu", str(ROOT / "resources/ud/UD_English-EWT/en_ewt-ud-train.conllu.gz")),
+}
+
+
+def make_shards(backend: str, words: int, n_shards: int, folder: Path) -> list[str]:
+    kind, path = INPUTS[backend]
+    outs = [str(folder / f"shard-{i}.parquet") for i in range(n_shards)]
+    limit = ["--max-words", str(words)] if kind == "text" else ["--max-units", str(max(1, words // 16))]
+    cmd = [*SASBERT, "corpus", "--kind", kind, "--inputs", path, *limit, "--out", *outs]
+    subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    return outs
+
+
+def parse_all(backend: str, shards: list[str], jobs: int, folder: Path) -> tuple[float, int]:
+    def one(shard: str) -> str:
+        out = shard.replace("shard-", "parsed-")
+        cmd = [*SASBERT, "parse", "--backend", backend, "--shard", shard, "--out", out]
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+        subprocess.run(cmd, check=True, capture_output=True, env=env)
+        return out
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        outs = list(pool.map(one, shards))
+    seconds = time.perf_counter() - start
+    words = sum(int(pd.read_parquet(o)["words"].map(len).sum()) for o in outs)
+    return seconds, words
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--words", type=int, default=20000)
+    parser.add_argument("--shards", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="shard jobs at a time")
+    parser.add_argument("--backends", nargs="+", default=["spacy", "conllu"], choices=sorted(INPUTS))
+    args = parser.parse_args()
+
+    print(f"{os.cpu_count()} CPUs, {args.jobs} parse jobs at a time, ~{args.words} words per run")
+    print(f"{'backend':8s} {'shards':>6s} {'words':>8s} {'seconds':>8s} {'words/s':>8s}")
+    rates: dict[tuple[str, int], float] = {}
+    for backend in args.backends:
+        for n in args.shards:
+            with tempfile.TemporaryDirectory() as tmp:
+                shards = make_shards(backend, args.words, n, Path(tmp))
+                seconds, words = parse_all(backend, shards, args.jobs, Path(tmp))
+            rates[(backend, n)] = words / seconds
+            print(f"{backend:8s} {n:6d} {words:8d} {seconds:8.1f} {words / seconds:8.0f}", flush=True)
+    head = args.backends[0]
+    best = max((n for b, n in rates if b == head), key=lambda n: rates[(head, n)])
+    print(
+        f"headline: {head} parses {rates[(head, args.shards[0])]:.0f} words/s with {args.shards[0]} shard(s), "
+        f"{rates[(head, best)]:.0f} words/s best ({best} shards, {args.jobs} jobs at a time, model load included)"
+    )
+
+
+if __name__ == "__main__":
+    main()
