@@ -232,3 +232,27 @@ def test_parse_quality_of_spacy_on_ewt(spacy_model):
     assert result["sentences"] == 100 and result["words"] > 1000
     # en_core_web_sm (ClearNLP-style heads) agrees with UD EWT on about 57% of heads, gold tokens.
     assert 40 < result["uas"] < 75 and result["las"] < result["uas"]
+
+
+def test_corpus_report_table(tmp_path, capsys):
+    from sasbert import corpus_report
+
+    path = write(tmp_path, "f.txt", ["First paragraph here.", "", "Second doc here."])
+    shard, parsed = tmp_path / "shard-0.parquet", tmp_path / "parsed-0.parquet"
+    assert main(["corpus", "--kind", "text", "--inputs", str(path), "--out", str(shard)]) == 0
+    pd.DataFrame(
+        [
+            {"sentence_id": "0-0", "doc_id": "f.txt#0", "source": "x:1", "words": ["a", "b", "."], "heads": [2, 0, 2], "relations": ["x", "root", "punct"]},
+            {"sentence_id": "1-0", "doc_id": "f.txt#1", "source": "x:3", "words": ["c"], "heads": [0], "relations": ["root"]},
+        ]
+    ).to_parquet(parsed)
+    bench = tmp_path / "b.tsv"
+    bench.write_text("s\th:m:s\n2.0\t0:00:02\n")
+    out = tmp_path / "report.csv"
+    args = ["corpus-report", "--corpus", str(shard), "--parsed", str(parsed), "--benchmarks", str(bench)]
+    assert main([*args, "--name", "t", "--backend", "spacy", "--out", str(out)]) == 0
+    row = pd.read_csv(out).iloc[0]
+    assert (row["documents"], row["units"], row["sentences"], row["words"]) == (2, 2, 2, 4)
+    assert row["parse_words_per_s"] == 2.0 and row["root_fraction"] == 0.5
+    with pytest.raises(InputError, match="no such parsed shard"):
+        corpus_report.report([str(shard)], [str(tmp_path / "missing.parquet")])

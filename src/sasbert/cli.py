@@ -18,6 +18,7 @@ STAGES = {
     "corpus": ("sasbert.corpus", "read a corpus (CoNLL-U) into sentence shards"),
     "parse": ("sasbert.parse", "dependency-parse sentence shards (conllu backend: gold parses)"),
     "parse-quality": ("sasbert.parse_quality", "UAS/LAS of a parse backend against a gold CoNLL-U treebank"),
+    "corpus-report": ("sasbert.corpus_report", "table of documents, sentences, words and parse speed of a parsed corpus"),
     "tokenize": ("sasbert.tokenization", "train/load a WordPiece vocab, map heads to pieces, pack blocks"),
     "pretrain": ("sasbert.pretrain", "MLM pretraining with the SAS regularizer"),
     "probe": ("sasbert.probe", "attention-head UAS of checkpoints against a gold treebank"),

@@ -21,3 +21,23 @@ rule parse:
         "sasbert parse --backend {params.backend} --shard {input.shard:q} --out {output:q}"
         " --spacy-model {params.spacy_model:q} --batch-size {params.batch_size} --threads {threads}"
         " > {log} 2>&1"
+
+
+# Not part of `all`: request it by path (results/parse/<corpus>/report.csv) to tabulate the corpus.
+rule corpus_report:
+    input:
+        corpus=expand("results/corpus/{{corpus}}/shard-{shard}.parquet", shard=SHARDS),
+        parsed=expand("results/parse/{{corpus}}/shard-{shard}.parquet", shard=SHARDS),
+        stats="results/tokenize/{corpus}/stats.json",
+        code=stage_code("corpus_report"),
+    output:
+        "results/parse/{corpus}/report.csv",
+    params:
+        backend=config["corpus"]["backend"],
+        benchmarks=expand("results/benchmarks/parse/{{corpus}}/shard-{shard}.tsv", shard=SHARDS),
+    log:
+        "results/logs/corpus_report/{corpus}.log",
+    shell:
+        "sasbert corpus-report --name {wildcards.corpus} --backend {params.backend}"
+        " --corpus {input.corpus:q} --parsed {input.parsed:q} --stats {input.stats:q}"
+        " --benchmarks {params.benchmarks:q} --out {output:q} > {log} 2>&1"
