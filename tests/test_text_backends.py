@@ -256,3 +256,22 @@ def test_corpus_report_table(tmp_path, capsys):
     assert row["parse_words_per_s"] == 2.0 and row["root_fraction"] == 0.5
     with pytest.raises(InputError, match="no such parsed shard"):
         corpus_report.report([str(shard)], [str(tmp_path / "missing.parquet")])
+
+
+def test_config_text_globs_and_cleaning_keys():
+    import yaml
+
+    from sasbert import config as sasconfig
+
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["corpus"].update(yaml.safe_load((REPO / "config" / "wiki-small.yaml").read_text())["corpus"])
+    cfg["corpus"]["text"] = ["resources/text/*.txt.gz"]
+    checked = sasconfig.validate(cfg, base_dir=REPO)
+    assert checked["corpus"]["text_cleaning"]["heading_max_words"] == 6  # default filled
+    cfg["corpus"]["text"] = ["resources/text/nothing-*.txt"]
+    with pytest.raises(sasconfig.ConfigError, match=r"corpus.text\[0\]: the pattern matches no file"):
+        sasconfig.validate(cfg, base_dir=REPO)
+    cfg["corpus"]["text"] = ["resources/text/*.txt.gz"]
+    cfg["corpus"]["text_cleaning"]["normalize"] = "NFD"
+    with pytest.raises(sasconfig.ConfigError, match="normalize"):
+        sasconfig.validate(cfg, base_dir=REPO)
