@@ -275,3 +275,34 @@ def test_config_text_globs_and_cleaning_keys():
     cfg["corpus"]["text_cleaning"]["normalize"] = "NFD"
     with pytest.raises(sasconfig.ConfigError, match="normalize"):
         sasconfig.validate(cfg, base_dir=REPO)
+
+
+@pytest.mark.slow
+def test_wiki_small_parse_then_resume_one_shard(spacy_model, tmp_path):
+    """The real rules on the text path: corpus + 2 spaCy parse jobs; a lost shard alone is redone."""
+    import subprocess
+    import sys
+
+    for name in ["Snakefile", "workflow", "src", "resources", "config.yaml", "config", "profiles"]:
+        (tmp_path / name).symlink_to(REPO / name)
+    (tmp_path / "tiny.yaml").write_text("corpus:\n  shards: 2\n  text_cleaning:\n    max_words: 1500\n")
+    targets = [f"results/parse/wiki_small/shard-{i}.parquet" for i in range(2)]
+    snakemake = [str(Path(sys.executable).parent / "snakemake"), *targets, "--cores", "2"]
+    configs = ["--configfile", "config.yaml", "config/wiki-small.yaml", "tiny.yaml"]
+
+    def run(*extra):
+        result = subprocess.run([*snakemake, *extra, *configs], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+        return result.stdout + result.stderr
+
+    run()
+    first = [pd.read_parquet(tmp_path / t) for t in targets]
+    for frame in first:
+        check_trees(frame)
+    (tmp_path / targets[1]).unlink()
+    plan = run("-n")
+    stats = plan.split("Job stats:")[1].split("\n\n")[0]
+    jobs = {row.split()[0]: row.split()[1] for row in stats.splitlines() if len(row.split()) == 2}
+    assert jobs.get("parse") == "1" and "corpus" not in jobs, stats
+    run()
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / targets[1]), first[1])
