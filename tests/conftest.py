@@ -20,13 +20,15 @@ def repo() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
-    """A tokenized slice of real EWT train text (300 sentences, vocab 600, blocks of 32)."""
+    """A tokenized slice of real EWT train text (300 sentences, blocks of 32) with the vendored
+    bert-base-uncased vocab: a fixed vocab keeps these tests' numbers the same in every session
+    (a trained vocab may break frequency ties differently from process to process)."""
     from sasbert import corpus, parse, tokenization
 
     out = tmp_path_factory.mktemp("tiny_corpus")
     units = corpus.read_units([str(EWT / "en_ewt-ud-train.conllu.gz")], "conllu", max_units=300)
     parsed = parse.parse_conllu_shard(units)
-    tokenizer = tokenization.train_wordpiece(list(parsed["words"]), 600, 2, True, out / "tokenizer")
+    tokenizer = tokenization.load_tokenizer(RESOURCES / "tokenizer" / "bert-base-uncased-vocab.txt", True)
     tokenizer.save_pretrained(str(out / "tokenizer"))
     dataset, _ = tokenization.build_dataset(parsed, tokenizer, seq_len=32, n_validation=8, keep_relations=True)
     dataset.save_to_disk(str(out / "dataset"))
