@@ -313,6 +313,14 @@ def _empty(ax, text: str) -> None:
     ax.set_yticks([])
 
 
+def _empty_figure(options: FigureOptions, text: str, notes: list[str]):
+    """A small figure that says why there is nothing to draw."""
+    fig = new_figure(options.width, 2.0)
+    _empty(fig.subplots(), text)
+    _finish(fig, [], notes)
+    return fig
+
+
 def _prepare(tables: dict[str, pd.DataFrame], options: FigureOptions):
     """Runs table plus the three curves (loss, UAS, overall BLiMP) as ``run, seed, step, value``."""
     runs = tables["runs"]
@@ -614,10 +622,7 @@ def figure_heads(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
     uas = select_treebank(tables["uas"], options.treebank) if "uas" in tables else None
     shown, notes = _shown_runs(runs, set(heads["run"]))
     if not shown:
-        fig = new_figure(options.width, 2.0)
-        _empty(fig.subplots(), "no per-head probe scores (heads table is empty)")
-        _finish(fig, [], notes)
-        return fig
+        return _empty_figure(options, "no per-head probe scores (heads table is empty)", notes)
     first = heads[heads["run"] == shown[0]]
     seed = int(first["seed"].min())
     steps = select_checkpoints(first[first["seed"] == seed]["step"], phases, shown[0], seed,
@@ -695,10 +700,7 @@ def figure_phenomena(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
         rows = rows[rows["variant"] == variant]
     shown, notes = _shown_runs(runs, set(rows["run"]))
     if not shown:
-        fig = new_figure(options.width, 2.0)
-        _empty(fig.subplots(), "no BLiMP phenomenon rows")
-        _finish(fig, [], notes)
-        return fig
+        return _empty_figure(options, "no BLiMP phenomenon rows", notes)
     phenomena = sorted(rows["name"].unique())
     height = 1.3 + 0.17 * len(phenomena)
     fig = new_figure(options.width, height)
