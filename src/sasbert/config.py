@@ -102,6 +102,8 @@ def _missing_paths(config: dict, base_dir: Path) -> list[str]:
     corpus = config["corpus"]
     named = [(f"corpus.conllu[{i}]", p) for i, p in enumerate(corpus.get("conllu", []))]
     named += [(f"corpus.text[{i}]", p) for i, p in enumerate(corpus.get("text", []))]
+    hf_files = (corpus.get("hf_dataset") or {}).get("data_files") or []
+    named += [(f"corpus.hf_dataset.data_files[{i}]", p) for i, p in enumerate(hf_files)]
     named += [("tokenizer.vocab", config["tokenizer"].get("vocab"))]
     named += [("probe.treebank", config["probe"].get("treebank"))]
     named += [("blimp.data_dir", config["blimp"].get("data_dir"))]
@@ -120,9 +122,14 @@ def _missing_paths(config: dict, base_dir: Path) -> list[str]:
 def _semantic_problems(config: dict) -> list[str]:
     problems = []
     corpus = config["corpus"]
-    source_key = "conllu" if corpus["backend"] == "conllu" else "text"
-    if not corpus.get(source_key):
-        problems.append(f"corpus.{source_key}: required when corpus.backend is {corpus['backend']!r}")
+    if corpus["backend"] == "conllu":
+        if not corpus.get("conllu"):
+            problems.append("corpus.conllu: required when corpus.backend is 'conllu'")
+    elif bool(corpus.get("text")) == bool(corpus.get("hf_dataset")):
+        problems.append(
+            f"corpus.text: give exactly one of corpus.text and corpus.hf_dataset when corpus.backend is "
+            f"{corpus['backend']!r}"
+        )
 
     train = config["train"]
     if train["batch_size"] % train["grad_accumulation"]:

@@ -8,7 +8,11 @@ Shard format (parquet): ``unit_id`` (int, position in the corpus), ``doc_id`` (s
 ``source`` (``file:line`` where the unit starts), ``text`` (the unit).
 
 Text inputs are plain or .gz files (or globs of them, expanded in sorted order), one paragraph per
-line, a blank line between documents. Cleaning (``TextCleaning``, config ``corpus.text_cleaning``)
+line, a blank line between documents; or a HF ``datasets`` dataset (``HFDataset``, config
+``corpus.hf_dataset``): a hub name with config and split when the machine is online, a packaged
+builder (``json``, ``text``, ``parquet``, ``csv``, ``arrow``) with local ``data_files``, or a folder
+written by ``save_to_disk``. Each row of the dataset is one document, and each line of its text
+column one paragraph. Cleaning (``TextCleaning``, config ``corpus.text_cleaning``)
 applies per line, in this order: Unicode normalisation (NFC/NFKC), whitespace collapsed, heading-like
 lines dropped (at most ``heading_max_words`` words and ending in ``.`` or in no punctuation at all,
 e.g. Wikipedia's "Early life."), lines under ``min_words`` words dropped, exact repeats of an earlier
@@ -23,7 +27,7 @@ import logging
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import pandas as pd
 
@@ -79,22 +83,111 @@ def is_heading(text: str, max_words: int = 6) -> bool:
     return text.endswith(".") or not text.endswith(_SENTENCE_END)
 
 
+def clean_paragraphs(lines: Iterable[tuple[str, str]], cleaning: TextCleaning) -> Iterator[tuple[str, str | None]]:
+    """Yield (source, cleaned text) for each kept line, and (source, None) for a blank line."""
+    for source, line in lines:
+        if cleaning.normalize:
+            line = unicodedata.normalize(cleaning.normalize, line)
+        text = " ".join(line.split())
+        if not text:
+            yield source, None
+            continue
+        if cleaning.drop_headings and is_heading(text, cleaning.heading_max_words):
+            continue
+        if len(text.split()) >= cleaning.min_words:
+            yield source, text
+
+
 def text_units(path: str | Path, min_words: int = 1, cleaning: TextCleaning | None = None) -> Iterator[dict]:
     """Yield one unit per paragraph line; a blank line starts a new document."""
     cleaning = cleaning or TextCleaning(min_words=min_words)
     name = Path(path).name
     doc = 0
-    for number, line in read_lines(path):
-        if cleaning.normalize:
-            line = unicodedata.normalize(cleaning.normalize, line)
-        text = " ".join(line.split())
-        if not text:
+    lines = ((f"{path}:{number}", line) for number, line in read_lines(path))
+    for source, text in clean_paragraphs(lines, cleaning):
+        if text is None:
             doc += 1
+        else:
+            yield {"doc_id": f"{name}#{doc}", "source": source, "text": text}
+
+
+@dataclass
+class HFDataset:
+    """A HF ``datasets`` corpus (config ``corpus.hf_dataset``; errors name its keys)."""
+
+    path: str  # hub name, packaged builder (json, text, parquet, ...) or a save_to_disk folder
+    name: str | None = None  # the dataset's config name (e.g. 20231101.en)
+    split: str = "train"
+    text_column: str = "text"
+    data_files: list[str] | None = None  # local files (globs expanded) for a packaged builder
+    revision: str | None = None
+    streaming: bool = False  # iterate without downloading the whole split first
+
+    @property
+    def label(self) -> str:
+        """How sources and doc ids name the dataset: path, config name, split."""
+        return f"{self.path}{'/' + self.name if self.name else ''}[{self.split}]"
+
+    def load(self):
+        """The split as a (possibly streaming) dataset; any loading failure is an InputError."""
+        import datasets
+
+        key = "corpus.hf_dataset"
+        folder = Path(self.path)
+        try:
+            if folder.is_dir() and any((folder / f).exists() for f in ("dataset_dict.json", "state.json")):
+                dataset = datasets.load_from_disk(str(folder))
+                if isinstance(dataset, datasets.DatasetDict):
+                    if self.split not in dataset:
+                        raise InputError(
+                            f"{key}.split: {self.path} has no split {self.split!r} (it has {', '.join(dataset)})"
+                        )
+                    dataset = dataset[self.split]
+            else:
+                files = expand_inputs(self.data_files) if self.data_files else None
+                for file in files or []:
+                    if not Path(file).is_file():
+                        raise InputError(f"{key}.data_files: {file}: no such file")
+                dataset = datasets.load_dataset(
+                    self.path,
+                    self.name,
+                    split=self.split,
+                    data_files=files,
+                    revision=self.revision,
+                    streaming=self.streaming,
+                )
+        except InputError:
+            raise
+        except Exception as err:  # datasets raises many types (FileNotFoundError, ValueError, ConnectionError...)
+            raise InputError(
+                f"{key}: cannot load {self.path!r} (name={self.name!r}, split={self.split!r}): "
+                f"{type(err).__name__}: {err}. A hub dataset needs a machine that is online (or the HF cache "
+                "filled beforehand); offline, give local data_files or a save_to_disk folder"
+            ) from err
+        columns = dataset.column_names
+        if columns is not None and self.text_column not in columns:
+            raise InputError(
+                f"{key}.text_column: {self.label} has no column {self.text_column!r} (it has {', '.join(columns)})"
+            )
+        return dataset
+
+
+def hf_units(spec: HFDataset, cleaning: TextCleaning | None = None) -> Iterator[dict]:
+    """Yield one unit per non-blank line of each row's text; each row is one document."""
+    cleaning = cleaning or TextCleaning()
+    for row_number, row in enumerate(spec.load()):
+        text = row.get(spec.text_column)
+        if text is None:
             continue
-        if cleaning.drop_headings and is_heading(text, cleaning.heading_max_words):
-            continue
-        if len(text.split()) >= cleaning.min_words:
-            yield {"doc_id": f"{name}#{doc}", "source": f"{path}:{number}", "text": text}
+        if not isinstance(text, str):
+            raise InputError(
+                f"corpus.hf_dataset.text_column: {spec.label} row {row_number}: column {spec.text_column!r} "
+                f"holds {type(text).__name__}, not text"
+            )
+        lines = ((f"{spec.label}:{row_number}.{k}", line) for k, line in enumerate(text.split("\n")))
+        for source, paragraph in clean_paragraphs(lines, cleaning):
+            if paragraph is not None:
+                yield {"doc_id": f"{spec.label}#{row_number}", "source": source, "text": paragraph}
 
 
 def expand_inputs(patterns: list[str]) -> list[str]:
@@ -112,10 +205,23 @@ def expand_inputs(patterns: list[str]) -> list[str]:
 
 
 def read_units(
-    paths: list[str], kind: str, max_units: int | None = None, cleaning: TextCleaning | None = None
+    paths: list[str] | None,
+    kind: str,
+    max_units: int | None = None,
+    cleaning: TextCleaning | None = None,
+    hf_dataset: HFDataset | None = None,
 ) -> pd.DataFrame:
+    """The corpus as a table of units: ``kind`` is ``conllu``, ``text`` (files) or ``hf`` (``hf_dataset``)."""
     cleaning = cleaning or TextCleaning()
-    paths = expand_inputs(paths)
+    if kind == "hf":
+        if hf_dataset is None:
+            raise InputError("corpus.hf_dataset: required for a HF datasets corpus")
+        sources = [hf_units(hf_dataset, cleaning)]
+        described = hf_dataset.label
+    else:
+        paths = expand_inputs(paths or [])
+        sources = (conllu_units(p) if kind == "conllu" else text_units(p, cleaning=cleaning) for p in paths)
+        described = ", ".join(paths)
     rows = []
     seen: set[str] = set()
     words = 0
@@ -125,8 +231,7 @@ def read_units(
             return True
         return kind != "conllu" and cleaning.max_words is not None and words >= cleaning.max_words
 
-    for path in paths:
-        units = conllu_units(path) if kind == "conllu" else text_units(path, cleaning=cleaning)
+    for units in sources:
         for unit in units:
             if kind != "conllu":
                 if cleaning.dedup:
@@ -140,7 +245,7 @@ def read_units(
         if full():
             break
     if not rows:
-        raise InputError(f"corpus is empty: no {'sentences' if kind == 'conllu' else 'text'} in {', '.join(paths)}")
+        raise InputError(f"corpus is empty: no {'sentences' if kind == 'conllu' else 'text'} in {described}")
     frame = pd.DataFrame(rows, columns=["doc_id", "source", "text"])
     frame.insert(0, "unit_id", range(len(frame)))
     return frame
@@ -159,8 +264,8 @@ def write_shards(units: pd.DataFrame, outputs: list[str]) -> None:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--kind", choices=["conllu", "text"], required=True, help="input format")
-    parser.add_argument("--inputs", nargs="+", required=True, help="CoNLL-U or text files (plain or .gz)")
+    parser.add_argument("--kind", choices=["conllu", "text", "hf"], required=True, help="input format")
+    parser.add_argument("--inputs", nargs="+", default=None, help="CoNLL-U or text files (plain or .gz)")
     parser.add_argument("--max-units", type=int, default=None, help="keep the first N sentences/paragraphs")
     parser.add_argument("--out", nargs="+", required=True, help="one parquet path per shard")
     parser.add_argument("--min-words", type=int, default=1, help="text: drop lines with fewer words")
@@ -169,6 +274,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--heading-max-words", type=int, default=6, help="text: longest line taken as a heading")
     parser.add_argument("--dedup", action="store_true", help="text: drop exact repeats of an earlier line")
     parser.add_argument("--max-words", type=int, default=None, help="text: stop after the first N words")
+    hf = parser.add_argument_group("HF datasets input (--kind hf)")
+    hf.add_argument("--hf-path", help="hub name, packaged builder (json, text, parquet, ...) or save_to_disk folder")
+    hf.add_argument("--hf-name", default=None, help="dataset config name")
+    hf.add_argument("--hf-split", default="train")
+    hf.add_argument("--hf-text-column", default="text")
+    hf.add_argument("--hf-data-files", nargs="+", default=None, help="local files (or globs) for a packaged builder")
+    hf.add_argument("--hf-revision", default=None)
+    hf.add_argument("--hf-streaming", action="store_true", help="stream the split instead of downloading it first")
 
 
 def run(args) -> None:
@@ -180,6 +293,21 @@ def run(args) -> None:
         dedup=args.dedup,
         max_words=args.max_words,
     )
-    units = read_units(args.inputs, args.kind, args.max_units, cleaning)
-    log.info("read %d units from %d file(s)", len(units), len(args.inputs))
+    hf_dataset = None
+    if args.kind == "hf":
+        if not args.hf_path:
+            raise InputError("corpus.hf_dataset.path: --hf-path is required with --kind hf")
+        hf_dataset = HFDataset(
+            path=args.hf_path,
+            name=args.hf_name,
+            split=args.hf_split,
+            text_column=args.hf_text_column,
+            data_files=args.hf_data_files,
+            revision=args.hf_revision,
+            streaming=args.hf_streaming,
+        )
+    elif not args.inputs:
+        raise InputError(f"--inputs is required with --kind {args.kind}")
+    units = read_units(args.inputs, args.kind, args.max_units, cleaning, hf_dataset)
+    log.info("read %d units from %s", len(units), hf_dataset.label if hf_dataset else f"{len(args.inputs)} file(s)")
     write_shards(units, args.out)

@@ -43,12 +43,23 @@ def stage_code(*modules):
 
 
 def corpus_inputs():
+    """Corpus files (or globs) to track; a HF dataset contributes its local files or folder only."""
     corpus = config["corpus"]
-    return corpus["conllu"] if corpus["backend"] == "conllu" else corpus["text"]
+    kind = corpus_kind()
+    if kind != "hf":
+        return corpus[kind]
+    hf = corpus["hf_dataset"]
+    if hf["data_files"]:
+        return hf["data_files"]
+    return [hf["path"]] if Path(hf["path"]).is_dir() else []
 
 
 def corpus_kind():
-    return "conllu" if config["corpus"]["backend"] == "conllu" else "text"
+    """What the corpus stage reads: conllu files, text files, or a HF dataset (hf)."""
+    corpus = config["corpus"]
+    if corpus["backend"] == "conllu":
+        return "conllu"
+    return "hf" if corpus.get("hf_dataset") else "text"
 
 
 def options_key(options):
