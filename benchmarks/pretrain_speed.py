@@ -4,6 +4,7 @@ unregularized step.
 
     python benchmarks/pretrain_speed.py                      # tiny default model, seq 64, batch 32
     python benchmarks/pretrain_speed.py --preset base --seq-len 128 --batch-size 8 --steps 5
+    python benchmarks/pretrain_speed.py --preset base --seq-len 512 --batch-size 32 --device cuda --precision bf16
 
 Prints a table and ends with one line holding the headline ratio.
 """
@@ -34,16 +35,25 @@ def make_batch(batch_size, seq_len, vocab, generator):
     return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels, "heads": heads}
 
 
-def one_step(model, optimizer, batch, compute_sas):
+def one_step(model, optimizer, batch, compute_sas, device, dtype):
+    sync(device)
     start = time.perf_counter()
-    out = model(**batch, compute_sas=compute_sas)
-    loss = out["mlm_sum"] / out["n_masked"]
-    if compute_sas:
-        loss = loss + 1.0 * out["sas"]
+    # autocast as HF Trainer's bf16 does: fp32 master weights, bf16 matrix products
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+        out = model(**batch, compute_sas=compute_sas)
+        loss = out["mlm_sum"] / out["n_masked"]
+        if compute_sas:
+            loss = loss + 1.0 * out["sas"]
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+    sync(device)
     return time.perf_counter() - start
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def median(values):
@@ -60,7 +70,11 @@ def main():
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reduction", default="mean", choices=["sum", "mean"])
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="autocast dtype")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.precision]
     torch.set_num_threads(args.threads)
     hf_logging.set_verbosity_error()  # BERT's one-time note that eager attention serves output_attentions
 
@@ -75,8 +89,11 @@ def main():
     eager.load_state_dict(model.state_dict())
     eager.sas_options = model.sas_options
     eager.train()
+    model.to(device)
+    eager.to(device)
     optimizers = {id(m): torch.optim.AdamW(m.parameters(), lr=1e-4) for m in (model, eager)}
     batch = make_batch(args.batch_size, args.seq_len, args.vocab_size, torch.Generator().manual_seed(0))
+    batch = {k: v.to(device) for k, v in batch.items()}
     tokens = args.batch_size * args.seq_len
 
     # Interleave the two settings step by step, so a change in machine load hits both alike.
@@ -88,7 +105,7 @@ def main():
     times = {label: [] for label, _, _ in settings}
     for i in range(args.warmup + args.steps):
         for label, net, compute_sas in settings:
-            seconds = one_step(net, optimizers[id(net)], batch, compute_sas)
+            seconds = one_step(net, optimizers[id(net)], batch, compute_sas, device, dtype)
             if i >= args.warmup:
                 times[label].append(seconds)
     rows = [(label, median(times[label]), tokens / median(times[label])) for label, _, _ in settings]
@@ -96,11 +113,13 @@ def main():
 
     print(f"model {args.preset} {model_kwargs['num_hidden_layers']}x{model_kwargs['num_attention_heads']}x"
           f"{model_kwargs['hidden_size']}, vocab {args.vocab_size}, batch {args.batch_size} x {args.seq_len}, "
-          f"{args.threads} thread(s), median of {args.steps} steps")
+          f"{args.device}, {args.precision}, {args.threads} thread(s), median of {args.steps} steps")
     print(f"{'setting':<28} {'s/step':>8} {'tokens/s':>10}")
     for label, seconds, tps in rows:
         print(f"{label:<28} {seconds:>8.4f} {tps:>10.0f}")
     print(f"peak RSS of the process: {peak_mb:.0f} MB")
+    if device.type == "cuda":
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MB ({torch.cuda.get_device_name(device)})")
     fastest = min(rows[0][1], rows[1][1])
     print(f"regularizer overhead over eager attention: {rows[2][1] / rows[1][1]:.3f}x")
     print(f"regularized/unregularized (fastest attention) step time ratio: {rows[2][1] / fastest:.3f}")
