@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,9 +15,43 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+WORKFLOW_FILES = ["Snakefile", "workflow", "src", "resources", "config.yaml", "config", "profiles"]
+
+
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+def link_workflow(folder: Path) -> Path:
+    """Make ``folder`` a working directory that sees the repository's workflow (linked) but writes
+    its own results/."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        (folder / name).symlink_to(REPO / name)
+    return folder
+
+
+def snakemake(*args, cwd=REPO, timeout=1800) -> subprocess.CompletedProcess:
+    """The project's real snakemake, run in ``cwd``."""
+    return subprocess.run([SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def snakemake_ok(*args, cwd, timeout=1800) -> str:
+    """Run snakemake, fail the test with the log's end unless it succeeds; return its output."""
+    result = snakemake(*args, cwd=cwd, timeout=timeout)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    return output
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The "Job stats" table of a (dry) run as {rule: count}."""
+    table = output.split("Job stats:")[1].split("\n\n")[0]
+    rows = [line.split() for line in table.strip().splitlines()[2:]]
+    return {name: int(count) for name, count in rows if name != "total"}
 
 
 @pytest.fixture(scope="session")

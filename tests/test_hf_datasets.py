@@ -12,8 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sasbert import corpus
+from conftest import job_counts, link_workflow, snakemake_ok
 from sasbert import config as sasconfig
+from sasbert import corpus
 from sasbert.cli import main
 from sasbert.errors import InputError
 
@@ -146,8 +147,7 @@ def test_config_takes_exactly_one_text_source():
 
 def test_the_corpus_rule_reads_a_dataset(wiki_rows, tmp_path):
     """The real corpus rule on a json dataset: shards written; editing the data file reruns it."""
-    for name in ["Snakefile", "workflow", "src", "resources", "config.yaml", "config", "profiles"]:
-        (tmp_path / name).symlink_to(REPO / name)
+    link_workflow(tmp_path)
     data = tmp_path / "wiki.jsonl"
     data.write_text((wiki_rows / "wiki.jsonl").read_text())
     (tmp_path / "hf.yaml").write_text(
@@ -155,13 +155,11 @@ def test_the_corpus_rule_reads_a_dataset(wiki_rows, tmp_path):
         "  hf_dataset: {path: json, data_files: [wiki.jsonl]}\n  text_cleaning: {min_words: 3}\n"
     )
     targets = [f"results/corpus/wiki_hf/shard-{i}.parquet" for i in range(2)]
-    snakemake = [str(Path(sys.executable).parent / "snakemake"), *targets, "--cores", "1"]
     configs = ["--configfile", "config.yaml", "hf.yaml"]
-    result = subprocess.run([*snakemake, *configs], cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    snakemake_ok(*targets, "--cores", "1", *configs, cwd=tmp_path, timeout=600)
     gathered = pd.concat([pd.read_parquet(tmp_path / t) for t in targets], ignore_index=True)
-    assert len(gathered) == len(corpus.read_units([str(wiki_rows / "wiki.txt")], "text", cleaning=corpus.TextCleaning(min_words=3)))
+    expected = corpus.read_units([str(wiki_rows / "wiki.txt")], "text", cleaning=corpus.TextCleaning(min_words=3))
+    assert list(gathered["text"]) == list(expected["text"])
     with open(data, "a", encoding="utf-8") as handle:
         handle.write(json.dumps({"id": 99, "text": "One more document with a few words."}) + "\n")
-    dry = subprocess.run([*snakemake, "-n", *configs], cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert dry.returncode == 0 and "corpus" in dry.stdout and "Nothing to be done" not in dry.stdout
+    assert job_counts(snakemake_ok(*targets, "-n", *configs, cwd=tmp_path, timeout=600)) == {"corpus": 1}

@@ -19,10 +19,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO
+from conftest import REPO, link_workflow
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-WORKFLOW_FILES = ["Snakefile", "workflow", "src", "resources", "config.yaml", "config", "profiles"]
 PROFILE = ["--workflow-profile", "profiles/slurm"]
 E2E = ["--configfile", str(REPO / "tests" / "configs" / "e2e.yaml")]
 
@@ -30,11 +29,7 @@ E2E = ["--configfile", str(REPO / "tests" / "configs" / "e2e.yaml")]
 @pytest.fixture
 def workdir(tmp_path):
     """A working directory that sees the repository's workflow but writes its own results/."""
-    work = tmp_path / "slurm"
-    work.mkdir()
-    for name in WORKFLOW_FILES:
-        (work / name).symlink_to(REPO / name)
-    return work
+    return link_workflow(tmp_path / "slurm")
 
 
 def snakemake(*args, cwd, limit=600):
@@ -197,10 +192,7 @@ def test_reduced_default_through_sbatch_matches_local_run_and_reruns_only_what_i
     # 2. The same pretrain and blimp jobs run locally on the same data give the same numbers.
     # (The reference starts from the Slurm run's tokenize outputs: HF's WordPiece trainer breaks
     # frequency ties differently in every process, so two tokenize runs differ in their vocab.)
-    local = tmp_path / "local"
-    local.mkdir()
-    for name in WORKFLOW_FILES:
-        (local / name).symlink_to(REPO / name)
+    local = link_workflow(tmp_path / "local")
     for stage in ["corpus", "parse", "tokenize"]:
         shutil.copytree(workdir / "results" / stage, local / "results" / stage)
     reference = snakemake(*TARGETS, "--cores", "2", *E2E, cwd=local)

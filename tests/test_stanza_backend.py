@@ -8,13 +8,12 @@ errors, not accuracy.
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from conftest import job_counts, link_workflow, snakemake_ok
 from sasbert import corpus, parse, parse_quality
 from sasbert.cli import main
 from sasbert.errors import InputError
@@ -162,32 +161,25 @@ def test_parse_quality_with_stanza(options, tmp_path):
 def test_stanza_through_the_rules_and_a_lost_shard_alone_is_redone(resources_dir, tmp_path):
     """The real Snakefile with backend stanza: stanza_models checks the folder, three parse jobs
     run; after one parsed shard is deleted, only that shard's job runs again."""
-    for name in ["Snakefile", "workflow", "src", "resources", "config.yaml", "config", "profiles"]:
-        (tmp_path / name).symlink_to(REPO / name)
+    link_workflow(tmp_path)
     (tmp_path / "stanza.yaml").write_text(
         "corpus:\n  name: wiki_stanza\n  backend: stanza\n  text: [resources/text/enwiki2015_300k.txt.gz]\n"
         "  shards: 3\n  text_cleaning: {min_words: 5, drop_headings: true, max_words: 600}\n"
         f"  stanza: {{resources_dir: {resources_dir}, package: {PACKAGE}, device: cpu, resources_url: 'http://127.0.0.1:9/'}}\n"
     )
     targets = [f"results/parse/wiki_stanza/shard-{i}.parquet" for i in range(3)]
-    snakemake = [str(Path(sys.executable).parent / "snakemake"), *targets, "--cores", "2"]
     configs = ["--configfile", "config.yaml", "stanza.yaml"]
 
     def run(*extra):
-        result = subprocess.run([*snakemake, *extra, *configs], cwd=tmp_path, capture_output=True, text=True, timeout=900)
-        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-        return result.stdout + result.stderr
+        return snakemake_ok(*targets, "--cores", "2", *extra, *configs, cwd=tmp_path, timeout=900)
 
-    log = run()
-    assert "stanza_models" in log
+    assert job_counts(run()) == {"corpus": 1, "stanza_models": 1, "parse": 3}
     first = [pd.read_parquet(tmp_path / t) for t in targets]
     for frame in first:
         assert_trees(frame)
     (tmp_path / targets[1]).unlink()
     plan = run("-n")
-    stats = plan.split("Job stats:")[1].split("\n\n")[0]
-    jobs = {row.split()[0]: row.split()[1] for row in stats.splitlines() if len(row.split()) == 2}
-    assert jobs.get("parse") == "1" and "corpus" not in jobs and "stanza_models" not in jobs, stats
+    assert job_counts(plan) == {"parse": 1}, plan[-3000:]
     assert "results/parse/wiki_stanza/shard-1.parquet" in plan
     run()
     pd.testing.assert_frame_equal(first[1], pd.read_parquet(tmp_path / targets[1]))

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import job_counts, link_workflow, snakemake_ok
 from sasbert import corpus, parse
 from sasbert.cli import main
 from sasbert.errors import InputError
@@ -196,17 +197,9 @@ def test_missing_spacy_model_names_the_config_key(tmp_path, capsys):
 
 
 def test_wiki_small_config_dry_run(tmp_path):
-    import subprocess
-    import sys
-
-    for name in ["Snakefile", "workflow", "src", "resources", "config.yaml", "config", "profiles"]:
-        (tmp_path / name).symlink_to(REPO / name)
-    snakemake = Path(sys.executable).parent / "snakemake"
-    args = [str(snakemake), "-n", "--cores", "2", "--configfile", "config.yaml", "config/wiki-small.yaml"]
-    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr + result.stdout
-    counts = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines() if len(line.split()) == 2}
-    assert counts.get("parse") == "4" and counts.get("pretrain") == "2"
+    plan = snakemake_ok("-n", "--cores", "2", "--configfile", "config.yaml", "config/wiki-small.yaml", cwd=link_workflow(tmp_path))
+    counts = job_counts(plan)
+    assert counts.get("parse") == 4 and counts.get("pretrain") == 2
 
 
 # --- parse quality -------------------------------------------------------------------------------
@@ -280,29 +273,20 @@ def test_config_text_globs_and_cleaning_keys():
 @pytest.mark.slow
 def test_wiki_small_parse_then_resume_one_shard(spacy_model, tmp_path):
     """The real rules on the text path: corpus + 2 spaCy parse jobs; a lost shard alone is redone."""
-    import subprocess
-    import sys
-
-    for name in ["Snakefile", "workflow", "src", "resources", "config.yaml", "config", "profiles"]:
-        (tmp_path / name).symlink_to(REPO / name)
+    link_workflow(tmp_path)
     (tmp_path / "tiny.yaml").write_text("corpus:\n  shards: 2\n  text_cleaning:\n    max_words: 1500\n")
     targets = [f"results/parse/wiki_small/shard-{i}.parquet" for i in range(2)]
-    snakemake = [str(Path(sys.executable).parent / "snakemake"), *targets, "--cores", "2"]
     configs = ["--configfile", "config.yaml", "config/wiki-small.yaml", "tiny.yaml"]
 
     def run(*extra):
-        result = subprocess.run([*snakemake, *extra, *configs], cwd=tmp_path, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-        return result.stdout + result.stderr
+        return snakemake_ok(*targets, "--cores", "2", *extra, *configs, cwd=tmp_path)
 
     run()
     first = [pd.read_parquet(tmp_path / t) for t in targets]
     for frame in first:
         check_trees(frame)
     (tmp_path / targets[1]).unlink()
-    plan = run("-n")
-    stats = plan.split("Job stats:")[1].split("\n\n")[0]
-    jobs = {row.split()[0]: row.split()[1] for row in stats.splitlines() if len(row.split()) == 2}
-    assert jobs.get("parse") == "1" and "corpus" not in jobs, stats
+    jobs = job_counts(run("-n"))
+    assert jobs == {"parse": 1}, jobs
     run()
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / targets[1]), first[1])

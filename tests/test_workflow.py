@@ -1,30 +1,14 @@
 """The real Snakefile: dry runs of the shipped configs, config errors, and a real run + rerun."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-from conftest import REPO
-
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-WORKFLOW_FILES = ["Snakefile", "workflow", "src", "resources", "config.yaml", "config", "profiles"]
-
-
-def snakemake(*args, cwd=REPO, timeout=1800):
-    return subprocess.run([SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+from conftest import REPO, job_counts, link_workflow, snakemake
 
 
 @pytest.fixture
 def workdir(tmp_path):
-    """A working directory that sees the repository's workflow but writes its own results/."""
-    for name in WORKFLOW_FILES:
-        (tmp_path / name).symlink_to(REPO / name)
-    return tmp_path
+    return link_workflow(tmp_path)
 
 
 def test_dry_run_default(workdir):
@@ -48,13 +32,6 @@ def test_bad_config_stops_before_any_job(workdir):
     assert result.returncode != 0
     assert "train.max_steps: -3 is less than the minimum of 1" in output
     assert "corpus.shards: 'two' is not of type 'integer'" in output
-
-
-def job_counts(dry_run_stdout: str) -> dict[str, int]:
-    """The "Job stats" table of a dry run as {rule: count}."""
-    table = dry_run_stdout.split("Job stats:")[1].split("\n\n")[0]
-    rows = [line.split() for line in table.strip().splitlines()[2:]]
-    return {name: int(count) for name, count in rows if name != "total"}
 
 
 E2E = ["--configfile", str(REPO / "tests" / "configs" / "e2e.yaml")]
