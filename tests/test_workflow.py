@@ -52,6 +52,12 @@ def test_reduced_default_runs_end_to_end_then_nothing_to_do(workdir):
     second = snakemake("--cores", "2", *E2E, cwd=workdir)
     assert second.returncode == 0
     assert "Nothing to be done" in second.stdout + second.stderr
+    # the report holds every figure under its caption (what `make run` writes)
+    report = snakemake("--report", "report.html", *E2E, cwd=workdir, timeout=600)
+    assert report.returncode == 0, (report.stdout + report.stderr)[-3000:]
+    html = (workdir / "report.html").read_text(errors="replace")
+    for figure in ["fig1_training", "fig2_regularizers", "fig3_release", "fig4a_heads", "fig4b_phenomena", "fig5_seeds"]:
+        assert f"{figure}.png" in html, figure
 
     # a new seed trains and evaluates only that seed's jobs
     (workdir / "seed1.yaml").write_text("seeds: [0, 1]\n")

@@ -91,176 +91,48 @@ FIGURE_SHELL = (
 )
 
 
-rule figure_training:
-    input:
-        runs="results/tables/runs.parquet",
-        train="results/tables/train.parquet",
-        loss="results/tables/loss.parquet",
-        uas="results/tables/uas.parquet",
-        blimp="results/tables/blimp.parquet",
-        phases="results/tables/phases.parquet",
-        code=stage_code("figures", "phases", "tables"),
-    output:
-        png=report(
-            "results/figures/fig1_training.png",
-            caption="../report/fig1_training.rst",
-            category="Figures",
-            subcategory="1. Training dynamics",
-            labels={"figure": "1", "content": "baseline: loss, UAS, BLiMP"},
-        ),
-        pdf="results/figures/fig1_training.pdf",
-    params:
-        figure="fig1_training",
-        flags=FIGURE_FLAGS,
-    localrule: True
-    log:
-        "results/logs/figures/fig1_training.log",
-    benchmark:
-        "results/benchmarks/figures/fig1_training.tsv"
-    shell:
-        FIGURE_SHELL
+# One rule per figure (so changing one figure's code or options reruns only what it reads), all
+# made from this table: figure -> (rule name, tables it reads besides runs and phases, the
+# report's subcategory, figure number, what it shows).
+FIGURE_RULES = {
+    "fig1_training": ("figure_training", ["train", "loss", "uas", "blimp"], "1. Training dynamics", "1", "baseline: loss, UAS, BLiMP"),
+    "fig2_regularizers": ("figure_regularizers", ["loss", "uas", "blimp"], "2. Regularizers", "2", "baseline vs SAS+ vs SAS-"),
+    "fig3_release": ("figure_release", ["loss", "uas", "blimp"], "3. Release SAS-(k)", "3", "release runs, final values against k"),
+    "fig4a_heads": ("figure_heads", ["heads", "uas"], "4. Heads and phenomena", "4a", "per-head UAS across checkpoints"),
+    "fig4b_phenomena": ("figure_phenomena", ["blimp"], "4. Heads and phenomena", "4b", "BLiMP per phenomenon across checkpoints"),
+    "fig5_seeds": ("figure_seeds", ["loss", "uas", "blimp"], "5. Across seeds", "5", "UAS vs loss vs BLiMP"),
+}
+assert list(FIGURE_RULES) == FIGURES
 
+for figure, (rule_name, figure_tables, subcategory, number, content) in FIGURE_RULES.items():
 
-rule figure_regularizers:
-    input:
-        runs="results/tables/runs.parquet",
-        loss="results/tables/loss.parquet",
-        uas="results/tables/uas.parquet",
-        blimp="results/tables/blimp.parquet",
-        phases="results/tables/phases.parquet",
-        code=stage_code("figures", "phases", "tables"),
-    output:
-        png=report(
-            "results/figures/fig2_regularizers.png",
-            caption="../report/fig2_regularizers.rst",
-            category="Figures",
-            subcategory="2. Regularizers",
-            labels={"figure": "2", "content": "baseline vs SAS+ vs SAS-"},
-        ),
-        pdf="results/figures/fig2_regularizers.pdf",
-    params:
-        figure="fig2_regularizers",
-        flags=FIGURE_FLAGS,
-    localrule: True
-    log:
-        "results/logs/figures/fig2_regularizers.log",
-    benchmark:
-        "results/benchmarks/figures/fig2_regularizers.tsv"
-    shell:
-        FIGURE_SHELL
-
-
-rule figure_release:
-    input:
-        runs="results/tables/runs.parquet",
-        loss="results/tables/loss.parquet",
-        uas="results/tables/uas.parquet",
-        blimp="results/tables/blimp.parquet",
-        phases="results/tables/phases.parquet",
-        code=stage_code("figures", "phases", "tables"),
-    output:
-        png=report(
-            "results/figures/fig3_release.png",
-            caption="../report/fig3_release.rst",
-            category="Figures",
-            subcategory="3. Release SAS-(k)",
-            labels={"figure": "3", "content": "release runs, final values against k"},
-        ),
-        pdf="results/figures/fig3_release.pdf",
-    params:
-        figure="fig3_release",
-        flags=FIGURE_FLAGS,
-    localrule: True
-    log:
-        "results/logs/figures/fig3_release.log",
-    benchmark:
-        "results/benchmarks/figures/fig3_release.tsv"
-    shell:
-        FIGURE_SHELL
-
-
-rule figure_heads:
-    input:
-        runs="results/tables/runs.parquet",
-        heads="results/tables/heads.parquet",
-        uas="results/tables/uas.parquet",
-        phases="results/tables/phases.parquet",
-        code=stage_code("figures", "phases", "tables"),
-    output:
-        png=report(
-            "results/figures/fig4a_heads.png",
-            caption="../report/fig4a_heads.rst",
-            category="Figures",
-            subcategory="4. Heads and phenomena",
-            labels={"figure": "4a", "content": "per-head UAS across checkpoints"},
-        ),
-        pdf="results/figures/fig4a_heads.pdf",
-    params:
-        figure="fig4a_heads",
-        flags=FIGURE_FLAGS,
-    localrule: True
-    log:
-        "results/logs/figures/fig4a_heads.log",
-    benchmark:
-        "results/benchmarks/figures/fig4a_heads.tsv"
-    shell:
-        FIGURE_SHELL
-
-
-rule figure_phenomena:
-    input:
-        runs="results/tables/runs.parquet",
-        blimp="results/tables/blimp.parquet",
-        phases="results/tables/phases.parquet",
-        code=stage_code("figures", "phases", "tables"),
-    output:
-        png=report(
-            "results/figures/fig4b_phenomena.png",
-            caption="../report/fig4b_phenomena.rst",
-            category="Figures",
-            subcategory="4. Heads and phenomena",
-            labels={"figure": "4b", "content": "BLiMP per phenomenon across checkpoints"},
-        ),
-        pdf="results/figures/fig4b_phenomena.pdf",
-    params:
-        figure="fig4b_phenomena",
-        flags=FIGURE_FLAGS,
-    localrule: True
-    log:
-        "results/logs/figures/fig4b_phenomena.log",
-    benchmark:
-        "results/benchmarks/figures/fig4b_phenomena.tsv"
-    shell:
-        FIGURE_SHELL
-
-
-rule figure_seeds:
-    input:
-        runs="results/tables/runs.parquet",
-        loss="results/tables/loss.parquet",
-        uas="results/tables/uas.parquet",
-        blimp="results/tables/blimp.parquet",
-        phases="results/tables/phases.parquet",
-        code=stage_code("figures", "phases", "tables"),
-    output:
-        png=report(
-            "results/figures/fig5_seeds.png",
-            caption="../report/fig5_seeds.rst",
-            category="Figures",
-            subcategory="5. Across seeds",
-            labels={"figure": "5", "content": "UAS vs loss vs BLiMP"},
-        ),
-        pdf="results/figures/fig5_seeds.pdf",
-    params:
-        figure="fig5_seeds",
-        flags=FIGURE_FLAGS,
-    localrule: True
-    log:
-        "results/logs/figures/fig5_seeds.log",
-    benchmark:
-        "results/benchmarks/figures/fig5_seeds.tsv"
-    shell:
-        FIGURE_SHELL
+    rule:
+        name:
+            rule_name
+        input:
+            runs="results/tables/runs.parquet",
+            **{table: f"results/tables/{table}.parquet" for table in figure_tables},
+            phases="results/tables/phases.parquet",
+            code=stage_code("figures", "phases", "tables"),
+        output:
+            png=report(
+                f"results/figures/{figure}.png",
+                caption=f"../report/{figure}.rst",
+                category="Figures",
+                subcategory=subcategory,
+                labels={"figure": number, "content": content},
+            ),
+            pdf=f"results/figures/{figure}.pdf",
+        params:
+            figure=figure,
+            flags=FIGURE_FLAGS,
+        localrule: True
+        log:
+            f"results/logs/figures/{figure}.log",
+        benchmark:
+            f"results/benchmarks/figures/{figure}.tsv"
+        shell:
+            FIGURE_SHELL
 
 
 rule figures:
