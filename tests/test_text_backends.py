@@ -247,8 +247,10 @@ def test_corpus_report_table(tmp_path, capsys):
     row = pd.read_csv(out).iloc[0]
     assert (row["documents"], row["units"], row["sentences"], row["words"]) == (2, 2, 2, 4)
     assert row["parse_words_per_s"] == 2.0 and row["root_fraction"] == 0.5
-    with pytest.raises(InputError, match="no such parsed shard"):
+    with pytest.raises(InputError, match="missing.parquet: file not found"):
         corpus_report.report([str(shard)], [str(tmp_path / "missing.parquet")])
+    with pytest.raises(InputError, match=r"not a parsed shard table \(missing sentence_id, .*relations\)"):
+        corpus_report.report([str(shard)], [str(shard)])
 
 
 def test_config_text_globs_and_cleaning_keys():

@@ -19,18 +19,18 @@ from pathlib import Path
 import pandas as pd
 
 from sasbert.atomic import write_text
-from sasbert.errors import InputError
+from sasbert.parse import PARSED_COLUMNS
+from sasbert.tables import read_table
 
 log = logging.getLogger(__name__)
 
 
-def _read(paths: list[str], what: str) -> pd.DataFrame:
-    frames = []
-    for path in paths:
-        if not Path(path).is_file():
-            raise InputError(f"{path}: no such {what} shard")
-        frames.append(pd.read_parquet(path))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+CORPUS_COLUMNS = ["unit_id", "doc_id", "source", "text"]
+
+
+def _read(paths: list[str], required: list[str], what: str) -> pd.DataFrame:
+    frames = [read_table(path, required, what) for path in paths]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=required)
 
 
 def report(
@@ -41,8 +41,8 @@ def report(
     benchmarks: list[str] | None = None,
     stats: str | None = None,
 ) -> pd.DataFrame:
-    units = _read(corpus_shards, "corpus")
-    parsed = _read(parsed_shards, "parsed")
+    units = _read(corpus_shards, CORPUS_COLUMNS, "corpus shard")
+    parsed = _read(parsed_shards, PARSED_COLUMNS, "parsed shard")
     n_words = int(parsed["words"].map(len).sum()) if len(parsed) else 0
     roots = int(parsed["heads"].map(lambda h: sum(1 for x in h if x == 0)).sum()) if len(parsed) else 0
     row = {

@@ -81,7 +81,7 @@ rule corpus_report:
         corpus=expand("results/corpus/{{corpus}}/shard-{shard}.parquet", shard=SHARDS),
         parsed=expand("results/parse/{{corpus}}/shard-{shard}.parquet", shard=SHARDS),
         stats="results/tokenize/{corpus}/stats.json",
-        code=stage_code("corpus_report"),
+        code=stage_code("corpus_report", "parse", "tables"),
     output:
         "results/parse/{corpus}/report.csv",
     params:
