@@ -77,3 +77,68 @@ def test_lambda_schedules():
     stages = [{"value": 1.0, "until_step": 500}, {"value": 0.0}]
     assert [lambda_at(stages, s) for s in (0, 499, 500, 10_000)] == [1.0, 1.0, 0.0, 0.0]
     assert lambda_at([{"value": 2.0, "until_step": 3}], 3) == 0.0
+
+
+def tiny_bert_batch(seed=0, B=3, S=16, vocab=120):
+    from sasbert.pretrain import build_model
+
+    model = build_model(
+        {"num_hidden_layers": 2, "num_attention_heads": 4, "hidden_size": 32, "intermediate_size": 64},
+        vocab, seed=seed, max_position=64,
+    )
+    model.train()  # attention dropout on: R is taken after it, as the authors' code did
+    g = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(5, vocab, (B, S), generator=g)
+    labels = torch.full_like(input_ids, -100)
+    labels[:, 3::4] = input_ids[:, 3::4]
+    heads = torch.randint(1, S, (B, S), generator=g)
+    heads[heads == torch.arange(S)] = -1  # no self-arcs
+    heads[torch.rand(B, S, generator=g) < 0.3] = -1
+    heads[:, 0] = -1
+    return model, {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels, "heads": heads}
+
+
+@pytest.mark.parametrize(
+    "type, direction", list(itertools.product(["max", "uniform"], ["both", "dependent_to_parent", "parent_to_dependent"]))
+)
+def test_training_taps_give_the_reference_regularizer_and_gradients(type, direction):
+    """The in-model arc taps (what training uses) against sas_regularizer on the attentions BERT
+    returns: the same R and gradients, dropout included (same RNG stream). Gradients agree to
+    float rounding: where these random (non-tree) heads make an arc and its reverse both arcs,
+    the two paths add the same terms in another order."""
+    import torch.nn.functional as F
+
+    model, batch = tiny_bert_batch()
+    model.sas_options = {"type": type, "direction": direction, "reduction": "sum"}
+    results = []
+    for use_taps in (False, True):
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(7)
+        if use_taps:
+            out = model(**batch, compute_sas=True)
+            loss, sas = out["mlm_sum"] + 3.0 * out["sas"], out["sas"]
+        else:
+            hidden = model.bert(batch["input_ids"], attention_mask=batch["attention_mask"], output_attentions=True)
+            masked = batch["labels"] != -100
+            mlm = F.cross_entropy(model.cls(hidden.last_hidden_state[masked]).float(), batch["labels"][masked], reduction="sum")
+            sas = sas_regularizer(hidden.attentions, batch["heads"], **model.sas_options)
+            loss = mlm + 3.0 * sas
+        loss.backward()
+        results.append((sas.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (sas_ref, grads_ref), (sas_tap, grads_tap) = results
+    assert sas_ref.item() > 0 and torch.equal(sas_ref, sas_tap)
+    assert grads_ref.keys() == grads_tap.keys()
+    for name in grads_ref:
+        torch.testing.assert_close(grads_tap[name], grads_ref[name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_taps_are_inert_without_the_regularizer():
+    model, batch = tiny_bert_batch()
+    model.eval()
+    with torch.no_grad():
+        before = model(**batch)["mlm_sum"]
+        model(**batch, compute_sas=True)  # installs the taps
+        after = model(**batch)["mlm_sum"]
+    assert torch.equal(before, after)
+    assert all(layer.attention.self.dropout.arcs is None for layer in model.bert.encoder.layer)
+    assert not any(k.endswith("dropout") for k in model.state_dict())  # checkpoints unchanged

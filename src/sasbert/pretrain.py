@@ -51,7 +51,7 @@ from transformers import (
 
 from sasbert.atomic import atomic_path, write_parquet, write_text
 from sasbert.errors import InputError, TrainingDiverged, TrainingInterrupted
-from sasbert.regularizer import lambda_at, sas_regularizer
+from sasbert.regularizer import arc_indices, combine_arcs, install_arc_taps, lambda_at
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +69,26 @@ class MaskedHeadBertForMaskedLM(BertForMaskedLM):
     sas_options: dict = {}
 
     def forward(self, input_ids, attention_mask=None, labels=None, heads=None, compute_sas=False):
-        out = self.bert(input_ids, attention_mask=attention_mask, output_attentions=compute_sas, return_dict=True)
+        if not compute_sas:
+            out = self.bert(input_ids, attention_mask=attention_mask, return_dict=True)
+            sas = None
+        else:
+            # output_attentions makes HF take the eager attention path, whose dropout the taps wrap;
+            # they read the arc attentions as they pass (see regularizer.ArcTap).
+            options = dict(self.sas_options)
+            arcs = arc_indices(heads)
+            taps = install_arc_taps(self.bert)
+            for tap in taps:
+                tap.arcs, tap.direction = arcs, options.get("direction", "both")
+            try:
+                out = self.bert(input_ids, attention_mask=attention_mask, output_attentions=True, return_dict=True)
+                sas = combine_arcs([tap.values for tap in taps], len(arcs[0]), **options)
+            finally:
+                for tap in taps:
+                    tap.arcs = tap.values = None
         masked = labels != -100
         logits = self.cls(out.last_hidden_state[masked])
         mlm_sum = F.cross_entropy(logits.float(), labels[masked], reduction="sum")
-        sas = sas_regularizer(out.attentions, heads, **self.sas_options) if compute_sas else None
         return {"mlm_sum": mlm_sum, "n_masked": masked.sum(), "sas": sas}
 
     def save_pretrained(self, save_directory, *args, **kwargs):
