@@ -34,6 +34,23 @@ def test_bad_config_stops_before_any_job(workdir):
     assert "corpus.shards: 'two' is not of type 'integer'" in output
 
 
+@pytest.mark.parametrize(
+    "overrides, launcher",
+    [
+        ([], "sasbert pretrain"),
+        (["--set-resources", "pretrain:gpu=2"], "torchrun --standalone --nproc_per_node 2 -m sasbert pretrain"),
+        # sites that reject --gpus ask for GRES; the world size then comes from its count
+        (["--set-resources", "pretrain:gpu=0", 'pretrain:gres="gpu:a100:4"'], "torchrun --standalone --nproc_per_node 4 -m sasbert pretrain"),
+    ],
+)
+def test_pretrain_launcher_follows_the_gpu_request(workdir, overrides, launcher):
+    target = "results/pretrain/baseline/seed0/metrics/eval.parquet"
+    result = snakemake("-n", "-p", "--cores", "2", target, *overrides, cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    commands = [line for line in result.stdout.splitlines() if "pretrain --dataset" in line]
+    assert commands and commands[0].startswith(f"Shell command: {launcher} --dataset"), commands
+
+
 E2E = ["--configfile", str(REPO / "tests" / "configs" / "e2e.yaml")]
 
 

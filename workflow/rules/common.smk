@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -163,8 +164,18 @@ def spec_json(wildcards):
     return json.dumps(run_spec(wildcards.run, wildcards.seed), sort_keys=True)
 
 
+def gpu_count(resources):
+    """GPUs of a job: the `gpu` resource, or the count in a `gres` like gpu:a100:4 (sites that
+    reject --gpus request GPUs as GRES; their profile then sets gpu=0)."""
+    if int(resources.get("gpu", 0) or 0):
+        return int(resources.gpu)
+    match = re.fullmatch(r"gpu(?::[\w.-]+)?(?::(\d+))?", str(resources.get("gres", "") or ""))
+    return int(match.group(1) or 1) if match else 0
+
+
 def launcher(wildcards, threads, resources):
     """One process, or torchrun with one process per GPU (DDP keeps the global batch)."""
-    if int(resources.gpu) > 1:
-        return f"torchrun --standalone --nproc_per_node {resources.gpu} -m sasbert"
+    gpus = gpu_count(resources)
+    if gpus > 1:
+        return f"torchrun --standalone --nproc_per_node {gpus} -m sasbert"
     return "sasbert"
