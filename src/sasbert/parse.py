@@ -176,6 +176,9 @@ def parse_spacy_shard(
 STANZA_PROCESSORS = "tokenize,pos,lemma,depparse"
 # stanza's own defaults: tokenize in paragraphs-chunks, pos/depparse in words, lemma in sentences.
 STANZA_BATCH_SIZES = {"tokenize": 32, "pos": 5000, "lemma": 50, "depparse": 5000}
+# Paragraphs handed to stanza per call: its processors batch within a call (by the sizes above),
+# and the progress bar advances per call; large enough to fill the batches, small enough for memory.
+STANZA_PARAGRAPHS_PER_CALL = 256
 
 
 @dataclass
@@ -256,8 +259,7 @@ def parse_stanza_shard(units: pd.DataFrame, options: StanzaOptions | None = None
     nlp = load_stanza(options or StanzaOptions())
     docs = [stanza.Document([], text=text) for text in units["text"]]
     rows = []
-    # Chunks of paragraphs: the processors batch within a chunk, and the bar shows progress.
-    chunk = 256
+    chunk = STANZA_PARAGRAPHS_PER_CALL
     for start in tqdm(range(0, len(docs), chunk), desc="stanza", unit="chunk", mininterval=10):
         done = nlp.bulk_process(docs[start : start + chunk])
         for unit, doc in zip(units.iloc[start : start + chunk].itertuples(index=False), done):
