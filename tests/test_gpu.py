@@ -60,8 +60,9 @@ def test_kill_9_on_the_gpu_then_resume(tiny_corpus, tmp_path):
     deadline = time.time() + 300
     while not any(state.glob("checkpoint-20/trainer_state.json")) and time.time() < deadline:
         time.sleep(0.05)
+    assert any(state.glob("checkpoint-20/trainer_state.json")), "no checkpoint at step 20 within 300 s"
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL  # killed mid-run, not finished before the signal
     result = subprocess.run(pretrain_cmd(tiny_corpus, run_dir, spec), env=ENV, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     ours = pd.read_parquet(run_dir / "metrics" / "steps.parquet")

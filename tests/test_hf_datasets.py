@@ -163,3 +163,14 @@ def test_the_corpus_rule_reads_a_dataset(wiki_rows, tmp_path):
     with open(data, "a", encoding="utf-8") as handle:
         handle.write(json.dumps({"id": 99, "text": "One more document with a few words."}) + "\n")
     assert job_counts(snakemake_ok(*targets, "-n", *configs, cwd=tmp_path, timeout=600)) == {"corpus": 1}
+
+
+def test_streaming_errors_name_the_key_and_the_row(wiki_rows, tmp_path):
+    spec = corpus.HFDataset("json", data_files=[str(wiki_rows / "wiki.jsonl")], text_column="body", streaming=True)
+    with pytest.raises(InputError, match=r"corpus.hf_dataset.text_column: json\[train\] has no column 'body' \(it has id, text\)"):
+        corpus.read_units(None, "hf", hf_dataset=spec)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(json.dumps({"text": "A fine first document here."}) + "\n{not json\n")
+    spec = corpus.HFDataset("json", data_files=[str(broken)], streaming=True)
+    with pytest.raises(InputError, match=r"corpus.hf_dataset: json\[train\]: reading failed at row \d+ .*ArrowInvalid: JSON parse error"):
+        corpus.read_units(None, "hf", hf_dataset=spec)

@@ -133,12 +133,31 @@ def test_training_taps_give_the_reference_regularizer_and_gradients(type, direct
 
 
 def test_taps_are_inert_without_the_regularizer():
+    """Installed but idle taps change nothing: the eager path (train mode, dropout on) gives the
+    same outputs as an untapped copy, and checkpoints keep BERT's keys."""
+    from sasbert.pretrain import build_model
+
     model, batch = tiny_bert_batch()
-    model.eval()
-    with torch.no_grad():
-        before = model(**batch)["mlm_sum"]
-        model(**batch, compute_sas=True)  # installs the taps
-        after = model(**batch)["mlm_sum"]
-    assert torch.equal(before, after)
+    fresh = build_model(
+        {"num_hidden_layers": 2, "num_attention_heads": 4, "hidden_size": 32, "intermediate_size": 64},
+        120, seed=0, max_position=64,
+    )
+    fresh.train()
+    model(**batch, compute_sas=True)  # installs the taps, then leaves them idle
     assert all(layer.attention.self.dropout.arcs is None for layer in model.bert.encoder.layer)
-    assert not any(k.endswith("dropout") for k in model.state_dict())  # checkpoints unchanged
+    assert all(layer.attention.self.dropout.values is None for layer in model.bert.encoder.layer)
+    outputs = []
+    for net in (fresh, model):
+        torch.manual_seed(3)
+        out = net.bert(batch["input_ids"], attention_mask=batch["attention_mask"], output_attentions=True)
+        outputs.append((out.last_hidden_state, out.attentions))
+    assert torch.equal(outputs[0][0], outputs[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(outputs[0][1], outputs[1][1]))
+    assert list(model.state_dict()) == list(fresh.state_dict())
+
+
+def test_gradient_checkpointing_is_refused_with_the_regularizer():
+    model, batch = tiny_bert_batch()
+    model.gradient_checkpointing_enable()
+    with pytest.raises(ValueError, match="gradient checkpointing"):
+        model(**batch, compute_sas=True)

@@ -131,6 +131,12 @@ def test_a_missing_model_file_is_named(resources_dir, tmp_path):
         parse.load_stanza(parse.StanzaOptions(str(broken), package=PACKAGE, device="cpu"))
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the machine without a GPU")
+def test_asking_for_a_gpu_without_one_names_the_key(resources_dir):
+    with pytest.raises(InputError, match="corpus.stanza.device: 'cuda' asked for, but torch sees no GPU"):
+        parse.load_stanza(parse.StanzaOptions(str(resources_dir), package=PACKAGE, device="cuda"))
+
+
 def test_stanza_models_checks_a_local_folder_and_writes_a_manifest(resources_dir, tmp_path):
     out = tmp_path / "manifest.json"
     args = ["stanza-models", "--dir", str(resources_dir), "--package", PACKAGE, "--out", str(out)]

@@ -41,6 +41,9 @@ def test_bad_config_stops_before_any_job(workdir):
         (["--set-resources", "pretrain:gpu=2"], "torchrun --standalone --nproc_per_node 2 -m sasbert pretrain"),
         # sites that reject --gpus ask for GRES; the world size then comes from its count
         (["--set-resources", "pretrain:gpu=0", 'pretrain:gres="gpu:a100:4"'], "torchrun --standalone --nproc_per_node 4 -m sasbert pretrain"),
+        (["--set-resources", "pretrain:gpu=0", 'pretrain:gres="gpu:3"'], "torchrun --standalone --nproc_per_node 3 -m sasbert pretrain"),
+        (["--set-resources", "pretrain:gpu=0", 'pretrain:gres="tmp:10G,gpu:2"'], "torchrun --standalone --nproc_per_node 2 -m sasbert pretrain"),
+        (["--set-resources", "pretrain:gpu=0", 'pretrain:gres="gpu"'], "sasbert pretrain"),
     ],
 )
 def test_pretrain_launcher_follows_the_gpu_request(workdir, overrides, launcher):

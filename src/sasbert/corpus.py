@@ -12,7 +12,9 @@ line, a blank line between documents; or a HF ``datasets`` dataset (``HFDataset`
 ``corpus.hf_dataset``): a hub name with config and split when the machine is online, a packaged
 builder (``json``, ``text``, ``parquet``, ``csv``, ``arrow``) with local ``data_files``, or a folder
 written by ``save_to_disk``. Each row of the dataset is one document, and each line of its text
-column one paragraph. Cleaning (``TextCleaning``, config ``corpus.text_cleaning``)
+column one paragraph (the ``text`` builder makes a row of every line, so there every paragraph is
+a document; ``json`` or ``parquet`` files with one document per record keep documents whole).
+Cleaning (``TextCleaning``, config ``corpus.text_cleaning``)
 applies per line, in this order: Unicode normalisation (NFC/NFKC), whitespace collapsed, heading-like
 lines dropped (at most ``heading_max_words`` words and ending in ``.`` or in no punctuation at all,
 e.g. Wikipedia's "Early life."), lines under ``min_words`` words dropped, exact repeats of an earlier
@@ -136,6 +138,7 @@ class HFDataset:
         folder = Path(self.path)
         try:
             if folder.is_dir() and any((folder / f).exists() for f in ("dataset_dict.json", "state.json")):
+                # a saved DatasetDict is split by `split`; a saved single Dataset is used whole
                 dataset = datasets.load_from_disk(str(folder))
                 if isinstance(dataset, datasets.DatasetDict):
                     if self.split not in dataset:
@@ -175,19 +178,34 @@ class HFDataset:
 def hf_units(spec: HFDataset, cleaning: TextCleaning | None = None) -> Iterator[dict]:
     """Yield one unit per non-blank line of each row's text; each row is one document."""
     cleaning = cleaning or TextCleaning()
-    for row_number, row in enumerate(spec.load()):
-        text = row.get(spec.text_column)
-        if text is None:
-            continue
-        if not isinstance(text, str):
+    rows = iter(spec.load())
+    row_number = 0
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except Exception as err:  # a malformed file or a dropped connection, met while reading
+            raise InputError(
+                f"corpus.hf_dataset: {spec.label}: reading failed at row {row_number} (rows are read in batches): "
+                f"{type(err).__name__}: {err}"
+            ) from err
+        if spec.text_column not in row:  # a streaming dataset may not know its columns up front
+            raise InputError(
+                f"corpus.hf_dataset.text_column: {spec.label} has no column {spec.text_column!r} "
+                f"(it has {', '.join(row)})"
+            )
+        text = row[spec.text_column]
+        if text is not None and not isinstance(text, str):
             raise InputError(
                 f"corpus.hf_dataset.text_column: {spec.label} row {row_number}: column {spec.text_column!r} "
                 f"holds {type(text).__name__}, not text"
             )
-        lines = ((f"{spec.label}:{row_number}.{k}", line) for k, line in enumerate(text.split("\n")))
+        lines = ((f"{spec.label}:{row_number}.{k}", line) for k, line in enumerate((text or "").split("\n")))
         for source, paragraph in clean_paragraphs(lines, cleaning):
             if paragraph is not None:
                 yield {"doc_id": f"{spec.label}#{row_number}", "source": source, "text": paragraph}
+        row_number += 1
 
 
 def expand_inputs(patterns: list[str]) -> list[str]:

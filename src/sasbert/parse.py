@@ -218,6 +218,11 @@ def load_stanza(options: StanzaOptions, pretokenized: bool = False):
     unknown = set(options.batch_size) - set(STANZA_BATCH_SIZES)
     if unknown:
         raise InputError(f"corpus.stanza.batch_size: unknown processor(s) {', '.join(sorted(unknown))}")
+    if options.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError(f"corpus.stanza.device: {options.device!r} asked for, but torch sees no GPU here")
     kwargs = {f"{proc}_batch_size": size for proc, size in options.batch_size.items()}
     if pretokenized:
         kwargs["tokenize_pretokenized"] = True

@@ -75,6 +75,10 @@ class MaskedHeadBertForMaskedLM(BertForMaskedLM):
         else:
             # output_attentions makes HF take the eager attention path, whose dropout the taps wrap;
             # they read the arc attentions as they pass (see regularizer.ArcTap).
+            if self.training and self.bert.is_gradient_checkpointing:
+                # recomputed layers would run without the taps (the regularizer silently does
+                # nothing, or the recomputation fails): refuse rather than train unregularized
+                raise ValueError("the SAS regularizer does not work with gradient checkpointing")
             options = dict(self.sas_options)
             arcs = arc_indices(heads)
             taps = install_arc_taps(self.bert)

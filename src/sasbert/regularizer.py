@@ -92,7 +92,10 @@ class _TapArcs(torch.autograd.Function):
 
     Backward: the arcs' gradients are added into the probabilities' incoming gradient in place
     (index_add_ on its flat view), instead of autograd's zero-filled full-size gradient of an
-    indexing op plus a full-size sum.
+    indexing op plus a full-size sum. In place is safe only because the output's one consumer in
+    HF BERT's eager attention (the product with V, or head_mask's product) hands back a fresh
+    gradient; an op that passes its gradient to two inputs (an add) would see it changed. The test
+    comparing every parameter's gradient with the reference path guards this.
     """
 
     @staticmethod

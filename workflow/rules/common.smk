@@ -3,7 +3,6 @@
 import hashlib
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -169,8 +168,11 @@ def gpu_count(resources):
     reject --gpus request GPUs as GRES; their profile then sets gpu=0)."""
     if int(resources.get("gpu", 0) or 0):
         return int(resources.gpu)
-    match = re.fullmatch(r"gpu(?::[\w.-]+)?(?::(\d+))?", str(resources.get("gres", "") or ""))
-    return int(match.group(1) or 1) if match else 0
+    for item in str(resources.get("gres", "") or "").split(","):  # e.g. "gpu:a100:4,tmp:10G"
+        parts = item.strip().split(":")
+        if parts[0] == "gpu":
+            return int(parts[-1]) if len(parts) > 1 and parts[-1].isdigit() else 1
+    return 0
 
 
 def launcher(wildcards, threads, resources):
