@@ -280,9 +280,6 @@ def parse_stanza_shard(units: pd.DataFrame, options: StanzaOptions | None = None
     return pd.DataFrame(rows, columns=PARSED_COLUMNS)
 
 
-BACKENDS = {"conllu": parse_conllu_shard, "spacy": parse_spacy_shard, "stanza": parse_stanza_shard}
-
-
 def add_arguments(parser) -> None:
     parser.add_argument("--backend", choices=["conllu", "stanza", "spacy"], required=True)
     parser.add_argument("--shard", required=True, help="corpus shard (parquet) from the corpus stage")
@@ -330,6 +327,6 @@ def run(args) -> None:
         torch.set_num_threads(max(1, args.threads))
         parsed = parse_stanza_shard(units, stanza_options(args))
     else:
-        parsed = BACKENDS[args.backend](units)
+        parsed = parse_conllu_shard(units)
     write_parquet(parsed, args.out)
     log.info("parsed %d sentences, %d words -> %s", len(parsed), int(parsed["words"].map(len).sum()), args.out)
