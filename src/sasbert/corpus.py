@@ -27,7 +27,7 @@ from __future__ import annotations
 import glob
 import logging
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -302,28 +302,18 @@ def add_arguments(parser) -> None:
     hf.add_argument("--hf-streaming", action="store_true", help="stream the split instead of downloading it first")
 
 
+def _from_args(cls, args, prefix: str = ""):
+    """A dataclass from the CLI flags named after its fields (``--hf-path`` -> HFDataset.path)."""
+    return cls(**{f.name: getattr(args, prefix + f.name) for f in fields(cls)})
+
+
 def run(args) -> None:
-    cleaning = TextCleaning(
-        min_words=args.min_words,
-        normalize=args.normalize,
-        drop_headings=args.drop_headings,
-        heading_max_words=args.heading_max_words,
-        dedup=args.dedup,
-        max_words=args.max_words,
-    )
+    cleaning = _from_args(TextCleaning, args)
     hf_dataset = None
     if args.kind == "hf":
         if not args.hf_path:
             raise InputError("corpus.hf_dataset.path: --hf-path is required with --kind hf")
-        hf_dataset = HFDataset(
-            path=args.hf_path,
-            name=args.hf_name,
-            split=args.hf_split,
-            text_column=args.hf_text_column,
-            data_files=args.hf_data_files,
-            revision=args.hf_revision,
-            streaming=args.hf_streaming,
-        )
+        hf_dataset = _from_args(HFDataset, args, prefix="hf_")
     elif not args.inputs:
         raise InputError(f"--inputs is required with --kind {args.kind}")
     units = read_units(args.inputs, args.kind, args.max_units, cleaning, hf_dataset)

@@ -38,11 +38,6 @@ def arc_indices(heads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
     return batch, dependent, heads[batch, dependent]
 
 
-def _check_options(type: str, direction: str, reduction: str) -> None:
-    if type not in TYPES or direction not in DIRECTIONS or reduction not in REDUCTIONS:
-        raise ValueError(f"unknown regularizer option: {type}/{direction}/{reduction}")
-
-
 def combine_arcs(
     layers: Iterable[tuple[torch.Tensor | None, torch.Tensor | None]],
     n_arcs: int,
@@ -51,7 +46,8 @@ def combine_arcs(
     reduction: str = "mean",
 ) -> torch.Tensor:
     """R from each layer's arc attentions: (to_parent, to_dependent), each (n_arcs, H) or None."""
-    _check_options(type, direction, reduction)
+    if type not in TYPES or direction not in DIRECTIONS or reduction not in REDUCTIONS:
+        raise ValueError(f"unknown regularizer option: {type}/{direction}/{reduction}")
     combine = torch.maximum if type == "max" else torch.add
     running = [None, None]  # (n_arcs,) max/sum over layers of dependent->parent, parent->dependent
     for layer in layers:
@@ -82,7 +78,6 @@ def sas_regularizer(
     reduction: str = "mean",
 ) -> torch.Tensor:
     """R for one batch. ``attentions``: per layer (B, H, S, S); ``heads``: (B, S), -1 = no arc."""
-    _check_options(type, direction, reduction)
     arcs = arc_indices(heads)
     return combine_arcs((gather_arcs(layer, arcs, direction) for layer in attentions), len(arcs[0]), type, direction, reduction)
 
@@ -99,12 +94,11 @@ class _TapArcs(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, probs, batch, dependent, parent, want_parent, want_dependent):
+    def forward(ctx, probs, batch, dependent, parent, direction):
         ctx.save_for_backward(batch, dependent, parent)
         ctx.shape, ctx.dtype = probs.shape, probs.dtype
-        ctx.wants = (want_parent, want_dependent)
-        to_parent = probs[batch, :, dependent, parent] if want_parent else None
-        to_dependent = probs[batch, :, parent, dependent] if want_dependent else None
+        to_parent, to_dependent = gather_arcs(probs, (batch, dependent, parent), direction)
+        ctx.wants = (to_parent is not None, to_dependent is not None)
         return probs.view_as(probs), to_parent, to_dependent
 
     @staticmethod
@@ -125,7 +119,7 @@ class _TapArcs(torch.autograd.Function):
                 # offsets of [b, h, q, k] in the contiguous (B, H, S, S) layout, (n_arcs, H)
                 offsets = ((batch[:, None] * n_heads + heads) * size + query[:, None]) * size + key[:, None]
                 flat.index_add_(0, offsets.reshape(-1), grad.reshape(-1).to(flat.dtype))
-        return grad_probs, None, None, None, None, None
+        return grad_probs, None, None, None, None
 
 
 class ArcTap(torch.nn.Module):
@@ -143,8 +137,7 @@ class ArcTap(torch.nn.Module):
         probs = self.dropout(probs)
         if self.arcs is None:
             return probs
-        want = (self.direction != "parent_to_dependent", self.direction != "dependent_to_parent")
-        probs, to_parent, to_dependent = _TapArcs.apply(probs, *self.arcs, *want)
+        probs, to_parent, to_dependent = _TapArcs.apply(probs, *self.arcs, self.direction)
         self.values = (to_parent, to_dependent)
         return probs
 
