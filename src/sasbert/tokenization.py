@@ -4,11 +4,16 @@ Head mapping policy (SPEC.md stage 3): the first piece of word w carries w's arc
 first piece of w's head word; the other pieces of w and the root word carry -1. Positions count
 [CLS], so the first piece of a block is at position 1.
 
-Packing: every sentence contributes its pieces followed by [SEP]; this stream is cut into chunks of
-``seq_len - 1`` pieces and each block is [CLS] + chunk, so a sentence may continue in the next
-block (as HF run_mlm's grouping does). An arc whose dependent or head falls in another block
-carries -1. The trailing partial chunk is dropped. Every position of a block is a real piece, so
-``attention_mask`` is all ones.
+Packing (``tokenizer.packing``), two ways:
+- ``stream`` (HF run_mlm's grouping, the paper's): every sentence contributes its pieces followed by
+  [SEP]; this stream is cut into chunks of ``seq_len - 1`` pieces and each block is [CLS] + chunk,
+  so a sentence may continue in the next block. An arc whose dependent or head falls in another
+  block carries -1. The trailing partial chunk is dropped. ``attention_mask`` is all ones.
+- ``sentences``: whole sentences only, ``[CLS] s1 [SEP] s2 [SEP] ...`` filled greedily in corpus
+  order and padded with [PAD] (``attention_mask`` 0) to ``seq_len``; no sentence is cut, so no arc
+  is lost. A sentence longer than ``seq_len - 2`` pieces cannot fit and is dropped (counted in the
+  stats). At 512 pieces cuts are rare and the two agree; at 64 a cut leaves a fragment in most
+  blocks, and that fragment is what kept a tiny BERT from acquiring SAS (docs/small-scale.md).
 
 Output: a HF ``datasets`` DatasetDict (``train``, ``validation``; Arrow, memory-mapped) with
 ``input_ids``, ``attention_mask``, ``heads`` and (optionally) ``relations`` (the arc's relation on
@@ -31,6 +36,7 @@ from sasbert.errors import InputError
 log = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+PACKINGS = ("stream", "sentences")
 
 
 def read_parsed(paths: list[str]) -> pd.DataFrame:
@@ -97,7 +103,9 @@ def encode_sentences(tokenizer, sentences: list[list[str]]) -> list[list[int]]:
         sent_words = list(encoded.word_ids(i))
         missing = set(range(len(words))) - set(sent_words)
         if missing:  # e.g. a word of control characters only; keep its arc on an [UNK]
-            pairs = sorted(list(zip(sent_words, sent_ids)) + [(w, tokenizer.unk_token_id) for w in missing])
+            pairs = list(zip(sent_words, sent_ids)) + [(w, tokenizer.unk_token_id) for w in missing]
+            # a stable sort by word position only: the pieces inside a word keep their order
+            pairs.sort(key=lambda pair: pair[0])
             sent_words, sent_ids = [w for w, _ in pairs], [t for _, t in pairs]
         ids.append(sent_ids)
         word_ids.append(sent_words)
@@ -148,6 +156,59 @@ def pack_blocks(
     return out
 
 
+def pack_sentences(
+    piece_ids: list[list[int]],
+    heads: list[list[int]],
+    relations: list[list[str]] | None,
+    seq_len: int,
+    cls_id: int,
+    sep_id: int,
+    pad_id: int,
+) -> dict[str, np.ndarray]:
+    """Pack whole sentences (pieces + [SEP]) greedily into [CLS]-led blocks padded to ``seq_len``.
+
+    Same inputs and outputs as ``pack_blocks``, plus ``attention_mask`` (0 on padding) and
+    ``dropped`` (the number of sentences too long for a block).
+    """
+    blocks_ids, blocks_heads, blocks_rels = [], [], []
+    ids, block_heads, rels = [cls_id], [-1], [""]
+    dropped = 0
+
+    def close():
+        n_pad = seq_len - len(ids)
+        blocks_ids.append(ids + [pad_id] * n_pad)
+        blocks_heads.append(block_heads + [-1] * n_pad)
+        blocks_rels.append(rels + [""] * n_pad)
+
+    for i, sent in enumerate(piece_ids):
+        if len(sent) + 2 > seq_len:
+            dropped += 1
+            continue
+        if len(ids) + len(sent) + 1 > seq_len:
+            close()
+            ids, block_heads, rels = [cls_id], [-1], [""]
+        offset = len(ids)
+        ids.extend(sent)
+        ids.append(sep_id)
+        block_heads.extend(offset + h if h >= 0 else -1 for h in heads[i])
+        block_heads.append(-1)
+        if relations is not None:
+            rels.extend(relations[i])
+            rels.append("")
+    if len(ids) > 1:
+        close()
+    input_ids = np.asarray(blocks_ids, dtype=np.int64).reshape(-1, seq_len)
+    out = {
+        "input_ids": input_ids,
+        "heads": np.asarray(blocks_heads, dtype=np.int64).reshape(-1, seq_len),
+        "attention_mask": (input_ids != pad_id).astype(np.int64),
+        "dropped": dropped,
+    }
+    if relations is not None:
+        out["relations"] = np.asarray(blocks_rels, dtype=object).reshape(-1, seq_len)
+    return out
+
+
 def validation_indices(n_blocks: int, n_validation: int) -> np.ndarray:
     """Evenly spaced block indices, so the held-out slice covers every part (genre) of the corpus."""
     if n_validation == 0:
@@ -155,7 +216,9 @@ def validation_indices(n_blocks: int, n_validation: int) -> np.ndarray:
     return np.unique(np.linspace(0, n_blocks - 1, n_validation).round().astype(np.int64))
 
 
-def build_dataset(parsed: pd.DataFrame, tokenizer, seq_len: int, n_validation: int, keep_relations: bool):
+def build_dataset(
+    parsed: pd.DataFrame, tokenizer, seq_len: int, n_validation: int, keep_relations: bool, packing: str = "stream"
+):
     from datasets import Dataset, DatasetDict
 
     sentences = [list(words) for words in parsed["words"]]
@@ -166,7 +229,16 @@ def build_dataset(parsed: pd.DataFrame, tokenizer, seq_len: int, n_validation: i
         relations = []
         for w_ids, rels, h in zip(word_ids, parsed["relations"], heads):
             relations.append([rels[w] if h[p] >= 0 else "" for p, w in enumerate(w_ids)])
-    blocks = pack_blocks(piece_ids, heads, relations, seq_len, tokenizer.cls_token_id, tokenizer.sep_token_id)
+    if packing == "stream":
+        blocks = pack_blocks(piece_ids, heads, relations, seq_len, tokenizer.cls_token_id, tokenizer.sep_token_id)
+        blocks["attention_mask"] = np.ones_like(blocks["input_ids"])
+        blocks["dropped"] = 0
+    elif packing == "sentences":
+        blocks = pack_sentences(
+            piece_ids, heads, relations, seq_len, tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id
+        )
+    else:
+        raise InputError(f"tokenizer.packing: {packing!r} is not one of {', '.join(PACKINGS)}")
     n_blocks = len(blocks["input_ids"])
     if n_blocks <= n_validation:
         raise InputError(
@@ -180,7 +252,7 @@ def build_dataset(parsed: pd.DataFrame, tokenizer, seq_len: int, n_validation: i
     def split(mask):
         columns = {
             "input_ids": blocks["input_ids"][mask].tolist(),
-            "attention_mask": np.ones((int(mask.sum()), seq_len), dtype=np.int64).tolist(),
+            "attention_mask": blocks["attention_mask"][mask].tolist(),
             "heads": blocks["heads"][mask].tolist(),
         }
         if keep_relations:
@@ -198,11 +270,17 @@ def build_dataset(parsed: pd.DataFrame, tokenizer, seq_len: int, n_validation: i
         "arcs": n_arcs,
         "arcs_in_blocks": int((blocks["heads"] >= 0).sum()),
         "seq_len": seq_len,
+        "packing": packing,
+        "sentences_too_long": int(blocks["dropped"]),
+        "padding_fraction": float(1 - blocks["attention_mask"].mean()),
         "blocks_train": int((~is_val).sum()),
         "blocks_validation": int(is_val.sum()),
         "vocab_size": tokenizer.vocab_size,
     }
     stats["labelled_fraction"] = stats["arcs_in_blocks"] / (n_blocks * seq_len)
+    if packing == "sentences" and blocks["dropped"]:
+        log.warning("%d sentences longer than %d pieces did not fit a block and were left out",
+                    blocks["dropped"], seq_len - 2)
     return dataset, stats
 
 
@@ -214,6 +292,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--validation-blocks", type=int, default=128)
+    parser.add_argument("--packing", choices=PACKINGS, default="stream",
+                        help="stream: cut the sentence stream every seq_len - 1 pieces (run_mlm); "
+                        "sentences: whole sentences per block, padded")
     parser.add_argument("--keep-relations", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--out-dataset", required=True, help="HF datasets folder (save_to_disk)")
     parser.add_argument("--out-tokenizer", required=True, help="tokenizer folder (HF format)")
@@ -230,7 +311,9 @@ def run(args) -> None:
                 list(parsed["words"]), args.vocab_size, args.min_frequency, args.lowercase, tok_dir
             )
         tokenizer.save_pretrained(str(tok_dir))
-        dataset, stats = build_dataset(parsed, tokenizer, args.seq_len, args.validation_blocks, args.keep_relations)
+        dataset, stats = build_dataset(
+            parsed, tokenizer, args.seq_len, args.validation_blocks, args.keep_relations, args.packing
+        )
         with atomic_path(args.out_dataset, is_dir=True) as data_dir:
             dataset.save_to_disk(str(data_dir))
     write_text(json.dumps(stats, indent=2) + "\n", args.out_stats)

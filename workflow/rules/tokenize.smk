@@ -17,6 +17,7 @@ rule tokenize:
         lowercase="--lowercase" if config["tokenizer"]["lowercase"] else "--no-lowercase",
         seq_len=config["tokenizer"]["seq_len"],
         validation_blocks=config["tokenizer"]["validation_blocks"],
+        packing=config["tokenizer"]["packing"],
         relations="--keep-relations" if config["tokenizer"]["keep_relations"] else "--no-keep-relations",
     log:
         "results/logs/tokenize/{corpus}.log",
@@ -25,6 +26,6 @@ rule tokenize:
     shell:
         "sasbert tokenize --parsed {input.parsed:q} {params.vocab} --vocab-size {params.vocab_size}"
         " --min-frequency {params.min_frequency} {params.lowercase} --seq-len {params.seq_len}"
-        " --validation-blocks {params.validation_blocks} {params.relations}"
+        " --validation-blocks {params.validation_blocks} --packing {params.packing} {params.relations}"
         " --out-dataset {output.dataset:q} --out-tokenizer {output.tokenizer:q}"
         " --out-stats {output.stats:q} > {log} 2>&1"
