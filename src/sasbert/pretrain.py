@@ -5,28 +5,46 @@ What this module adds to the Trainer, and why:
   largest saving at small scale, SPEC.md performance notes); the loss is BertForMaskedLM's.
   The model is built with SDPA attention; a step with lambda != 0 asks for the attentions, which
   makes BERT fall back to eager attention for that step only.
+- The data order is a function of the step alone (``BlockOrder``): the blocks in a fresh seeded
+  permutation every epoch, the epochs concatenated into one stream, step s (0-based) training on
+  stream positions [s * batch, (s + 1) * batch). Each block's mask is seeded by (seed, epoch,
+  block). So a run resumed at any step, inside an epoch or across epoch boundaries, split over N
+  DDP processes or accumulation micro-batches, or released from another run's checkpoint, draws
+  exactly the blocks and masks of one uninterrupted process. The Trainer's own data skipping is
+  off (``ignore_data_skip``): the sampler starts at the resumed step by construction.
 - ``SASTrainer.compute_loss``: L = L_MLM + lambda(step) * R (``sasbert.regularizer``); R is not
-  computed when lambda is 0. The MLM loss is normalised by the number of masked tokens of the whole
-  optimizer step (all accumulation micro-batches and all DDP processes), so one process and N
-  processes with the same global batch take the same step.
-- A checkpoint schedule (``control.should_save`` at the scheduled steps), the held-out MLM loss at
-  every checkpoint on fixed masks (a seeded collator, so the training RNG is untouched), a per-step
-  table (step, MLM loss, regularizer, lambda, LR, grad norm, tokens/s), SIGTERM -> checkpoint and a
-  clean exit, NaN/inf -> an error naming the step.
+  computed when lambda is 0. Both terms are normalised over the whole optimizer step (all
+  accumulation micro-batches and all DDP processes): the MLM loss per masked token, R per labelled
+  arc (``reduction: mean``) or summed and scaled to ``reference_sequences`` sequences
+  (``reduction: sum``, the authors' strength: their sum over 64 sequences per device, gradients
+  averaged over devices). So lambda means the same on 1 or 8 processes and with any accumulation.
+- Training is planned in segments (``plan_segments``): every scheduled checkpoint that is not yet
+  saved is trained from the nearest earlier saved state. Raising ``max_steps`` trains only the new
+  steps, a denser schedule only the stretches up to the new checkpoints, and a finished run trains
+  nothing. A checkpoint schedule (``control.should_save`` at the scheduled steps), the held-out
+  MLM loss at every checkpoint on fixed masks, a per-step table (step, MLM loss, regularizer,
+  lambda, LR, grad norm, tokens/s), SIGTERM -> checkpoint and a clean exit, NaN/inf -> an error
+  naming the step.
+- Resume state belongs to one identity (``run_identity``): everything that shapes the weights
+  (the spec without max_steps and the schedule, the content of the dataset and tokenizer, the
+  release run's starting checkpoint). When it changes, the old state is removed and the log says
+  what changed.
 
 Layout of a run directory ``<run_dir>``:
 - ``state/checkpoint-<step>/``: the Trainer's working checkpoints (model, tokenizer, optimizer,
   scheduler, RNG, trainer state). Resume reads these. They live outside the rule's declared
   outputs because Snakemake deletes declared outputs before it reruns a job.
 - ``checkpoints/step-<step>/``: the published checkpoints, one per scheduled step (hard links to
-  the state files: no extra space). ``AutoModelForMaskedLM.from_pretrained`` loads them; they also
-  hold the resume state, which is what a release run SAS-(k) starts from.
+  the state files: no extra space, and a republished checkpoint keeps its files' modification
+  times). ``AutoModelForMaskedLM.from_pretrained`` loads them; they also hold the resume state,
+  which is what a release run SAS-(k) starts from.
 - ``metrics/steps.parquet`` (every optimizer step), ``metrics/eval.parquet`` (every checkpoint).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import os
@@ -51,7 +69,7 @@ from transformers import (
 
 from sasbert.atomic import atomic_path, write_parquet, write_text
 from sasbert.errors import InputError, TrainingDiverged, TrainingInterrupted
-from sasbert.regularizer import arc_indices, combine_arcs, install_arc_taps, lambda_at
+from sasbert.regularizer import arc_indices, combine_arcs, install_arc_taps, lambda_at, sas_weight
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +81,7 @@ class MaskedHeadBertForMaskedLM(BertForMaskedLM):
     """BertForMaskedLM whose prediction head sees only the masked positions.
 
     ``forward`` returns the summed MLM loss, the number of masked tokens and, when asked, the SAS
-    regularizer of the batch; the Trainer combines them. Weights and config are BertForMaskedLM's.
+    regularizer summed over the batch's arcs; the Trainer normalises and combines them. Weights and config are BertForMaskedLM's.
     """
 
     sas_options: dict = {}
@@ -79,14 +97,18 @@ class MaskedHeadBertForMaskedLM(BertForMaskedLM):
                 # recomputed layers would run without the taps (the regularizer silently does
                 # nothing, or the recomputation fails): refuse rather than train unregularized
                 raise ValueError("the SAS regularizer does not work with gradient checkpointing")
-            options = dict(self.sas_options)
+            options = self.sas_options
             arcs = arc_indices(heads)
             taps = install_arc_taps(self.bert)
             for tap in taps:
                 tap.arcs, tap.direction = arcs, options.get("direction", "both")
             try:
                 out = self.bert(input_ids, attention_mask=attention_mask, output_attentions=True, return_dict=True)
-                sas = combine_arcs([tap.values for tap in taps], len(arcs[0]), **options)
+                # the sum over this micro-batch's arcs; the trainer normalises it over the whole step
+                sas = combine_arcs(
+                    [tap.values for tap in taps], len(arcs[0]), type=options.get("type", "max"),
+                    direction=options.get("direction", "both"), reduction="sum",
+                )
             finally:
                 for tap in taps:
                     tap.arcs = tap.values = None
@@ -109,25 +131,23 @@ class BlockCollator:
     """MLM masking (BERT's: ``mlm_probability`` of the non-special pieces; of those 80% [MASK],
     10% a random piece, 10% unchanged) with the blocks' ``heads`` passed through.
 
-    Each block's mask is drawn from its own generator seeded by (seed, epoch, block index), so it
-    is new every epoch (dynamic masking, as HF run_mlm) yet independent of the process that draws
-    it and of the global RNG: a run resumed from a checkpoint and a run split over N DDP processes
-    mask exactly as one uninterrupted process does.
+    Each block's mask is drawn from its own generator seeded by (seed, epoch, block index); the
+    example carries its ``epoch`` (see ``StreamBlocks``). So the mask is new every epoch (dynamic
+    masking, as HF run_mlm) yet independent of the process that draws it and of the global RNG.
     """
 
     def __init__(self, tokenizer, mlm_probability: float, seed: int):
         self.mlm_probability = mlm_probability
         self.seed = seed
-        self.epoch = 0
         self.mask_id = tokenizer.mask_token_id
         self.vocab_size = len(tokenizer)
         self.special_ids = torch.tensor(sorted(tokenizer.all_special_ids))
 
-    def block_generator(self, block: int) -> torch.Generator:
-        return torch.Generator().manual_seed(((self.seed * 1_000_003 + self.epoch) * 1_000_000_007 + block) % 2**63)
+    def block_generator(self, block: int, epoch: int) -> torch.Generator:
+        return torch.Generator().manual_seed(((self.seed * 1_000_003 + epoch) * 1_000_000_007 + block) % 2**63)
 
-    def mask_block(self, input_ids: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:
-        generator = self.block_generator(block)
+    def mask_block(self, input_ids: torch.Tensor, block: int, epoch: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        generator = self.block_generator(block, epoch)
         draws = torch.rand(3, len(input_ids), generator=generator)
         random_pieces = torch.randint(self.vocab_size, (len(input_ids),), generator=generator)
         selected = (draws[0] < self.mlm_probability) & ~torch.isin(input_ids, self.special_ids)
@@ -140,7 +160,9 @@ class BlockCollator:
         return masked, labels
 
     def __call__(self, examples):
-        inputs, labels = zip(*(self.mask_block(torch.tensor(ex["input_ids"]), ex["block"]) for ex in examples))
+        inputs, labels = zip(
+            *(self.mask_block(torch.tensor(ex["input_ids"]), ex["block"], ex.get("epoch", 0)) for ex in examples)
+        )
         return {
             "input_ids": torch.stack(inputs),
             "attention_mask": torch.tensor([ex["attention_mask"] for ex in examples]),
@@ -149,14 +171,74 @@ class BlockCollator:
         }
 
 
-class EpochCallback(TrainerCallback):
-    """Tell the collator which epoch its blocks belong to (the masks change every epoch)."""
+class BlockOrder:
+    """The training stream: epoch e is a permutation of the blocks seeded by (seed, e), and the
+    epochs follow each other, so stream position p holds block ``perm_{p // n}[p % n]``.
+    A step may straddle two epochs; no block is dropped and none is seen twice in an epoch."""
 
-    def __init__(self, collator: BlockCollator):
-        self.collator = collator
+    def __init__(self, n_blocks: int, seed: int):
+        if n_blocks == 0:
+            raise InputError("the training split has no blocks")
+        self.n_blocks = n_blocks
+        self.seed = seed
+        self._permutations: dict[int, torch.Tensor] = {}
 
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        self.collator.epoch = int(state.epoch or 0)
+    def permutation(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._permutations:
+            if len(self._permutations) > 2:  # a step reads at most two epochs
+                self._permutations.pop(min(self._permutations))
+            generator = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
+            self._permutations[epoch] = torch.randperm(self.n_blocks, generator=generator)
+        return self._permutations[epoch]
+
+    def at(self, position: int) -> tuple[int, int]:
+        """(block, epoch) at a stream position."""
+        epoch, offset = divmod(position, self.n_blocks)
+        return int(self.permutation(epoch)[offset]), epoch
+
+    def step_blocks(self, step: int, batch_size: int) -> list[tuple[int, int]]:
+        """(block, epoch) of every sequence of 0-based optimizer step ``step``."""
+        return [self.at(p) for p in range(step * batch_size, (step + 1) * batch_size)]
+
+
+class StreamBlocks(torch.utils.data.Dataset):
+    """Stream positions -> examples: the block at that position with its index and epoch."""
+
+    def __init__(self, blocks, order: BlockOrder):
+        self.blocks = blocks
+        self.order = order
+
+    def __len__(self):
+        return self.order.n_blocks
+
+    def __getitem__(self, position: int) -> dict:
+        block, epoch = self.order.at(position)
+        return {**self.blocks[block], "block": block, "epoch": epoch}
+
+
+class StepBatchSampler(torch.utils.data.Sampler):
+    """Micro-batches of stream positions, starting at the step the trainer is at.
+
+    The start is read when iteration begins (every Trainer epoch, and after a resume), so the
+    positions depend on the optimizer step alone. Consecutive micro-batches of ``micro_batch``
+    sequences make up a step of ``global_batch``; accelerate hands every N-th micro-batch to each
+    of N DDP processes, which keeps every step's set of sequences the same.
+    """
+
+    def __init__(self, global_batch: int, micro_batch: int, steps_per_pass: int, start_step):
+        self.global_batch = global_batch
+        self.batch_size = micro_batch  # accelerate reads it
+        self.steps_per_pass = steps_per_pass
+        self.start_step = start_step
+
+    def __len__(self) -> int:
+        return self.steps_per_pass * (self.global_batch // self.batch_size)
+
+    def __iter__(self):
+        start = self.start_step() * self.global_batch
+        for k in range(len(self)):
+            first = start + k * self.batch_size
+            yield list(range(first, first + self.batch_size))
 
 
 def build_model(model_kwargs: dict, vocab_size: int, seed: int, max_position: int) -> MaskedHeadBertForMaskedLM:
@@ -166,43 +248,66 @@ def build_model(model_kwargs: dict, vocab_size: int, seed: int, max_position: in
 
 
 class StepRecorder:
-    """The per-step table, appended to a CSV as training goes (so a killed run keeps it)."""
+    """The per-step table, appended to a CSV as training goes (so a killed run keeps it).
+
+    A step is recorded once: a stretch trained again (a denser schedule) reproduces its rows
+    bit for bit, so they are not written twice.
+    """
 
     def __init__(self, path: Path):
         self.path = path
+        self.recorded: set[int] = set()
 
-    def truncate_after(self, step: int) -> None:
-        """Drop rows a killed process wrote after its last checkpoint: the resumed run redoes them."""
-        if not self.path.exists():
-            return
-        rows = self.rows()
+    def keep_until(self, step: int) -> None:
+        """Keep the complete rows up to ``step`` (the furthest saved state) and drop the rest: a
+        killed process may have written rows past its last checkpoint, or half a row."""
+        rows = [r for r in self.rows() if int(r["step"]) <= step]
         with atomic_path(self.path) as tmp:
             with open(tmp, "w", newline="") as handle:
                 writer = csv.DictWriter(handle, STEP_COLUMNS)
                 writer.writeheader()
-                writer.writerows(r for r in rows if int(r["step"]) <= step)
+                writer.writerows(rows)
+        self.recorded = {int(r["step"]) for r in rows}
 
     def append(self, row: dict) -> None:
+        if row["step"] in self.recorded:
+            return
         new = not self.path.exists()
         with open(self.path, "a", newline="") as handle:
             writer = csv.DictWriter(handle, STEP_COLUMNS)
             if new:
                 writer.writeheader()
             writer.writerow(row)
+        self.recorded.add(row["step"])
 
     def rows(self) -> list[dict]:
+        """The complete rows (a row cut off by a kill has empty or unreadable fields)."""
+        if not self.path.exists():
+            return []
         with open(self.path, newline="") as handle:
-            return list(csv.DictReader(handle))
+            rows = list(csv.DictReader(handle))
+        good = []
+        for row in rows:
+            try:
+                int(row["step"]), float(row["mlm_loss"]), float(row["seconds"])
+            except (TypeError, ValueError, KeyError):
+                continue
+            if None not in row.values() and None not in row:
+                good.append(row)
+        return good
 
 
 class SASTrainer(Trainer):
-    def __init__(self, *args, lambda_schedule, tokens_per_step: int, recorder: StepRecorder | None, **kwargs):
+    def __init__(self, *args, spec: dict, order: BlockOrder, recorder: "StepRecorder | None", **kwargs):
         super().__init__(*args, **kwargs)
         # Our compute_loss normalises by num_items_in_batch itself (all micro-batches, all devices).
         self.model_accepts_loss_kwargs = True
-        self.lambda_schedule = lambda_schedule
-        self.tokens_per_step = tokens_per_step
+        self.spec = spec
+        self.lambda_schedule = spec["lambda"]
+        self.order = order
+        self.tokens_per_step = spec["batch_size"] * len(self.train_dataset.blocks[0]["input_ids"])
         self.recorder = recorder
+        self._step_arcs = 0
         self._reset_step_sums()
         self._step_started = time.perf_counter()
 
@@ -210,8 +315,35 @@ class SASTrainer(Trainer):
         self._mlm_sum = 0.0
         self._n_masked = 0
         self._sas_sum = 0.0
+        self._local_arcs = 0
+        self._local_sequences = 0
         self._micro_batches = 0
         self._lr = None
+
+    def get_train_dataloader(self):
+        global_batch = self.spec["batch_size"]
+        sampler = StepBatchSampler(
+            global_batch,
+            self.args.per_device_train_batch_size,
+            steps_per_pass=max(1, self.order.n_blocks // global_batch),
+            start_step=lambda: self.state.global_step,
+        )
+        # Its own generator: creating a loader iterator draws a seed, which must not come from the
+        # global RNG (the dropout RNG a resumed run restores before it starts iterating).
+        loader = torch.utils.data.DataLoader(
+            self.train_dataset, batch_sampler=sampler, collate_fn=self.data_collator, generator=torch.Generator()
+        )
+        return self.accelerator.prepare(loader)
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        batch_samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if lambda_at(self.lambda_schedule, self.state.global_step) != 0:
+            # R is normalised over the whole step, like the MLM loss: count its arcs everywhere
+            arcs = torch.tensor(sum(int((b["heads"] >= 0).sum()) for b in batch_samples), device=device)
+            if self.accelerator.num_processes > 1:
+                arcs = self.accelerator.reduce(arcs, reduction="sum")
+            self._step_arcs = int(arcs)
+        return batch_samples, num_items
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         step = self.state.global_step + 1  # the optimizer step this micro-batch belongs to
@@ -219,10 +351,14 @@ class SASTrainer(Trainer):
         outputs = model(**inputs, compute_sas=lam != 0)
         n_items = num_items_in_batch if num_items_in_batch is not None else outputs["n_masked"]
         # DDP averages gradients over processes; scale back so the step sees the global token mean.
-        loss = outputs["mlm_sum"] / n_items * self.accelerator.num_processes
+        world = self.accelerator.num_processes
+        loss = outputs["mlm_sum"] / n_items * world
         if lam != 0:
-            loss = loss + lam * outputs["sas"] / self.current_gradient_accumulation_steps
+            weight = sas_weight(self.spec["regularizer"], n_arcs=self._step_arcs, n_sequences=self.spec["batch_size"])
+            loss = loss + lam * weight * world * outputs["sas"]
             self._sas_sum += outputs["sas"].item()
+            self._local_arcs += int((inputs["heads"] >= 0).sum())
+            self._local_sequences += len(inputs["heads"])
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"loss is {loss.item()} at step {step} (lambda {lam}); the last good checkpoint is kept "
@@ -241,11 +377,13 @@ class SASTrainer(Trainer):
             step = self.state.global_step
             lam = lambda_at(self.lambda_schedule, step - 1)
             seconds = now - self._step_started
+            # R as the step's loss weighs it, from this process's share of the step
+            sas = self._sas_sum * sas_weight(self.spec["regularizer"], self._local_arcs, self._local_sequences)
             self.recorder.append(
                 {
                     "step": step,
                     "mlm_loss": self._mlm_sum / max(self._n_masked, 1),
-                    "sas": self._sas_sum / self._micro_batches if lam != 0 else "",
+                    "sas": sas if lam != 0 else "",
                     "lambda": lam,
                     "lr": self._lr,
                     "grad_norm": float(grad_norm) if grad_norm is not None else "",
@@ -268,9 +406,9 @@ class SASTrainer(Trainer):
         self.lr_scheduler.load_state_dict(torch.load(Path(checkpoint) / "scheduler.pt", weights_only=True))
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
-        # Linear warmup, then linear decay to zero at the horizon (which may lie past max_steps).
-        horizon = getattr(self, "decay_horizon", None) or num_training_steps
-        return super().create_scheduler(horizon, optimizer)
+        # Linear warmup, then linear decay to zero at the run's horizon (which may lie past
+        # max_steps), never at the end of this segment of training.
+        return super().create_scheduler(decay_horizon(self.spec), optimizer)
 
 
 class ScheduleCallback(TrainerCallback):
@@ -316,12 +454,6 @@ def is_complete(checkpoint: Path) -> bool:
     return (checkpoint / "eval.json").is_file()
 
 
-def last_checkpoint(state_dir: Path) -> Path | None:
-    """The latest complete checkpoint; one a kill interrupted mid-write is ignored (and redone)."""
-    done = [p for p in state_dir.glob("checkpoint-*") if is_complete(p)]
-    return max(done, key=checkpoint_step, default=None)
-
-
 def link_tree(src: Path, dst: Path) -> None:
     """Copy a checkpoint folder as hard links where the filesystem allows, copies elsewhere."""
     dst.mkdir(parents=True, exist_ok=True)
@@ -335,25 +467,94 @@ def link_tree(src: Path, dst: Path) -> None:
             shutil.copy2(item, dst / item.name)
 
 
-# Spec keys that do not change the weights: a rerun with other values may resume the old state.
-RUNTIME_KEYS = ("threads", "logging_steps")
+# Spec keys that do not change the weights, or only say how far to train and what to save: a
+# rerun with other values resumes the same state (max_steps: extend; checkpoint_steps: densify).
+NOT_IDENTITY_KEYS = ("threads", "logging_steps", "max_steps", "checkpoint_steps")
 
 
-def discard_stale_state(state_dir: Path, spec: dict, resume_from: str | None) -> None:
-    """Resume state belongs to one specification: when the run is redefined (another lambda,
-    schedule, model...), its old checkpoints must not be resumed from, so they are removed."""
-    identity = {k: v for k, v in spec.items() if k not in RUNTIME_KEYS}
-    identity["resume_from"] = resume_from
+def decay_horizon(spec: dict) -> int:
+    """Where the LR reaches 0: ``decay_horizon``, or max_steps when it is null (the schedule then
+    depends on max_steps, so extending such a run retrains it)."""
+    return spec.get("decay_horizon") or spec["max_steps"]
+
+
+def fingerprint(*folders: str | Path, skip: tuple[str, ...] = ("state.json",)) -> str:
+    """sha256 over the content of every file in the folders (relative names included).
+
+    ``state.json`` of a saved HF dataset is skipped: it holds bookkeeping, not data. Cost: one read
+    of the dataset per training job (about 1 GB/s).
+    """
+    digest = hashlib.sha256()
+    for folder in folders:
+        folder = Path(folder)
+        files = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file())
+        for path in files:
+            if path.name in skip:
+                continue
+            digest.update(str(path.relative_to(folder) if path != folder else path.name).encode() + b"\0")
+            with open(path, "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()
+
+
+def run_identity(spec: dict, data_fingerprint: str, start_fingerprint: str | None) -> dict:
+    """Everything that shapes a run's weights: what decides whether ``state/`` may be resumed."""
+    identity = {k: v for k, v in spec.items() if k not in NOT_IDENTITY_KEYS}
+    identity["decay_horizon"] = decay_horizon(spec)
+    identity["data"] = data_fingerprint
+    identity["start"] = start_fingerprint  # a release run's starting checkpoint (its weights)
+    return identity
+
+
+def discard_stale_state(state_dir: Path, identity: dict) -> None:
+    """Resume state belongs to one identity: when the run is redefined (another lambda, model,
+    corpus, tokenizer, starting checkpoint...), its old checkpoints must not be resumed from, so
+    they are removed, with the reason in the log."""
     text = json.dumps(identity, sort_keys=True, indent=1) + "\n"
-    spec_file = state_dir / "spec.json"
-    if spec_file.is_file() and spec_file.read_text() != text:
-        log.warning("%s: the run's specification changed; starting again from scratch", state_dir)
+    identity_file = state_dir / "identity.json"
+    if state_dir.exists() and (not identity_file.is_file() or identity_file.read_text() != text):
+        try:
+            old = json.loads(identity_file.read_text())
+        except (OSError, ValueError):
+            old = None
+        if old is None:
+            reason = "it has no readable identity.json"
+        else:
+            changed = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+            names = {"data": "the dataset or tokenizer content", "start": "the starting checkpoint"}
+            reason = "changed: " + ", ".join(names.get(k, k) for k in changed)
+        if any(state_dir.iterdir()):
+            log.warning("%s: not resuming the saved state (%s); training again from scratch", state_dir, reason)
         shutil.rmtree(state_dir)
         steps_csv = state_dir.parent / "metrics" / "steps.csv"
         steps_csv.unlink(missing_ok=True)
     state_dir.mkdir(parents=True, exist_ok=True)
-    if not spec_file.is_file():
-        write_text(text, spec_file)
+    if not identity_file.is_file():
+        write_text(text, identity_file)
+
+
+def saved_steps(state_dir: Path) -> list[int]:
+    """Steps of the complete, resumable states (scheduled or saved on SIGTERM)."""
+    return sorted(checkpoint_step(p) for p in state_dir.glob("checkpoint-*") if is_complete(p))
+
+
+def plan_segments(saved: list[int], wanted: list[int]) -> list[tuple[int | None, int]]:
+    """(resume step or None = from scratch, last step) of each stretch to train so that every
+    wanted checkpoint exists: each missing one is trained from the nearest earlier saved state,
+    and consecutive missing ones with no saved state between them share one stretch."""
+    have = set(saved)
+    segments: list[list] = []
+    for step in sorted(set(wanted) - have):
+        if step == 0:
+            continue  # the initialisation is saved without training
+        resume = max((s for s in have if s < step), default=None)
+        if segments and segments[-1][1] == resume:
+            segments[-1][1] = step
+        else:
+            segments.append([resume, step])
+        have.add(step)
+    return [(a, b) for a, b in segments]
 
 
 def held_out_loss(model, dataset, tokenizer, mlm_probability: float, batch_size: int) -> float:
@@ -367,7 +568,7 @@ def held_out_loss(model, dataset, tokenizer, mlm_probability: float, batch_size:
     device = next(model.parameters()).device
     with torch.inference_mode():
         for start in range(0, len(dataset), batch_size):
-            batch = collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+            batch = collator([{**dataset[i], "block": i} for i in range(start, min(start + batch_size, len(dataset)))])
             out = model(**{k: v.to(device) for k, v in batch.items()})
             total += out["mlm_sum"].item()
             count += int(out["n_masked"])
@@ -375,64 +576,26 @@ def held_out_loss(model, dataset, tokenizer, mlm_probability: float, batch_size:
     return total / max(count, 1)
 
 
-def train(
-    dataset_dir: str,
-    tokenizer_dir: str,
-    run_dir: str,
-    spec: dict,
-    resume_from: str | None = None,
-) -> None:
-    """Train one run x seed to ``spec['max_steps']``, resuming from ``run_dir/state`` when possible.
-
-    ``spec`` keys: model (BertConfig kwargs), seed, lambda (schedule), regularizer (type, direction,
-    reduction), checkpoint_steps, and the train section of the config (max_steps, batch_size, ...).
-    """
-    from datasets import load_from_disk
-
-    run_dir = Path(run_dir)
-    state_dir = run_dir / "state"
-    discard_stale_state(state_dir, spec, resume_from)
-    torch.set_num_threads(spec.get("threads", 1))
-
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    data = load_from_disk(dataset_dir)
-    columns = ["input_ids", "attention_mask", "heads"]
-    # ``block`` (the index) seeds each block's mask; the model never sees it.
-    train_data = data["train"].select_columns(columns).add_column("block", list(range(len(data["train"]))))
-    val_data = data["validation"].select_columns(columns).add_column("block", list(range(len(data["validation"]))))
-    seq_len = len(train_data[0]["input_ids"])
-    max_position = max(seq_len, spec.get("max_position_embeddings", 512))
-    tokenizer.model_max_length = max_position
-
+def training_arguments(spec: dict, state_dir: Path, per_device: int, last_step: int) -> TrainingArguments:
+    """HF TrainingArguments of one stretch of training (run_mlm's names, our schedule and data)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    accumulation = spec["grad_accumulation"]
-    per_device, remainder = divmod(spec["batch_size"], world * accumulation)
-    if remainder or per_device == 0:
-        raise InputError(
-            f"train.batch_size: {spec['batch_size']} sequences cannot be split over {world} process(es) "
-            f"x {accumulation} accumulation steps"
-        )
-
-    model = build_model(spec["model"], tokenizer.vocab_size, spec["seed"], max_position)
-    model.sas_options = spec["regularizer"]
-    steps = sorted(s for s in spec["checkpoint_steps"] if s <= spec["max_steps"])
-
-    args = TrainingArguments(
+    return TrainingArguments(
         output_dir=str(state_dir),
-        max_steps=spec["max_steps"],
+        max_steps=last_step,
         per_device_train_batch_size=per_device,
-        gradient_accumulation_steps=accumulation,
+        gradient_accumulation_steps=spec["grad_accumulation"],
         learning_rate=spec["lr"],
         weight_decay=spec["weight_decay"],
-        adam_beta1=0.9,
-        adam_beta2=0.999,
-        adam_epsilon=1e-6,
-        max_grad_norm=1.0,
-        remove_unused_columns=False,  # the collator needs ``block``
+        adam_beta1=spec["adam_beta1"],
+        adam_beta2=spec["adam_beta2"],
+        adam_epsilon=spec["adam_epsilon"],
+        max_grad_norm=spec["max_grad_norm"] or 0.0,  # 0: no clipping
+        remove_unused_columns=False,  # the collator needs ``block`` and ``epoch``
         lr_scheduler_type="linear",
         warmup_steps=spec["warmup_steps"],
         seed=spec["seed"],
         data_seed=spec["seed"],
+        ignore_data_skip=True,  # StepBatchSampler starts at the resumed step itself
         fp16=spec["precision"] == "fp16",
         bf16=spec["precision"] == "bf16",
         save_strategy="no",  # ScheduleCallback decides
@@ -446,9 +609,83 @@ def train(
         use_cpu=not torch.cuda.is_available(),
         ddp_find_unused_parameters=False,
     )
-    is_main = args.process_index == 0
+
+
+def per_device_batch(spec: dict) -> int:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    accumulation = spec["grad_accumulation"]
+    per_device, remainder = divmod(spec["batch_size"], world * accumulation)
+    if remainder or per_device == 0:
+        raise InputError(
+            f"train.batch_size: {spec['batch_size']} sequences cannot be split over {world} process(es) "
+            f"x {accumulation} accumulation steps"
+        )
+    return per_device
+
+
+def adopt_start(state_dir: Path, start: Path, is_main: bool) -> int:
+    """A release run starts from another run's checkpoint, with its optimizer, scheduler and RNG:
+    linked into this run's state as its first resumable state. Returns its step."""
+    if not (start / "trainer_state.json").is_file():
+        raise InputError(f"{start}: not a resumable checkpoint (no trainer_state.json)")
+    step = checkpoint_step(start)
+    target = state_dir / f"checkpoint-{step}"
+    if is_main and not is_complete(target):
+        with atomic_path(target, is_dir=True) as tmp:
+            link_tree(start, tmp)
+    return step
+
+
+def train(
+    dataset_dir: str,
+    tokenizer_dir: str,
+    run_dir: str,
+    spec: dict,
+    resume_from: str | None = None,
+) -> None:
+    """Train one run x seed so that every scheduled checkpoint up to ``spec['max_steps']`` exists,
+    resuming from ``run_dir/state`` where possible, then publish them.
+
+    ``spec`` keys: model (BertConfig kwargs), seed, lambda (schedule), regularizer (type, direction,
+    reduction, reference_sequences), checkpoint_steps, and the train section of the config
+    (max_steps, batch_size, ...).
+    """
+    from datasets import load_from_disk
+
+    run_dir = Path(run_dir)
+    state_dir = run_dir / "state"
+    torch.set_num_threads(spec.get("threads", 1))
+    per_device = per_device_batch(spec)
+    # the arguments set up the device and, under torchrun, the process group (for barrier())
+    is_main = training_arguments(spec, state_dir, per_device, spec["max_steps"]).process_index == 0
+    start = Path(resume_from) if resume_from else None
+    identity = run_identity(
+        spec,
+        data_fingerprint=fingerprint(dataset_dir, tokenizer_dir),
+        start_fingerprint=fingerprint(start / "model.safetensors") if start else None,
+    )
+    if is_main:
+        discard_stale_state(state_dir, identity)
+    barrier()
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    data = load_from_disk(dataset_dir)
+    columns = ["input_ids", "attention_mask", "heads"]
+    train_blocks = data["train"].select_columns(columns)
+    val_data = data["validation"].select_columns(columns)
+    seq_len = len(train_blocks[0]["input_ids"])
+    max_position = max(seq_len, spec.get("max_position_embeddings", 512))
+    tokenizer.model_max_length = max_position
+    order = BlockOrder(len(train_blocks), spec["seed"])
+
+    first_step = adopt_start(state_dir, start, is_main) if start else 0
+    barrier()
+    wanted = sorted({s for s in spec["checkpoint_steps"] if first_step <= s <= spec["max_steps"]} | {spec["max_steps"]})
+    saved = saved_steps(state_dir)
     recorder = StepRecorder(run_dir / "metrics" / "steps.csv") if is_main else None
     (run_dir / "metrics").mkdir(parents=True, exist_ok=True)
+    if recorder is not None:
+        recorder.keep_until(max(saved, default=0))
 
     def evaluate(model_to_eval, step: int) -> None:
         loss = held_out_loss(model_to_eval, val_data, tokenizer, spec["mlm_probability"], per_device)
@@ -457,61 +694,65 @@ def train(
         write_text(json.dumps({"step": step, "val_mlm_loss": loss}) + "\n", checkpoint / "eval.json")
         log.info("step %d: held-out MLM loss %.4f", step, loss)
 
-    schedule = ScheduleCallback(steps, evaluate)
-    collator = BlockCollator(tokenizer, spec["mlm_probability"], seed=spec["seed"])
-    trainer = SASTrainer(
-        model=model,
-        args=args,
-        train_dataset=train_data,
-        data_collator=collator,
-        processing_class=tokenizer,
-        callbacks=[schedule, EpochCallback(collator)],
-        lambda_schedule=spec["lambda"],
-        tokens_per_step=spec["batch_size"] * seq_len,
-        recorder=recorder,
-    )
-    trainer.decay_horizon = spec.get("decay_horizon")
-
-    resume = last_checkpoint(state_dir)
-    if resume is None and resume_from is not None:
-        # A release run starts from another run's checkpoint, with its optimizer, scheduler and RNG.
-        start = Path(resume_from)
-        if not (start / "trainer_state.json").is_file():
-            raise InputError(f"{start}: not a resumable checkpoint (no trainer_state.json)")
-        if is_main:
-            with atomic_path(state_dir / f"checkpoint-{checkpoint_step(start)}", is_dir=True) as tmp:
-                link_tree(start, tmp)
-        trainer.accelerator.wait_for_everyone()
-        resume = state_dir / f"checkpoint-{checkpoint_step(start)}"
-    if resume is None and 0 in steps:
-        # Step 0 (the random initialisation) is a checkpoint too: nothing to resume from it.
-        trainer.save_model(str(state_dir / "checkpoint-0"))
-        if is_main:
-            evaluate(model, 0)
-    if recorder is not None:
-        recorder.truncate_after(checkpoint_step(resume) if resume else 0)
-
-    previous_handler = signal.signal(signal.SIGTERM, lambda *_: setattr(schedule, "terminated", True))
-    try:
-        log.info("training %s from %s", run_dir, resume or "scratch")
-        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    finally:
-        signal.signal(signal.SIGTERM, previous_handler)
-    if schedule.terminated:
-        raise TrainingInterrupted(
-            f"SIGTERM at step {trainer.state.global_step}: checkpoint saved in {state_dir}; rerun to resume"
+    def new_trainer(last_step: int, schedule: "ScheduleCallback") -> SASTrainer:
+        model = build_model(spec["model"], tokenizer.vocab_size, spec["seed"], max_position)
+        model.sas_options = spec["regularizer"]
+        return SASTrainer(
+            model=model,
+            args=training_arguments(spec, state_dir, per_device, last_step),
+            train_dataset=StreamBlocks(train_blocks, order),
+            data_collator=BlockCollator(tokenizer, spec["mlm_probability"], seed=spec["seed"]),
+            processing_class=tokenizer,
+            callbacks=[schedule],
+            spec=spec,
+            order=order,
+            recorder=recorder,
         )
+
+    if 0 in wanted and not (state_dir / "checkpoint-0" / "eval.json").is_file():
+        # Step 0 (the random initialisation) is a checkpoint too: saved, not trained.
+        if is_main:
+            initial = build_model(spec["model"], tokenizer.vocab_size, spec["seed"], max_position)
+            initial.save_pretrained(state_dir / "checkpoint-0")
+            tokenizer.save_pretrained(state_dir / "checkpoint-0")
+            evaluate(initial, 0)
+        barrier()
+
+    segments = plan_segments(saved, wanted)
+    if not segments:
+        log.info("nothing to train: every checkpoint up to step %d is saved in %s", spec["max_steps"], state_dir)
+    for resume_step, last_step in segments:
+        resume = state_dir / f"checkpoint-{resume_step}" if resume_step is not None else None
+        where = f"resuming at step {resume_step} from {resume}" if resume else "training from scratch"
+        log.info("%s: %s, training to %d", run_dir, where, last_step)
+        schedule = ScheduleCallback(wanted, evaluate)
+        trainer = new_trainer(last_step, schedule)
+        previous_handler = signal.signal(signal.SIGTERM, lambda *_: setattr(schedule, "terminated", True))
+        try:
+            trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        finally:
+            signal.signal(signal.SIGTERM, previous_handler)
+        if schedule.terminated:
+            raise TrainingInterrupted(
+                f"SIGTERM at step {trainer.state.global_step}: checkpoint saved in {state_dir}; rerun to resume"
+            )
     if is_main:
-        publish(run_dir, steps, first_step=checkpoint_step(Path(resume_from)) if resume_from else 0)
+        publish(run_dir, wanted, spec["max_steps"], first_step)
 
 
-def publish(run_dir: Path, steps: list[int], first_step: int = 0) -> None:
+def barrier() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def publish(run_dir: Path, steps: list[int], max_steps: int, first_step: int = 0) -> None:
     """Publish the scheduled checkpoints (from ``first_step`` on) and the metric tables.
 
-    ``checkpoints/`` appears at once, complete, so Snakemake never sees a partial one.
+    ``checkpoints/`` appears at once, complete, so Snakemake never sees a partial one. The per-step
+    table holds steps first_step + 1 .. max_steps in order, whatever order they were trained in.
     """
     state_dir = run_dir / "state"
-    published = [s for s in steps if s >= first_step]
+    published = [s for s in steps if first_step <= s <= max_steps]
     with atomic_path(run_dir / "checkpoints", is_dir=True) as tmp:
         for step in published:
             source = state_dir / f"checkpoint-{step}"
@@ -521,6 +762,8 @@ def publish(run_dir: Path, steps: list[int], first_step: int = 0) -> None:
     metrics = run_dir / "metrics"
     steps_csv = metrics / "steps.csv"
     steps_table = pd.read_csv(steps_csv) if steps_csv.exists() else pd.DataFrame(columns=STEP_COLUMNS)
+    steps_table = steps_table[(steps_table.step > first_step) & (steps_table.step <= max_steps)]
+    steps_table = steps_table.drop_duplicates("step").sort_values("step", ignore_index=True)
     write_parquet(steps_table, metrics / "steps.parquet")
     evals = [json.loads((state_dir / f"checkpoint-{s}" / "eval.json").read_text()) for s in published]
     write_parquet(pd.DataFrame(evals, columns=["step", "val_mlm_loss"]), metrics / "eval.parquet")

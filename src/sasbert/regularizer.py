@@ -7,7 +7,8 @@ the sum over l and h (``uniform``):
 
 ``direction`` keeps both terms, only dependent->parent (M[b,t,p]) or only parent->dependent
 (M[b,p,t]). ``reduction='sum'`` is the authors' unnormalised sum over the batch it is given;
-``'mean'`` divides by the number of labelled arcs. The attention is gathered at the arcs layer
+``'mean'`` divides by the number of labelled arcs. In training the step's R is normalised over the
+whole optimizer step (``sas_weight``), whatever the number of processes and micro-batches. The attention is gathered at the arcs layer
 by layer, so the stacked L x B x H x S x S tensor is never built.
 
 The attentions are the ones HF BERT returns with ``output_attentions=True``: softmax followed by
@@ -151,6 +152,20 @@ def install_arc_taps(bert_model) -> list[ArcTap]:
             attention.dropout = ArcTap(attention.dropout)
         taps.append(attention.dropout)
     return taps
+
+
+def sas_weight(options: dict, n_arcs: int, n_sequences: int) -> float:
+    """The factor that turns R summed over one optimizer step's arcs into the step's R.
+
+    ``mean``: per labelled arc of the whole step (all micro-batches, all processes), so lambda
+    transfers across batch sizes. ``sum``: the authors' unnormalised sum, kept at their strength
+    by scaling it to ``reference_sequences`` sequences (they summed over a per-device batch of 64
+    and averaged gradients over devices), so it does not depend on the number of processes or on
+    gradient accumulation either.
+    """
+    if options["reduction"] == "mean":
+        return 1.0 / max(n_arcs, 1)
+    return options["reference_sequences"] / max(n_sequences, 1)
 
 
 def lambda_at(schedule, step: int) -> float:
