@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -257,3 +258,39 @@ def test_a_redefined_run_does_not_resume_the_old_state(tiny_corpus, tmp_path):
     train(tiny_corpus["dataset"], tiny_corpus["tokenizer"], str(fresh), other)
     assert_same_weights(weights(tmp_path, 4), weights(fresh, 4))
     assert pd.read_parquet(tmp_path / "metrics" / "steps.parquet")["step"].tolist() == [1, 2, 3, 4]
+
+
+def max_difference(a, b):
+    return max((a[name] - b[name]).abs().max().item() for name in a)
+
+
+@pytest.mark.parametrize("reduction, lam", [("mean", 5.0), ("sum", 0.05)])
+def test_lambda_means_the_same_on_two_processes_and_with_accumulation(tiny_corpus, tmp_path, reduction, lam):
+    """The regularized loss of a step does not depend on how the step's batch is split: 2 gloo
+    processes x 4 sequences, and 2 accumulation micro-batches of 4, both train like 1 x 8. The
+    same run at twice the lambda is the yardstick that the comparison can tell apart."""
+    def spec(**overrides):
+        s = tiny_spec(max_steps=6, checkpoint_steps=[0, 6], **{"lambda": lam, **overrides})
+        s["regularizer"] = {**s["regularizer"], "reduction": reduction}
+        s["model"] = {**s["model"], "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+        return s
+
+    runs = {}
+    for name, s in {"single": spec(), "double_lambda": spec(**{"lambda": 2 * lam}),
+                    "accumulated": spec(grad_accumulation=2)}.items():
+        train(tiny_corpus["dataset"], tiny_corpus["tokenizer"], str(tmp_path / name), s)
+        runs[name] = weights(tmp_path / name, 6)
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "sasbert"] + pretrain_cmd(
+        tiny_corpus, tmp_path / "ddp", spec())[3:]
+    result = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs["ddp"] = weights(tmp_path / "ddp", 6)
+
+    yardstick = max_difference(runs["single"], runs["double_lambda"])
+    assert max_difference(runs["single"], runs["ddp"]) < yardstick / 20
+    assert max_difference(runs["single"], runs["accumulated"]) < yardstick / 20
+    # the logged R is the step's R whatever the split
+    single = pd.read_parquet(tmp_path / "single" / "metrics" / "steps.parquet")
+    accumulated = pd.read_parquet(tmp_path / "accumulated" / "metrics" / "steps.parquet")
+    np.testing.assert_allclose(single["sas"], accumulated["sas"], rtol=1e-5)
