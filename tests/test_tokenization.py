@@ -12,7 +12,7 @@ from sasbert import tokenization
 from sasbert.cli import main
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "dog", "play", "##s", ".", "un", "##believ",
-         "##able", "run", "##ning"]
+         "##able", "run", "##ning", "super"]
 
 
 @pytest.fixture
@@ -70,6 +70,35 @@ def test_word_without_pieces_keeps_its_arc_on_unk(tokenizer):
     piece_ids, word_ids = tokenization.encode_sentences(tokenizer, [["the", "\u200b", "dog"]])
     assert word_ids[0] == [0, 1, 2]
     assert piece_ids[0][1] == tokenizer.unk_token_id
+
+
+def test_word_without_pieces_leaves_the_other_words_pieces_in_order(tokenizer):
+    # "Supers <zero-width space> running": super's id is above ##s's, so sorting (word, id) pairs
+    # would have put ##s first; the pieces must stay in text order
+    sentence, heads = ["Supers", "\u200b", "running"], [3, 3, 0]
+    assert tokenizer.convert_tokens_to_ids("super") > tokenizer.convert_tokens_to_ids("##s")
+    piece_ids, word_ids = tokenization.encode_sentences(tokenizer, [sentence])
+    assert piece_ids[0] == ids(tokenizer, ["super", "##s", "[UNK]", "run", "##ning"])
+    assert word_ids[0] == [0, 0, 1, 2, 2]
+    # Supers' arc sits on its first piece, the empty word's on its [UNK]
+    assert tokenization.piece_heads(word_ids[0], heads) == [3, -1, 3, -1, -1]
+
+
+def test_sentence_packing_keeps_sentences_whole_and_pads(tokenizer):
+    piece_ids, word_ids = tokenization.encode_sentences(tokenizer, [S1[0], S2[0], S1[0]])
+    heads = [tokenization.piece_heads(w, s[1]) for w, s in zip(word_ids, [S1, S2, S1])]
+    cls, sep, pad = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id
+    blocks = tokenization.pack_sentences(piece_ids, heads, None, seq_len=8, cls_id=cls, sep_id=sep, pad_id=pad)
+    # S1 (5 pieces) fits with [CLS] and [SEP]; S2 (5) would not fit after it, so it opens block 1
+    assert blocks["input_ids"].tolist() == [
+        [cls] + ids(tokenizer, ["the", "dog", "play", "##s", "."]) + [sep, pad],
+        [cls] + ids(tokenizer, ["un", "##believ", "##able", "run", "##ning"]) + [sep, pad],
+        [cls] + ids(tokenizer, ["the", "dog", "play", "##s", "."]) + [sep, pad],
+    ]
+    assert blocks["attention_mask"].tolist() == [[1] * 7 + [0]] * 3
+    assert blocks["heads"].tolist()[:2] == [[-1, 2, 3, -1, -1, 3, -1, -1], [-1, 4, -1, -1, -1, -1, -1, -1]]
+    too_long = tokenization.pack_sentences(piece_ids, heads, None, seq_len=6, cls_id=cls, sep_id=sep, pad_id=pad)
+    assert too_long["dropped"] == 3 and len(too_long["input_ids"]) == 0
 
 
 def test_validation_slice_is_evenly_spread():
