@@ -46,7 +46,7 @@ def test_defaults_are_filled(default):
         (lambda c: c["runs"][0].update({"lambda_": 1}), "runs[0].lambda_: unknown key"),
         (lambda c: c["runs"][1].update({"lambda": "big"}), "runs[1].lambda: 'big' is not valid"),
         (lambda c: c["runs"].append({"name": "baseline", "lambda": 0}), "runs[4].name: 'baseline' is used by more"),
-        (lambda c: c["runs"][3]["resume_from"].update(step=550), "runs[3].resume_from.step: 550 is not in the checkpoint schedule"),
+        (lambda c: c["runs"][3]["resume_from"].update(step=5000), "runs[3].resume_from.step: 5000 is not before train.max_steps"),
         (lambda c: c["runs"][3]["resume_from"].update(run="nope"), "runs[3].resume_from.run: no run named 'nope'"),
         (lambda c: c.update(seeds=[0, 0]), "seeds: [0, 0] has non-unique elements"),
         (lambda c: c["checkpoints"]["every"].append({"every": 0, "until": 5}), "checkpoints.every[1].every: 0 is less than"),

@@ -149,7 +149,6 @@ def _semantic_problems(config: dict) -> list[str]:
         )
 
     names = [run["name"] for run in config["runs"]]
-    schedule = checkpoint_steps(config)
     for i, run in enumerate(config["runs"]):
         if names.count(run["name"]) > 1:
             problems.append(f"runs[{i}].name: {run['name']!r} is used by more than one run")
@@ -163,12 +162,7 @@ def _semantic_problems(config: dict) -> list[str]:
             problems.append(f"{key}.run: no run named {parent['run']!r}")
         elif parent["run"] == run["name"]:
             problems.append(f"{key}.run: a run cannot resume from itself")
-        if parent["step"] not in schedule:
-            problems.append(
-                f"{key}.step: {parent['step']} is not in the checkpoint schedule "
-                f"(checkpoints: {_short_list(schedule)}); add it to checkpoints.steps"
-            )
-        elif parent["step"] >= train["max_steps"]:
+        if parent["step"] >= train["max_steps"]:
             problems.append(f"{key}.step: {parent['step']} is not before train.max_steps ({train['max_steps']})")
     return problems
 
@@ -185,11 +179,6 @@ def _lambda_stage_problems(key: str, stages: list[dict], max_steps: int) -> list
             problems.append(f"{key}[{j}].until_step: {until} must be after the previous stage's ({previous})")
         previous = until or previous
     return problems
-
-
-def _short_list(steps: list[int], n: int = 12) -> str:
-    text = ", ".join(map(str, steps[:n]))
-    return text + (f", ... ({len(steps)} in all)" if len(steps) > n else "")
 
 
 def model_config(config: dict) -> dict:

@@ -680,7 +680,10 @@ def train(
 
     first_step = adopt_start(state_dir, start, is_main) if start else 0
     barrier()
-    wanted = sorted({s for s in spec["checkpoint_steps"] if first_step <= s <= spec["max_steps"]} | {spec["max_steps"]})
+    # the run's own start (0, or a release run's k) and its end are always published
+    wanted = sorted(
+        {s for s in spec["checkpoint_steps"] if first_step <= s <= spec["max_steps"]} | {first_step, spec["max_steps"]}
+    )
     saved = saved_steps(state_dir)
     recorder = StepRecorder(run_dir / "metrics" / "steps.csv") if is_main else None
     (run_dir / "metrics").mkdir(parents=True, exist_ok=True)

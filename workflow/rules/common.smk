@@ -133,7 +133,7 @@ def run_spec(run, seed):
         "seed": int(seed),
         "lambda": RUNS[run]["lambda"],
         "regularizer": config["train"]["regularizer"],
-        "checkpoint_steps": CHECKPOINT_STEPS,
+        "checkpoint_steps": run_schedule(run),
     }
 
 
@@ -142,9 +142,17 @@ def run_start_step(run):
     return parent["step"] if parent else 0
 
 
+def run_schedule(run):
+    """The steps a run saves: the shared schedule, plus each step a release run starts from it
+    (a k off the schedule is trained from the parent's nearest earlier state, nothing more), plus
+    its own start when it is a release run."""
+    starts = {r["resume_from"]["step"] for r in RUNS.values() if (r.get("resume_from") or {}).get("run") == run}
+    return sorted(set(CHECKPOINT_STEPS) | starts | {run_start_step(run)})
+
+
 def run_checkpoint_steps(run):
     """The checkpoints a run publishes: a release run's start at its parent's step."""
-    return [s for s in CHECKPOINT_STEPS if s >= run_start_step(run)]
+    return [s for s in run_schedule(run) if s >= run_start_step(run)]
 
 
 def parent_checkpoints(wildcards):
