@@ -455,3 +455,28 @@ def test_cli_bad_input_exits_2(tmp_path, ckpt, capsys):
     assert rc == 2
     assert "step-0000100: not a model checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "p.parquet").exists() and not (tmp_path / "s.parquet").exists()
+
+
+def test_wilson_interval_matches_the_hand_computed_case():
+    from sasbert.blimp import wilson_interval
+
+    # 8 of 10: p = 0.8, z = 1.96; centre (p + z^2/2n) / (1 + z^2/n), half-width as in Wilson (1927)
+    low, high = wilson_interval([8], [10])
+    assert low[0] == pytest.approx(0.4902, abs=1e-4) and high[0] == pytest.approx(0.9433, abs=1e-4)
+
+
+def test_overall_interval_contains_the_accuracy_and_narrows_with_more_pairs():
+    from sasbert.blimp import summarize
+
+    def pairs(n):
+        rng = np.random.default_rng(1)
+        return pd.DataFrame({"UID": np.repeat([f"p{i}" for i in range(67)], n),
+                             "linguistics_term": "t", "correct": rng.random(67 * n) < 0.6, "step": 0})
+
+    widths = []
+    for n in (5, 20):
+        overall = summarize(pairs(n)).query("level == 'overall'").iloc[0]
+        assert overall.ci_low < overall.accuracy < overall.ci_high
+        widths.append(overall.ci_high - overall.ci_low)
+    # 67 x 20 pairs: within +/-0.03 (what the default scores); 4x the pairs, about half the width
+    assert widths[1] / 2 <= 0.03 and widths[1] == pytest.approx(widths[0] / 2, rel=0.25)

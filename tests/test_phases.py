@@ -298,3 +298,12 @@ def test_detect_without_probe_rows_says_so():
     assert len(ph) == 5
     assert ph.set_index("event").at["loss_drop", "detected"]
     assert ph.set_index("event").at["breakthrough", "reason"] == "no UAS rows for this run and seed"
+
+
+def test_a_blimp_rise_within_its_interval_is_not_a_jump():
+    steps = np.arange(0, 1100, 100)
+    accuracy = 0.5 + 0.06 / (1 + np.exp(-(steps - 500) / 60))  # a clean 0.06 rise
+    assert phases.blimp_events(steps, accuracy, phases.PhaseOptions())[0]["detected"]
+    wide = np.full(len(steps), 0.08)  # +/-0.04: the rise is inside it
+    event = phases.blimp_events(steps, accuracy, phases.PhaseOptions(), wide)[0]
+    assert not event["detected"] and "within the 95% interval" in event["reason"]

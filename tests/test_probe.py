@@ -501,3 +501,20 @@ def test_keep_done_skips_finished_checkpoints_and_redoes_stale_ones(series, tmp_
     with caplog.at_level(logging.INFO, logger="sasbert.probe"):
         assert main(args) == 0
     assert caplog.text.count("kept, its tables are newer") == 2
+
+
+def test_best_head_interval_bootstraps_sentences_and_reselects_the_head():
+    import numpy as np
+
+    from sasbert.probe import AttentionScorer
+
+    scorer = AttentionScorer(n_layers=1, n_heads=2, relations=["nsubj"])
+    # every sentence has 2 scored words; head 0 gets 1 right in each (UAS exactly 0.5, no spread),
+    # head 1 none: the interval collapses on 0.5
+    scorer.sentence_correct = [np.array([[[1.0, 0.0], [0.0, 0.0]]] * 40)]
+    scorer.sentence_count = [np.full(40, 2.0)]
+    assert scorer.best_head_interval() == (0.5, 0.5)
+    # half the sentences all right, half all wrong: UAS 0.5 with a real spread around it
+    scorer.sentence_correct = [np.array([[[2.0, 0.0], [0.0, 0.0]]] * 20 + [[[0.0, 0.0], [0.0, 0.0]]] * 20)]
+    low, high = scorer.best_head_interval()
+    assert 0.3 < low < 0.5 < high < 0.7

@@ -73,8 +73,11 @@ PAIR_COLUMNS = [
     "pll_good", "pll_bad", "correct",
 ]
 SUMMARY_COLUMNS = [
-    "step", "variant", "level", "name", "phenomenon", "accuracy", "n_pairs", "n_paradigms",
+    "step", "variant", "level", "name", "phenomenon", "accuracy", "ci_low", "ci_high", "n_pairs", "n_paradigms",
 ]
+CONFIDENCE = 0.95
+BOOTSTRAP_SAMPLES = 2000
+BOOTSTRAP_SEED = 0  # the intervals are reproducible
 LEVEL_ORDER = {"overall": 0, "phenomenon": 1, "paradigm": 2}
 
 
@@ -350,29 +353,60 @@ def score_pairs(scorer: PLLScorer, pairs: pd.DataFrame, variant: str, step: int)
 # -------------------------------------------------------------------------------- aggregation
 
 
+def wilson_interval(correct, n, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of a binomial proportion (correct of n), elementwise."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    correct, n = np.asarray(correct, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+def bootstrap_mean_interval(
+    correct: np.ndarray, n: np.ndarray, confidence: float = CONFIDENCE, samples: int = BOOTSTRAP_SAMPLES
+) -> tuple[float, float]:
+    """Percentile interval of the mean accuracy over paradigms, resampling each paradigm's pairs
+    with replacement (a resampled paradigm's count of correct pairs is a binomial draw)."""
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    n = np.asarray(n, dtype=np.int64)
+    draws = rng.binomial(n, np.asarray(correct) / n, size=(samples, len(n))) / n
+    low, high = np.quantile(draws.mean(axis=1), [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(low), float(high)
+
+
 def summarize(pairs: pd.DataFrame, variant: str = "original") -> pd.DataFrame:
     """Accuracy per paradigm, per phenomenon (mean of its paradigms) and overall (mean of
-    paradigms), for every step in ``pairs`` (a missing step column counts as step 0)."""
+    paradigms), for every step in ``pairs`` (a missing step column counts as step 0), each with a
+    95% interval: Wilson for a paradigm (one binomial), a bootstrap over pairs for the means."""
     if "step" not in pairs.columns:
         pairs = pairs.assign(step=0)
     frames = []
     for step, g in pairs.groupby("step", sort=True):
         par = (g.groupby("UID", sort=True)
-               .agg(accuracy=("correct", "mean"), n_pairs=("correct", "size"),
+               .agg(accuracy=("correct", "mean"), n_correct=("correct", "sum"), n_pairs=("correct", "size"),
                     phenomenon=("linguistics_term", "first"))
                .reset_index().rename(columns={"UID": "name"}))
         par["level"] = "paradigm"
         par["n_paradigms"] = 1
+        par["ci_low"], par["ci_high"] = wilson_interval(par["n_correct"], par["n_pairs"])
         phe = (par.groupby("phenomenon", sort=True)
                .agg(accuracy=("accuracy", "mean"), n_pairs=("n_pairs", "sum"),
                     n_paradigms=("name", "size"))
                .reset_index())
+        intervals = {name: bootstrap_mean_interval(group["n_correct"], group["n_pairs"])
+                     for name, group in par.groupby("phenomenon", sort=True)}
+        phe["ci_low"] = [intervals[name][0] for name in phe["phenomenon"]]
+        phe["ci_high"] = [intervals[name][1] for name in phe["phenomenon"]]
         phe["name"] = phe["phenomenon"]
         phe["level"] = "phenomenon"
+        low, high = bootstrap_mean_interval(par["n_correct"], par["n_pairs"])
         ove = pd.DataFrame([{
             "name": "overall", "phenomenon": "", "level": "overall",
-            "accuracy": par["accuracy"].mean(), "n_pairs": int(par["n_pairs"].sum()),
-            "n_paradigms": len(par),
+            "accuracy": par["accuracy"].mean(), "ci_low": low, "ci_high": high,
+            "n_pairs": int(par["n_pairs"].sum()), "n_paradigms": len(par),
         }])
         t = pd.concat([ove, phe, par], ignore_index=True)
         t["step"] = step

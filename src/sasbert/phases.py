@@ -202,9 +202,11 @@ def runs_table(runs: Sequence[dict]) -> pd.DataFrame:
 def _uas_rows(summary: pd.DataFrame) -> pd.DataFrame:
     """One row per (step, treebank) from a probe summary table."""
     att = summary[summary["method"] == "attention"]
-    best = att[att["relation"] == "all"][["step", "treebank", "accuracy", "layer", "head", "direction",
-                                          "soft_score", "max_soft_score", "n_sentences"]]
-    best = best.rename(columns={"accuracy": "uas"})
+    if "ci_low" not in att.columns:  # tables written before intervals were added
+        att = att.assign(ci_low=np.nan, ci_high=np.nan)
+    best = att[att["relation"] == "all"][["step", "treebank", "accuracy", "ci_low", "ci_high", "layer", "head",
+                                          "direction", "soft_score", "max_soft_score", "n_sentences"]]
+    best = best.rename(columns={"accuracy": "uas", "ci_low": "uas_low", "ci_high": "uas_high"})
     mean = att[att["relation"] == "mean"][["step", "treebank", "accuracy"]].rename(
         columns={"accuracy": "uas_mean"})
     off = summary[(summary["method"] == "offset") & (summary["relation"] == "all")]
@@ -536,9 +538,15 @@ def loss_events(steps, loss, options: PhaseOptions) -> list[dict]:
     return [_event_row(curve, "loss_drop", index, why)]
 
 
-def blimp_events(steps, accuracy, options: PhaseOptions) -> list[dict]:
-    """The BLiMP jump (maximal velocity) of one overall BLiMP accuracy curve."""
+def blimp_events(steps, accuracy, options: PhaseOptions, interval_width=None) -> list[dict]:
+    """The BLiMP jump (maximal velocity) of one overall BLiMP accuracy curve. A rise no larger
+    than the accuracy's own 95% interval (its median width over the checkpoints) is noise, not a
+    jump."""
     curve = analyse_curve(steps, accuracy, options, +1, options.min_step)
+    width = float(np.nanmedian(interval_width)) if interval_width is not None and np.isfinite(interval_width).any() else 0.0
+    if curve.detected and curve.rise <= width:
+        curve.detected = False
+        curve.reason = f"no transition: largest rise {curve.rise:.4g} is within the 95% interval (width {width:.4g})"
     if not curve.detected:
         return [_event_row(curve, "blimp_jump", None)]
     index, why = _steepest(curve, +1, "rise")
@@ -567,10 +575,14 @@ def select_treebank(uas: pd.DataFrame, treebank: str | None = None) -> pd.DataFr
 
 
 def blimp_overall(blimp: pd.DataFrame, variant: str | None = None) -> pd.DataFrame:
-    """``run, seed, step, accuracy`` of the overall BLiMP rows of one variant (default: the first)."""
+    """``run, seed, step, accuracy, ci_low, ci_high`` of the overall BLiMP rows of one variant
+    (default: the first)."""
     rows = blimp[blimp["level"] == "overall"]
+    if "ci_low" not in rows.columns:  # tables written before intervals were added
+        rows = rows.assign(ci_low=np.nan, ci_high=np.nan)
+    columns = ["run", "seed", "step", "accuracy", "ci_low", "ci_high"]
     if rows.empty:
-        return rows[["run", "seed", "step", "accuracy"]]
+        return rows[columns]
     variants = sorted(rows["variant"].dropna().unique())
     if variant is None:
         if len(variants) > 1:
@@ -578,7 +590,7 @@ def blimp_overall(blimp: pd.DataFrame, variant: str | None = None) -> pd.DataFra
         variant = variants[0]
     elif variant not in variants:
         raise InputError(f"BLiMP variant {variant!r} not in the table (has: {', '.join(variants)})")
-    return rows[rows["variant"] == variant][["run", "seed", "step", "accuracy"]]
+    return rows[rows["variant"] == variant][columns]
 
 
 def detect(runs: pd.DataFrame, loss: pd.DataFrame, uas: pd.DataFrame, blimp: pd.DataFrame,
@@ -613,8 +625,10 @@ def detect(runs: pd.DataFrame, loss: pd.DataFrame, uas: pd.DataFrame, blimp: pd.
             _no_data(e, "UAS") for e in ("structure_onset", "breakthrough", "capabilities_onset")]
         lo = curve("loss", "val_mlm_loss")
         events += loss_events(lo["step"], lo["val_mlm_loss"], options) if len(lo) else [_no_data("loss_drop", "loss")]
-        b = curve("blimp", "accuracy")
-        events += blimp_events(b["step"], b["accuracy"], options) if len(b) else [_no_data("blimp_jump", "BLiMP")]
+        b = curves["blimp"]
+        b = b[(b["run"] == run) & (b["seed"] == seed)].sort_values("step")
+        events += (blimp_events(b["step"], b["accuracy"], options, (b["ci_high"] - b["ci_low"]).to_numpy(float))
+                   if len(b) else [_no_data("blimp_jump", "BLiMP")])
         for ev in events:
             rows.append({"run": run, "seed": int(seed), "kind": kind[run], **ev})
     out = pd.DataFrame(rows, columns=PHASE_COLUMNS)

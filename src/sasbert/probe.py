@@ -100,9 +100,12 @@ SCORE_COLUMNS = [
 ]
 SUMMARY_COLUMNS = [
     "step", "checkpoint", "treebank", "method", "relation", "layer", "head", "direction", "offset",
-    "correct", "count", "accuracy", "soft_score", "max_soft_score", "n_relations",
+    "correct", "count", "accuracy", "ci_low", "ci_high", "soft_score", "max_soft_score", "n_relations",
     "n_sentences", "n_skipped_too_long", "n_skipped_unaligned", "max_pieces", "min_relation_count",
 ]
+CONFIDENCE = 0.95
+BOOTSTRAP_SAMPLES = 2000
+BOOTSTRAP_SEED = 0  # the intervals are reproducible
 _INT_COLUMNS = ("step", "layer", "head", "offset", "correct", "n_relations")
 
 
@@ -382,6 +385,9 @@ class AttentionScorer:
         self.correct = torch.zeros(shape, dtype=torch.float64, device=device)
         self.soft = torch.zeros(shape, dtype=torch.float64, device=device)
         self.count = torch.zeros(len(self.relations), dtype=torch.float64, device=device)
+        # per sentence: correct scored words of each (direction, head), and scored words (bootstrap)
+        self.sentence_correct: list[np.ndarray] = []
+        self.sentence_count: list[np.ndarray] = []
 
     def add(self, attentions, piece_word, gold, relation, span: tuple[int, int] | None = None) -> None:
         """attentions: L tensors [B, H, S, S]; piece_word [B, S] (-1: not a word);
@@ -434,6 +440,21 @@ class AttentionScorer:
         self.correct += tally[0]
         self.soft += tally[1]
         self.count += onehot.sum((0, 1))
+        self.sentence_correct.append((stats[:, 0] * scored[:, None, None, :]).sum(-1).cpu().numpy())  # [B, 2, K]
+        self.sentence_count.append(scored.sum(1).cpu().numpy())
+
+    def best_head_interval(self, confidence: float = CONFIDENCE, samples: int = BOOTSTRAP_SAMPLES):
+        """Percentile bootstrap interval of the "all" best-head UAS, resampling sentences with
+        replacement; the best (layer, head, direction) is chosen anew in every resample, so the
+        interval includes the selection."""
+        correct = np.concatenate(self.sentence_correct).reshape(-1, 2 * self.n_layers * self.n_heads)
+        count = np.concatenate(self.sentence_count).astype(np.float64)
+        rng = np.random.default_rng(BOOTSTRAP_SEED)
+        weights = rng.multinomial(len(count), np.full(len(count), 1 / len(count)), size=samples)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            best = (weights @ correct).max(axis=1) / (weights @ count)
+        low, high = np.nanquantile(best, [(1 - confidence) / 2, (1 + confidence) / 2])
+        return float(low), float(high)
 
     def columns(self, labelled: bool = True) -> dict[str, np.ndarray]:
         """Scores as columns, in canonical order (layer, head, direction, relation; "all" last)."""
@@ -560,7 +581,9 @@ def summarize(scores: pd.DataFrame, min_relation_count: int = 100, labelled: boo
         cols[col] = scores[col].to_numpy(dtype=object)
     for col in ("layer", "head", "offset", "correct", "count", "accuracy", "soft_score"):
         cols[col] = scores[col].to_numpy(dtype=np.float64, na_value=np.nan)
-    return _frame(_summary_columns(cols, min_relation_count, labelled))
+    summary = _summary_columns(cols, min_relation_count, labelled)
+    summary["ci_low"] = summary["ci_high"] = [np.nan] * len(summary["method"])  # needs per-sentence tallies
+    return _frame(summary)
 
 
 _COUNT_COLUMNS = ("count", "n_sentences", "n_skipped_too_long", "n_skipped_unaligned", "max_pieces",
@@ -576,7 +599,7 @@ def _frame(columns: dict, order: Sequence[str] | None = None) -> pd.DataFrame:
             data[col] = pd.array(np.asarray(values, dtype=np.float64), dtype="Int64")
         elif col in _COUNT_COLUMNS:
             data[col] = np.asarray(values, dtype=np.int64)
-        elif col in ("accuracy", "soft_score", "max_soft_score"):
+        elif col in ("accuracy", "ci_low", "ci_high", "soft_score", "max_soft_score"):
             data[col] = np.asarray(values, dtype=np.float64)
         else:
             data[col] = np.asarray(values, dtype=object)
@@ -710,6 +733,10 @@ def score_model(
     att_cols, off_cols = scorer.columns(labelled), offset_columns(golds, rels, names, labelled)
     cols = {c: np.concatenate([att_cols[c], off_cols[c]]) for c in att_cols}
     summary = _summary_columns(cols, min_relation_count, labelled)
+    low, high = scorer.best_head_interval()
+    best_all = [m == "attention" and r == ALL for m, r in zip(summary["method"], summary["relation"])]
+    summary["ci_low"] = [low if b else np.nan for b in best_all]
+    summary["ci_high"] = [high if b else np.nan for b in best_all]
     meta = {"step": np.nan if step is None else step, "checkpoint": checkpoint, "treebank": treebank,
             "n_sentences": len(keep), "n_skipped_too_long": too_long,
             "n_skipped_unaligned": unaligned, "max_pieces": limit,
