@@ -155,7 +155,12 @@ def test_fig1_training(full, tmp_path):
     # ~240-270; on this coarse grid, 25-50 steps between checkpoints, within two checkpoints)
     (marker,) = [l for l in fig.axes[1].lines if l.get_gid() == "onset:structure_onset:baseline"]
     assert 150 <= marker.get_xdata()[0] <= 300
-    assert fig.axes[0].get_xscale() == "symlog"
+    # the default axis is linear, with the run's first and last steps as labelled ticks
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "linear"
+    first, last = tables["loss"]["step"].min(), tables["loss"]["step"].max()
+    ticks = list(ax.get_xticks())
+    assert ticks[0] == first and ticks[-1] == last and ax.get_xlim()[1] >= last
     paths = figures.save_figure(fig, tmp_path / "fig1", dpi=80)
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
     assert paths[0].read_bytes()[:4] == b"\x89PNG" and paths[1].read_bytes()[:4] == b"%PDF"
@@ -268,3 +273,13 @@ def test_figures_cli_from_tables_alone(full, tmp_path, monkeypatch):
     rc = cli.main(["figures", "--tables", str(tdir), "--phases", str(tdir / "phases.parquet"),
                    "--out-dir", str(out), "--figure", "fig4a_heads"])
     assert rc == 2  # heads.parquet missing: a clear error, not a traceback
+
+
+def test_one_seed_draws_its_95_percent_intervals_as_bands(full):
+    tables, ph = full
+    one = {k: (v[v["seed"] == 0] if "seed" in v.columns else v) for k, v in tables.items()}
+    one["uas"] = one["uas"].assign(uas_low=one["uas"]["uas"] - 0.02, uas_high=one["uas"]["uas"] + 0.02)
+    one["blimp"] = one["blimp"].assign(ci_low=one["blimp"]["accuracy"] - 0.03, ci_high=one["blimp"]["accuracy"] + 0.03)
+    g = gids(draw("fig1_training", one, ph[ph["seed"] == 0]))
+    assert "interval:baseline:uas" in g and "interval:baseline:blimp" in g
+    assert "band:baseline:uas" not in g  # no spread across seeds to draw

@@ -29,7 +29,7 @@ matplotlib ``Figure``):
 Conventions shared by all figures: one colour per run for every figure (``run_colors``, from the
 run's kind and config order, never its name); onsets marked ▲ structure onset and ● capabilities
 onset (at the median step over the seeds where it was detected, a horizontal bar spanning the
-seeds' range), ▽ loss drop and ◇ BLiMP jump (hollow); the step axis is symlog by default (linear
+seeds' range), ▽ loss drop and ◇ BLiMP jump (hollow); the step axis is linear by default (symlog
 below the first positive checkpoint, so step 0 stays visible) or log (step 0 dropped, said on
 the axis) or linear. A figure whose runs are absent (no SAS+ run, no release run, no probe
 table, ...) draws what exists and says what is missing in a note at the bottom.
@@ -87,7 +87,7 @@ SEED_MARKERS = ["s", "D", "P", "X", "p", "h", "*", "<", ">", "H"]
 class FigureOptions:
     width: float = 6.75  # inches: a two-column paper's text width
     dpi: int = 200
-    xscale: str = "symlog"  # symlog | log | linear
+    xscale: str = "linear"  # linear | symlog | log
     band: str = "range"  # range | sd | none
     train_loss_window: int = 25  # rolling mean over optimizer steps; 0 hides the training loss
     heads_checkpoints: int = 6
@@ -186,6 +186,17 @@ def _set_step_axis(ax, steps, xscale: str) -> None:
         ax.set_xscale("log")
         ax.set_xlabel("step (log; step 0 not shown)" if (steps <= 0).any() else "step (log)")
     else:
+        # linear: the training window at even spacing, with the run's first and last steps labelled
+        # (a tick that would crowd the last one is dropped)
+        from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
+
+        if len(steps):
+            first, last = float(steps.min()), float(steps.max())
+            ax.set_xlim(first, last + 0.02 * (last - first or 1))
+            auto = [t for t in MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]).tick_values(first, last)
+                    if first <= t <= last and abs(last - t) > 0.06 * (last - first or 1) and t != first]
+            ax.xaxis.set_major_locator(FixedLocator([first, *auto, last]))
+            ax.xaxis.set_major_formatter(FuncFormatter(_step_label))
         ax.set_xlabel("step")
 
 
@@ -225,6 +236,12 @@ def _plot_curve(ax, df: pd.DataFrame, value: str, run: str, metric: str, color: 
     if options.band != "none" and df["seed"].nunique() > 1:
         poly = ax.fill_between(agg["step"], agg["lo"], agg["hi"], color=color, alpha=0.18, lw=0)
         poly.set_gid(f"band:{run}:{metric}")
+    elif options.band != "none" and {f"{value}_low", f"{value}_high"} <= set(df.columns):
+        # one seed: the value's own 95% interval (bootstrap / Wilson) as the band
+        ci = df.dropna(subset=[f"{value}_low", f"{value}_high"]).sort_values("step")
+        if not ci.empty:
+            poly = ax.fill_between(ci["step"], ci[f"{value}_low"], ci[f"{value}_high"], color=color, alpha=0.18, lw=0)
+            poly.set_gid(f"interval:{run}:{metric}")
     return agg
 
 
@@ -326,8 +343,11 @@ def _prepare(tables: dict[str, pd.DataFrame], options: FigureOptions):
     runs = tables["runs"]
     loss = tables["loss"][["run", "seed", "step", "val_mlm_loss"]]
     uas_full = select_treebank(tables["uas"], options.treebank)
-    uas = uas_full[["run", "seed", "step", "uas"]]
-    blimp = blimp_overall(tables["blimp"], options.blimp_variant).rename(columns={"accuracy": "blimp"})
+    if "uas_low" not in uas_full.columns:  # tables written before intervals were added
+        uas_full = uas_full.assign(uas_low=np.nan, uas_high=np.nan)
+    uas = uas_full[["run", "seed", "step", "uas", "uas_low", "uas_high"]]
+    blimp = blimp_overall(tables["blimp"], options.blimp_variant).rename(
+        columns={"accuracy": "blimp", "ci_low": "blimp_low", "ci_high": "blimp_high"})
     return runs, {"val_mlm_loss": loss, "uas": uas, "blimp": blimp}, uas_full
 
 
