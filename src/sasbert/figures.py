@@ -29,9 +29,9 @@ matplotlib ``Figure``):
 Conventions shared by all figures: one colour per run for every figure (``run_colors``, from the
 run's kind and config order, never its name); onsets marked ▲ structure onset and ● capabilities
 onset (at the median step over the seeds where it was detected, a horizontal bar spanning the
-seeds' range), ▽ loss drop and ◇ BLiMP jump (hollow); the step axis is linear by default (symlog
-below the first positive checkpoint, so step 0 stays visible) or log (step 0 dropped, said on
-the axis) or linear. A figure whose runs are absent (no SAS+ run, no release run, no probe
+seeds' range), ▽ loss drop and ◇ BLiMP jump (hollow); the step axis is linear by default (even spacing,
+the run's first and last steps labelled), symlog (linear below the first positive checkpoint, so
+step 0 stays visible) or log (step 0 dropped, said on the axis). A figure whose runs are absent (no SAS+ run, no release run, no probe
 table, ...) draws what exists and says what is missing in a note at the bottom.
 Artists carry gids for tests and post-processing: ``curve:<run>:<metric>``, ``band:<run>:<metric>``,
 ``onset:<event>:<run>``, ``note``, ``phase_window``, ``final:<run>:<metric>``, ``ref:<run>:<metric>``,
