@@ -84,3 +84,19 @@ def tiny_spec(**overrides):
     }
     spec.update(overrides)
     return spec
+
+
+def weights(run_dir, step):
+    """The published weights of a run's checkpoint at ``step``."""
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(run_dir) / "checkpoints" / f"step-{step}" / "model.safetensors"))
+
+
+def assert_same_weights(a, b):
+    """Bit for bit."""
+    import torch
+
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name

@@ -14,10 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM, AutoTokenizer, BertForMaskedLM
 
-from conftest import tiny_spec
+from conftest import assert_same_weights, tiny_spec, weights
 from sasbert.pretrain import BlockCollator, build_model, train
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -26,16 +25,6 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 def pretrain_cmd(corpus, run_dir, spec, *extra):
     return [sys.executable, "-m", "sasbert", "pretrain", "--dataset", corpus["dataset"], "--tokenizer",
             corpus["tokenizer"], "--run-dir", str(run_dir), "--spec", json.dumps(spec), *extra]
-
-
-def weights(run_dir, step):
-    return load_file(str(Path(run_dir) / "checkpoints" / f"step-{step}" / "model.safetensors"))
-
-
-def assert_same_weights(a, b):
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
 
 
 @pytest.fixture(scope="module")

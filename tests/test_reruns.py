@@ -7,11 +7,9 @@ import re
 
 import pandas as pd
 import pytest
-import torch
 import yaml
-from safetensors.torch import load_file
 
-from conftest import REPO, job_counts, link_workflow, snakemake_ok
+from conftest import REPO, assert_same_weights, job_counts, link_workflow, snakemake_ok, weights
 
 pytestmark = pytest.mark.slow
 
@@ -53,14 +51,6 @@ def per_step_tables(workdir, run="sas_minus"):
 def trained(workdir, run="sas_minus"):
     log = (workdir / "results" / "logs" / "pretrain" / run / "seed0.log").read_text()
     return re.findall(r"(resuming at step \d+|training from scratch)[^,]*, training to (\d+)", log), log
-
-
-def weights(workdir, step, run="sas_minus"):
-    return load_file(str(workdir / "results" / "pretrain" / run / "seed0" / "checkpoints" / f"step-{step}" / "model.safetensors"))
-
-
-def assert_same_weights(a, b):
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_densify_extend_shorten_and_release_at_any_k_train_only_what_is_new(tmp_path):
@@ -106,7 +96,7 @@ def test_densify_extend_shorten_and_release_at_any_k_train_only_what_is_new(tmp_
     run_config(work, config(80, [0, 20, 30, 40, 50, 60, 80]))  # back to 80: nothing new to train
     assert trained(work)[0] == []
     for step in (30, 50, 80):
-        assert_same_weights(weights(work, step), weights(reference, step))
+        assert_same_weights(weights(work / RUN, step), weights(reference / RUN, step))
     ours = pd.read_parquet(work / RUN / "metrics" / "steps.parquet")[DETERMINISTIC]
     theirs = pd.read_parquet(reference / RUN / "metrics" / "steps.parquet")[DETERMINISTIC]
     pd.testing.assert_frame_equal(ours, theirs)

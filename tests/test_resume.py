@@ -10,9 +10,8 @@ import pandas as pd
 import pytest
 import torch
 from datasets import load_from_disk
-from safetensors.torch import load_file
 
-from conftest import EWT, RESOURCES, tiny_spec
+from conftest import EWT, RESOURCES, assert_same_weights, tiny_spec, weights
 from sasbert import corpus, parse, tokenization
 from sasbert.pretrain import SASTrainer, plan_segments, train
 
@@ -55,16 +54,6 @@ def recorded(monkeypatch):
 
     monkeypatch.setattr(SASTrainer, "compute_loss", compute_loss)
     return steps
-
-
-def weights(run_dir, step):
-    return load_file(str(Path(run_dir) / "checkpoints" / f"step-{step}" / "model.safetensors"))
-
-
-def assert_same_weights(a, b):
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
 
 
 def assert_same_inputs(a: list, b: list):
