@@ -100,3 +100,41 @@ def test_densify_extend_shorten_and_release_at_any_k_train_only_what_is_new(tmp_
     ours = pd.read_parquet(work / RUN / "metrics" / "steps.parquet")[DETERMINISTIC]
     theirs = pd.read_parquet(reference / RUN / "metrics" / "steps.parquet")[DETERMINISTIC]
     pd.testing.assert_frame_equal(ours, theirs)
+
+
+def test_a_run_split_into_three_jobs_equals_one_job(tmp_path):
+    """train.job_steps: 10 makes a 30-step run three chained jobs, each resuming from the previous
+    one's state; probe and BLiMP score each finished part; the result is one job's, bit for bit.
+    A release run starts from the part that holds its k."""
+    split = config(30, [0, 5, 10, 20, 30], release_at=15)
+    split["train"]["job_steps"] = 10
+    work = link_workflow(tmp_path / "split")
+    plan = job_counts(run_config(work, split, dry=True))
+    # sas_minus: parts to 10 and 20, then the last job; release (from 15): a part to 25, then the last
+    assert plan["pretrain_part"] == 3 and plan["pretrain"] == 2
+    assert plan["probe_part"] == plan["blimp_part"] == 3
+    run_config(work, split)
+    assert trained(work)[0] == [("resuming at step 20", "30")]
+    part_logs = sorted((work / "results" / "logs" / "pretrain" / "sas_minus").glob("seed0.until-*.log"))
+    assert [p.name for p in part_logs] == ["seed0.until-10.log", "seed0.until-20.log"]
+    assert "training from scratch, training to 10" in part_logs[0].read_text()
+    assert "resuming at step 10" in part_logs[1].read_text()
+    release_part = work / "results" / "logs" / "pretrain" / "release" / "seed0.until-25.log"
+    assert "resuming at step 15" in release_part.read_text()
+    assert (work / "results" / "pretrain" / "sas_minus" / "seed0" / "parts" / "until-20" / "step-15").is_dir()
+
+    whole = config(30, [0, 5, 10, 20, 30], release_at=15)
+    reference = link_workflow(tmp_path / "whole")
+    run_config(reference, whole)
+    for run in ("sas_minus", "release"):
+        folder = f"results/pretrain/{run}/seed0"
+        steps = sorted(p.name for p in (work / folder / "checkpoints").glob("step-*"))
+        assert steps == sorted(p.name for p in (reference / folder / "checkpoints").glob("step-*"))
+        for name in steps:
+            assert_same_weights(weights(work / folder, int(name[5:])), weights(reference / folder, int(name[5:])))
+        ours = pd.read_parquet(work / folder / "metrics" / "steps.parquet")[DETERMINISTIC]
+        pd.testing.assert_frame_equal(ours, pd.read_parquet(reference / folder / "metrics" / "steps.parquet")[DETERMINISTIC])
+        for stage in ("probe", "blimp"):
+            a = pd.read_parquet(work / f"results/{stage}/{run}/seed0/summary.parquet")
+            b = pd.read_parquet(reference / f"results/{stage}/{run}/seed0/summary.parquet")
+            pd.testing.assert_frame_equal(a, b)

@@ -642,9 +642,15 @@ def train(
     run_dir: str,
     spec: dict,
     resume_from: str | None = None,
+    part_dir: str | None = None,
+    publish_after: int | None = None,
 ) -> None:
     """Train one run x seed so that every scheduled checkpoint up to ``spec['max_steps']`` exists,
     resuming from ``run_dir/state`` where possible, then publish them.
+
+    One job of a run split into parts (``train.job_steps``) trains to its part's end
+    (``spec['max_steps']``) and publishes the part's checkpoints after ``publish_after`` into
+    ``part_dir`` instead of ``run_dir/checkpoints``; the run's last job publishes everything.
 
     ``spec`` keys: model (BertConfig kwargs), seed, lambda (schedule), regularizer (type, direction,
     reduction, reference_sequences), checkpoint_steps, and the train section of the config
@@ -739,7 +745,11 @@ def train(
             raise TrainingInterrupted(
                 f"SIGTERM at step {trainer.state.global_step}: checkpoint saved in {state_dir}; rerun to resume"
             )
-    if is_main:
+    if is_main and part_dir is not None:
+        after = first_step - 1 if publish_after is None else publish_after
+        scheduled = set(spec["checkpoint_steps"]) | {first_step}  # not the part's end, unless scheduled
+        publish_checkpoints(state_dir, [s for s in wanted if s > after and s in scheduled], Path(part_dir))
+    elif is_main:
         publish(run_dir, wanted, spec["max_steps"], first_step)
 
 
@@ -756,12 +766,7 @@ def publish(run_dir: Path, steps: list[int], max_steps: int, first_step: int = 0
     """
     state_dir = run_dir / "state"
     published = [s for s in steps if first_step <= s <= max_steps]
-    with atomic_path(run_dir / "checkpoints", is_dir=True) as tmp:
-        for step in published:
-            source = state_dir / f"checkpoint-{step}"
-            if not source.is_dir():
-                raise InputError(f"{source}: scheduled checkpoint missing; delete {state_dir} and rerun")
-            link_tree(source, tmp / f"step-{step}")
+    publish_checkpoints(state_dir, published, run_dir / "checkpoints")
     metrics = run_dir / "metrics"
     steps_csv = metrics / "steps.csv"
     steps_table = pd.read_csv(steps_csv) if steps_csv.exists() else pd.DataFrame(columns=STEP_COLUMNS)
@@ -770,6 +775,16 @@ def publish(run_dir: Path, steps: list[int], max_steps: int, first_step: int = 0
     write_parquet(steps_table, metrics / "steps.parquet")
     evals = [json.loads((state_dir / f"checkpoint-{s}" / "eval.json").read_text()) for s in published]
     write_parquet(pd.DataFrame(evals, columns=["step", "val_mlm_loss"]), metrics / "eval.parquet")
+
+
+def publish_checkpoints(state_dir: Path, steps: list[int], folder: Path) -> None:
+    """``folder/step-<s>`` for each step, hard-linked from the state; the folder appears at once."""
+    with atomic_path(folder, is_dir=True) as tmp:
+        for step in steps:
+            source = state_dir / f"checkpoint-{step}"
+            if not source.is_dir():
+                raise InputError(f"{source}: scheduled checkpoint missing; delete {state_dir} and rerun")
+            link_tree(source, tmp / f"step-{step}")
 
 
 def add_arguments(parser) -> None:
@@ -781,9 +796,15 @@ def add_arguments(parser) -> None:
     spec.add_argument("--spec-file", help="run specification as a JSON file")
     parser.add_argument("--resume-from", default=None, help="another run's checkpoint to start from (release runs)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (intra-op)")
+    parser.add_argument("--part-dir", default=None,
+                        help="one job of a run split into parts: publish this part's checkpoints here "
+                        "(the spec's max_steps is the part's end)")
+    parser.add_argument("--publish-after", type=int, default=None,
+                        help="with --part-dir: publish the checkpoints after this step (the previous part's end)")
 
 
 def run(args) -> None:
     spec = json.loads(args.spec) if args.spec else json.loads(Path(args.spec_file).read_text())
     spec.setdefault("threads", args.threads)
-    train(args.dataset, args.tokenizer, args.run_dir, spec, resume_from=args.resume_from)
+    train(args.dataset, args.tokenizer, args.run_dir, spec, resume_from=args.resume_from,
+          part_dir=args.part_dir, publish_after=args.publish_after)

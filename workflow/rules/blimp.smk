@@ -4,9 +4,45 @@
 # checkpoints it had finished.
 
 
+BLIMP_SCORE = (
+    "OMP_NUM_THREADS={threads} sasbert blimp score --checkpoint '{input.checkpoints}/step-*'"
+    " --data-dir {input.data:q} --pairs-per-paradigm {params.pairs_per_paradigm}"
+    " --subset-seed {params.subset_seed} --variant {params.variant} --batch-size {params.batch_size}"
+    " --cache-dir {params.by_step:q} --out-pairs {output.pairs:q} --out-summary {output.summary:q}"
+)
+
+
+rule blimp_part:
+    """The checkpoints of one finished part of a run (train.job_steps), while the next part trains."""
+    input:
+        checkpoints="results/pretrain/{run}/seed{seed}/parts/until-{end}",
+        data=config["blimp"]["data_dir"],
+        code=stage_code("blimp", "checkpoints", "tables"),
+    output:
+        pairs="results/blimp/{run}/seed{seed}/parts/until-{end}.pairs.parquet",
+        summary="results/blimp/{run}/seed{seed}/parts/until-{end}.summary.parquet",
+    params:
+        pairs_per_paradigm=config["blimp"]["pairs_per_paradigm"] or "all",
+        subset_seed=config["blimp"]["subset_seed"],
+        variant=config["blimp"]["variant"],
+        batch_size=config["blimp"]["batch_size"],
+        by_step=blimp_by_step,
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=4000,
+    log:
+        "results/logs/blimp/{run}/seed{seed}.until-{end}.log",
+    benchmark:
+        "results/benchmarks/blimp/{run}/seed{seed}.until-{end}.tsv"
+    shell:
+        BLIMP_SCORE + " > {log} 2>&1"
+
+
 rule blimp:
     input:
         checkpoints="results/pretrain/{run}/seed{seed}/checkpoints",
+        parts=lambda w: [f"results/blimp/{w.run}/seed{w.seed}/parts/until-{e}.summary.parquet" for e in part_ends(w.run)],
         data=config["blimp"]["data_dir"],
         code=stage_code("blimp", "checkpoints", "tables"),
     output:
@@ -27,8 +63,4 @@ rule blimp:
     benchmark:
         "results/benchmarks/blimp/{run}/seed{seed}.tsv"
     shell:
-        "OMP_NUM_THREADS={threads} sasbert blimp score --checkpoint '{input.checkpoints}/step-*'"
-        " --data-dir {input.data:q} --pairs-per-paradigm {params.pairs_per_paradigm}"
-        " --subset-seed {params.subset_seed} --variant {params.variant} --batch-size {params.batch_size}"
-        " --cache-dir {params.by_step:q} --out-pairs {output.pairs:q} --out-summary {output.summary:q}"
-        " > {log} 2>&1"
+        BLIMP_SCORE + " > {log} 2>&1"

@@ -32,6 +32,7 @@ wildcard_constraints:
     run="|".join(RUNS),
     seed=r"\d+",
     step=r"\d+",
+    end=r"\d+",
 
 
 def stage_code(*modules):
@@ -126,7 +127,7 @@ def run_spec(run, seed):
 
     A change to any of it (a params change) makes Snakemake retrain that run.
     """
-    train = {k: v for k, v in config["train"].items() if k not in ("threads", "gpus", "regularizer")}
+    train = {k: v for k, v in config["train"].items() if k not in ("threads", "gpus", "regularizer", "job_steps")}
     return {
         **train,
         "model": sasconfig.model_config(config),
@@ -155,20 +156,67 @@ def run_checkpoint_steps(run):
     return [s for s in run_schedule(run) if s >= run_start_step(run)]
 
 
+def part_ends(run):
+    """Where the chained training jobs of a run end, before its last job (`train.job_steps`;
+    none when null: one job per run). Each part's job resumes from the previous part's state."""
+    job_steps = config["train"]["job_steps"]
+    if not job_steps:
+        return []
+    return list(range(run_start_step(run) + job_steps, config["train"]["max_steps"], job_steps))
+
+
+def part_dir(run, seed, end):
+    return f"{run_dir(run, seed)}/parts/until-{end}"
+
+
+def part_start(run, end):
+    """The step after which a part's checkpoints start (the previous part's end)."""
+    earlier = [e for e in part_ends(run) if e < int(end)]
+    return earlier[-1] if earlier else run_start_step(run) - 1
+
+
+def previous_part(wildcards):
+    """The part a training job continues from (its output orders the chain)."""
+    end = int(getattr(wildcards, "end", config["train"]["max_steps"]))
+    earlier = [e for e in part_ends(wildcards.run) if e < end]
+    return [part_dir(wildcards.run, wildcards.seed, earlier[-1])] if earlier else []
+
+
+def checkpoint_folder(run, seed, step):
+    """The published folder that holds a run's checkpoint at ``step``: its part's, or the run's."""
+    ends = [e for e in part_ends(run) if e >= step]
+    return part_dir(run, seed, ends[0]) if ends else f"{run_dir(run, seed)}/checkpoints"
+
+
 def parent_checkpoints(wildcards):
     parent = RUNS[wildcards.run].get("resume_from")
-    return [f"{run_dir(parent['run'], wildcards.seed)}/checkpoints"] if parent else []
+    return [checkpoint_folder(parent["run"], wildcards.seed, parent["step"])] if parent else []
 
 
 def resume_flag(wildcards):
     parent = RUNS[wildcards.run].get("resume_from")
     if not parent:
         return ""
-    return f"--resume-from {run_dir(parent['run'], wildcards.seed)}/checkpoints/step-{parent['step']}"
+    return f"--resume-from {checkpoint_folder(parent['run'], wildcards.seed, parent['step'])}/step-{parent['step']}"
 
 
 def spec_json(wildcards):
     return json.dumps(run_spec(wildcards.run, wildcards.seed), sort_keys=True)
+
+
+def part_spec_json(wildcards):
+    """A part's spec: the run's, ending at the part's end, with the LR horizon made explicit so
+    that extending the run leaves its earlier parts' jobs as they are."""
+    spec = run_spec(wildcards.run, wildcards.seed)
+    end = int(wildcards.end)
+    spec["decay_horizon"] = spec["decay_horizon"] or spec["max_steps"]
+    spec["max_steps"] = end
+    spec["checkpoint_steps"] = [s for s in spec["checkpoint_steps"] if s <= end]
+    return json.dumps(spec, sort_keys=True)
+
+
+def part_publish_after(wildcards):
+    return part_start(wildcards.run, wildcards.end)
 
 
 def gpu_count(resources):

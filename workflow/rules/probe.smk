@@ -4,9 +4,45 @@
 # gathered into one table per run x seed; a retried job keeps the checkpoints it had finished.
 
 
+PROBE_SCORE = (
+    "sasbert probe score --checkpoint '{input.checkpoints}/step-*' --treebank {input.treebank:q}"
+    " --out-scores '{params.by_step}/step-{{step}}.scores.parquet'"
+    " --out-summary '{params.by_step}/step-{{step}}.summary.parquet'"
+    " --max-pieces {params.max_pieces} {params.max_sentences} --batch-size {params.batch_size}"
+    " --min-relation-count {params.min_relation_count} --threads {threads} --keep-done"
+)
+
+
+rule probe_part:
+    """The checkpoints of one finished part of a run (train.job_steps), while the next part trains."""
+    input:
+        checkpoints="results/pretrain/{run}/seed{seed}/parts/until-{end}",
+        treebank=config["probe"]["treebank"],
+        code=stage_code("probe", "checkpoints", "tables"),
+    output:
+        done=touch("results/probe/{run}/seed{seed}/parts/until-{end}.done"),
+    params:
+        by_step=probe_by_step,
+        max_pieces=config["probe"]["max_pieces"],
+        max_sentences=optional_flag("--max-sentences", config["probe"]["max_sentences"]),
+        batch_size=config["probe"]["batch_size"],
+        min_relation_count=config["probe"]["min_relation_count"],
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=4000,
+    log:
+        "results/logs/probe/{run}/seed{seed}.until-{end}.log",
+    benchmark:
+        "results/benchmarks/probe/{run}/seed{seed}.until-{end}.tsv"
+    shell:
+        "(" + PROBE_SCORE + ") > {log} 2>&1"
+
+
 rule probe:
     input:
         checkpoints="results/pretrain/{run}/seed{seed}/checkpoints",
+        parts=lambda w: [f"results/probe/{w.run}/seed{w.seed}/parts/until-{e}.done" for e in part_ends(w.run)],
         treebank=config["probe"]["treebank"],
         code=stage_code("probe", "checkpoints", "tables"),
     output:
@@ -29,11 +65,6 @@ rule probe:
     benchmark:
         "results/benchmarks/probe/{run}/seed{seed}.tsv"
     shell:
-        "(sasbert probe score --checkpoint '{input.checkpoints}/step-*' --treebank {input.treebank:q}"
-        " --out-scores '{params.by_step}/step-{{step}}.scores.parquet'"
-        " --out-summary '{params.by_step}/step-{{step}}.summary.parquet'"
-        " --max-pieces {params.max_pieces} {params.max_sentences} --batch-size {params.batch_size}"
-        " --min-relation-count {params.min_relation_count} --threads {threads} --keep-done"
-        " && sasbert probe gather --inputs {params.summaries} --out {output.summary:q}"
+        "(" + PROBE_SCORE + " && sasbert probe gather --inputs {params.summaries} --out {output.summary:q}"
         " && sasbert probe gather --inputs {params.scores} --out {output.scores:q}"
         ") > {log} 2>&1"
