@@ -76,6 +76,7 @@ def median(values):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="tiny", choices=sorted(MODEL_PRESETS))
+    parser.add_argument("--layers", type=int, default=None, help="override the preset's number of layers")
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -93,6 +94,8 @@ def main():
 
     model_kwargs = dict(MODEL_PRESETS[args.preset])
     model_kwargs["intermediate_size"] = 4 * model_kwargs["hidden_size"]
+    if args.layers:
+        model_kwargs["num_hidden_layers"] = args.layers
     model = build_model(model_kwargs, args.vocab_size, seed=0, max_position=max(512, args.seq_len))
     model.sas_options = {"type": "max", "direction": "both", "reduction": args.reduction}
     model.train()

@@ -1,9 +1,11 @@
 """The real Snakefile: dry runs of the shipped configs, config errors, and a real run + rerun."""
 
+import os
+
 import pandas as pd
 import pytest
 
-from conftest import REPO, job_counts, link_workflow, snakemake
+from conftest import REPO, job_counts, link_workflow, snakemake, snakemake_ok
 
 
 @pytest.fixture
@@ -78,6 +80,15 @@ def test_reduced_default_runs_end_to_end_then_nothing_to_do(workdir):
     html = (workdir / "report.html").read_text(errors="replace")
     for figure in ["fig1_training", "fig2_regularizers", "fig3_release", "fig4a_heads", "fig4b_phenomena", "fig5_seeds"]:
         assert f"{figure}.png" in html, figure
+
+    # code inputs follow the imports: cli.py (dispatch only) reruns nothing, figures.py only figures
+    os.utime(REPO / "src" / "sasbert" / "cli.py")
+    assert "Nothing to be done" in snakemake_ok("-n", "--cores", "2", *E2E, cwd=workdir)
+    os.utime(REPO / "src" / "sasbert" / "figures.py")
+    jobs = job_counts(snakemake_ok("-n", "--cores", "2", *E2E, cwd=workdir))
+    assert set(jobs) - {"all"} == {"figure_training", "figure_regularizers", "figure_release", "figure_heads",
+                                   "figure_phenomena", "figure_seeds"}, jobs
+    assert snakemake("--cores", "2", *E2E, cwd=workdir).returncode == 0
 
     # a new seed trains and evaluates only that seed's jobs
     (workdir / "seed1.yaml").write_text("seeds: [0, 1]\n")

@@ -1,5 +1,6 @@
 # Shared helpers: config validation, paths, input functions. The only rule file with real Python.
 # Never import torch here: the DAG is built on login nodes and laptops alike.
+import ast
 import hashlib
 import json
 import os
@@ -36,11 +37,24 @@ wildcard_constraints:
 
 
 def stage_code(*modules):
-    """Package modules a stage runs, as inputs: editing them reruns the stage (shell: rules are
-    not code-tracked by Snakemake otherwise)."""
+    """The package modules a stage runs, as inputs, so that editing one reruns the stage (Snakemake
+    does not track code called from `shell:`): the named modules and every `sasbert` module they
+    import, found by reading their import statements. `cli.py` only dispatches to a stage's
+    module and is imported by none, so editing it reruns nothing."""
     src = Path(workflow.basedir) / "src" / "sasbert"
-    common = ["cli", "atomic", "errors", "textio"]
-    return [str(src / f"{name}.py") for name in [*common, *modules]]
+    seen, todo = set(), list(modules)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse((src / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "sasbert":
+                parts = node.module.split(".")
+                todo += [parts[1]] if len(parts) > 1 else [a.name for a in node.names if (src / f"{a.name}.py").is_file()]
+            elif isinstance(node, ast.Import):
+                todo += [a.name.split(".")[1] for a in node.names if a.name.startswith("sasbert.")]
+    return [str(src / f"{name}.py") for name in sorted(seen)]
 
 
 def corpus_inputs():
