@@ -140,7 +140,7 @@ def test_runs_table_kinds_come_from_lambda():
     rel = runs.set_index("run")
     assert rel.at["minus_release_300", "release_step"] == 300 and rel.at["minus_release_300", "parent"] == "minus"
     assert rel.at["minus_release_300", "start_step"] == 300 and rel.at["minus_release_300", "lambda"] == 1.0
-    # lambda is 0 past the last stage's until_step (regularizer.lambda_at)
+    # lambda is 0 past the last stage's until_step (schedules.lambda_at)
     assert rel.at["fromscratch_release", "release_step"] == 150 and rel.at["fromscratch_release", "start_step"] == 0
     assert pd.isna(rel.at["base", "release_step"]) and rel.at["plus", "lambda"] == -0.5
     assert json.loads(rel.at["minus_release_300", "lambda_schedule"])[0]["until_step"] == 300

@@ -5,7 +5,8 @@ import itertools
 import pytest
 import torch
 
-from sasbert.regularizer import lambda_at, sas_regularizer
+from sasbert.regularizer import sas_regularizer
+from sasbert.schedules import lambda_at
 
 
 def brute_force(attn, heads, type, direction, reduction):

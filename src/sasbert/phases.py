@@ -111,6 +111,7 @@ import pandas as pd
 
 from sasbert.atomic import atomic_path, write_parquet
 from sasbert.errors import InputError
+from sasbert.schedules import final_lambda
 from sasbert.tables import read_table
 
 log = logging.getLogger(__name__)
@@ -153,8 +154,7 @@ def describe_run(run: dict, order: int = 0) -> dict:
         value = float(schedule)
         kind = "baseline" if value == 0 else ("sas_plus" if value < 0 else "sas_minus")
     elif isinstance(schedule, list) and schedule:
-        # As regularizer.lambda_at: a stage holds for steps < until_step; past the last one, 0.
-        final = float(schedule[-1]["value"]) if schedule[-1].get("until_step") is None else 0.0
+        final = final_lambda(schedule)
         nonzero = [i for i, s in enumerate(schedule) if float(s["value"]) != 0]
         if not nonzero:
             kind, value = "baseline", 0.0

@@ -69,7 +69,8 @@ from transformers import (
 
 from sasbert.atomic import atomic_path, write_parquet, write_text
 from sasbert.errors import InputError, TrainingDiverged, TrainingInterrupted
-from sasbert.regularizer import arc_indices, combine_arcs, install_arc_taps, lambda_at, sas_weight
+from sasbert.regularizer import arc_indices, combine_arcs, install_arc_taps, sas_weight
+from sasbert.schedules import lambda_at
 
 log = logging.getLogger(__name__)
 

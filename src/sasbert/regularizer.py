@@ -28,6 +28,8 @@ from typing import Iterable
 
 import torch
 
+
+
 TYPES = ("max", "uniform")
 DIRECTIONS = ("both", "dependent_to_parent", "parent_to_dependent")
 REDUCTIONS = ("sum", "mean")
@@ -166,14 +168,3 @@ def sas_weight(options: dict, n_arcs: int, n_sequences: int) -> float:
     if options["reduction"] == "mean":
         return 1.0 / max(n_arcs, 1)
     return options["reference_sequences"] / max(n_sequences, 1)
-
-
-def lambda_at(schedule, step: int) -> float:
-    """The regularizer weight at ``step``: a constant, or stages [{value, until_step}, ..., {value}]."""
-    if isinstance(schedule, (int, float)):
-        return float(schedule)
-    for stage in schedule:
-        until = stage.get("until_step")
-        if until is None or step < until:
-            return float(stage["value"])
-    return 0.0  # past the last stage's until_step
