@@ -307,3 +307,17 @@ def test_a_blimp_rise_within_its_interval_is_not_a_jump():
     wide = np.full(len(steps), 0.08)  # +/-0.04: the rise is inside it
     event = phases.blimp_events(steps, accuracy, phases.PhaseOptions(), wide)[0]
     assert not event["detected"] and "within the 95% interval" in event["reason"]
+
+
+def test_a_uas_rise_straight_from_the_initialisation_has_a_breakthrough_but_no_sampled_onset():
+    """SAS+ raises UAS from the first steps: its steepest rise is at the first checkpoint after
+    step 0, which counts (nothing began before the initialisation); its onset was not sampled."""
+    steps = np.r_[np.arange(0, 600, 100), np.arange(600, 2001, 200)]
+    uas = 0.09 + 0.13 * (1 - np.exp(-steps / 120))
+    onset, breakthrough, capabilities = phases.uas_events(steps, uas, phases.PhaseOptions())
+    assert breakthrough["detected"] and breakthrough["step"] == 100
+    assert not onset["detected"] and "onset was not sampled" in onset["reason"]
+    # a slower rise seen from step 300 on (min_step): it began before the window
+    slower = 0.09 + 0.13 * (1 - np.exp(-steps / 600))
+    late = phases.uas_events(steps, slower, phases.PhaseOptions(min_step=300))
+    assert not late[1]["detected"] and "first candidate" in late[1]["reason"]

@@ -472,10 +472,15 @@ def _argbest(values: np.ndarray, mask: np.ndarray, sign: int) -> int | None:
     return int(idx[np.argmax(sign * values[idx])])
 
 
-def _steepest(curve: Curve, sign: int, what: str) -> tuple[int | None, str]:
+def _steepest(curve: Curve, sign: int, what: str, from_start: bool = False) -> tuple[int | None, str]:
     """Index of the steepest candidate with two neighbours (sign +1: rise, -1: drop), or None and
     why: at the first or last such checkpoint the curve is only a monotone trend through the
-    sampled window (the change began before it, or goes on after it), not a transition in it."""
+    sampled window (the change began before it, or goes on after it), not a transition in it.
+
+    ``from_start``: when the window begins at step 0, the first candidate counts too: nothing can
+    have begun before the initialisation. UAS uses it (a rise straight from the random init, as
+    SAS+ makes, is acquisition); the loss does not (its first drop is unigram learning, which is
+    why its window starts after warmup)."""
     # The first and last checkpoint's velocity is a one-sided extrapolation: not comparable.
     interior = curve.candidate.copy()
     interior[[0, -1]] = False
@@ -484,7 +489,8 @@ def _steepest(curve: Curve, sign: int, what: str) -> tuple[int | None, str]:
         return None, "no candidate checkpoint with two neighbours"
     candidates = np.flatnonzero(interior)
     step = f"{curve.steps[index]:g}"
-    if index == candidates[0]:
+    starts_at_init = from_start and curve.candidate[0] and curve.steps[0] == 0
+    if index == candidates[0] and not starts_at_init:
         return None, (f"steepest {what} at the first candidate checkpoint (step {step}): a trend "
                       "that began before, no transition inside the sampled steps")
     if index == candidates[-1]:
@@ -499,7 +505,7 @@ def uas_events(steps, uas, options: PhaseOptions) -> list[dict]:
     curve = analyse_curve(steps, uas, options, +1, options.min_step)
     if not curve.detected:
         return [_event_row(curve, e, None) for e in names]
-    ib, why = _steepest(curve, +1, "rise")
+    ib, why = _steepest(curve, +1, "rise", from_start=True)
     if ib is None:
         return [_event_row(curve, e, None, why) for e in names]
     positions = np.arange(len(curve.steps))
