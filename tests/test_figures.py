@@ -67,7 +67,8 @@ def synthetic_tables(runs=RUNS, seeds=(0, 1, 2), n_layers=4, n_heads=4):
             rng = np.random.default_rng(seed)
             for i, step in enumerate(steps):
                 loss_rows.append((r.run, seed, step, loss[i]))
-                uas_rows.append((r.run, seed, step, "ewt-dev", uas[i], 2, 1, "dependent_to_parent",
+                uas_rows.append((r.run, seed, step, "ewt-dev", uas[i], uas[i] - 0.01, uas[i] + 0.01, 2, 1,
+                                 "dependent_to_parent",
                                  0.3 * uas[i], 0.35 * uas[i], uas[i] - 0.05, 0.31, -1, 100))
                 for layer in range(n_layers):
                     for head in range(n_heads):
@@ -76,11 +77,13 @@ def synthetic_tables(runs=RUNS, seeds=(0, 1, 2), n_layers=4, n_heads=4):
                                 0.08 + 0.05 * rng.random() + 0.15 * (uas[i] - 0.12) * ((layer + head) % 3) / 2)
                             head_rows.append((r.run, seed, step, "ewt-dev", layer, head, direction, acc,
                                               0.2 * acc, 1000))
-                blimp_rows.append((r.run, seed, step, "original", "overall", "", "", blimp[i], 40, 8))
+                blimp_rows.append((r.run, seed, step, "original", "overall", "", "", blimp[i], blimp[i] - 0.03,
+                                   blimp[i] + 0.03, 40, 8))
                 for j, name in enumerate(PHENOMENA):
                     gain = 0.1 if j % 3 == 0 else 0.0  # some phenomena gain more from the transition
                     acc = float(np.clip(blimp[i] + 0.06 * np.sin(j * 1.7) + gain * (blimp[i] - 0.5), 0, 1))
-                    blimp_rows.append((r.run, seed, step, "original", "phenomenon", name, name, acc, 5, 1))
+                    blimp_rows.append((r.run, seed, step, "original", "phenomenon", name, name, acc, acc - 0.05,
+                                       acc + 0.05, 5, 1))
             last = steps[-1]
             train_steps = np.arange(r.start_step + 1, last + 1)
             tl, _, _ = _curves(r.run, train_steps, seed)
@@ -278,8 +281,6 @@ def test_figures_cli_from_tables_alone(full, tmp_path, monkeypatch):
 def test_one_seed_draws_its_95_percent_intervals_as_bands(full):
     tables, ph = full
     one = {k: (v[v["seed"] == 0] if "seed" in v.columns else v) for k, v in tables.items()}
-    one["uas"] = one["uas"].assign(uas_low=one["uas"]["uas"] - 0.02, uas_high=one["uas"]["uas"] + 0.02)
-    one["blimp"] = one["blimp"].assign(ci_low=one["blimp"]["accuracy"] - 0.03, ci_high=one["blimp"]["accuracy"] + 0.03)
     g = gids(draw("fig1_training", one, ph[ph["seed"] == 0]))
     assert "interval:baseline:uas" in g and "interval:baseline:blimp" in g
     assert "band:baseline:uas" not in g  # no spread across seeds to draw

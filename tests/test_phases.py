@@ -214,9 +214,10 @@ def _results_folder(root, runs, seeds, skip=()):
             blimp.mkdir(parents=True)
             rows = []
             for i, step in enumerate(steps):
-                rows.append((step, "original", "overall", "", "", acc[i], 20, 2))
-                rows.append((step, "original", "phenomenon", "binding", "binding", acc[i], 10, 1))
-                rows.append((step, "original", "paradigm", "p1", "binding", acc[i], 10, 1))
+                ci = (acc[i] - 0.02, acc[i] + 0.02)
+                rows.append((step, "original", "overall", "", "", acc[i], *ci, 20, 2))
+                rows.append((step, "original", "phenomenon", "binding", "binding", acc[i], *ci, 10, 1))
+                rows.append((step, "original", "paradigm", "p1", "binding", acc[i], *ci, 10, 1))
             pd.DataFrame(rows, columns=phases.BLIMP_COLUMNS[2:]).to_parquet(blimp / "summary.parquet")
 
 

@@ -22,7 +22,7 @@ The per-run x seed tables of the other stages are stacked into tidy all-runs tab
   ``max_train_rows`` steps is averaged over blocks of ``n_steps`` consecutive steps, ``step``,
   ``lambda`` and ``lr`` being the block's last, so paper-length runs stay small).
 * ``loss.parquet``: ``run, seed, step, val_mlm_loss`` (every checkpoint, ``metrics/eval.parquet``).
-* ``uas.parquet``: ``run, seed, step, treebank, uas, layer, head, direction, soft_score,
+* ``uas.parquet``: ``run, seed, step, treebank, uas, uas_low, uas_high (its 95% interval), layer, head, direction, soft_score,
   max_soft_score, uas_mean, offset_uas, offset, n_sentences`` (every checkpoint; from the probe's
   summary: ``uas`` is the "all" best-head accuracy, i.e. the UAS of our figures, and ``layer, head,
   direction, soft_score`` are that head's; ``uas_mean`` the "mean" row (mean of per-relation best
@@ -30,7 +30,7 @@ The per-run x seed tables of the other stages are stacked into tidy all-runs tab
 * ``heads.parquet``: ``run, seed, step, treebank, layer, head, direction, accuracy, soft_score,
   count`` (the probe's per-head scores for relation "all").
 * ``blimp.parquet``: ``run, seed`` + the BLiMP summary columns ``step, variant, level, name,
-  phenomenon, accuracy, n_pairs, n_paradigms``.
+  phenomenon, accuracy, ci_low, ci_high, n_pairs, n_paradigms`` (ci: the 95% interval).
 
 A run's own rows only: a release run's tables start at its start step k. ``stitch`` prepends the
 parent's rows before k (same seed), which is the model's real history; phases and the release
@@ -127,12 +127,13 @@ RUN_COLUMNS = ["run", "order", "kind", "lambda", "lambda_schedule", "parent", "s
 TRAIN_COLUMNS = ["run", "seed", "step", "mlm_loss", "sas", "lambda", "lr", "grad_norm", "n_steps"]
 MAX_TRAIN_ROWS = 20000
 LOSS_COLUMNS = ["run", "seed", "step", "val_mlm_loss"]
-UAS_COLUMNS = ["run", "seed", "step", "treebank", "uas", "layer", "head", "direction", "soft_score",
-               "max_soft_score", "uas_mean", "offset_uas", "offset", "n_sentences"]
+UAS_COLUMNS = ["run", "seed", "step", "treebank", "uas", "uas_low", "uas_high", "layer", "head", "direction",
+               "soft_score", "max_soft_score", "uas_mean", "offset_uas", "offset", "n_sentences"]
 HEAD_COLUMNS = ["run", "seed", "step", "treebank", "layer", "head", "direction", "accuracy",
                 "soft_score", "count"]
 BLIMP_COLUMNS = ["run", "seed", "step", "variant", "level", "name", "phenomenon", "accuracy",
-                 "n_pairs", "n_paradigms"]
+                 "ci_low", "ci_high", "n_pairs", "n_paradigms"]
+INTERVAL_COLUMNS = ("ci_low", "ci_high")  # 95% intervals: absent from tables written before them
 PHASE_COLUMNS = ["run", "seed", "kind", "metric", "event", "detected", "step", "value",
                  "smoothed_value", "velocity", "acceleration", "rise", "noise", "threshold",
                  "n_points", "reason"]
@@ -249,7 +250,8 @@ def gather_tables(results_dir: str | Path, runs: Sequence[dict], seeds: Sequence
         "heads": ("probe/{run}/seed{seed}/scores.parquet",
                   ["step", "treebank", "method", "relation", "layer", "head", "direction", "accuracy"],
                   "probe scores"),
-        "blimp": ("blimp/{run}/seed{seed}/summary.parquet", BLIMP_COLUMNS[2:], "BLiMP summary"),
+        "blimp": ("blimp/{run}/seed{seed}/summary.parquet",
+                  [c for c in BLIMP_COLUMNS[2:] if c not in INTERVAL_COLUMNS], "BLiMP summary"),
     }
     frames: dict[str, list[pd.DataFrame]] = {name: [] for name in sources}
     missing = []
