@@ -627,8 +627,6 @@ def per_device_batch(spec: dict) -> int:
 def adopt_start(state_dir: Path, start: Path, is_main: bool) -> int:
     """A release run starts from another run's checkpoint, with its optimizer, scheduler and RNG:
     linked into this run's state as its first resumable state. Returns its step."""
-    if not (start / "trainer_state.json").is_file():
-        raise InputError(f"{start}: not a resumable checkpoint (no trainer_state.json)")
     step = checkpoint_step(start)
     target = state_dir / f"checkpoint-{step}"
     if is_main and not is_complete(target):
@@ -666,6 +664,8 @@ def train(
     # the arguments set up the device and, under torchrun, the process group (for barrier())
     is_main = training_arguments(spec, state_dir, per_device, spec["max_steps"]).process_index == 0
     start = Path(resume_from) if resume_from else None
+    if start is not None and not (start / "trainer_state.json").is_file():
+        raise InputError(f"{start}: not a resumable checkpoint (no trainer_state.json)")
     identity = run_identity(
         spec,
         data_fingerprint=fingerprint(dataset_dir, tokenizer_dir),
