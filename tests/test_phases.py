@@ -322,3 +322,16 @@ def test_a_uas_rise_straight_from_the_initialisation_has_a_breakthrough_but_no_s
     slower = 0.09 + 0.13 * (1 - np.exp(-steps / 600))
     late = phases.uas_events(steps, slower, phases.PhaseOptions(min_step=300))
     assert not late[1]["detected"] and "first candidate" in late[1]["reason"]
+
+
+def test_a_recovery_from_a_dip_below_the_initial_uas_is_not_a_transition():
+    """SAS- pushes UAS below its random-init value, then it climbs back to about where it began:
+    a rise of 0.05 inside the curve, but no acquisition."""
+    steps = np.r_[np.arange(0, 200, 100), np.arange(200, 2001, 200)]
+    sas_minus = 0.09 - 0.05 * np.exp(-((steps - 300) / 150) ** 2) - 0.0 * steps
+    events = phases.uas_events(steps, sas_minus, phases.PhaseOptions())
+    assert not any(e["detected"] for e in events)
+    assert "above its value at step 0" in events[0]["reason"]
+    # the same dip followed by a real rise above the start is a transition
+    rising = sas_minus + 0.15 / (1 + np.exp(-(steps - 1200) / 150))
+    assert phases.uas_events(steps, rising, phases.PhaseOptions())[1]["detected"]

@@ -505,6 +505,14 @@ def uas_events(steps, uas, options: PhaseOptions) -> list[dict]:
     """Structure onset, breakthrough and capabilities onset of one UAS curve."""
     names = ("structure_onset", "breakthrough", "capabilities_onset")
     curve = analyse_curve(steps, uas, options, +1, options.min_step)
+    if curve.detected and curve.steps[0] == 0:
+        # Acquisition takes UAS above where the random initialisation left it; climbing back out of
+        # a dip below it (what SAS- does once its heads stop avoiding the arcs) is not a transition.
+        above = float(np.max(curve.smoothed[curve.candidate]) - curve.smoothed[0])
+        if above < curve.threshold:
+            curve.detected = False
+            curve.reason = (f"no transition: UAS rises at most {above:.4g} above its value at step 0 "
+                            f"(< threshold {curve.threshold:.4g}); a recovery from a dip is not acquisition")
     if not curve.detected:
         return [_event_row(curve, e, None) for e in names]
     ib, why = _steepest(curve, +1, "rise", from_start=True)
