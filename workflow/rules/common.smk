@@ -171,12 +171,15 @@ def run_checkpoint_steps(run):
 
 
 def part_ends(run):
-    """Where the chained training jobs of a run end, before its last job (`train.job_steps`;
-    none when null: one job per run). Each part's job resumes from the previous part's state."""
+    """Where the chained training jobs of a run end, before its last job: every
+    `train.job_steps` steps (none when null), and at each step k a release run starts from, so
+    that the release run starts as soon as its parent has reached k instead of waiting for the
+    parent's whole run. Each part's job resumes from the previous part's state."""
+    start, end = run_start_step(run), config["train"]["max_steps"]
     job_steps = config["train"]["job_steps"]
-    if not job_steps:
-        return []
-    return list(range(run_start_step(run) + job_steps, config["train"]["max_steps"], job_steps))
+    ends = set(range(start + job_steps, end, job_steps)) if job_steps else set()
+    ends |= {r["resume_from"]["step"] for r in RUNS.values() if (r.get("resume_from") or {}).get("run") == run}
+    return sorted(e for e in ends if start < e < end)
 
 
 def part_dir(run, seed, end):
