@@ -429,8 +429,10 @@ def figure_training(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
             handles.append(Line2D([], [], color="0.3", lw=0.9, ls="--", alpha=0.7,
                                   label="best fixed-offset baseline"))
         if options.band != "none":
-            handles.append(Patch(color="0.5", alpha=0.25,
-                                 label="seed range" if options.band == "range" else "±1 sd over seeds"))
+            several = curves["uas"][curves["uas"]["run"].isin(shown)]["seed"].nunique() > 1
+            label = ("seed range" if options.band == "range" else "±1 sd over seeds") if several else (
+                "95% interval (UAS: bootstrap over sentences; BLiMP: over pairs)")
+            handles.append(Patch(color="0.5", alpha=0.25, label=label))
         handles.append(Patch(color="0.85", alpha=0.6, label="structure → capabilities onset"))
         handles += _onset_handles(events + ["loss_drop", "blimp_jump"])
     _finish(fig, handles, notes, ncols=3)
