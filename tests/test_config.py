@@ -49,7 +49,7 @@ def test_defaults_are_filled(default):
         (lambda c: c["runs"][3]["resume_from"].update(step=5000), "runs[3].resume_from.step: 5000 is not before train.max_steps"),
         (lambda c: c["runs"][3]["resume_from"].update(run="nope"), "runs[3].resume_from.run: no run named 'nope'"),
         (lambda c: c.update(seeds=[0, 0]), "seeds: [0, 0] has non-unique elements"),
-        (lambda c: c["checkpoints"]["every"].append({"every": 0, "until": 5}), "checkpoints.every[1].every: 0 is less than"),
+        (lambda c: c["checkpoints"].update(every=[{"every": 0, "until": 5}]), "checkpoints.every[0].every: 0 is less than"),
         (lambda c: c["model"].update(hidden_size=130), "model.hidden_size: 130 is not divisible"),
         (lambda c: c["train"].update(decay_horizon=10), "train.decay_horizon: 10 is before train.max_steps"),
     ],
