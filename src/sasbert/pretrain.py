@@ -70,7 +70,7 @@ from transformers import (
 from sasbert.atomic import atomic_path, write_parquet, write_text
 from sasbert.errors import InputError, TrainingDiverged, TrainingInterrupted
 from sasbert.regularizer import arc_indices, combine_arcs, install_arc_taps, sas_weight
-from sasbert.schedules import lambda_at
+from sasbert.schedules import decay_horizon, lambda_at
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,8 @@ class MaskedHeadBertForMaskedLM(BertForMaskedLM):
     """BertForMaskedLM whose prediction head sees only the masked positions.
 
     ``forward`` returns the summed MLM loss, the number of masked tokens and, when asked, the SAS
-    regularizer summed over the batch's arcs; the Trainer normalises and combines them. Weights and config are BertForMaskedLM's.
+    regularizer summed over the batch's arcs; the Trainer normalises and combines them. Weights
+    and config are BertForMaskedLM's.
     """
 
     sas_options: dict = {}
@@ -197,10 +198,6 @@ class BlockOrder:
         epoch, offset = divmod(position, self.n_blocks)
         return int(self.permutation(epoch)[offset]), epoch
 
-    def step_blocks(self, step: int, batch_size: int) -> list[tuple[int, int]]:
-        """(block, epoch) of every sequence of 0-based optimizer step ``step``."""
-        return [self.at(p) for p in range(step * batch_size, (step + 1) * batch_size)]
-
 
 class StreamBlocks(torch.utils.data.Dataset):
     """Stream positions -> examples: the block at that position with its index and epoch."""
@@ -299,13 +296,12 @@ class StepRecorder:
 
 
 class SASTrainer(Trainer):
-    def __init__(self, *args, spec: dict, order: BlockOrder, recorder: "StepRecorder | None", **kwargs):
+    def __init__(self, *args, spec: dict, recorder: "StepRecorder | None", **kwargs):
         super().__init__(*args, **kwargs)
         # Our compute_loss normalises by num_items_in_batch itself (all micro-batches, all devices).
         self.model_accepts_loss_kwargs = True
         self.spec = spec
         self.lambda_schedule = spec["lambda"]
-        self.order = order
         self.tokens_per_step = spec["batch_size"] * len(self.train_dataset.blocks[0]["input_ids"])
         self.recorder = recorder
         self._step_arcs = 0
@@ -326,7 +322,7 @@ class SASTrainer(Trainer):
         sampler = StepBatchSampler(
             global_batch,
             self.args.per_device_train_batch_size,
-            steps_per_pass=max(1, self.order.n_blocks // global_batch),
+            steps_per_pass=max(1, len(self.train_dataset) // global_batch),
             start_step=lambda: self.state.global_step,
         )
         # Its own generator: creating a loader iterator draws a seed, which must not come from the
@@ -471,12 +467,6 @@ def link_tree(src: Path, dst: Path) -> None:
 # Spec keys that do not change the weights, or only say how far to train and what to save: a
 # rerun with other values resumes the same state (max_steps: extend; checkpoint_steps: densify).
 NOT_IDENTITY_KEYS = ("threads", "logging_steps", "max_steps", "checkpoint_steps")
-
-
-def decay_horizon(spec: dict) -> int:
-    """Where the LR reaches 0: ``decay_horizon``, or max_steps when it is null (the schedule then
-    depends on max_steps, so extending such a run retrains it)."""
-    return spec.get("decay_horizon") or spec["max_steps"]
 
 
 def fingerprint(*folders: str | Path, skip: tuple[str, ...] = ("state.json",)) -> str:
@@ -715,7 +705,6 @@ def train(
             processing_class=tokenizer,
             callbacks=[schedule],
             spec=spec,
-            order=order,
             recorder=recorder,
         )
 

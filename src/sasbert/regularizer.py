@@ -8,8 +8,9 @@ the sum over l and h (``uniform``):
 ``direction`` keeps both terms, only dependent->parent (M[b,t,p]) or only parent->dependent
 (M[b,p,t]). ``reduction='sum'`` is the authors' unnormalised sum over the batch it is given;
 ``'mean'`` divides by the number of labelled arcs. In training the step's R is normalised over the
-whole optimizer step (``sas_weight``), whatever the number of processes and micro-batches. The attention is gathered at the arcs layer
-by layer, so the stacked L x B x H x S x S tensor is never built.
+whole optimizer step (``sas_weight``), whatever the number of processes and micro-batches. The
+attention is gathered at the arcs layer by layer, so the stacked L x B x H x S x S tensor is
+never built.
 
 The attentions are the ones HF BERT returns with ``output_attentions=True``: softmax followed by
 attention dropout in training mode, exactly what the authors' code regularized.
@@ -27,8 +28,6 @@ from __future__ import annotations
 from typing import Iterable
 
 import torch
-
-
 
 TYPES = ("max", "uniform")
 DIRECTIONS = ("both", "dependent_to_parent", "parent_to_dependent")

@@ -1,5 +1,6 @@
-"""The lambda schedule of a run: one definition, used by training (the weight of each step) and
-by the analysis (what kind of run a schedule makes). Torch-free, so the tables jobs stay light."""
+"""A run's schedules, defined once: lambda (used by training for each step's weight and by the
+analysis for the kind of run) and the LR horizon (used by training and by the Snakefile for the
+jobs of a run split into parts). Torch-free, so the DAG and the tables jobs stay light."""
 
 from __future__ import annotations
 
@@ -20,3 +21,9 @@ def lambda_at(schedule, step: int) -> float:
 def final_lambda(schedule) -> float:
     """The weight after every stage has ended (what a run trains with at the end)."""
     return lambda_at(schedule, math.inf)
+
+
+def decay_horizon(spec: dict) -> int:
+    """Where the LR reaches 0: ``decay_horizon``, or max_steps when it is null (the schedule then
+    depends on max_steps, so extending such a run retrains it)."""
+    return spec.get("decay_horizon") or spec["max_steps"]

@@ -11,6 +11,7 @@ from snakemake.exceptions import WorkflowError
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from sasbert import config as sasconfig  # noqa: E402
+from sasbert.schedules import decay_horizon  # noqa: E402
 
 try:
     sasconfig.validate(config, base_dir=Path.cwd(), schema_path=workflow.source_path("../schemas/config.schema.yaml"))
@@ -157,12 +158,16 @@ def run_start_step(run):
     return parent["step"] if parent else 0
 
 
+def release_starts(run):
+    """The steps k at which release runs start from this run."""
+    return {r["resume_from"]["step"] for r in RUNS.values() if (r.get("resume_from") or {}).get("run") == run}
+
+
 def run_schedule(run):
     """The steps a run saves: the shared schedule, plus each step a release run starts from it
     (a k off the schedule is trained from the parent's nearest earlier state, nothing more), plus
     its own start when it is a release run."""
-    starts = {r["resume_from"]["step"] for r in RUNS.values() if (r.get("resume_from") or {}).get("run") == run}
-    return sorted(set(CHECKPOINT_STEPS) | starts | {run_start_step(run)})
+    return sorted(set(CHECKPOINT_STEPS) | release_starts(run) | {run_start_step(run)})
 
 
 def run_checkpoint_steps(run):
@@ -178,25 +183,23 @@ def part_ends(run):
     start, end = run_start_step(run), config["train"]["max_steps"]
     job_steps = config["train"]["job_steps"]
     ends = set(range(start + job_steps, end, job_steps)) if job_steps else set()
-    ends |= {r["resume_from"]["step"] for r in RUNS.values() if (r.get("resume_from") or {}).get("run") == run}
-    return sorted(e for e in ends if start < e < end)
+    return sorted(e for e in ends | release_starts(run) if start < e < end)
 
 
 def part_dir(run, seed, end):
     return f"{run_dir(run, seed)}/parts/until-{end}"
 
 
-def part_start(run, end):
-    """The step after which a part's checkpoints start (the previous part's end)."""
+def previous_end(run, end):
+    """The end of the part before the one ending at ``end`` (None for the first part)."""
     earlier = [e for e in part_ends(run) if e < int(end)]
-    return earlier[-1] if earlier else run_start_step(run) - 1
+    return earlier[-1] if earlier else None
 
 
 def previous_part(wildcards):
     """The part a training job continues from (its output orders the chain)."""
-    end = int(getattr(wildcards, "end", config["train"]["max_steps"]))
-    earlier = [e for e in part_ends(wildcards.run) if e < end]
-    return [part_dir(wildcards.run, wildcards.seed, earlier[-1])] if earlier else []
+    end = previous_end(wildcards.run, getattr(wildcards, "end", config["train"]["max_steps"]))
+    return [part_dir(wildcards.run, wildcards.seed, end)] if end is not None else []
 
 
 def checkpoint_folder(run, seed, step):
@@ -226,14 +229,16 @@ def part_spec_json(wildcards):
     that extending the run leaves its earlier parts' jobs as they are."""
     spec = run_spec(wildcards.run, wildcards.seed)
     end = int(wildcards.end)
-    spec["decay_horizon"] = spec["decay_horizon"] or spec["max_steps"]
+    spec["decay_horizon"] = decay_horizon(spec)
     spec["max_steps"] = end
     spec["checkpoint_steps"] = [s for s in spec["checkpoint_steps"] if s <= end]
     return json.dumps(spec, sort_keys=True)
 
 
 def part_publish_after(wildcards):
-    return part_start(wildcards.run, wildcards.end)
+    """The step after which a part's checkpoints start: the previous part's end, or the start."""
+    end = previous_end(wildcards.run, wildcards.end)
+    return end if end is not None else run_start_step(wildcards.run) - 1
 
 
 def gpu_count(resources):
