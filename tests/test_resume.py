@@ -3,7 +3,11 @@ epochs in, a release run after k, a changed corpus, a finished run rerun, extens
 schedules. Every comparison is bit for bit on CPU: per-step losses, the blocks and masks each step
 trained on (recorded from the real training loop), and the weights."""
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -187,3 +191,48 @@ def test_plan_segments_trains_each_missing_checkpoint_from_the_nearest_earlier_s
     assert plan_segments([0, 20, 40], [0, 20, 40]) == []  # lowering max_steps: nothing to train
     assert plan_segments([10, 17], [10, 20]) == [(17, 20)]  # a SIGTERM state is a resume point
     assert plan_segments([0, 10, 20], [0, 5, 15, 20]) == [(0, 5), (10, 15)]
+
+
+def test_accumulation_draws_the_same_blocks_and_masks_across_an_epoch_boundary(epoch_corpus, tmp_path, recorded):
+    """grad_accumulation: 2 splits each step in two micro-batches; concatenated, they are exactly
+    the one-batch run's sequences and masks, through the end of the first epoch and into the
+    second (the data of a step does not depend on how it is split)."""
+    per_epoch = epoch_corpus["blocks"] // BATCH
+    spec = tiny_spec(max_steps=per_epoch + 3, checkpoint_steps=[0, per_epoch + 3], decay_horizon=4 * per_epoch)
+    train(epoch_corpus["dataset"], epoch_corpus["tokenizer"], str(tmp_path / "one"), spec)
+    whole = dict(recorded)
+    recorded.clear()
+    train(epoch_corpus["dataset"], epoch_corpus["tokenizer"], str(tmp_path / "two"), {**spec, "grad_accumulation": 2})
+    assert sorted(recorded) == sorted(whole) == list(range(1, per_epoch + 4))
+    for step, micro in recorded.items():
+        assert len(micro) == 2
+        joined = (torch.cat([m[0] for m in micro]), torch.cat([m[1] for m in micro]))
+        assert_same_inputs([joined], whole[step])
+
+
+def test_ddp_across_an_epoch_boundary_matches_one_process(epoch_corpus, tmp_path):
+    """2 gloo processes through the end of the first epoch and into the second train like one
+    process (dropout off: it draws from each process's own RNG), and a DDP run resumed from the
+    checkpoint at the epoch boundary ends the same."""
+    per_epoch = epoch_corpus["blocks"] // BATCH
+    last = per_epoch + 3
+    spec = tiny_spec(max_steps=last, checkpoint_steps=[0, per_epoch, last], decay_horizon=4 * per_epoch)
+    spec["model"] = {**spec["model"], "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    train(epoch_corpus["dataset"], epoch_corpus["tokenizer"], str(tmp_path / "single"), spec)
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "sasbert", "pretrain",
+           "--dataset", epoch_corpus["dataset"], "--tokenizer", epoch_corpus["tokenizer"],
+           "--run-dir", str(tmp_path / "ddp"), "--spec", json.dumps(spec)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    single, ddp = weights(tmp_path / "single", last), weights(tmp_path / "ddp", last)
+    for name in single:
+        torch.testing.assert_close(single[name], ddp[name], rtol=1e-4, atol=1e-5)
+    # as if killed right after the epoch boundary: resume there, under DDP
+    shutil.rmtree(tmp_path / "ddp" / "state" / f"checkpoint-{last}")
+    shutil.rmtree(tmp_path / "ddp" / "checkpoints")
+    resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming at step {per_epoch}" in resumed.stderr
+    assert_same_weights(ddp, weights(tmp_path / "ddp", last))
