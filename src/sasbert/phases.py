@@ -55,7 +55,8 @@ On one curve y(step) of one run x seed, sampled at its (irregular) checkpoints:
      breakthrough;
    * ``capabilities_onset`` (``uas``): the step of minimal UAS acceleration (growth stops) strictly
      after the breakthrough;
-   * ``loss_drop`` (``val_mlm_loss``): the step of maximal negative velocity of the held-out loss;
+   * ``loss_drop`` (``val_mlm_loss``): the step of maximal negative velocity of the held-out loss
+     after its first plateau (see "The loss drop" below);
    * ``blimp_jump`` (``blimp``): the step of maximal velocity of overall BLiMP accuracy.
 4. **No transition** (a curve must say so rather than invent one): with sigma the curve's noise,
    estimated from the raw points as 1.4826 * MAD(second differences) / sqrt(6) (robust to the one
@@ -80,6 +81,20 @@ candidates and from the rise; derivatives are still computed on the whole curve.
 unigram-learning drop of the MLM loss (the first few hundred steps, during LR warmup) is always the
 steepest part of the loss curve in raw steps, so the workflow searches the loss drop from the end of
 warmup on (``loss_min_step`` defaults to ``train.warmup_steps`` there).
+
+The loss drop
+-------------
+A held-out loss falls fastest right after warmup and then ever more slowly: in raw steps its
+steepest point is the start of a decelerating trend, never a "sudden drop". The paper's drop is the
+loss falling faster *again* after a plateau. Operationally, among the candidates with two
+neighbours (rate r = -velocity of the smoothed loss):
+
+* the **plateau** is the first candidate where r stops decreasing (r[i] <= r[i + 1]);
+* the **drop** is the candidate of maximal r after the plateau;
+* it is reported when the smoothed loss falls below the plateau's tangent line (its level and rate
+  continued) by at least the threshold, ``rise`` being that largest excess. A loss that only slows
+  down stays above every tangent line (it is convex) and has no drop; noise on a steady decline
+  makes excesses of the order of the noise, below the threshold.
 
 Phases table: ``run, seed, kind, metric, event, detected, step, value, smoothed_value, velocity,
 acceleration, rise, noise, threshold, n_points, reason`` -- one row per run x seed x event (five
@@ -419,6 +434,10 @@ class Curve:
     detected: bool
     reason: str
 
+    @property
+    def n_candidates(self) -> int:
+        return int(self.candidate.sum())
+
 
 def analyse_curve(steps: Sequence[float], y: Sequence[float], options: PhaseOptions,
                   direction: int = 1, min_step: int = 0) -> Curve:
@@ -546,12 +565,34 @@ def uas_events(steps, uas, options: PhaseOptions) -> list[dict]:
 
 
 def loss_events(steps, loss, options: PhaseOptions) -> list[dict]:
-    """The loss drop (maximal negative velocity) of one held-out loss curve."""
+    """The loss drop of one held-out loss curve: its steepest fall after its first plateau (see
+    "The loss drop" in the module docstring)."""
     curve = analyse_curve(steps, loss, options, -1, max(options.min_step, options.loss_min_step))
-    if not curve.detected:
+    if curve.n_candidates < options.min_points:
         return [_event_row(curve, "loss_drop", None)]
-    index, why = _steepest(curve, -1, "drop")
-    return [_event_row(curve, "loss_drop", index, why)]
+    rate = -curve.velocity
+    interior = np.flatnonzero(curve.candidate[1:-1]) + 1  # two neighbours: a two-sided velocity
+    plateau = next((i for i, j in zip(interior, interior[1:]) if rate[i] <= rate[j]), None)
+    if plateau is None:
+        curve.rise, curve.detected = 0.0, False
+        curve.reason = ("no loss drop: the held-out loss only slows down over the candidate "
+                        "checkpoints (a decelerating trend, no plateau followed by a faster fall)")
+        return [_event_row(curve, "loss_drop", None)]
+    after = interior[interior > plateau]
+    tangent = curve.smoothed[plateau] + curve.velocity[plateau] * (curve.steps - curve.steps[plateau])
+    curve.rise = float(np.max(tangent[after] - curve.smoothed[after]))
+    if not curve.rise >= curve.threshold:
+        curve.detected = False
+        curve.reason = (f"no loss drop: after its plateau at step {curve.steps[plateau]:g} the loss falls at "
+                        f"most {curve.rise:.4g} below the plateau's trend (< threshold {curve.threshold:.4g})")
+        return [_event_row(curve, "loss_drop", None)]
+    index = int(after[np.argmax(rate[after])])
+    if index == interior[-1]:
+        return [_event_row(curve, "loss_drop", None,
+                           f"steepest drop at the last usable checkpoint (step {curve.steps[index]:g}): still "
+                           "falling faster when sampling ended, no transition inside the sampled steps")]
+    curve.detected = True
+    return [_event_row(curve, "loss_drop", index)]
 
 
 def blimp_events(steps, accuracy, options: PhaseOptions, interval_width=None) -> list[dict]:
