@@ -417,6 +417,21 @@ def test_cli_score_series_and_gather(tmp_path, ckpt, small_data, capsys):
     assert not (tmp_path / "dup.parquet").exists()
 
 
+def test_every_steps_scores_multiples_and_the_ends(tmp_path, ckpt, small_data):
+    series = [(Path(f"step-{s}"), s) for s in (100, 200, 300, 400, 500)]
+    assert blimp.thin_series(series, None) == series
+    assert [s for _, s in blimp.thin_series(series, 200)] == [100, 200, 400, 500]
+    assert [s for _, s in blimp.thin_series(series, 1000)] == [100, 500]
+    run = tmp_path / "run"
+    for step in (0, 100, 200, 300):
+        shutil.copytree(ckpt, run / f"step-{step}")
+    rc = main(["blimp", "score", "--checkpoint", str(run / "step-*"), "--data-dir", str(small_data),
+               "--pairs-per-paradigm", "1", "--device", "cpu", "--every-steps", "200",
+               "--out-pairs", str(tmp_path / "pairs.parquet"), "--out-summary", str(tmp_path / "summary.parquet")])
+    assert rc == 0
+    assert sorted(pd.read_parquet(tmp_path / "summary.parquet")["step"].unique()) == [0, 200, 300]
+
+
 def test_cache_dir_keeps_finished_checkpoints(tmp_path, ckpt, small_data, monkeypatch):
     """A retried job over a series rescores only checkpoints without fresh cached scores."""
     run = tmp_path / "run"

@@ -469,6 +469,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sc.add_argument("--variant", choices=VARIANTS, default="original")
     sc.add_argument("--batch-size", type=int, default=256, help="masked copies per forward pass")
     sc.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda:0 ...")
+    sc.add_argument("--every-steps", type=_int_or_none, default=None, metavar="N",
+                    help="score only the checkpoints whose step is a multiple of N, and the first and "
+                         "last of the series (default/'null': every checkpoint)")
     sc.add_argument("--cache-dir", default=None,
                     help="keep each checkpoint's pair scores here and reuse those newer than the "
                          "checkpoint (resume a job that was stopped part-way through a series); the "
@@ -476,6 +479,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ga = sub.add_parser("gather", help="stack per-checkpoint summaries into one table")
     ga.add_argument("--inputs", nargs="+", required=True, help="summary parquet files")
     ga.add_argument("--out", required=True, help="output parquet")
+
+
+def thin_series(checkpoints: list[tuple[Path, int]], every_steps: int | None) -> list[tuple[Path, int]]:
+    """The (folder, step) pairs, sorted by step, whose step is a multiple of ``every_steps``, and
+    the first and last (a run's start and end are always scored); all of them for None."""
+    if every_steps is None:
+        return checkpoints
+    if every_steps < 1:
+        raise InputError(f"--every-steps must be >= 1, got {every_steps}")
+    last = len(checkpoints) - 1
+    return [c for i, c in enumerate(checkpoints) if i in (0, last) or c[1] % every_steps == 0]
 
 
 def _int_or_none(text: str) -> int | None:
@@ -492,7 +506,7 @@ def run(args: argparse.Namespace) -> None:
         return
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
-    checkpoints = resolve_checkpoints(args.checkpoint, args.step)
+    checkpoints = thin_series(resolve_checkpoints(args.checkpoint, args.step), args.every_steps)
     pairs = subset_pairs(load_blimp(args.data_dir), args.pairs_per_paradigm, args.subset_seed)
     log.info("BLiMP: %d pairs from %d paradigms; %d checkpoint(s); variant %s",
              len(pairs), pairs["UID"].nunique(), len(checkpoints), args.variant)

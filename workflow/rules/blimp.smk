@@ -1,5 +1,6 @@
-# Stage 6: BLiMP accuracy (pseudo-log-likelihood) of every checkpoint of a run x seed, in one job
-# per run x seed (model loading and torch start-up are paid once, not once per checkpoint). Each
+# Stage 6: BLiMP accuracy (pseudo-log-likelihood) of the checkpoints of a run x seed (every one, or
+# those on blimp.every_steps), in one job per run x seed (model loading and torch start-up are paid
+# once, not once per checkpoint). Each
 # checkpoint's pair scores are kept in <dir>/by_step-<options>/, so a retried job keeps the
 # checkpoints it had finished.
 
@@ -8,6 +9,7 @@ BLIMP_SCORE = (
     "OMP_NUM_THREADS={threads} sasbert blimp score --checkpoint '{input.checkpoints}/step-*'"
     " --data-dir {input.data:q} --pairs-per-paradigm {params.pairs_per_paradigm}"
     " --subset-seed {params.subset_seed} --variant {params.variant} --batch-size {params.batch_size}"
+    " --every-steps {params.every_steps}"
     " --cache-dir {params.by_step:q} --out-pairs {output.pairs:q} --out-summary {output.summary:q}"
 )
 
@@ -26,6 +28,7 @@ rule blimp_part:
         subset_seed=config["blimp"]["subset_seed"],
         variant=config["blimp"]["variant"],
         batch_size=config["blimp"]["batch_size"],
+        every_steps=config["blimp"]["every_steps"] or "all",
         by_step=blimp_by_step,
     threads: 1
     resources:
@@ -53,6 +56,7 @@ rule blimp:
         subset_seed=config["blimp"]["subset_seed"],
         variant=config["blimp"]["variant"],
         batch_size=config["blimp"]["batch_size"],
+        every_steps=config["blimp"]["every_steps"] or "all",
         by_step=blimp_by_step,
     threads: 1
     resources:

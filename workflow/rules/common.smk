@@ -84,8 +84,13 @@ def options_key(options):
     return hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
 
 
+# Options that choose which checkpoints a stage scores, not how: a change keeps the scores made.
+SELECTION_KEYS = {"every_steps"}
+
+
 def by_step_dir(stage, wildcards):
-    return f"results/{stage}/{wildcards.run}/seed{wildcards.seed}/by_step-{options_key(config[stage])}"
+    scoring = {k: v for k, v in config[stage].items() if k not in SELECTION_KEYS}
+    return f"results/{stage}/{wildcards.run}/seed{wildcards.seed}/by_step-{options_key(scoring)}"
 
 
 def probe_by_step(wildcards):
