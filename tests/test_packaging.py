@@ -15,3 +15,21 @@ def test_conda_env_pins_match_pyproject():
     pip_block = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     env_pins = {p for p in pip_block if re.match(r"^[A-Za-z0-9_.\[\]-]+==", p)}
     assert env_pins == pins
+
+
+def test_wheel_ships_the_config_schema(tmp_path):
+    """A non-editable install validates configs too: the schema is package data, and the
+    workflow's copy is a link to the same file."""
+    import subprocess
+    import sys
+    import zipfile
+
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation",
+                             "-q", "-w", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (wheel,) = tmp_path.glob("sasbert-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = archive.read("sasbert/config.schema.yaml")
+    assert shipped == (REPO / "src" / "sasbert" / "config.schema.yaml").read_bytes()
+    assert (REPO / "workflow" / "schemas" / "config.schema.yaml").resolve() == (
+        REPO / "src" / "sasbert" / "config.schema.yaml").resolve()

@@ -15,7 +15,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# The schema ships inside the package, so a non-editable install finds it too;
+# workflow/schemas/config.schema.yaml (where the workflow layout puts it) is a link to it.
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
 # Architecture presets: (layers, heads, hidden). Intermediate size is 4 x hidden as in BERT.
 MODEL_PRESETS = {
