@@ -10,6 +10,11 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+# common.smk puts the project's venv first on PATH, for the jobs (and remote jobs) to find `sasbert`.
+envvars:
+    "PATH",
+
+
 report: "workflow/report/workflow.rst"
 
 

@@ -26,8 +26,7 @@ sys.path.insert(0, str(ROOT / "src"))
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=str(ROOT / "resources" / "blimp"))
-    ap.add_argument("--vocab", default=str(ROOT / "resources" / "tokenizer" /
-                                           "bert-base-uncased-vocab.txt"))
+    ap.add_argument("--vocab", default=str(ROOT / "resources" / "tokenizer" / "bert-base-uncased-vocab.txt"))
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--hidden", type=int, default=128)
@@ -35,8 +34,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variant", default="original", choices=["original", "within_word_l2r"])
     ap.add_argument("--batch-size", type=int, default=256, help="our masked copies per forward")
-    ap.add_argument("--minicons-batch", type=int, default=32,
-                    help="sentences per minicons sequence_score call")
+    ap.add_argument("--minicons-batch", type=int, default=32, help="sentences per minicons sequence_score call")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (both scorers)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (both scorers)")
     ap.add_argument("--tol", type=float, default=1e-4)
@@ -53,9 +51,14 @@ def main(argv=None) -> int:
     tmp = tempfile.TemporaryDirectory()
     ckpt = Path(tmp.name) / "step-0000000"
     tok = BertTokenizerFast(vocab_file=args.vocab)
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=args.hidden,
-                     num_hidden_layers=args.layers, num_attention_heads=args.heads,
-                     intermediate_size=4 * args.hidden, initializer_range=0.1)
+    cfg = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=args.hidden,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        intermediate_size=4 * args.hidden,
+        initializer_range=0.1,
+    )
     BertForMaskedLM(cfg).save_pretrained(ckpt)
     tok.save_pretrained(ckpt)
 
@@ -72,8 +75,9 @@ def main(argv=None) -> int:
     def run_minicons():
         out = []
         for i in range(0, len(sents), args.minicons_batch):
-            out += mc.sequence_score(sents[i:i + args.minicons_batch],
-                                     reduction=lambda x: x.sum(0).item(), PLL_metric=args.variant)
+            out += mc.sequence_score(
+                sents[i : i + args.minicons_batch], reduction=lambda x: x.sum(0).item(), PLL_metric=args.variant
+            )
         return np.array(out)
 
     def sync():
@@ -98,20 +102,24 @@ def main(argv=None) -> int:
     ok = max_diff <= args.tol and same_decisions
 
     n_pieces = sum(len(x) - 2 for x in tok(sents)["input_ids"])
-    print(f"model: BERT {args.layers} layers x {args.heads} heads x {args.hidden} hidden, "
-          f"vocab {tok.vocab_size}; device {args.device}, {args.threads} thread(s); "
-          f"variant {args.variant}")
-    print(f"data: {n} pairs ({args.pairs_per_paradigm} per paradigm, "
-          f"{pairs.UID.nunique()} paradigms), {len(sents)} sentences, {n_pieces} scored pieces")
+    print(
+        f"model: BERT {args.layers} layers x {args.heads} heads x {args.hidden} hidden, "
+        f"vocab {tok.vocab_size}; device {args.device}, {args.threads} thread(s); "
+        f"variant {args.variant}"
+    )
+    print(
+        f"data: {n} pairs ({args.pairs_per_paradigm} per paradigm, "
+        f"{pairs.UID.nunique()} paradigms), {len(sents)} sentences, {n_pieces} scored pieces"
+    )
     print()
     print(f"{'scorer':<34}{'seconds':>10}{'pairs/s':>12}")
-    print(f"{'minicons 0.3.39 (batch ' + str(args.minicons_batch) + ' sent.)':<34}"
-          f"{t_mc:>10.2f}{n / t_mc:>12.1f}")
-    print(f"{'sasbert.blimp (batch ' + str(args.batch_size) + ' copies)':<34}"
-          f"{t_ours:>10.2f}{n / t_ours:>12.1f}")
+    print(f"{'minicons 0.3.39 (batch ' + str(args.minicons_batch) + ' sent.)':<34}{t_mc:>10.2f}{n / t_mc:>12.1f}")
+    print(f"{'sasbert.blimp (batch ' + str(args.batch_size) + ' copies)':<34}{t_ours:>10.2f}{n / t_ours:>12.1f}")
     print()
-    print(f"max |PLL diff| {max_diff:.2e} (tol {args.tol:g}); decisions identical: "
-          f"{same_decisions}; accuracy {table.correct.mean():.4f}")
+    print(
+        f"max |PLL diff| {max_diff:.2e} (tol {args.tol:g}); decisions identical: "
+        f"{same_decisions}; accuracy {table.correct.mean():.4f}"
+    )
     if not ok:
         print("MISMATCH between the scorers", file=sys.stderr)
     print(f"speedup over minicons: {t_mc / t_ours:.1f}x")

@@ -89,7 +89,14 @@ def main() -> None:
         if stanza_dir is None:
             stanza_dir, package = tiny_stanza_resources(Path(scratch.name))
             print(f"stanza: the tests' tiny models (trained now, {stanza_dir}); real models are far slower")
-        flags["stanza"] = ["--stanza-dir", stanza_dir, "--stanza-package", package, "--stanza-device", args.stanza_device]
+        flags["stanza"] = [
+            "--stanza-dir",
+            stanza_dir,
+            "--stanza-package",
+            package,
+            "--stanza-device",
+            args.stanza_device,
+        ]
 
     print(f"{os.cpu_count()} CPUs, {args.jobs} parse jobs at a time, ~{args.words} words per run")
     print(f"{'backend':8s} {'shards':>6s} {'words':>8s} {'seconds':>8s} {'words/s':>8s}")

@@ -32,7 +32,9 @@ def make_batch(batch_size, seq_len, vocab, generator):
     labels[masked] = input_ids[masked]
     input_ids[masked] = 4
     # about 70% of positions labelled (as on UD EWT), parents within 8 positions
-    heads = (torch.arange(seq_len) + torch.randint(-8, 9, (batch_size, seq_len), generator=generator)).clamp(1, seq_len - 1)
+    heads = (torch.arange(seq_len) + torch.randint(-8, 9, (batch_size, seq_len), generator=generator)).clamp(
+        1, seq_len - 1
+    )
     heads[torch.rand(batch_size, seq_len, generator=generator) > 0.7] = -1
     heads[:, 0] = -1
     return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels, "heads": heads}
@@ -128,18 +130,24 @@ def main():
     rows = [(label, median(times[label]), tokens / median(times[label])) for label, _, _ in settings]
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    print(f"model {args.preset} {model_kwargs['num_hidden_layers']}x{model_kwargs['num_attention_heads']}x"
-          f"{model_kwargs['hidden_size']}, vocab {args.vocab_size}, batch {args.batch_size} x {args.seq_len}, "
-          f"{args.device}, {args.precision}, {args.threads} thread(s), median of {args.steps} steps")
+    print(
+        f"model {args.preset} {model_kwargs['num_hidden_layers']}x{model_kwargs['num_attention_heads']}x"
+        f"{model_kwargs['hidden_size']}, vocab {args.vocab_size}, batch {args.batch_size} x {args.seq_len}, "
+        f"{args.device}, {args.precision}, {args.threads} thread(s), median of {args.steps} steps"
+    )
     print(f"{'setting':<28} {'s/step':>8} {'tokens/s':>10}")
     for label, seconds, tps in rows:
         print(f"{label:<28} {seconds:>8.4f} {tps:>10.0f}")
     print(f"peak RSS of the process: {peak_mb:.0f} MB")
     if device.type == "cuda":
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MB ({torch.cuda.get_device_name(device)})")
+        print(
+            f"peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MB ({torch.cuda.get_device_name(device)})"
+        )
     fastest = min(rows[0][1], rows[1][1])
-    print(f"regularizer overhead over eager attention: {rows[2][1] / rows[1][1]:.3f}x "
-          f"(R from the returned maps instead: {rows[3][1] / rows[1][1]:.3f}x)")
+    print(
+        f"regularizer overhead over eager attention: {rows[2][1] / rows[1][1]:.3f}x "
+        f"(R from the returned maps instead: {rows[3][1] / rows[1][1]:.3f}x)"
+    )
     print(f"regularized/unregularized (fastest attention) step time ratio: {rows[2][1] / fastest:.3f}")
 
 

@@ -60,13 +60,13 @@ def forward_batches(tokenizer, sentences, keep, batch_size, device):
     order = sorted(range(len(enc)), key=lambda i: -len(enc[i]))
     batches = []
     for b in range(0, len(order), batch_size):
-        rows = [enc[i] for i in order[b:b + batch_size]]
+        rows = [enc[i] for i in order[b : b + batch_size]]
         S = max(map(len, rows))
         ids = np.full((len(rows), S), tokenizer.pad_token_id, dtype=np.int64)
         mask = np.zeros((len(rows), S), dtype=np.int64)
         for r, row in enumerate(rows):
-            ids[r, :len(row)] = row
-            mask[r, :len(row)] = 1
+            ids[r, : len(row)] = row
+            mask[r, : len(row)] = 1
         batches.append((torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)))
     return batches
 
@@ -91,8 +91,11 @@ def main(argv=None):
     tokenizer = BertTokenizerFast(vocab_file=str(VOCAB))
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=args.hidden, num_hidden_layers=args.layers,
-        num_attention_heads=args.heads, intermediate_size=4 * args.hidden,
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=args.hidden,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        intermediate_size=4 * args.hidden,
         max_position_embeddings=max(512, args.max_pieces),
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,9 +113,13 @@ def main(argv=None):
     # the sentences the probe runs: within max_pieces and with at least one scored word
     labelled = probe.is_labelled(sentences)
     encoded = probe.encode_sentences(tokenizer, sentences)
-    keep = [k for k, e in enumerate(encoded)
-            if e is not None and len(e[0]) <= args.max_pieces
-            and any(r is not None for r in probe.scored_relations(sentences[k], labelled))]
+    keep = [
+        k
+        for k, e in enumerate(encoded)
+        if e is not None
+        and len(e[0]) <= args.max_pieces
+        and any(r is not None for r in probe.scored_relations(sentences[k], labelled))
+    ]
     batches = forward_batches(tokenizer, sentences, keep, args.batch_size, device)
     n_pieces = sum(len(encoded[k][0]) for k in keep)
     n_padded = sum(ids.numel() for ids, _ in batches)
@@ -120,8 +127,9 @@ def main(argv=None):
     def run_probe():
         sync(device)
         t = time.perf_counter()
-        probe.score_model(model, tokenizer, sentences, max_pieces=args.max_pieces,
-                          batch_size=args.batch_size, device=device)
+        probe.score_model(
+            model, tokenizer, sentences, max_pieces=args.max_pieces, batch_size=args.batch_size, device=device
+        )
         sync(device)
         return time.perf_counter() - t
 
@@ -134,11 +142,15 @@ def main(argv=None):
         times["probe"].append(run_probe())
         times["mlm fwd"].append(time_forward(model, batches, device))
 
-    print(f"device {device}, torch threads {torch.get_num_threads()}, model {args.layers} layers x "
-          f"{args.heads} heads x {args.hidden} hidden, vocab {config.vocab_size}")
-    print(f"{len(sentences)} sentences read ({t_read:.2f} s), {len(keep)} probed, {n_pieces} pieces "
-          f"({n_padded} with padding), {len(batches)} batches of <= {args.batch_size}; "
-          f"checkpoint load {t_load:.2f} s")
+    print(
+        f"device {device}, torch threads {torch.get_num_threads()}, model {args.layers} layers x "
+        f"{args.heads} heads x {args.hidden} hidden, vocab {config.vocab_size}"
+    )
+    print(
+        f"{len(sentences)} sentences read ({t_read:.2f} s), {len(keep)} probed, {n_pieces} pieces "
+        f"({n_padded} with padding), {len(batches)} batches of <= {args.batch_size}; "
+        f"checkpoint load {t_load:.2f} s"
+    )
     print(f"{'':10s} {'best s':>8s} {'median s':>9s} {'sent/s':>8s}")
     for name, ts in times.items():
         print(f"{name:10s} {min(ts):8.3f} {statistics.median(ts):9.3f} {len(keep) / min(ts):8.0f}")

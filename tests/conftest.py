@@ -35,8 +35,14 @@ def link_workflow(folder: Path) -> Path:
 
 def snakemake(*args, cwd=REPO, timeout=1800) -> subprocess.CompletedProcess:
     """The project's real snakemake, run in ``cwd``."""
-    return subprocess.run([SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.run(
+        [SNAKEMAKE, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def snakemake_ok(*args, cwd, timeout=1800) -> str:
@@ -75,12 +81,25 @@ def tiny_spec(**overrides):
     """A run specification (what the Snakemake rule passes) for a 2 x 2 x 32 BERT."""
     spec = {
         "model": {"num_hidden_layers": 2, "num_attention_heads": 2, "hidden_size": 32, "intermediate_size": 64},
-        "seed": 0, "lambda": 0.0,
+        "seed": 0,
+        "lambda": 0.0,
         "regularizer": {"type": "max", "direction": "both", "reduction": "mean", "reference_sequences": 64},
-        "checkpoint_steps": [0, 4, 8, 12], "max_steps": 12, "batch_size": 8, "grad_accumulation": 1,
-        "lr": 0.002, "weight_decay": 0.01, "warmup_steps": 2, "decay_horizon": 24, "mlm_probability": 0.15,
-        "precision": "fp32", "logging_steps": 4, "threads": 1,
-        "adam_beta1": 0.9, "adam_beta2": 0.999, "adam_epsilon": 1e-8, "max_grad_norm": 1.0,
+        "checkpoint_steps": [0, 4, 8, 12],
+        "max_steps": 12,
+        "batch_size": 8,
+        "grad_accumulation": 1,
+        "lr": 0.002,
+        "weight_decay": 0.01,
+        "warmup_steps": 2,
+        "decay_horizon": 24,
+        "mlm_probability": 0.15,
+        "precision": "fp32",
+        "logging_steps": 4,
+        "threads": 1,
+        "adam_beta1": 0.9,
+        "adam_beta2": 0.999,
+        "adam_epsilon": 1e-8,
+        "max_grad_norm": 1.0,
     }
     spec.update(overrides)
     return spec

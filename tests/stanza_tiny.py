@@ -176,17 +176,60 @@ def _train_tokenizer(work: Path, train_conllu: Path, dev_conllu: Path) -> str:
         conllu_to_text.convert_text(str(flat), str(txt))
         prepare_tokenizer_data.main([str(txt), str(flat), "-o", str(labels), "-m", str(mwt)])
         files[split] = (txt, labels, mwt)
-    tokenizer.main([
-        "--mode", "train", "--cpu", "--seed", str(SEED), "--lang", "en", "--shorthand", SHORTHAND,
-        "--txt_file", str(files["train"][0]), "--label_file", str(files["train"][1]),
-        "--mwt_json_file", str(files["train"][2]),
-        "--dev_txt_file", str(files["dev"][0]), "--dev_label_file", str(files["dev"][1]),
-        "--no_use_mwt", "--emb_dim", "8", "--hidden_dim", "16", "--rnn_layers", "1",
-        "--conv_filters", "1,5", "--max_seqlen", "100", "--batch_size", "16", "--lr0", "0.01",
-        "--dropout", "0.1", "--unit_dropout", "0.05", "--tok_noise", "0.0",
-        "--steps", str(STEPS["tokenize"]), "--eval_steps", str(10**9), "--report_steps", str(10**9),
-        "--save_dir", str(work), "--save_name", MODEL_FILES["tokenize_model_path"],
-    ])
+    tokenizer.main(
+        [
+            "--mode",
+            "train",
+            "--cpu",
+            "--seed",
+            str(SEED),
+            "--lang",
+            "en",
+            "--shorthand",
+            SHORTHAND,
+            "--txt_file",
+            str(files["train"][0]),
+            "--label_file",
+            str(files["train"][1]),
+            "--mwt_json_file",
+            str(files["train"][2]),
+            "--dev_txt_file",
+            str(files["dev"][0]),
+            "--dev_label_file",
+            str(files["dev"][1]),
+            "--no_use_mwt",
+            "--emb_dim",
+            "8",
+            "--hidden_dim",
+            "16",
+            "--rnn_layers",
+            "1",
+            "--conv_filters",
+            "1,5",
+            "--max_seqlen",
+            "100",
+            "--batch_size",
+            "16",
+            "--lr0",
+            "0.01",
+            "--dropout",
+            "0.1",
+            "--unit_dropout",
+            "0.05",
+            "--tok_noise",
+            "0.0",
+            "--steps",
+            str(STEPS["tokenize"]),
+            "--eval_steps",
+            str(10**9),
+            "--report_steps",
+            str(10**9),
+            "--save_dir",
+            str(work),
+            "--save_name",
+            MODEL_FILES["tokenize_model_path"],
+        ]
+    )
     return _check(work / MODEL_FILES["tokenize_model_path"], "tokenizer")
 
 
@@ -195,51 +238,149 @@ def _common_tagger_args(out: Path, train_conllu: Path, dev_conllu: Path, name: s
     # `return trainer, _`, where `_` is only bound by the dev-scoring code, so a run that never
     # evaluates saves its model and then raises UnboundLocalError (stanza 1.15.0).
     return [
-        "--mode", "train", "--cpu", "--seed", str(SEED), "--lang", "en", "--shorthand", SHORTHAND,
-        "--train_file", str(train_conllu), "--eval_file", str(dev_conllu),
-        "--save_dir", str(out), "--save_name", name,
-        "--no_pretrain", "--word_cutoff", "1", "--log_step", str(10**9),
-        "--max_steps", str(steps), "--eval_interval", str(steps),
-        "--no_second_optim", "--num_layers", "1",
+        "--mode",
+        "train",
+        "--cpu",
+        "--seed",
+        str(SEED),
+        "--lang",
+        "en",
+        "--shorthand",
+        SHORTHAND,
+        "--train_file",
+        str(train_conllu),
+        "--eval_file",
+        str(dev_conllu),
+        "--save_dir",
+        str(out),
+        "--save_name",
+        name,
+        "--no_pretrain",
+        "--word_cutoff",
+        "1",
+        "--log_step",
+        str(10**9),
+        "--max_steps",
+        str(steps),
+        "--eval_interval",
+        str(steps),
+        "--no_second_optim",
+        "--num_layers",
+        "1",
     ]
 
 
 def _train_pos(out: Path, train_conllu: Path, dev_conllu: Path) -> str:
     from stanza.models import tagger
 
-    tagger.main(_common_tagger_args(out, train_conllu, dev_conllu, MODEL_FILES["pos_model_path"], STEPS["pos"]) + [
-        "--hidden_dim", "16", "--char_hidden_dim", "16", "--char_emb_dim", "8", "--word_emb_dim", "16",
-        "--tag_emb_dim", "8", "--transformed_dim", "16", "--deep_biaff_hidden_dim", "16",
-        "--composite_deep_biaff_hidden_dim", "8", "--batch_size", "32", "--lr", "0.02",
-        "--dropout", "0.1", "--word_dropout", "0.1",
-        "--fix_eval_interval",
-    ])
+    tagger.main(
+        _common_tagger_args(out, train_conllu, dev_conllu, MODEL_FILES["pos_model_path"], STEPS["pos"])
+        + [
+            "--hidden_dim",
+            "16",
+            "--char_hidden_dim",
+            "16",
+            "--char_emb_dim",
+            "8",
+            "--word_emb_dim",
+            "16",
+            "--tag_emb_dim",
+            "8",
+            "--transformed_dim",
+            "16",
+            "--deep_biaff_hidden_dim",
+            "16",
+            "--composite_deep_biaff_hidden_dim",
+            "8",
+            "--batch_size",
+            "32",
+            "--lr",
+            "0.02",
+            "--dropout",
+            "0.1",
+            "--word_dropout",
+            "0.1",
+            "--fix_eval_interval",
+        ]
+    )
     return _check(out / MODEL_FILES["pos_model_path"], "tagger")
 
 
 def _train_lemma(out: Path, train_conllu: Path, dev_conllu: Path) -> str:
     from stanza.models import lemmatizer
 
-    lemmatizer.main([
-        "--mode", "train", "--cpu", "--seed", str(SEED), "--shorthand", SHORTHAND,
-        "--train_file", str(train_conllu), "--eval_file", str(dev_conllu),
-        "--save_dir", str(out), "--save_name", MODEL_FILES["lemma_model_path"],
-        "--hidden_dim", "16", "--emb_dim", "8", "--pos_dim", "8", "--num_layers", "1",
-        "--batch_size", "500", "--num_epoch", "1", "--log_step", str(10**9),
-    ])
+    lemmatizer.main(
+        [
+            "--mode",
+            "train",
+            "--cpu",
+            "--seed",
+            str(SEED),
+            "--shorthand",
+            SHORTHAND,
+            "--train_file",
+            str(train_conllu),
+            "--eval_file",
+            str(dev_conllu),
+            "--save_dir",
+            str(out),
+            "--save_name",
+            MODEL_FILES["lemma_model_path"],
+            "--hidden_dim",
+            "16",
+            "--emb_dim",
+            "8",
+            "--pos_dim",
+            "8",
+            "--num_layers",
+            "1",
+            "--batch_size",
+            "500",
+            "--num_epoch",
+            "1",
+            "--log_step",
+            str(10**9),
+        ]
+    )
     return _check(out / MODEL_FILES["lemma_model_path"], "lemmatizer")
 
 
 def _train_depparse(out: Path, train_conllu: Path, dev_conllu: Path) -> str:
     from stanza.models import parser
 
-    parser.main(_common_tagger_args(out, train_conllu, dev_conllu, MODEL_FILES["depparse_model_path"], STEPS["depparse"]) + [
-        "--hidden_dim", "16", "--char_hidden_dim", "16", "--char_emb_dim", "8", "--word_emb_dim", "16",
-        "--tag_emb_dim", "8", "--transformed_dim", "16", "--deep_biaff_hidden_dim", "16",
-        "--deep_biaff_output_dim", "8", "--batch_size", "500", "--optim", "adam", "--lr", "0.02",
-        "--dropout", "0.1", "--word_dropout", "0.1",
-        "--no_checkpoint", "--no_plateau",
-    ])
+    parser.main(
+        _common_tagger_args(out, train_conllu, dev_conllu, MODEL_FILES["depparse_model_path"], STEPS["depparse"])
+        + [
+            "--hidden_dim",
+            "16",
+            "--char_hidden_dim",
+            "16",
+            "--char_emb_dim",
+            "8",
+            "--word_emb_dim",
+            "16",
+            "--tag_emb_dim",
+            "8",
+            "--transformed_dim",
+            "16",
+            "--deep_biaff_hidden_dim",
+            "16",
+            "--deep_biaff_output_dim",
+            "8",
+            "--batch_size",
+            "500",
+            "--optim",
+            "adam",
+            "--lr",
+            "0.02",
+            "--dropout",
+            "0.1",
+            "--word_dropout",
+            "0.1",
+            "--no_checkpoint",
+            "--no_plateau",
+        ]
+    )
     return _check(out / MODEL_FILES["depparse_model_path"], "parser")
 
 
@@ -336,8 +477,15 @@ def _demo() -> None:
         print(f"second call (reuse) in {time.perf_counter() - t0:.3f}s")
         empty = Path(tmp) / "empty"
         empty.mkdir()
-        nlp = stanza.Pipeline("en", processors="tokenize,pos,lemma,depparse", download_method=None, use_gpu=False,
-                              dir=str(empty), logging_level="WARN", **pipeline_kwargs(models))
+        nlp = stanza.Pipeline(
+            "en",
+            processors="tokenize,pos,lemma,depparse",
+            download_method=None,
+            use_gpu=False,
+            dir=str(empty),
+            logging_level="WARN",
+            **pipeline_kwargs(models),
+        )
         doc = nlp("The cat sat on the mat. It was happy.")
         for sent in doc.sentences:
             n = len(sent.words)

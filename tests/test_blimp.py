@@ -36,9 +36,15 @@ def ckpt(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     tok = BertTokenizerFast(vocab_file=str(VOCAB))
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=64, num_hidden_layers=2,
-                     num_attention_heads=2, intermediate_size=128, max_position_embeddings=64,
-                     initializer_range=0.1)
+    cfg = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=64,
+        initializer_range=0.1,
+    )
     d = tmp_path_factory.mktemp("run") / "step-0001000"
     BertForMaskedLM(cfg).eval().save_pretrained(d)
     tok.save_pretrained(d)
@@ -132,8 +138,7 @@ def test_within_word_l2r_masks_by_hand(scorer):
     ]
     assert got == want
     assert [p for _, p, _ in copies] == [1, 2, 3, 4, 5, 6]
-    assert tok.convert_ids_to_tokens([t for _, _, t in copies]) == [
-        "the", "snow", "##board", "##ers", "laughed", "."]
+    assert tok.convert_ids_to_tokens([t for _, _, t in copies]) == ["the", "snow", "##board", "##ers", "laughed", "."]
     # original: exactly one mask per copy
     orig = blimp.masked_copies(tok, "The snowboarders laughed.", "original")
     assert [tok.convert_ids_to_tokens(ids).count(M) for ids, _, _ in orig] == [1] * 6
@@ -185,8 +190,7 @@ def test_agreement_with_minicons(ckpt, scorer, all_pairs):
         sents = pairs.sentence_good.tolist() + pairs.sentence_bad.tolist()
         theirs = []
         for i in range(0, len(sents), 24):
-            theirs += mc.sequence_score(sents[i:i + 24], reduction=lambda x: x.sum(0).item(),
-                                        PLL_metric=variant)
+            theirs += mc.sequence_score(sents[i : i + 24], reduction=lambda x: x.sum(0).item(), PLL_metric=variant)
         theirs = np.array(theirs)
         table = blimp.score_pairs(scorer, pairs, variant, step=1000)
         ours = np.concatenate([table.pll_good.to_numpy(), table.pll_bad.to_numpy()])
@@ -210,16 +214,19 @@ class FakeScorer:
 def test_accuracy_aggregation_by_hand():
     # paradigm A (phenomenon X): 3 of 4 right; B (X): 1 of 2 (one tie = wrong); C (Y): 1 of 1
     spec = [
-        ("A", "X", -1, -2), ("A", "X", -3, -4), ("A", "X", -5, -6), ("A", "X", -8, -7),
-        ("B", "X", -1, -2), ("B", "X", -4, -4),
+        ("A", "X", -1, -2),
+        ("A", "X", -3, -4),
+        ("A", "X", -5, -6),
+        ("A", "X", -8, -7),
+        ("B", "X", -1, -2),
+        ("B", "X", -4, -4),
         ("C", "Y", -2, -9),
     ]
     pll, rows = {}, []
     for i, (uid, term, g, b) in enumerate(spec):
         good, bad = f"good {i}", f"bad {i}"
         pll[good], pll[bad] = g, b
-        rows.append(dict(UID=uid, pairID=str(i), linguistics_term=term, sentence_good=good,
-                         sentence_bad=bad))
+        rows.append(dict(UID=uid, pairID=str(i), linguistics_term=term, sentence_good=good, sentence_bad=bad))
     table = blimp.score_pairs(FakeScorer(pll), pd.DataFrame(rows), "original", step=5)
     assert table.columns.tolist() == blimp.PAIR_COLUMNS
     assert table.correct.tolist() == [True, True, True, False, True, False, True]
@@ -253,8 +260,7 @@ def test_subset_is_deterministic_and_stratified(all_pairs):
     assert a.linguistics_term.nunique() == all_pairs.linguistics_term.nunique()
     # a paradigm's choice does not depend on which other paradigms are present
     one = all_pairs[all_pairs.UID == "passive_1"]
-    pd.testing.assert_frame_equal(blimp.subset_pairs(one, 5, seed=0),
-                                  a[a.UID == "passive_1"].reset_index(drop=True))
+    pd.testing.assert_frame_equal(blimp.subset_pairs(one, 5, seed=0), a[a.UID == "passive_1"].reset_index(drop=True))
     assert len(blimp.subset_pairs(all_pairs, None)) == 67_000
     assert len(blimp.subset_pairs(one.head(3), 5)) == 3
     with pytest.raises(InputError):
@@ -265,8 +271,14 @@ def test_subset_is_deterministic_and_stratified(all_pairs):
 
 
 def _pair(i=0, **over):
-    rec = dict(sentence_good="A dog runs.", sentence_bad="A dog run.", UID="toy",
-               linguistics_term="agreement", pairID=str(i), field="morphology")
+    rec = dict(
+        sentence_good="A dog runs.",
+        sentence_bad="A dog run.",
+        UID="toy",
+        linguistics_term="agreement",
+        pairID=str(i),
+        field="morphology",
+    )
     rec.update(over)
     return rec
 
@@ -344,8 +356,7 @@ def test_resolve_checkpoints(tmp_path, ckpt):
     with pytest.raises(InputError, match="no checkpoint matches"):
         resolve_checkpoints([str(tmp_path / "zzz-*")])
     with pytest.raises(InputError, match="1 step"):
-        resolve_checkpoints([str(tmp_path / "step-0002000"), str(tmp_path / "step-0000500")],
-                                  [3])
+        resolve_checkpoints([str(tmp_path / "step-0002000"), str(tmp_path / "step-0000500")], [3])
     shutil.copytree(ckpt, tmp_path / "final")
     with pytest.raises(InputError, match="final: no step number"):
         resolve_checkpoints([str(tmp_path / "final")])
@@ -369,11 +380,31 @@ def test_cli_score_series_and_gather(tmp_path, ckpt, small_data, capsys):
     run = tmp_path / "run"
     for name in ("step-0000000", "step-0001000"):
         shutil.copytree(ckpt, run / name)
-    common = ["--data-dir", str(small_data), "--pairs-per-paradigm", "3", "--subset-seed", "1",
-              "--batch-size", "64", "--device", "cpu"]
-    rc = main(["blimp", "score", "--checkpoint", str(run / "step-*"),
-               "--out-pairs", str(tmp_path / "pairs.parquet"),
-               "--out-summary", str(tmp_path / "summary.parquet"), *common])
+    common = [
+        "--data-dir",
+        str(small_data),
+        "--pairs-per-paradigm",
+        "3",
+        "--subset-seed",
+        "1",
+        "--batch-size",
+        "64",
+        "--device",
+        "cpu",
+    ]
+    rc = main(
+        [
+            "blimp",
+            "score",
+            "--checkpoint",
+            str(run / "step-*"),
+            "--out-pairs",
+            str(tmp_path / "pairs.parquet"),
+            "--out-summary",
+            str(tmp_path / "summary.parquet"),
+            *common,
+        ]
+    )
     assert rc == 0
     pairs = pd.read_parquet(tmp_path / "pairs.parquet")
     assert pairs.columns.tolist() == blimp.PAIR_COLUMNS
@@ -396,9 +427,21 @@ def test_cli_score_series_and_gather(tmp_path, ckpt, small_data, capsys):
     outs = []
     for step, name in ((7, "step-0000000"), (3, "step-0001000")):
         out = tmp_path / f"summary-{step}.parquet"
-        rc = main(["blimp", "score", "--checkpoint", str(run / name), "--step", str(step),
-                   "--out-pairs", str(tmp_path / f"pairs-{step}.parquet"),
-                   "--out-summary", str(out), *common])
+        rc = main(
+            [
+                "blimp",
+                "score",
+                "--checkpoint",
+                str(run / name),
+                "--step",
+                str(step),
+                "--out-pairs",
+                str(tmp_path / f"pairs-{step}.parquet"),
+                "--out-summary",
+                str(out),
+                *common,
+            ]
+        )
         assert rc == 0
         outs.append(str(out))
     rc = main(["blimp", "gather", "--inputs", *outs, "--out", str(tmp_path / "all.parquet")])
@@ -410,8 +453,7 @@ def test_cli_score_series_and_gather(tmp_path, ckpt, small_data, capsys):
     np.testing.assert_allclose(allt.accuracy.to_numpy(), summary.accuracy.to_numpy())
 
     # gathering the same step twice is an error naming the files
-    rc = main(["blimp", "gather", "--inputs", outs[0], outs[0], "--out",
-               str(tmp_path / "dup.parquet")])
+    rc = main(["blimp", "gather", "--inputs", outs[0], outs[0], "--out", str(tmp_path / "dup.parquet")])
     assert rc == 2
     assert "summary-7.parquet" in capsys.readouterr().err
     assert not (tmp_path / "dup.parquet").exists()
@@ -425,9 +467,26 @@ def test_every_steps_scores_multiples_and_the_ends(tmp_path, ckpt, small_data):
     run = tmp_path / "run"
     for step in (0, 100, 200, 300):
         shutil.copytree(ckpt, run / f"step-{step}")
-    rc = main(["blimp", "score", "--checkpoint", str(run / "step-*"), "--data-dir", str(small_data),
-               "--pairs-per-paradigm", "1", "--device", "cpu", "--every-steps", "200",
-               "--out-pairs", str(tmp_path / "pairs.parquet"), "--out-summary", str(tmp_path / "summary.parquet")])
+    rc = main(
+        [
+            "blimp",
+            "score",
+            "--checkpoint",
+            str(run / "step-*"),
+            "--data-dir",
+            str(small_data),
+            "--pairs-per-paradigm",
+            "1",
+            "--device",
+            "cpu",
+            "--every-steps",
+            "200",
+            "--out-pairs",
+            str(tmp_path / "pairs.parquet"),
+            "--out-summary",
+            str(tmp_path / "summary.parquet"),
+        ]
+    )
     assert rc == 0
     assert sorted(pd.read_parquet(tmp_path / "summary.parquet")["step"].unique()) == [0, 200, 300]
 
@@ -438,9 +497,24 @@ def test_cache_dir_keeps_finished_checkpoints(tmp_path, ckpt, small_data, monkey
     for name in ("step-0000000", "step-0001000"):
         shutil.copytree(ckpt, run / name)
     cache = tmp_path / "cache"
-    args = ["blimp", "score", "--checkpoint", str(run / "step-*"), "--data-dir", str(small_data),
-            "--pairs-per-paradigm", "2", "--device", "cpu", "--cache-dir", str(cache),
-            "--out-pairs", str(tmp_path / "pairs.parquet"), "--out-summary", str(tmp_path / "summary.parquet")]
+    args = [
+        "blimp",
+        "score",
+        "--checkpoint",
+        str(run / "step-*"),
+        "--data-dir",
+        str(small_data),
+        "--pairs-per-paradigm",
+        "2",
+        "--device",
+        "cpu",
+        "--cache-dir",
+        str(cache),
+        "--out-pairs",
+        str(tmp_path / "pairs.parquet"),
+        "--out-summary",
+        str(tmp_path / "summary.parquet"),
+    ]
     assert main(args) == 0
     first = pd.read_parquet(tmp_path / "summary.parquet")
     assert sorted(p.name for p in cache.iterdir()) == ["step-0.pairs.parquet", "step-1000.pairs.parquet"]
@@ -448,8 +522,11 @@ def test_cache_dir_keeps_finished_checkpoints(tmp_path, ckpt, small_data, monkey
 
     scored = []
     original = blimp.score_pairs
-    monkeypatch.setattr(blimp, "score_pairs", lambda scorer, pairs, variant, step: scored.append(step)
-                        or original(scorer, pairs, variant, step))
+    monkeypatch.setattr(
+        blimp,
+        "score_pairs",
+        lambda scorer, pairs, variant, step: scored.append(step) or original(scorer, pairs, variant, step),
+    )
     assert main(args) == 0
     assert scored == [1000]
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "summary.parquet"), first)
@@ -485,8 +562,14 @@ def test_overall_interval_contains_the_accuracy_and_narrows_with_more_pairs():
 
     def pairs(n):
         rng = np.random.default_rng(1)
-        return pd.DataFrame({"UID": np.repeat([f"p{i}" for i in range(67)], n),
-                             "linguistics_term": "t", "correct": rng.random(67 * n) < 0.6, "step": 0})
+        return pd.DataFrame(
+            {
+                "UID": np.repeat([f"p{i}" for i in range(67)], n),
+                "linguistics_term": "t",
+                "correct": rng.random(67 * n) < 0.6,
+                "step": 0,
+            }
+        )
 
     widths = []
     for n in (5, 20):

@@ -46,10 +46,16 @@ def test_defaults_are_filled(default):
         (lambda c: c["runs"][0].update({"lambda_": 1}), "runs[0].lambda_: unknown key"),
         (lambda c: c["runs"][1].update({"lambda": "big"}), "runs[1].lambda: 'big' is not valid"),
         (lambda c: c["runs"].append({"name": "baseline", "lambda": 0}), "runs[4].name: 'baseline' is used by more"),
-        (lambda c: c["runs"][3]["resume_from"].update(step=5000), "runs[3].resume_from.step: 5000 is not before train.max_steps"),
+        (
+            lambda c: c["runs"][3]["resume_from"].update(step=5000),
+            "runs[3].resume_from.step: 5000 is not before train.max_steps",
+        ),
         (lambda c: c["runs"][3]["resume_from"].update(run="nope"), "runs[3].resume_from.run: no run named 'nope'"),
         (lambda c: c.update(seeds=[0, 0]), "seeds: [0, 0] has non-unique elements"),
-        (lambda c: c["checkpoints"].update(every=[{"every": 0, "until": 5}]), "checkpoints.every[0].every: 0 is less than"),
+        (
+            lambda c: c["checkpoints"].update(every=[{"every": 0, "until": 5}]),
+            "checkpoints.every[0].every: 0 is less than",
+        ),
         (lambda c: c["model"].update(hidden_size=130), "model.hidden_size: 130 is not divisible"),
         (lambda c: c["train"].update(decay_horizon=10), "train.decay_horizon: 10 is before train.max_steps"),
     ],
@@ -63,8 +69,10 @@ def test_bad_values_name_their_key(default, edit, message):
 
 
 def test_checkpoint_schedule_piecewise():
-    cfg = {"train": {"max_steps": 40000},
-           "checkpoints": {"steps": [500], "every": [{"every": 1000, "until": 15000}, {"every": 5000, "until": 10**6}]}}
+    cfg = {
+        "train": {"max_steps": 40000},
+        "checkpoints": {"steps": [500], "every": [{"every": 1000, "until": 15000}, {"every": 5000, "until": 10**6}]},
+    }
     steps = sasconfig.checkpoint_steps(cfg)
     assert steps[:4] == [0, 500, 1000, 2000]
     assert steps[-7:] == [14000, 15000, 20000, 25000, 30000, 35000, 40000]

@@ -67,7 +67,9 @@ def test_sharding_is_contiguous_and_order_preserving(tmp_path):
 
 
 def _one_sentence(tmp_path, rows, name="bad.conllu"):
-    lines = ["# sent_id = s1"] + ["\t".join([str(i), w, "_", "_", "_", "_", str(h), r, "_", "_"]) for i, w, h, r in rows]
+    lines = ["# sent_id = s1"] + [
+        "\t".join([str(i), w, "_", "_", "_", "_", str(h), r, "_", "_"]) for i, w, h, r in rows
+    ]
     path = tmp_path / name
     path.write_text("\n".join(lines) + "\n\n")
     return path

@@ -7,21 +7,34 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sasbert import figures, phases
-from sasbert import cli
+from sasbert import cli, figures, phases
 
 RUNS = [
     {"name": "baseline", "lambda": 0.0},
     {"name": "sas_plus", "lambda": -1.0},
     {"name": "sas_minus", "lambda": 1.0},
-    {"name": "sas_minus_release_200", "lambda": [{"value": 1.0, "until_step": 200}, {"value": 0.0}],
-     "resume_from": {"run": "sas_minus", "step": 200}},
-    {"name": "sas_minus_release_400", "lambda": [{"value": 1.0, "until_step": 400}, {"value": 0.0}],
-     "resume_from": {"run": "sas_minus", "step": 400}},
+    {
+        "name": "sas_minus_release_200",
+        "lambda": [{"value": 1.0, "until_step": 200}, {"value": 0.0}],
+        "resume_from": {"run": "sas_minus", "step": 200},
+    },
+    {
+        "name": "sas_minus_release_400",
+        "lambda": [{"value": 1.0, "until_step": 400}, {"value": 0.0}],
+        "resume_from": {"run": "sas_minus", "step": 400},
+    },
 ]
 STEPS = [0, 25, 50, 75, 100, 125, 150, 175, 200, 250, 300, 350, 400, 450, 500, 600, 700, 800, 1000, 1200]
-PHENOMENA = ["anaphor_agreement", "argument_structure", "binding", "determiner_noun_agreement",
-             "filler_gap_dependency", "island_effects", "npi_licensing", "subject_verb_agreement"]
+PHENOMENA = [
+    "anaphor_agreement",
+    "argument_structure",
+    "binding",
+    "determiner_noun_agreement",
+    "filler_gap_dependency",
+    "island_effects",
+    "npi_licensing",
+    "subject_verb_agreement",
+]
 
 
 def _logistic(x, center, width):
@@ -47,8 +60,11 @@ def _curves(run, steps, seed):
         loss = 6.6 + unigram - 0.55 * _logistic(s, center - 10, 30) - 0.2 * s / 1200
         blimp = 0.5 + 0.06 * s / 1200 + 0.14 * _logistic(s, center + 60, 40)
     rng = np.random.default_rng(zlib.crc32(f"{run}/{seed}".encode()))
-    return (loss + rng.normal(0, 0.01, len(s)), uas + rng.normal(0, 0.006, len(s)),
-            blimp + rng.normal(0, 0.005, len(s)))
+    return (
+        loss + rng.normal(0, 0.01, len(s)),
+        uas + rng.normal(0, 0.006, len(s)),
+        blimp + rng.normal(0, 0.005, len(s)),
+    )
 
 
 def synthetic_tables(runs=RUNS, seeds=(0, 1, 2), n_layers=4, n_heads=4):
@@ -67,23 +83,59 @@ def synthetic_tables(runs=RUNS, seeds=(0, 1, 2), n_layers=4, n_heads=4):
             rng = np.random.default_rng(seed)
             for i, step in enumerate(steps):
                 loss_rows.append((r.run, seed, step, loss[i]))
-                uas_rows.append((r.run, seed, step, "ewt-dev", uas[i], uas[i] - 0.01, uas[i] + 0.01, 2, 1,
-                                 "dependent_to_parent",
-                                 0.3 * uas[i], 0.35 * uas[i], uas[i] - 0.05, 0.31, -1, 100))
+                uas_rows.append(
+                    (
+                        r.run,
+                        seed,
+                        step,
+                        "ewt-dev",
+                        uas[i],
+                        uas[i] - 0.01,
+                        uas[i] + 0.01,
+                        2,
+                        1,
+                        "dependent_to_parent",
+                        0.3 * uas[i],
+                        0.35 * uas[i],
+                        uas[i] - 0.05,
+                        0.31,
+                        -1,
+                        100,
+                    )
+                )
                 for layer in range(n_layers):
                     for head in range(n_heads):
                         for direction in ("dependent_to_parent", "parent_to_dependent"):
-                            acc = uas[i] if (layer, head, direction) == (2, 1, "dependent_to_parent") else (
-                                0.08 + 0.05 * rng.random() + 0.15 * (uas[i] - 0.12) * ((layer + head) % 3) / 2)
-                            head_rows.append((r.run, seed, step, "ewt-dev", layer, head, direction, acc,
-                                              0.2 * acc, 1000))
-                blimp_rows.append((r.run, seed, step, "original", "overall", "", "", blimp[i], blimp[i] - 0.03,
-                                   blimp[i] + 0.03, 40, 8))
+                            acc = (
+                                uas[i]
+                                if (layer, head, direction) == (2, 1, "dependent_to_parent")
+                                else (0.08 + 0.05 * rng.random() + 0.15 * (uas[i] - 0.12) * ((layer + head) % 3) / 2)
+                            )
+                            head_rows.append(
+                                (r.run, seed, step, "ewt-dev", layer, head, direction, acc, 0.2 * acc, 1000)
+                            )
+                blimp_rows.append(
+                    (
+                        r.run,
+                        seed,
+                        step,
+                        "original",
+                        "overall",
+                        "",
+                        "",
+                        blimp[i],
+                        blimp[i] - 0.03,
+                        blimp[i] + 0.03,
+                        40,
+                        8,
+                    )
+                )
                 for j, name in enumerate(PHENOMENA):
                     gain = 0.1 if j % 3 == 0 else 0.0  # some phenomena gain more from the transition
                     acc = float(np.clip(blimp[i] + 0.06 * np.sin(j * 1.7) + gain * (blimp[i] - 0.5), 0, 1))
-                    blimp_rows.append((r.run, seed, step, "original", "phenomenon", name, name, acc, acc - 0.05,
-                                       acc + 0.05, 5, 1))
+                    blimp_rows.append(
+                        (r.run, seed, step, "original", "phenomenon", name, name, acc, acc - 0.05, acc + 0.05, 5, 1)
+                    )
             last = steps[-1]
             train_steps = np.arange(r.start_step + 1, last + 1)
             tl, _, _ = _curves(r.run, train_steps, seed)
@@ -100,8 +152,9 @@ def synthetic_tables(runs=RUNS, seeds=(0, 1, 2), n_layers=4, n_heads=4):
 
 
 def phases_of(tables):
-    return phases.detect(tables["runs"], tables["loss"], tables["uas"], tables["blimp"],
-                         phases.PhaseOptions(loss_min_step=100))
+    return phases.detect(
+        tables["runs"], tables["loss"], tables["uas"], tables["blimp"], phases.PhaseOptions(loss_min_step=100)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +176,9 @@ def gids(fig):
 
 def note_text(fig):
     """The figure's note on what it could not draw (the title of its legend)."""
-    return " ".join(lg.get_title().get_text().replace("\n", " ") for lg in fig.legends
-                    if lg.get_title().get_gid() == "note").lower()
+    return " ".join(
+        lg.get_title().get_text().replace("\n", " ") for lg in fig.legends if lg.get_title().get_gid() == "note"
+    ).lower()
 
 
 def draw(name, tables, ph, **kw):
@@ -132,8 +186,9 @@ def draw(name, tables, ph, **kw):
 
 
 def test_run_colors_follow_lambda_not_names():
-    runs = phases.runs_table([{"name": "a", "lambda": 1.0}, {"name": "b", "lambda": 0.0},
-                              {"name": "c", "lambda": -0.5}])
+    runs = phases.runs_table(
+        [{"name": "a", "lambda": 1.0}, {"name": "b", "lambda": 0.0}, {"name": "c", "lambda": -0.5}]
+    )
     colors = figures.run_colors(runs)
     assert colors["b"] == figures.KIND_COLORS["baseline"][0]
     assert colors["c"] == figures.KIND_COLORS["sas_plus"][0]
@@ -156,7 +211,7 @@ def test_fig1_training(full, tmp_path):
     assert "phase_window" in g
     # the structure onset marker sits before the synthetic transition (centre 285-315, onset
     # ~240-270; on this coarse grid, 25-50 steps between checkpoints, within two checkpoints)
-    (marker,) = [l for l in fig.axes[1].lines if l.get_gid() == "onset:structure_onset:baseline"]
+    (marker,) = [ln for ln in fig.axes[1].lines if ln.get_gid() == "onset:structure_onset:baseline"]
     assert 150 <= marker.get_xdata()[0] <= 300
     # the default axis is linear, with the run's first and last steps as labelled ticks
     ax = fig.axes[0]
@@ -174,7 +229,7 @@ def test_fig1_log_axis_drops_step_zero(full):
     fig = draw("fig1_training", tables, ph, xscale="log")
     ax = fig.axes[1]
     assert ax.get_xscale() == "log" and "step 0 not shown" in ax.get_xlabel()
-    (line,) = [l for l in ax.lines if l.get_gid() == "curve:baseline:uas"]
+    (line,) = [ln for ln in ax.lines if ln.get_gid() == "curve:baseline:uas"]
     assert min(line.get_xdata()) > 0
 
 
@@ -190,7 +245,7 @@ def test_fig2_regularizers(full):
     assert note_text(fig) == ""
     # consistent colours: the baseline line has the baseline colour in figures 1 and 2
     color = figures.run_colors(tables["runs"])["sas_plus"]
-    (line,) = [l for l in fig.axes[1].lines if l.get_gid() == "curve:sas_plus:uas"]
+    (line,) = [ln for ln in fig.axes[1].lines if ln.get_gid() == "curve:sas_plus:uas"]
     assert line.get_color() == color
 
 
@@ -205,7 +260,7 @@ def test_fig3_release(full):
     assert "ref:baseline:blimp" in g and "ref:sas_minus:blimp" in g
     assert "curve:sas_plus:uas" not in g
     # a release curve's own part starts at k
-    (line,) = [l for l in fig.axes[1].lines if l.get_gid() == "curve:sas_minus_release_400:uas"]
+    (line,) = [ln for ln in fig.axes[1].lines if ln.get_gid() == "curve:sas_minus_release_400:uas"]
     assert min(line.get_xdata()) == 400
 
 
@@ -255,8 +310,9 @@ def test_figures_degrade_without_sas_plus_and_release_runs(tmp_path):
     tables["heads"] = tables["heads"].iloc[0:0]
     ph = phases_of(tables)
     assert "no baseline run" in note_text(draw("fig1_training", tables, ph))
-    assert "heads table is empty" in " ".join(t.get_text() for ax in draw("fig4a_heads", tables, ph).axes
-                                                for t in ax.texts)
+    assert "heads table is empty" in " ".join(
+        t.get_text() for ax in draw("fig4a_heads", tables, ph).axes for t in ax.texts
+    )
 
 
 def test_figures_cli_from_tables_alone(full, tmp_path, monkeypatch):
@@ -269,12 +325,36 @@ def test_figures_cli_from_tables_alone(full, tmp_path, monkeypatch):
             df.to_parquet(tdir / f"{name}.parquet")
     ph.to_parquet(tdir / "phases.parquet")
     out = tmp_path / "figs"
-    rc = cli.main(["figures", "--tables", str(tdir), "--phases", str(tdir / "phases.parquet"),
-                   "--out-dir", str(out), "--figure", "fig2_regularizers", "--dpi", "60"])
+    rc = cli.main(
+        [
+            "figures",
+            "--tables",
+            str(tdir),
+            "--phases",
+            str(tdir / "phases.parquet"),
+            "--out-dir",
+            str(out),
+            "--figure",
+            "fig2_regularizers",
+            "--dpi",
+            "60",
+        ]
+    )
     assert rc == 0
     assert sorted(p.name for p in out.iterdir()) == ["fig2_regularizers.pdf", "fig2_regularizers.png"]
-    rc = cli.main(["figures", "--tables", str(tdir), "--phases", str(tdir / "phases.parquet"),
-                   "--out-dir", str(out), "--figure", "fig4a_heads"])
+    rc = cli.main(
+        [
+            "figures",
+            "--tables",
+            str(tdir),
+            "--phases",
+            str(tdir / "phases.parquet"),
+            "--out-dir",
+            str(out),
+            "--figure",
+            "fig4a_heads",
+        ]
+    )
     assert rc == 2  # heads.parquet missing: a clear error, not a traceback
 
 

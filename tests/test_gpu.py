@@ -26,18 +26,40 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 def pretrain_cmd(corpus, run_dir, spec):
-    return [sys.executable, "-m", "sasbert", "pretrain", "--dataset", corpus["dataset"], "--tokenizer",
-            corpus["tokenizer"], "--run-dir", str(run_dir), "--spec", json.dumps(spec)]
+    return [
+        sys.executable,
+        "-m",
+        "sasbert",
+        "pretrain",
+        "--dataset",
+        corpus["dataset"],
+        "--tokenizer",
+        corpus["tokenizer"],
+        "--run-dir",
+        str(run_dir),
+        "--spec",
+        json.dumps(spec),
+    ]
 
 
 def gpu_spec(precision):
-    return tiny_spec(**{"precision": precision, "lambda": 1.0, "max_steps": 40, "checkpoint_steps": [0, 20, 40],
-                        "decay_horizon": 80, "logging_steps": 1})
+    return tiny_spec(
+        **{
+            "precision": precision,
+            "lambda": 1.0,
+            "max_steps": 40,
+            "checkpoint_steps": [0, 20, 40],
+            "decay_horizon": 80,
+            "logging_steps": 1,
+        }
+    )
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16", "fp32"])
 def test_pretrain_on_the_gpu(tiny_corpus, tmp_path, precision):
-    result = subprocess.run(pretrain_cmd(tiny_corpus, tmp_path, gpu_spec(precision)), env=ENV, capture_output=True, text=True)
+    result = subprocess.run(
+        pretrain_cmd(tiny_corpus, tmp_path, gpu_spec(precision)), env=ENV, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     steps = pd.read_parquet(tmp_path / "metrics" / "steps.parquet")
     assert steps["step"].tolist() == list(range(1, 41))
@@ -55,7 +77,9 @@ def test_kill_9_on_the_gpu_then_resume(tiny_corpus, tmp_path):
     reference = tmp_path / "reference"
     assert subprocess.run(pretrain_cmd(tiny_corpus, reference, spec), env=ENV, capture_output=True).returncode == 0
     run_dir = tmp_path / "killed"
-    proc = subprocess.Popen(pretrain_cmd(tiny_corpus, run_dir, spec), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        pretrain_cmd(tiny_corpus, run_dir, spec), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     state = run_dir / "state"
     deadline = time.time() + 300
     while not any(state.glob("checkpoint-20/trainer_state.json")) and time.time() < deadline:
@@ -75,7 +99,9 @@ def test_kill_9_on_the_gpu_then_resume(tiny_corpus, tmp_path):
 @pytest.fixture(scope="module")
 def checkpoint(tiny_corpus, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
-    result = subprocess.run(pretrain_cmd(tiny_corpus, run_dir, gpu_spec("bf16")), env=ENV, capture_output=True, text=True)
+    result = subprocess.run(
+        pretrain_cmd(tiny_corpus, run_dir, gpu_spec("bf16")), env=ENV, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir / "checkpoints" / "step-40"
 
@@ -111,20 +137,23 @@ def test_blimp_on_the_gpu_matches_the_cpu(checkpoint, tmp_path):
 
 def test_stanza_on_the_gpu_parses_like_the_cpu(tmp_path):
     pytest.importorskip("stanza")
-    from stanza_tiny import PACKAGE, build_tiny_stanza_models, install_as_resources
-
     from sasbert import corpus, parse
+    from stanza_tiny import PACKAGE, build_tiny_stanza_models, install_as_resources
 
     paths = build_tiny_stanza_models(EWT / "en_ewt-ud-train.conllu.gz", tmp_path / "models")
     folder = install_as_resources(paths, tmp_path / "stanza_resources")
     units = corpus.read_units(
-        [str(RESOURCES / "text" / "enwiki2015_300k.txt.gz")], "text", cleaning=corpus.TextCleaning(min_words=5, max_words=3000)
+        [str(RESOURCES / "text" / "enwiki2015_300k.txt.gz")],
+        "text",
+        cleaning=corpus.TextCleaning(min_words=5, max_words=3000),
     )
     parsed = {}
     for device in ("cpu", "auto"):  # auto: the GPU, since torch sees one
         nlp = parse.load_stanza(parse.StanzaOptions(str(folder), package=PACKAGE, device=device))
         assert str(nlp.device).startswith("cuda" if device == "auto" else "cpu")
-        parsed[device] = parse.parse_stanza_shard(units, parse.StanzaOptions(str(folder), package=PACKAGE, device=device))
+        parsed[device] = parse.parse_stanza_shard(
+            units, parse.StanzaOptions(str(folder), package=PACKAGE, device=device)
+        )
     cpu, gpu = parsed["cpu"], parsed["auto"]
     assert cpu["words"].map(tuple).tolist() == gpu["words"].map(tuple).tolist()
     same = sum(a == b for x, y in zip(cpu["heads"], gpu["heads"]) for a, b in zip(x, y))

@@ -50,15 +50,17 @@ def wiki_rows(tmp_path_factory):
     with open(folder / "wiki.jsonl", "w", encoding="utf-8") as handle:
         for i, doc in enumerate(docs):
             handle.write(json.dumps({"id": i, "text": doc}) + "\n")
-    datasets.DatasetDict({"train": datasets.Dataset.from_list([{"id": i, "text": d} for i, d in enumerate(docs)])}).save_to_disk(
-        str(folder / "saved")
-    )
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list([{"id": i, "text": d} for i, d in enumerate(docs)])}
+    ).save_to_disk(str(folder / "saved"))
     return folder
 
 
 def test_json_builder_and_save_to_disk_give_the_text_files_units(wiki_rows):
     from_text = corpus.read_units([str(wiki_rows / "wiki.txt")], "text")
-    from_json = corpus.read_units(None, "hf", hf_dataset=corpus.HFDataset("json", data_files=[str(wiki_rows / "wiki.jsonl")]))
+    from_json = corpus.read_units(
+        None, "hf", hf_dataset=corpus.HFDataset("json", data_files=[str(wiki_rows / "wiki.jsonl")])
+    )
     from_disk = corpus.read_units(None, "hf", hf_dataset=corpus.HFDataset(str(wiki_rows / "saved")))
     streamed = corpus.read_units(
         None, "hf", hf_dataset=corpus.HFDataset("json", data_files=[str(wiki_rows / "wiki.jsonl")], streaming=True)
@@ -94,10 +96,16 @@ def test_corpus_cli_with_a_dataset(wiki_rows, tmp_path):
 @pytest.mark.parametrize(
     "spec, message",
     [
-        (dict(path="json", text_column="body"), r"corpus.hf_dataset.text_column: .* no column 'body' \(it has id, text\)"),
+        (
+            dict(path="json", text_column="body"),
+            r"corpus.hf_dataset.text_column: .* no column 'body' \(it has id, text\)",
+        ),
         (dict(path="json", text_column="id"), r"corpus.hf_dataset.text_column: .* row 0: column 'id' holds int"),
         (dict(path="saved", split="test"), r"corpus.hf_dataset.split: .*saved has no split 'test' \(it has train\)"),
-        (dict(path="json", data_files=["missing.jsonl"]), r"corpus.hf_dataset.data_files: .*missing.jsonl: no such file"),
+        (
+            dict(path="json", data_files=["missing.jsonl"]),
+            r"corpus.hf_dataset.data_files: .*missing.jsonl: no such file",
+        ),
     ],
 )
 def test_bad_datasets_name_the_key(wiki_rows, spec, message):
@@ -135,7 +143,9 @@ def test_config_takes_exactly_one_text_source():
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     cfg["corpus"].update({"backend": "spacy", "hf_dataset": {"path": "wikimedia/wikipedia", "name": "20231101.en"}})
     checked = sasconfig.validate(cfg, base_dir=REPO)
-    assert checked["corpus"]["hf_dataset"]["split"] == "train" and checked["corpus"]["hf_dataset"]["text_column"] == "text"
+    assert (
+        checked["corpus"]["hf_dataset"]["split"] == "train" and checked["corpus"]["hf_dataset"]["text_column"] == "text"
+    )
     cfg["corpus"]["text"] = ["resources/text/*.txt.gz"]
     with pytest.raises(sasconfig.ConfigError, match="exactly one of corpus.text and corpus.hf_dataset"):
         sasconfig.validate(cfg, base_dir=REPO)
@@ -167,10 +177,15 @@ def test_the_corpus_rule_reads_a_dataset(wiki_rows, tmp_path):
 
 def test_streaming_errors_name_the_key_and_the_row(wiki_rows, tmp_path):
     spec = corpus.HFDataset("json", data_files=[str(wiki_rows / "wiki.jsonl")], text_column="body", streaming=True)
-    with pytest.raises(InputError, match=r"corpus.hf_dataset.text_column: json\[train\] has no column 'body' \(it has id, text\)"):
+    with pytest.raises(
+        InputError, match=r"corpus.hf_dataset.text_column: json\[train\] has no column 'body' \(it has id, text\)"
+    ):
         corpus.read_units(None, "hf", hf_dataset=spec)
     broken = tmp_path / "broken.jsonl"
     broken.write_text(json.dumps({"text": "A fine first document here."}) + "\n{not json\n")
     spec = corpus.HFDataset("json", data_files=[str(broken)], streaming=True)
-    with pytest.raises(InputError, match=r"corpus.hf_dataset: json\[train\]: reading failed at row \d+ .*ArrowInvalid: JSON parse error"):
+    with pytest.raises(
+        InputError,
+        match=r"corpus.hf_dataset: json\[train\]: reading failed at row \d+ .*ArrowInvalid: JSON parse error",
+    ):
         corpus.read_units(None, "hf", hf_dataset=spec)

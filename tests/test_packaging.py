@@ -24,12 +24,28 @@ def test_wheel_ships_the_config_schema(tmp_path):
     import sys
     import zipfile
 
-    result = subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation",
-                             "-q", "-w", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(REPO),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     (wheel,) = tmp_path.glob("sasbert-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         shipped = archive.read("sasbert/config.schema.yaml")
     assert shipped == (REPO / "src" / "sasbert" / "config.schema.yaml").read_bytes()
     assert (REPO / "workflow" / "schemas" / "config.schema.yaml").resolve() == (
-        REPO / "src" / "sasbert" / "config.schema.yaml").resolve()
+        REPO / "src" / "sasbert" / "config.schema.yaml"
+    ).resolve()

@@ -14,8 +14,11 @@ from sasbert.errors import InputError
 GRID = np.r_[np.arange(0, 5000, 100), np.arange(5000, 20001, 500)]
 CENTER, WIDTH = 3000, 200
 # The extrema of a logistic's second derivative lie ln(2 + sqrt(3)) = 1.317 widths from its centre.
-EXPECTED = {"structure_onset": CENTER - 1.317 * WIDTH, "breakthrough": CENTER,
-            "capabilities_onset": CENTER + 1.317 * WIDTH}
+EXPECTED = {
+    "structure_onset": CENTER - 1.317 * WIDTH,
+    "breakthrough": CENTER,
+    "capabilities_onset": CENTER + 1.317 * WIDTH,
+}
 # Stated tolerances (noise sd 0.01 on a rise of 0.5, smoothing window 3): the breakthrough within one
 # transition width, the onsets within two (on this grid: one to four checkpoints).
 TOLERANCE = {"structure_onset": 2 * WIDTH, "breakthrough": WIDTH, "capabilities_onset": 2 * WIDTH}
@@ -129,8 +132,11 @@ def test_smoothing_and_options():
     assert s[0] == 0.0 and s[-1] == 0.0  # the ends are kept
     assert s[1] == pytest.approx(0.5) and s[2] == pytest.approx(0.5)  # [1, 2, 1] / 4
     assert np.array_equal(phases.smooth(y, 1), y)
-    for bad in (phases.PhaseOptions(smoothing_window=4), phases.PhaseOptions(min_points=2),
-                phases.PhaseOptions(min_rise=-1)):
+    for bad in (
+        phases.PhaseOptions(smoothing_window=4),
+        phases.PhaseOptions(min_points=2),
+        phases.PhaseOptions(min_rise=-1),
+    ):
         with pytest.raises(InputError):
             bad.check()
     with pytest.raises(InputError, match="same step"):
@@ -141,8 +147,11 @@ RUNS = [
     {"name": "base", "lambda": 0.0},
     {"name": "plus", "lambda": -0.5},
     {"name": "minus", "lambda": 1.0},
-    {"name": "minus_release_300", "lambda": [{"value": 1.0, "until_step": 300}, {"value": 0.0}],
-     "resume_from": {"run": "minus", "step": 300}},
+    {
+        "name": "minus_release_300",
+        "lambda": [{"value": 1.0, "until_step": 300}, {"value": 0.0}],
+        "resume_from": {"run": "minus", "step": 300},
+    },
     {"name": "staged", "lambda": [{"value": 1.0, "until_step": 100}, {"value": 0.5}]},
     {"name": "zeros", "lambda": [{"value": 0.0, "until_step": 100}, {"value": 0.0}]},
     {"name": "fromscratch_release", "lambda": [{"value": 2.0, "until_step": 50}, {"value": 1.0, "until_step": 150}]},
@@ -153,9 +162,15 @@ def test_runs_table_kinds_come_from_lambda():
     runs = phases.runs_table(RUNS)
     assert list(runs.columns) == phases.RUN_COLUMNS
     kinds = dict(zip(runs["run"], runs["kind"]))
-    assert kinds == {"base": "baseline", "plus": "sas_plus", "minus": "sas_minus",
-                     "minus_release_300": "release", "staged": "other", "zeros": "baseline",
-                     "fromscratch_release": "release"}
+    assert kinds == {
+        "base": "baseline",
+        "plus": "sas_plus",
+        "minus": "sas_minus",
+        "minus_release_300": "release",
+        "staged": "other",
+        "zeros": "baseline",
+        "fromscratch_release": "release",
+    }
     rel = runs.set_index("run")
     assert rel.at["minus_release_300", "release_step"] == 300 and rel.at["minus_release_300", "parent"] == "minus"
     assert rel.at["minus_release_300", "start_step"] == 300 and rel.at["minus_release_300", "lambda"] == 1.0
@@ -168,12 +183,17 @@ def test_runs_table_kinds_come_from_lambda():
 
 
 def test_stitch_prepends_the_parents_history():
-    runs = phases.runs_table([
-        {"name": "a", "lambda": 1.0},
-        {"name": "b", "lambda": [{"value": 1.0, "until_step": 200}, {"value": 0.0}],
-         "resume_from": {"run": "a", "step": 200}},
-        {"name": "c", "lambda": 0.0, "resume_from": {"run": "b", "step": 400}},
-    ])
+    runs = phases.runs_table(
+        [
+            {"name": "a", "lambda": 1.0},
+            {
+                "name": "b",
+                "lambda": [{"value": 1.0, "until_step": 200}, {"value": 0.0}],
+                "resume_from": {"run": "a", "step": 200},
+            },
+            {"name": "c", "lambda": 0.0, "resume_from": {"run": "b", "step": 400}},
+        ]
+    )
     rows = [("a", 0, s, float(s)) for s in range(0, 700, 100)]
     rows += [("b", 0, s, 1000.0 + s) for s in range(200, 700, 100)]
     rows += [("c", 0, s, 2000.0 + s) for s in range(400, 700, 100)]
@@ -201,31 +221,88 @@ def _results_folder(root, runs, seeds, skip=()):
             acc = logistic(steps, center + 100, 80, 0.5, 0.15) if center else np.full(len(steps), 0.5)
             base = root / "pretrain" / name / f"seed{seed}" / "metrics"
             base.mkdir(parents=True)
-            pd.DataFrame({"step": np.arange(start + 1, steps[-1] + 1), "mlm_loss": 7.0, "sas": np.nan,
-                          "lambda": 0.0, "lr": 1e-3, "grad_norm": 1.0, "tokens_per_s": 1e4,
-                          "seconds": 0.1}).to_parquet(base / "steps.parquet")
+            pd.DataFrame(
+                {
+                    "step": np.arange(start + 1, steps[-1] + 1),
+                    "mlm_loss": 7.0,
+                    "sas": np.nan,
+                    "lambda": 0.0,
+                    "lr": 1e-3,
+                    "grad_norm": 1.0,
+                    "tokens_per_s": 1e4,
+                    "seconds": 0.1,
+                }
+            ).to_parquet(base / "steps.parquet")
             pd.DataFrame({"step": steps, "val_mlm_loss": loss}).to_parquet(base / "eval.parquet")
             probe = root / "probe" / name / f"seed{seed}"
             probe.mkdir(parents=True)
             summary, scores = [], []
             for i, step in enumerate(steps):
                 common = dict(step=step, checkpoint=f"step-{step}", treebank="dev.conllu")
-                summary.append({**common, "method": "attention", "relation": "all", "layer": 1, "head": 0,
-                                "direction": "dependent_to_parent", "offset": None, "accuracy": uas[i],
-                                "soft_score": 0.2, "max_soft_score": 0.3, "n_sentences": 50})
-                summary.append({**common, "method": "attention", "relation": "mean", "layer": None, "head": None,
-                                "direction": None, "offset": None, "accuracy": uas[i] - 0.02,
-                                "soft_score": None, "max_soft_score": None, "n_sentences": 50})
-                summary.append({**common, "method": "offset", "relation": "all", "layer": None, "head": None,
-                                "direction": None, "offset": -1, "accuracy": 0.3, "soft_score": None,
-                                "max_soft_score": None, "n_sentences": 50})
+                summary.append(
+                    {
+                        **common,
+                        "method": "attention",
+                        "relation": "all",
+                        "layer": 1,
+                        "head": 0,
+                        "direction": "dependent_to_parent",
+                        "offset": None,
+                        "accuracy": uas[i],
+                        "soft_score": 0.2,
+                        "max_soft_score": 0.3,
+                        "n_sentences": 50,
+                    }
+                )
+                summary.append(
+                    {
+                        **common,
+                        "method": "attention",
+                        "relation": "mean",
+                        "layer": None,
+                        "head": None,
+                        "direction": None,
+                        "offset": None,
+                        "accuracy": uas[i] - 0.02,
+                        "soft_score": None,
+                        "max_soft_score": None,
+                        "n_sentences": 50,
+                    }
+                )
+                summary.append(
+                    {
+                        **common,
+                        "method": "offset",
+                        "relation": "all",
+                        "layer": None,
+                        "head": None,
+                        "direction": None,
+                        "offset": -1,
+                        "accuracy": 0.3,
+                        "soft_score": None,
+                        "max_soft_score": None,
+                        "n_sentences": 50,
+                    }
+                )
                 for layer in range(2):
                     for head in range(2):
                         for direction in ("dependent_to_parent", "parent_to_dependent"):
                             for relation in ("all", "nsubj"):
-                                scores.append({**common, "method": "attention", "layer": layer, "head": head,
-                                               "direction": direction, "offset": None, "relation": relation,
-                                               "correct": 1, "count": 10, "accuracy": 0.1, "soft_score": 0.1})
+                                scores.append(
+                                    {
+                                        **common,
+                                        "method": "attention",
+                                        "layer": layer,
+                                        "head": head,
+                                        "direction": direction,
+                                        "offset": None,
+                                        "relation": relation,
+                                        "correct": 1,
+                                        "count": 10,
+                                        "accuracy": 0.1,
+                                        "soft_score": 0.1,
+                                    }
+                                )
             if ("probe", name, seed) not in skip:
                 pd.DataFrame(summary).to_parquet(probe / "summary.parquet")
             pd.DataFrame(scores).to_parquet(probe / "scores.parquet")
@@ -244,8 +321,21 @@ def test_gather_and_detect_cli(tmp_path, stages):
     runs = RUNS[:4]
     _results_folder(tmp_path / "results", runs, [0, 1])
     out = tmp_path / "tables"
-    rc = stages(["phases", "gather", "--results-dir", str(tmp_path / "results"), "--runs", json.dumps(runs),
-                 "--seeds", "0", "1", "--out-dir", str(out)])
+    rc = stages(
+        [
+            "phases",
+            "gather",
+            "--results-dir",
+            str(tmp_path / "results"),
+            "--runs",
+            json.dumps(runs),
+            "--seeds",
+            "0",
+            "1",
+            "--out-dir",
+            str(out),
+        ]
+    )
     assert rc == 0
     tables = {name: pd.read_parquet(out / f"{name}.parquet") for name in phases.TABLES}
     assert list(tables["loss"].columns) == phases.LOSS_COLUMNS
@@ -262,9 +352,26 @@ def test_gather_and_detect_cli(tmp_path, stages):
     release = tables["loss"][tables["loss"]["run"] == "minus_release_300"]
     assert release["step"].min() == 300  # own rows only
 
-    rc = stages(["phases", "detect", "--runs", str(out / "runs.parquet"), "--loss", str(out / "loss.parquet"),
-                 "--uas", str(out / "uas.parquet"), "--blimp", str(out / "blimp.parquet"),
-                 "--out", str(out / "phases.parquet"), "--csv", str(out / "phases.csv"), "--loss-min-step", "100"])
+    rc = stages(
+        [
+            "phases",
+            "detect",
+            "--runs",
+            str(out / "runs.parquet"),
+            "--loss",
+            str(out / "loss.parquet"),
+            "--uas",
+            str(out / "uas.parquet"),
+            "--blimp",
+            str(out / "blimp.parquet"),
+            "--out",
+            str(out / "phases.parquet"),
+            "--csv",
+            str(out / "phases.csv"),
+            "--loss-min-step",
+            "100",
+        ]
+    )
     assert rc == 0
     ph = pd.read_parquet(out / "phases.parquet")
     assert list(ph.columns) == phases.PHASE_COLUMNS
@@ -285,8 +392,18 @@ def test_gather_and_detect_cli(tmp_path, stages):
 def test_gather_missing_inputs(tmp_path, stages, capsys):
     runs = RUNS[:2]
     _results_folder(tmp_path / "results", runs, [0], skip={("probe", "plus", 0)})
-    args = ["phases", "gather", "--results-dir", str(tmp_path / "results"), "--runs", json.dumps(runs),
-            "--seeds", "0", "--out-dir", str(tmp_path / "t")]
+    args = [
+        "phases",
+        "gather",
+        "--results-dir",
+        str(tmp_path / "results"),
+        "--runs",
+        json.dumps(runs),
+        "--seeds",
+        "0",
+        "--out-dir",
+        str(tmp_path / "t"),
+    ]
     assert stages(args) == 2
     assert "probe/plus/seed0/summary.parquet" in capsys.readouterr().err
     assert stages(args + ["--allow-missing"]) == 0
@@ -294,8 +411,21 @@ def test_gather_missing_inputs(tmp_path, stages, capsys):
     assert set(uas["run"]) == {"base"}
     # gathered from a config file instead of JSON
     (tmp_path / "c.yaml").write_text("runs:\n  - {name: base, lambda: 0.0}\nseeds: [0]\n")
-    assert stages(["phases", "gather", "--results-dir", str(tmp_path / "results"), "--config",
-                   str(tmp_path / "c.yaml"), "--out-dir", str(tmp_path / "t2")]) == 0
+    assert (
+        stages(
+            [
+                "phases",
+                "gather",
+                "--results-dir",
+                str(tmp_path / "results"),
+                "--config",
+                str(tmp_path / "c.yaml"),
+                "--out-dir",
+                str(tmp_path / "t2"),
+            ]
+        )
+        == 0
+    )
     assert set(pd.read_parquet(tmp_path / "t2" / "loss.parquet")["run"]) == {"base"}
 
 
@@ -347,7 +477,7 @@ def test_a_recovery_from_a_dip_below_the_initial_uas_is_not_a_transition():
     """SAS- pushes UAS below its random-init value, then it climbs back to about where it began:
     a rise of 0.05 inside the curve, but no acquisition."""
     steps = np.r_[np.arange(0, 200, 100), np.arange(200, 2001, 200)]
-    sas_minus = 0.09 - 0.05 * np.exp(-((steps - 300) / 150) ** 2) - 0.0 * steps
+    sas_minus = 0.09 - 0.05 * np.exp(-(((steps - 300) / 150) ** 2)) - 0.0 * steps
     events = phases.uas_events(steps, sas_minus, phases.PhaseOptions())
     assert not any(e["detected"] for e in events)
     assert "above its value at step 0" in events[0]["reason"]

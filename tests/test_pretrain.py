@@ -2,8 +2,8 @@
 SIGTERM, release runs, NaN handling and DDP equivalence. All on real EWT text with a tiny BERT."""
 
 import json
-import shutil
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,8 +23,21 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def pretrain_cmd(corpus, run_dir, spec, *extra):
-    return [sys.executable, "-m", "sasbert", "pretrain", "--dataset", corpus["dataset"], "--tokenizer",
-            corpus["tokenizer"], "--run-dir", str(run_dir), "--spec", json.dumps(spec), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "sasbert",
+        "pretrain",
+        "--dataset",
+        corpus["dataset"],
+        "--tokenizer",
+        corpus["tokenizer"],
+        "--run-dir",
+        str(run_dir),
+        "--spec",
+        json.dumps(spec),
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +57,9 @@ def test_checkpoints_are_hf_format_with_tokenizer_and_metrics(reference_run):
     assert type(model) is BertForMaskedLM
     assert json.loads((checkpoint / "config.json").read_text())["architectures"] == ["BertForMaskedLM"]
     assert AutoTokenizer.from_pretrained(checkpoint).mask_token == "[MASK]"
-    assert {"optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json"} <= {p.name for p in checkpoint.iterdir()}
+    assert {"optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json"} <= {
+        p.name for p in checkpoint.iterdir()
+    }
     steps = pd.read_parquet(run_dir / "metrics" / "steps.parquet")
     assert steps["step"].tolist() == list(range(1, 13))
     assert set(steps.columns) >= {"step", "mlm_loss", "sas", "lambda", "lr", "grad_norm", "tokens_per_s"}
@@ -65,8 +80,9 @@ def test_masked_head_loss_equals_bert_for_masked_lm(tiny_corpus):
     blocks = load_from_disk(tiny_corpus["dataset"])["train"]
     batch = BlockCollator(tokenizer, 0.15, seed=0)([{**blocks[i], "block": i} for i in range(4)])
     ours = model(**batch)
-    reference = BertForMaskedLM.forward(model, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                        labels=batch["labels"])
+    reference = BertForMaskedLM.forward(
+        model, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]
+    )
     assert (ours["mlm_sum"] / ours["n_masked"]).item() == pytest.approx(reference.loss.item(), rel=1e-5)
 
 
@@ -128,8 +144,9 @@ def steps_logged(run_dir):
 
 def test_kill_9_then_rerun_resumes_bit_for_bit(reference_run, tiny_corpus, tmp_path):
     ref_dir, spec = reference_run
-    proc = subprocess.Popen(pretrain_cmd(tiny_corpus, tmp_path, spec), env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        pretrain_cmd(tiny_corpus, tmp_path, spec), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     wait_for(lambda: steps_logged(tmp_path) >= 6)  # past the checkpoint at step 4
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -150,8 +167,9 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes_identically(tiny_corp
     reference = tmp_path / "reference"
     train(tiny_corpus["dataset"], tiny_corpus["tokenizer"], str(reference), spec)
     run_dir = tmp_path / "interrupted"
-    proc = subprocess.Popen(pretrain_cmd(tiny_corpus, run_dir, spec), env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        pretrain_cmd(tiny_corpus, run_dir, spec), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     wait_for(lambda: steps_logged(run_dir) >= 5)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=300)
@@ -174,8 +192,13 @@ def test_release_run_continues_from_parent_checkpoint(reference_run, tiny_corpus
     train(tiny_corpus["dataset"], tiny_corpus["tokenizer"], str(parent), constant)
     stages = [{"value": 0.5, "until_step": 4}, {"value": 0.0}]
     released = tmp_path / "released"
-    train(tiny_corpus["dataset"], tiny_corpus["tokenizer"], str(released), tiny_spec(**{"lambda": stages}),
-          resume_from=str(parent / "checkpoints" / "step-4"))
+    train(
+        tiny_corpus["dataset"],
+        tiny_corpus["tokenizer"],
+        str(released),
+        tiny_spec(**{"lambda": stages}),
+        resume_from=str(parent / "checkpoints" / "step-4"),
+    )
     through = tmp_path / "through"
     train(tiny_corpus["dataset"], tiny_corpus["tokenizer"], str(through), tiny_spec(**{"lambda": stages}))
     assert sorted(p.name for p in (released / "checkpoints").iterdir()) == ["step-12", "step-4", "step-8"]
@@ -203,7 +226,8 @@ def test_ddp_two_processes_match_one_process_and_resume(tiny_corpus, tmp_path):
     train(tiny_corpus["dataset"], tiny_corpus["tokenizer"], str(single), spec)
     torchrun = str(Path(sys.executable).parent / "torchrun")
     cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "sasbert"] + pretrain_cmd(
-        tiny_corpus, tmp_path / "ddp", spec)[3:]
+        tiny_corpus, tmp_path / "ddp", spec
+    )[3:]
     result = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     a = pd.read_parquet(single / "metrics" / "steps.parquet")
@@ -258,6 +282,7 @@ def test_lambda_means_the_same_on_two_processes_and_with_accumulation(tiny_corpu
     """The regularized loss of a step does not depend on how the step's batch is split: 2 gloo
     processes x 4 sequences, and 2 accumulation micro-batches of 4, both train like 1 x 8. The
     same run at twice the lambda is the yardstick that the comparison can tell apart."""
+
     def spec(**overrides):
         s = tiny_spec(max_steps=6, checkpoint_steps=[0, 6], **{"lambda": lam, **overrides})
         s["regularizer"] = {**s["regularizer"], "reduction": reduction}
@@ -265,13 +290,17 @@ def test_lambda_means_the_same_on_two_processes_and_with_accumulation(tiny_corpu
         return s
 
     runs = {}
-    for name, s in {"single": spec(), "double_lambda": spec(**{"lambda": 2 * lam}),
-                    "accumulated": spec(grad_accumulation=2)}.items():
+    for name, s in {
+        "single": spec(),
+        "double_lambda": spec(**{"lambda": 2 * lam}),
+        "accumulated": spec(grad_accumulation=2),
+    }.items():
         train(tiny_corpus["dataset"], tiny_corpus["tokenizer"], str(tmp_path / name), s)
         runs[name] = weights(tmp_path / name, 6)
     torchrun = str(Path(sys.executable).parent / "torchrun")
     cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "sasbert"] + pretrain_cmd(
-        tiny_corpus, tmp_path / "ddp", spec())[3:]
+        tiny_corpus, tmp_path / "ddp", spec()
+    )[3:]
     result = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     runs["ddp"] = weights(tmp_path / "ddp", 6)

@@ -41,8 +41,13 @@ def model(tokenizer):
 
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=128, max_position_embeddings=128, attn_implementation="eager",
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=128,
+        attn_implementation="eager",
     )
     return BertForMaskedLM(config).eval()
 
@@ -81,38 +86,46 @@ def conllu_lines(rows) -> str:
 # Gold: A -> B (nsubj), B root, C -> B (obl:tmod, scored as "obl").
 PIECE_WORD = [-1, 0, 0, 1, 2, 2, 2, -1]
 HEAD0 = [
-    [.125] * 8,
-    [.15, .10, .10, .25, .10, .10, .10, .10],  # a1: to A .2, B .25, C .3
-    [.20, .10, .00, .20, .10, .10, .10, .20],  # a2: to A .1, B .2,  C .3
-    [.20, .10, .10, .00, .10, .10, .20, .20],  # b:  to A .2, B 0,   C .4
-    [.20, .10, .05, .10, .10, .10, .10, .25],  # c1: to A .15, B .1, C .3
-    [.20, .10, .10, .10, .10, .10, .10, .20],  # c2: to A .2, B .1,  C .3
-    [.20, .10, .10, .10, .10, .10, .10, .20],  # c3: to A .2, B .1,  C .3
-    [.125] * 8,
+    [0.125] * 8,
+    [0.15, 0.10, 0.10, 0.25, 0.10, 0.10, 0.10, 0.10],  # a1: to A .2, B .25, C .3
+    [0.20, 0.10, 0.00, 0.20, 0.10, 0.10, 0.10, 0.20],  # a2: to A .1, B .2,  C .3
+    [0.20, 0.10, 0.10, 0.00, 0.10, 0.10, 0.20, 0.20],  # b:  to A .2, B 0,   C .4
+    [0.20, 0.10, 0.05, 0.10, 0.10, 0.10, 0.10, 0.25],  # c1: to A .15, B .1, C .3
+    [0.20, 0.10, 0.10, 0.10, 0.10, 0.10, 0.10, 0.20],  # c2: to A .2, B .1,  C .3
+    [0.20, 0.10, 0.10, 0.10, 0.10, 0.10, 0.10, 0.20],  # c3: to A .2, B .1,  C .3
+    [0.125] * 8,
 ]
 # Word level, W[i, j] = mean over i's pieces of the sum over j's pieces, diagonal zeroed:
 #   from A: to B (.25+.2)/2 = .225, to C (.3+.3)/2 = .3
 #   from B: to A .2, to C .4
 #   from C: to A (.15+.2+.2)/3 = .55/3, to B .1
-W0 = [[0, .225, .3], [.2, 0, .4], [.55 / 3, .1, 0]]
+W0 = [[0, 0.225, 0.3], [0.2, 0, 0.4], [0.55 / 3, 0.1, 0]]
 # dependent_to_parent (argmax of the row): A -> C (wrong; the mean over C's columns, .1, would have
 #   picked B), C -> A (wrong). parent_to_dependent (argmax of the column): A <- B (.2 > .55/3: right;
 #   a SUM over C's rows, .55, would have picked C), C <- B (.4 > .3: right).
 # Head 1 is uniform (.125): to-word mass is .125 x pieces: W1 = [[0, .125, .375], [.25, 0, .375],
 # [.25, .125, 0]]. dependent_to_parent: A -> C, C -> A (both wrong); parent_to_dependent: column A
 # = [0, .25, .25] is a tie, lowest index B wins (right); column C = [.375, .375, 0] ties, A (wrong).
-W1 = [[0, .125, .375], [.25, 0, .375], [.25, .125, 0]]
+W1 = [[0, 0.125, 0.375], [0.25, 0, 0.375], [0.25, 0.125, 0]]
 # (head, direction, relation) -> (correct, count, soft score = mean W on the gold parent)
 EXPECTED = {
-    (0, DP, "nsubj"): (0, 1, .225), (0, DP, "obl"): (0, 1, .1), (0, DP, "all"): (0, 2, .1625),
-    (0, PD, "nsubj"): (1, 1, .2), (0, PD, "obl"): (1, 1, .4), (0, PD, "all"): (2, 2, .3),
-    (1, DP, "nsubj"): (0, 1, .125), (1, DP, "obl"): (0, 1, .125), (1, DP, "all"): (0, 2, .125),
-    (1, PD, "nsubj"): (1, 1, .25), (1, PD, "obl"): (0, 1, .375), (1, PD, "all"): (1, 2, .3125),
+    (0, DP, "nsubj"): (0, 1, 0.225),
+    (0, DP, "obl"): (0, 1, 0.1),
+    (0, DP, "all"): (0, 2, 0.1625),
+    (0, PD, "nsubj"): (1, 1, 0.2),
+    (0, PD, "obl"): (1, 1, 0.4),
+    (0, PD, "all"): (2, 2, 0.3),
+    (1, DP, "nsubj"): (0, 1, 0.125),
+    (1, DP, "obl"): (0, 1, 0.125),
+    (1, DP, "all"): (0, 2, 0.125),
+    (1, PD, "nsubj"): (1, 1, 0.25),
+    (1, PD, "obl"): (0, 1, 0.375),
+    (1, PD, "all"): (1, 2, 0.3125),
 }
 
 
 def hand_inputs():
-    att = torch.tensor([HEAD0, [[.125] * 8] * 8], dtype=torch.float64).unsqueeze(0)  # [1, 2, 8, 8]
+    att = torch.tensor([HEAD0, [[0.125] * 8] * 8], dtype=torch.float64).unsqueeze(0)  # [1, 2, 8, 8]
     piece_word = torch.tensor([PIECE_WORD])
     gold = torch.tensor([[1, -1, 1]])  # 0-based gold parent word
     rel = torch.tensor([[0, -1, 1]])  # relations ["nsubj", "obl"]
@@ -157,10 +170,9 @@ def test_scores_by_hand():
     best = summary.set_index(["method", "relation"])
     # ties go to the lowest layer, head, then dependent_to_parent: all three best heads are (0, 0, PD)
     for relation in ("nsubj", "obl", "all"):
-        assert (best.loc[("attention", relation), ["layer", "head", "direction"]].tolist()
-                == [0, 0, PD])
+        assert best.loc[("attention", relation), ["layer", "head", "direction"]].tolist() == [0, 0, PD]
         assert best.loc[("attention", relation), "accuracy"] == 1.0
-    assert best.loc[("attention", "obl"), "max_soft_score"] == pytest.approx(.4)
+    assert best.loc[("attention", "obl"), "max_soft_score"] == pytest.approx(0.4)
     assert best.loc[("attention", "mean"), "accuracy"] == 1.0
     assert best.loc[("attention", "mean"), "n_relations"] == 2
     # offsets: A (word 0) -> B (word 1) is +1, C (word 2) -> B is -1; "all": 1/2, first of -3..+3 wins
@@ -178,8 +190,7 @@ def test_scores_by_hand():
 # 2. an independent, deliberately plain reference implementation (SPEC.md, word for word)
 
 
-def reference_probe(model, tokenizer, path, n_sentences, max_pieces, min_relation_count,
-                    excluded=("root", "punct")):
+def reference_probe(model, tokenizer, path, n_sentences, max_pieces, min_relation_count, excluded=("root", "punct")):
     """Loop-based, one sentence at a time, no padding, no batching, no tensors past the model."""
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         sentences = conllu.parse(fh.read())[:n_sentences]
@@ -225,8 +236,7 @@ def reference_probe(model, tokenizer, path, n_sentences, max_pieces, min_relatio
                     parent = token["head"] - 1
                     best_dp = max(range(n), key=lambda j: W[i][j])  # first maximum
                     best_pd = max(range(n), key=lambda j: W[j][i])
-                    for direction, pred, soft in ((DP, best_dp, W[i][parent]),
-                                                  (PD, best_pd, W[parent][i])):
+                    for direction, pred, soft in ((DP, best_dp, W[i][parent]), (PD, best_pd, W[parent][i])):
                         for rel in (relation, "all"):
                             t = tally.setdefault((layer, head, direction, rel), [0, 0, 0.0])
                             t[0] += pred == parent
@@ -239,13 +249,12 @@ def reference_probe(model, tokenizer, path, n_sentences, max_pieces, min_relatio
             for offset in (-3, -2, -1, 1, 2, 3):
                 for rel in (relation, "all"):
                     t = offset_tally.setdefault((offset, rel), [0, 0])
-                    t[0] += (i + offset == token["head"] - 1)
+                    t[0] += i + offset == token["head"] - 1
                     t[1] += 1
     relations = sorted({k[3] for k in tally})
     best = {}
     for rel in relations:
-        candidates = [(layer, head, d) for layer in range(n_layers) for head in range(n_heads)
-                      for d in (DP, PD)]
+        candidates = [(layer, head, d) for layer in range(n_layers) for head in range(n_heads) for d in (DP, PD)]
         top = candidates[0]
         for c in candidates:
             if tally[c + (rel,)][0] > tally[top + (rel,)][0]:
@@ -268,17 +277,26 @@ def test_fast_path_matches_reference(model, tokenizer):
     model64 = model.double()
     try:
         ref_tally, ref_best, ref_mean, ref_offset, ref_skipped = reference_probe(
-            model64, tokenizer, EWT_DEV, n, max_pieces, min_count)
+            model64, tokenizer, EWT_DEV, n, max_pieces, min_count
+        )
         sentences = probe.read_treebank(EWT_DEV, max_sentences=n)
-        result = probe.score_model(model64, tokenizer, sentences, max_pieces=max_pieces,
-                                   batch_size=16, min_relation_count=min_count)
+        result = probe.score_model(
+            model64, tokenizer, sentences, max_pieces=max_pieces, batch_size=16, min_relation_count=min_count
+        )
         # batching must not change anything: one sentence a batch, and everything in one batch
         for batch_size in (1, 200):
-            other = probe.score_model(model64, tokenizer, sentences, max_pieces=max_pieces,
-                                      batch_size=batch_size, min_relation_count=min_count)
+            other = probe.score_model(
+                model64,
+                tokenizer,
+                sentences,
+                max_pieces=max_pieces,
+                batch_size=batch_size,
+                min_relation_count=min_count,
+            )
             assert other.scores["correct"].tolist() == result.scores["correct"].tolist()
             assert other.scores["soft_score"].to_numpy() == pytest.approx(
-                result.scores["soft_score"].to_numpy(), rel=1e-9, nan_ok=True)
+                result.scores["soft_score"].to_numpy(), rel=1e-9, nan_ok=True
+            )
     finally:
         model.float()
     assert ref_skipped > 0 and result.n_skipped_too_long == ref_skipped
@@ -306,12 +324,14 @@ def test_fast_path_matches_reference(model, tokenizer):
 
 
 def test_read_treebank_skips_ranges_and_empty_nodes_and_strips_subtypes(tmp_path):
-    text = ("# sent_id = 1\n"
-            "1-2\tdon't\t_\t_\t_\t_\t_\t_\t_\t_\n"
-            + conllu_lines([(1, "do", "VBP", 3, "aux"), (2, "n't", "RB", 3, "advmod")])
-            + conllu_lines([(3, "go", "VB", 0, "root")])
-            + "3.1\tgo\t_\t_\t_\t_\t_\t_\t0:root\t_\n"
-            + conllu_lines([(4, "John", "NNP", 3, "nmod:poss")]))
+    text = (
+        "# sent_id = 1\n"
+        "1-2\tdon't\t_\t_\t_\t_\t_\t_\t_\t_\n"
+        + conllu_lines([(1, "do", "VBP", 3, "aux"), (2, "n't", "RB", 3, "advmod")])
+        + conllu_lines([(3, "go", "VB", 0, "root")])
+        + "3.1\tgo\t_\t_\t_\t_\t_\t_\t0:root\t_\n"
+        + conllu_lines([(4, "John", "NNP", 3, "nmod:poss")])
+    )
     path = tmp_path / "x.conllu.gz"
     with gzip.open(path, "wt") as fh:
         fh.write(text + "\n")
@@ -325,8 +345,7 @@ def test_read_treebank_skips_ranges_and_empty_nodes_and_strips_subtypes(tmp_path
 
 def test_cycle_is_an_input_error_naming_file_and_line(tmp_path):
     good = conllu_lines([(1, "a", "DT", 2, "det"), (2, "dog", "NN", 0, "root")])
-    bad = conllu_lines([(1, "a", "DT", 2, "det"), (2, "b", "NN", 3, "nsubj"),
-                        (3, "c", "VB", 2, "root")])
+    bad = conllu_lines([(1, "a", "DT", 2, "det"), (2, "b", "NN", 3, "nsubj"), (3, "c", "VB", 2, "root")])
     path = write(tmp_path / "cycle.conllu", good + "\n# sent_id = 2\n" + bad + "\n")
     with pytest.raises(InputError, match=r"cycle\.conllu: line (5|6|7): cycle"):
         probe.read_treebank(path)
@@ -335,8 +354,20 @@ def test_cycle_is_an_input_error_naming_file_and_line(tmp_path):
 def test_head_out_of_range_is_an_input_error(tmp_path, checkpoint, capsys):
     bad = conllu_lines([(1, "a", "DT", 2, "det"), (2, "dog", "NN", 0, "root"), (3, "x", "NN", 7, "dep")])
     path = write(tmp_path / "range.conllu", bad + "\n")
-    rc = main(["probe", "score", "--checkpoint", str(checkpoint), "--treebank", str(path),
-               "--out-scores", str(tmp_path / "s.parquet"), "--out-summary", str(tmp_path / "u.parquet")])
+    rc = main(
+        [
+            "probe",
+            "score",
+            "--checkpoint",
+            str(checkpoint),
+            "--treebank",
+            str(path),
+            "--out-scores",
+            str(tmp_path / "s.parquet"),
+            "--out-summary",
+            str(tmp_path / "u.parquet"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2
     assert "range.conllu: line 3: HEAD 7 out of range" in err
@@ -349,8 +380,20 @@ def test_checkpoint_without_model_is_an_input_error(tmp_path, capsys):
     with pytest.raises(InputError, match="checkpoint-2000: not a model checkpoint"):
         check_checkpoint_dir(empty)
     (empty / "config.json").write_text("{}")
-    rc = main(["probe", "score", "--checkpoint", str(empty), "--treebank", str(EWT_DEV),
-               "--out-scores", str(tmp_path / "s.parquet"), "--out-summary", str(tmp_path / "u.parquet")])
+    rc = main(
+        [
+            "probe",
+            "score",
+            "--checkpoint",
+            str(empty),
+            "--treebank",
+            str(EWT_DEV),
+            "--out-scores",
+            str(tmp_path / "s.parquet"),
+            "--out-summary",
+            str(tmp_path / "u.parquet"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "checkpoint-2000: not a model checkpoint (no model weights" in err
     assert err.count("\n") == 1
@@ -359,8 +402,7 @@ def test_checkpoint_without_model_is_an_input_error(tmp_path, capsys):
 def test_too_long_sentences_are_skipped_and_counted(model, tokenizer, tmp_path):
     short = conllu_lines([(1, "a", "DT", 2, "det"), (2, "dog", "NN", 3, "nsubj"), (3, "barks", "VBZ", 0, "root")])
     n = 30
-    long = conllu_lines([(i, "word", "NN", 0 if i == 1 else 1, "root" if i == 1 else "dep")
-                         for i in range(1, n + 1)])
+    long = conllu_lines([(i, "word", "NN", 0 if i == 1 else 1, "root" if i == 1 else "dep") for i in range(1, n + 1)])
     path = write(tmp_path / "long.conllu", short + "\n" + long + "\n" + short + "\n")
     sentences = probe.read_treebank(path)
     result = probe.score_model(model, tokenizer, sentences, max_pieces=10)
@@ -392,20 +434,24 @@ def test_slow_tokenizer_fallback_aligns_like_the_fast_one(tokenizer):
         assert a[0] == b[0] and a[1].tolist() == b[1].tolist()
 
 
-@pytest.mark.parametrize("text, message", [
-    ("1\ta\t_\t_\t_\t_\t0\troot\t_\t_\n2\tb\t_\t_\n", r"line 2: expected 10 tab-separated"),
-    ("1\ta\t_\t_\t_\t_\t0\troot\t_\t_\n2\tb\t_\t_\t_\t_\t_\tdep\t_\t_\n", r"line 2: missing .*HEAD"),
-    ("1\ta\t_\t_\t_\t_\t0\troot\t_\t_\n\n1\ta\t_\t_\t_\t_\t0\t_\t_\t_\n", r"line 3: .*without DEPREL"),
-    ("1\ta\t_\t_\t_\t_\t1\troot\t_\t_\n", r"line 1: cycle"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("1\ta\t_\t_\t_\t_\t0\troot\t_\t_\n2\tb\t_\t_\n", r"line 2: expected 10 tab-separated"),
+        ("1\ta\t_\t_\t_\t_\t0\troot\t_\t_\n2\tb\t_\t_\t_\t_\t_\tdep\t_\t_\n", r"line 2: missing .*HEAD"),
+        ("1\ta\t_\t_\t_\t_\t0\troot\t_\t_\n\n1\ta\t_\t_\t_\t_\t0\t_\t_\t_\n", r"line 3: .*without DEPREL"),
+        ("1\ta\t_\t_\t_\t_\t1\troot\t_\t_\n", r"line 1: cycle"),
+    ],
+)
 def test_bad_conllu_names_file_and_line(tmp_path, text, message):
     path = write(tmp_path / "bad.conllu", text)
     with pytest.raises(InputError, match=r"bad\.conllu: " + message):
         probe.read_treebank(path)
 
 
-@pytest.mark.parametrize("name, step", [("step-0001000", 1000), ("checkpoint-2000", 2000),
-                                        ("seed_0_step_20000", 20000), ("final", None)])
+@pytest.mark.parametrize(
+    "name, step", [("step-0001000", 1000), ("checkpoint-2000", 2000), ("seed_0_step_20000", 20000), ("final", None)]
+)
 def test_parse_step(name, step):
     assert step_from_name(Path("/x/run-7") / name) == step
 
@@ -413,8 +459,7 @@ def test_parse_step(name, step):
 def test_wsj_sample_scores_all_only_without_punctuation(model, tokenizer):
     sentences = probe.read_treebank(WSJ, max_sentences=20)
     assert not probe.is_labelled(sentences)
-    expected = sum(1 for s in sentences for h, x in zip(s.heads, s.xpos)
-                   if h != 0 and x not in probe.PTB_PUNCT_TAGS)
+    expected = sum(1 for s in sentences for h, x in zip(s.heads, s.xpos) if h != 0 and x not in probe.PTB_PUNCT_TAGS)
     result = probe.score_model(model, tokenizer, sentences)
     assert set(result.summary["relation"]) == {"all"}
     assert set(result.scores["relation"]) == {"all"}
@@ -430,15 +475,35 @@ def test_wsj_sample_scores_all_only_without_punctuation(model, tokenizer):
 def test_cli_score_and_gather(series, tmp_path):
     checkpoint, _ = series
     out = tmp_path / "out"
-    rc = main(["probe", "score", "--checkpoint", str(checkpoint.parent / "*"),
-               "--treebank", str(EWT_DEV), "--max-sentences", "40", "--max-pieces", "48",
-               "--min-relation-count", "10",
-               "--out-scores", str(out / "{name}.scores.parquet"),
-               "--out-summary", str(out / "{step}.summary.parquet")])
+    rc = main(
+        [
+            "probe",
+            "score",
+            "--checkpoint",
+            str(checkpoint.parent / "*"),
+            "--treebank",
+            str(EWT_DEV),
+            "--max-sentences",
+            "40",
+            "--max-pieces",
+            "48",
+            "--min-relation-count",
+            "10",
+            "--out-scores",
+            str(out / "{name}.scores.parquet"),
+            "--out-summary",
+            str(out / "{step}.summary.parquet"),
+        ]
+    )
     assert rc == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["step-0001000.scores.parquet", "checkpoint-2000.scores.parquet",
-         "1000.summary.parquet", "2000.summary.parquet"])
+        [
+            "step-0001000.scores.parquet",
+            "checkpoint-2000.scores.parquet",
+            "1000.summary.parquet",
+            "2000.summary.parquet",
+        ]
+    )
     scores = pd.read_parquet(out / "step-0001000.scores.parquet")
     assert list(scores.columns) == probe.SCORE_COLUMNS
     assert set(scores["step"]) == {1000} and set(scores["checkpoint"]) == {"step-0001000"}
@@ -451,8 +516,17 @@ def test_cli_score_and_gather(series, tmp_path):
     assert "punct" not in set(summary["relation"]) and "root" not in set(summary["relation"])
     assert (summary["n_sentences"] + summary["n_skipped_too_long"] == 40).all()
 
-    rc = main(["probe", "gather", "--inputs", str(out / "2000.summary.parquet"),
-               str(out / "1000.summary.parquet"), "--out", str(tmp_path / "run.parquet")])
+    rc = main(
+        [
+            "probe",
+            "gather",
+            "--inputs",
+            str(out / "2000.summary.parquet"),
+            str(out / "1000.summary.parquet"),
+            "--out",
+            str(tmp_path / "run.parquet"),
+        ]
+    )
     assert rc == 0
     gathered = pd.read_parquet(tmp_path / "run.parquet")
     assert gathered["step"].tolist() == [1000] * len(summary) + [2000] * len(summary)
@@ -460,16 +534,37 @@ def test_cli_score_and_gather(series, tmp_path):
     first, second = gathered[gathered.step == 1000], gathered[gathered.step == 2000]
     assert first["accuracy"].tolist() == pytest.approx(second["accuracy"].tolist(), nan_ok=True)
     # a step gathered twice is an error
-    rc = main(["probe", "gather", "--inputs", str(out / "1000.summary.parquet"),
-               str(out / "1000.summary.parquet"), "--out", str(tmp_path / "dup.parquet")])
+    rc = main(
+        [
+            "probe",
+            "gather",
+            "--inputs",
+            str(out / "1000.summary.parquet"),
+            str(out / "1000.summary.parquet"),
+            "--out",
+            str(tmp_path / "dup.parquet"),
+        ]
+    )
     assert rc == 2 and not (tmp_path / "dup.parquet").exists()
 
 
 def test_cli_several_checkpoints_need_placeholders(series, tmp_path, capsys):
     checkpoint, _ = series
-    rc = main(["probe", "score", "--checkpoint", str(checkpoint), str(checkpoint.parent / "checkpoint-*"),
-               "--treebank", str(EWT_DEV), "--out-scores", str(tmp_path / "s.parquet"),
-               "--out-summary", str(tmp_path / "u.parquet")])
+    rc = main(
+        [
+            "probe",
+            "score",
+            "--checkpoint",
+            str(checkpoint),
+            str(checkpoint.parent / "checkpoint-*"),
+            "--treebank",
+            str(EWT_DEV),
+            "--out-scores",
+            str(tmp_path / "s.parquet"),
+            "--out-summary",
+            str(tmp_path / "u.parquet"),
+        ]
+    )
     assert rc == 2 and "output paths collide" in capsys.readouterr().err
 
 
@@ -480,9 +575,25 @@ def test_keep_done_skips_finished_checkpoints_and_redoes_stale_ones(series, tmp_
 
     checkpoint, _ = series
     out = tmp_path / "out"
-    args = ["probe", "score", "--checkpoint", str(checkpoint.parent / "*"), "--treebank", str(EWT_DEV),
-            "--max-sentences", "20", "--max-pieces", "48", "--min-relation-count", "10", "--keep-done",
-            "--out-scores", str(out / "{step}.scores.parquet"), "--out-summary", str(out / "{step}.summary.parquet")]
+    args = [
+        "probe",
+        "score",
+        "--checkpoint",
+        str(checkpoint.parent / "*"),
+        "--treebank",
+        str(EWT_DEV),
+        "--max-sentences",
+        "20",
+        "--max-pieces",
+        "48",
+        "--min-relation-count",
+        "10",
+        "--keep-done",
+        "--out-scores",
+        str(out / "{step}.scores.parquet"),
+        "--out-summary",
+        str(out / "{step}.summary.parquet"),
+    ]
     assert main(args) == 0
     first = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     (out / "2000.summary.parquet").unlink()  # as if stopped before this checkpoint finished

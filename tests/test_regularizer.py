@@ -38,7 +38,9 @@ HEADS = torch.tensor([[-1, 2, 3, -1, 3, -1], [-1, 4, -1, 1, -1, -1]])
 
 @pytest.mark.parametrize(
     "type, direction, reduction",
-    list(itertools.product(["max", "uniform"], ["both", "dependent_to_parent", "parent_to_dependent"], ["sum", "mean"])),
+    list(
+        itertools.product(["max", "uniform"], ["both", "dependent_to_parent", "parent_to_dependent"], ["sum", "mean"])
+    ),
 )
 def test_matches_brute_force(type, direction, reduction):
     attn = random_attention()
@@ -58,7 +60,9 @@ def test_hand_computed_value():
     attn2 = torch.cat([attn, attn], dim=0)
     attn2[1, 0, 0, 1, 2] = 0.8
     assert sas_regularizer(list(attn2), heads, direction="dependent_to_parent").item() == pytest.approx(0.8)
-    assert sas_regularizer(list(attn2), heads, type="uniform", direction="dependent_to_parent").item() == pytest.approx(1.5)
+    assert sas_regularizer(list(attn2), heads, type="uniform", direction="dependent_to_parent").item() == pytest.approx(
+        1.5
+    )
 
 
 def test_no_arcs_gives_zero():
@@ -85,7 +89,9 @@ def tiny_bert_batch(seed=0, B=3, S=16, vocab=120):
 
     model = build_model(
         {"num_hidden_layers": 2, "num_attention_heads": 4, "hidden_size": 32, "intermediate_size": 64},
-        vocab, seed=seed, max_position=64,
+        vocab,
+        seed=seed,
+        max_position=64,
     )
     model.train()  # attention dropout on: R is taken after it, as the authors' code did
     g = torch.Generator().manual_seed(seed)
@@ -96,11 +102,17 @@ def tiny_bert_batch(seed=0, B=3, S=16, vocab=120):
     heads[heads == torch.arange(S)] = -1  # no self-arcs
     heads[torch.rand(B, S, generator=g) < 0.3] = -1
     heads[:, 0] = -1
-    return model, {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels, "heads": heads}
+    return model, {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "labels": labels,
+        "heads": heads,
+    }
 
 
 @pytest.mark.parametrize(
-    "type, direction", list(itertools.product(["max", "uniform"], ["both", "dependent_to_parent", "parent_to_dependent"]))
+    "type, direction",
+    list(itertools.product(["max", "uniform"], ["both", "dependent_to_parent", "parent_to_dependent"])),
 )
 def test_training_taps_give_the_reference_regularizer_and_gradients(type, direction):
     """The in-model arc taps (what training uses) against sas_regularizer on the attentions BERT
@@ -121,7 +133,9 @@ def test_training_taps_give_the_reference_regularizer_and_gradients(type, direct
         else:
             hidden = model.bert(batch["input_ids"], attention_mask=batch["attention_mask"], output_attentions=True)
             masked = batch["labels"] != -100
-            mlm = F.cross_entropy(model.cls(hidden.last_hidden_state[masked]).float(), batch["labels"][masked], reduction="sum")
+            mlm = F.cross_entropy(
+                model.cls(hidden.last_hidden_state[masked]).float(), batch["labels"][masked], reduction="sum"
+            )
             sas = sas_regularizer(hidden.attentions, batch["heads"], **model.sas_options)
             loss = mlm + 3.0 * sas
         loss.backward()
@@ -141,7 +155,9 @@ def test_taps_are_inert_without_the_regularizer():
     model, batch = tiny_bert_batch()
     fresh = build_model(
         {"num_hidden_layers": 2, "num_attention_heads": 4, "hidden_size": 32, "intermediate_size": 64},
-        120, seed=0, max_position=64,
+        120,
+        seed=0,
+        max_position=64,
     )
     fresh.train()
     model(**batch, compute_sas=True)  # installs the taps, then leaves them idle

@@ -21,13 +21,21 @@ DETERMINISTIC = ["step", "mlm_loss", "sas", "lambda", "lr", "grad_norm"]  # not 
 def config(max_steps, steps, release_at=None):
     # a fixed vocab: a trained WordPiece vocab may break frequency ties differently in the
     # reference's working directory, and then the two runs would not see the same data
-    cfg = {**BASE, "tokenizer": {**BASE["tokenizer"], "vocab": "resources/tokenizer/bert-base-uncased-vocab.txt"},
-           "train": {**BASE["train"], "max_steps": max_steps, "decay_horizon": 200},
-           "checkpoints": {"steps": steps, "every": []},
-           "runs": [{"name": "sas_minus", "lambda": 1.0}]}
+    cfg = {
+        **BASE,
+        "tokenizer": {**BASE["tokenizer"], "vocab": "resources/tokenizer/bert-base-uncased-vocab.txt"},
+        "train": {**BASE["train"], "max_steps": max_steps, "decay_horizon": 200},
+        "checkpoints": {"steps": steps, "every": []},
+        "runs": [{"name": "sas_minus", "lambda": 1.0}],
+    }
     if release_at is not None:
-        cfg["runs"].append({"name": "release", "lambda": [{"value": 1.0, "until_step": release_at}, {"value": 0.0}],
-                            "resume_from": {"run": "sas_minus", "step": release_at}})
+        cfg["runs"].append(
+            {
+                "name": "release",
+                "lambda": [{"value": 1.0, "until_step": release_at}, {"value": 0.0}],
+                "resume_from": {"run": "sas_minus", "step": release_at},
+            }
+        )
     return cfg
 
 
@@ -138,7 +146,9 @@ def test_a_run_split_into_three_jobs_equals_one_job(tmp_path):
         for name in steps:
             assert_same_weights(weights(work / folder, int(name[5:])), weights(reference / folder, int(name[5:])))
         ours = pd.read_parquet(work / folder / "metrics" / "steps.parquet")[DETERMINISTIC]
-        pd.testing.assert_frame_equal(ours, pd.read_parquet(reference / folder / "metrics" / "steps.parquet")[DETERMINISTIC])
+        pd.testing.assert_frame_equal(
+            ours, pd.read_parquet(reference / folder / "metrics" / "steps.parquet")[DETERMINISTIC]
+        )
         for stage in ("probe", "blimp"):
             a = pd.read_parquet(work / f"results/{stage}/{run}/seed0/summary.parquet")
             b = pd.read_parquet(reference / f"results/{stage}/{run}/seed0/summary.parquet")

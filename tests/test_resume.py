@@ -34,7 +34,9 @@ def make_corpus(out: Path, n_sentences: int, vocab_size: int | None = None, firs
     tokenizer.save_pretrained(str(out / "tokenizer"))
     blocks, _ = tokenization.build_dataset(parsed, tokenizer, seq_len=32, n_validation=8, keep_relations=False)
     n_validation = 8 + (len(blocks["train"]) % BATCH)
-    dataset, _ = tokenization.build_dataset(parsed, tokenizer, seq_len=32, n_validation=n_validation, keep_relations=False)
+    dataset, _ = tokenization.build_dataset(
+        parsed, tokenizer, seq_len=32, n_validation=n_validation, keep_relations=False
+    )
     assert len(dataset["train"]) % BATCH == 0
     dataset.save_to_disk(str(out / "dataset"))
     return {"dataset": str(out / "dataset"), "tokenizer": str(out / "tokenizer"), "blocks": len(dataset["train"])}
@@ -89,8 +91,13 @@ def test_resume_inside_an_epoch_at_its_boundary_and_epochs_later(epoch_corpus, t
     per_epoch = epoch_corpus["blocks"] // BATCH
     inside, boundary, later = per_epoch // 2, per_epoch, 2 * per_epoch + 3
     last = 3 * per_epoch + 2
-    spec = tiny_spec(max_steps=last, checkpoint_steps=[0, inside, boundary, later, last], decay_horizon=2 * last,
-                     batch_size=BATCH, **{"lambda": 0.5})
+    spec = tiny_spec(
+        max_steps=last,
+        checkpoint_steps=[0, inside, boundary, later, last],
+        decay_horizon=2 * last,
+        batch_size=BATCH,
+        **{"lambda": 0.5},
+    )
     reference = tmp_path / "reference"
     train(epoch_corpus["dataset"], epoch_corpus["tokenizer"], str(reference), spec)
     uninterrupted = dict(recorded)
@@ -99,8 +106,10 @@ def test_resume_inside_an_epoch_at_its_boundary_and_epochs_later(epoch_corpus, t
     # every epoch trains on every block once, in a new order
     train_rows = load_from_disk(epoch_corpus["dataset"])["train"]["input_ids"]
     rows = {tuple(r): i for i, r in enumerate(train_rows)}
-    epochs = [[b for s in range(e * per_epoch + 1, (e + 1) * per_epoch + 1) for b in block_ids(uninterrupted[s], rows)]
-              for e in range(3)]
+    epochs = [
+        [b for s in range(e * per_epoch + 1, (e + 1) * per_epoch + 1) for b in block_ids(uninterrupted[s], rows)]
+        for e in range(3)
+    ]
     assert all(sorted(e) == list(range(epoch_corpus["blocks"])) for e in epochs)
     assert epochs[0] != epochs[1] != epochs[2]
 
@@ -125,15 +134,23 @@ def test_release_run_draws_the_parents_blocks_and_masks_after_k(epoch_corpus, tm
     k, last = per_epoch + 2, 2 * per_epoch + 4  # released in the second epoch
     steps = [0, k, last]
     parent = tmp_path / "parent"
-    train(epoch_corpus["dataset"], epoch_corpus["tokenizer"], str(parent),
-          tiny_spec(max_steps=last, checkpoint_steps=steps, decay_horizon=2 * last, **{"lambda": 0.5}))
+    train(
+        epoch_corpus["dataset"],
+        epoch_corpus["tokenizer"],
+        str(parent),
+        tiny_spec(max_steps=last, checkpoint_steps=steps, decay_horizon=2 * last, **{"lambda": 0.5}),
+    )
     parent_inputs = dict(recorded)
     recorded.clear()
     stages = [{"value": 0.5, "until_step": k}, {"value": 0.0}]
     released = tmp_path / "released"
-    train(epoch_corpus["dataset"], epoch_corpus["tokenizer"], str(released),
-          tiny_spec(max_steps=last, checkpoint_steps=steps, decay_horizon=2 * last, **{"lambda": stages}),
-          resume_from=str(parent / "checkpoints" / f"step-{k}"))
+    train(
+        epoch_corpus["dataset"],
+        epoch_corpus["tokenizer"],
+        str(released),
+        tiny_spec(max_steps=last, checkpoint_steps=steps, decay_horizon=2 * last, **{"lambda": stages}),
+        resume_from=str(parent / "checkpoints" / f"step-{k}"),
+    )
     assert sorted(recorded) == list(range(k + 1, last + 1))
     for step in recorded:
         assert_same_inputs(recorded[step], parent_inputs[step])
@@ -155,8 +172,9 @@ def test_a_changed_corpus_trains_afresh_and_equals_a_fresh_run(tmp_path, caplog)
     fresh = tmp_path / "fresh"
     train(new["dataset"], new["tokenizer"], str(fresh), spec)
     assert_same_weights(weights(run_dir, 12), weights(fresh, 12))
-    pd.testing.assert_frame_equal(pd.read_parquet(run_dir / "metrics" / "eval.parquet"),
-                                  pd.read_parquet(fresh / "metrics" / "eval.parquet"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(run_dir / "metrics" / "eval.parquet"), pd.read_parquet(fresh / "metrics" / "eval.parquet")
+    )
 
 
 def test_a_finished_run_rerun_trains_no_extra_step(epoch_corpus, tmp_path, recorded, caplog):
@@ -165,8 +183,11 @@ def test_a_finished_run_rerun_trains_no_extra_step(epoch_corpus, tmp_path, recor
     spec = tiny_spec()
     run_dir = tmp_path / "run"
     train(epoch_corpus["dataset"], epoch_corpus["tokenizer"], str(run_dir), spec)
-    before = {"steps": pd.read_parquet(run_dir / "metrics" / "steps.parquet"),
-              "eval": pd.read_parquet(run_dir / "metrics" / "eval.parquet"), "weights": weights(run_dir, 12)}
+    before = {
+        "steps": pd.read_parquet(run_dir / "metrics" / "steps.parquet"),
+        "eval": pd.read_parquet(run_dir / "metrics" / "eval.parquet"),
+        "weights": weights(run_dir, 12),
+    }
     shutil.rmtree(run_dir / "checkpoints")
     for table in ("steps", "eval"):
         (run_dir / "metrics" / f"{table}.parquet").unlink()
@@ -220,9 +241,23 @@ def test_ddp_across_an_epoch_boundary_matches_one_process(epoch_corpus, tmp_path
     spec["model"] = {**spec["model"], "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
     train(epoch_corpus["dataset"], epoch_corpus["tokenizer"], str(tmp_path / "single"), spec)
     torchrun = str(Path(sys.executable).parent / "torchrun")
-    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "sasbert", "pretrain",
-           "--dataset", epoch_corpus["dataset"], "--tokenizer", epoch_corpus["tokenizer"],
-           "--run-dir", str(tmp_path / "ddp"), "--spec", json.dumps(spec)]
+    cmd = [
+        torchrun,
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "sasbert",
+        "pretrain",
+        "--dataset",
+        epoch_corpus["dataset"],
+        "--tokenizer",
+        epoch_corpus["tokenizer"],
+        "--run-dir",
+        str(tmp_path / "ddp"),
+        "--spec",
+        json.dumps(spec),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -37,8 +37,9 @@ def snakemake(*args, cwd, limit=600):
     make it wait for them), and -k 60 ends it if it hangs after that."""
     cmd = ["timeout", "-s", "INT", "-k", "60", str(limit), SNAKEMAKE, *args]
     start = time.monotonic()
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=limit + 120,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    result = subprocess.run(
+        cmd, cwd=cwd, capture_output=True, text=True, timeout=limit + 120, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     result.seconds = time.monotonic() - start
     result.output = result.stdout + result.stderr
     return result
@@ -51,14 +52,24 @@ def job_blocks(output: str, rule: str) -> list[str]:
 
 # --- the dry run: how the profile requests GPUs, and torchrun for several -------------------------
 
+
 def test_profile_dry_run_paper_scale_requests_gpus_and_runs_torchrun(workdir):
     # paper.yaml names the data kit's text, which may be absent: point it at the vendored slice.
     (workdir / "text.yaml").write_text("corpus:\n  text: [resources/text/enwiki2015_300k.txt.gz]\n")
-    result = snakemake("-n", *PROFILE, "--configfile", "config/paper.yaml", "text.yaml",
-                       "--printshellcmds", "--cores", "64", cwd=workdir, limit=300)
+    result = snakemake(
+        "-n",
+        *PROFILE,
+        "--configfile",
+        "config/paper.yaml",
+        "text.yaml",
+        "--printshellcmds",
+        "--cores",
+        "64",
+        cwd=workdir,
+        limit=300,
+    )
     assert result.returncode == 0, (
-        "dry run with profiles/slurm failed (is snakemake-executor-plugin-slurm installed?)\n"
-        + result.output[-5000:]
+        "dry run with profiles/slurm failed (is snakemake-executor-plugin-slurm installed?)\n" + result.output[-5000:]
     )
 
     pretrain = job_blocks(result.output, "pretrain")
@@ -92,14 +103,14 @@ def test_profile_dry_run_embedded_default_trains_on_cpu_without_torchrun(workdir
 
 # --- the real run on the local test cluster -----------------------------------------------------
 
+
 def slurm_unavailable() -> str | None:
     """Why the Slurm test cannot run here, or None when the test cluster answers."""
     if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
         return "Slurm is not installed (sinfo/sbatch missing): run tests/slurm/start.sh as root first"
     try:
         nodes = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20)
-        acct = subprocess.run(["sacct", "-n", "-X", "-S", "now-1minutes"], capture_output=True, text=True,
-                              timeout=20)
+        acct = subprocess.run(["sacct", "-n", "-X", "-S", "now-1minutes"], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired) as err:
         return f"Slurm does not answer ({err}): run tests/slurm/start.sh"
     if nodes.returncode != 0 or not re.search(r"^(idle|mix|alloc)", nodes.stdout, flags=re.M):
@@ -118,9 +129,21 @@ def sacct_jobs(run_id: str, settle_seconds: float = 30) -> list[dict]:
     deadline = time.monotonic() + settle_seconds
     while True:
         out = subprocess.run(
-            ["sacct", "-X", "-n", "--parsable2", "--name", run_id, "-S", "now-1days",
-             "--format=JobIDRaw,Comment,State,ReqTRES"],
-            capture_output=True, text=True, timeout=30, check=True,
+            [
+                "sacct",
+                "-X",
+                "-n",
+                "--parsable2",
+                "--name",
+                run_id,
+                "-S",
+                "now-1days",
+                "--format=JobIDRaw,Comment,State,ReqTRES",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
         ).stdout
         jobs = [dict(zip(keys, line.split("|"))) for line in out.splitlines() if line.strip()]
         settled = all(j["comment"] and j["state"] not in ("PENDING", "RUNNING") for j in jobs)
@@ -143,12 +166,15 @@ RUN = "results/pretrain/baseline/seed0"
 BLIMP = "results/blimp/baseline/seed0"
 TARGETS = ["results/tokenize/ewt/stats.json", f"{RUN}/metrics/eval.parquet", f"{BLIMP}/summary.parquet"]
 SLURM_ARGS = [
-    *PROFILE, *E2E,
+    *PROFILE,
+    *E2E,
     # The test node has 2 CPUs: the profile's 4 parse threads (for stanza at paper scale) would leave
     # the two shards queued one after the other.
-    "--max-threads", "1",
+    "--max-threads",
+    "1",
     # first status check after 1 s (profile: 10 s): the jobs here take seconds, not hours
-    "--slurm-init-seconds-before-status-checks", "1",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
 ]
 STEP_COLUMNS = ["step", "mlm_loss", "sas", "lambda", "lr", "grad_norm"]  # not tokens/s, seconds
 
@@ -176,8 +202,12 @@ def test_reduced_default_through_sbatch_matches_local_run_and_reruns_only_what_i
     assert run_id and run_id.startswith("sasbert_"), first.output[-3000:]
     jobs = sacct_jobs(run_id)
     expected = {
-        "rule_corpus_wildcards_ewt", "rule_parse_wildcards_ewt_0", "rule_parse_wildcards_ewt_1",
-        "rule_tokenize_wildcards_ewt", "rule_pretrain_wildcards_baseline_0", "rule_blimp_wildcards_baseline_0",
+        "rule_corpus_wildcards_ewt",
+        "rule_parse_wildcards_ewt_0",
+        "rule_parse_wildcards_ewt_1",
+        "rule_tokenize_wildcards_ewt",
+        "rule_pretrain_wildcards_baseline_0",
+        "rule_blimp_wildcards_baseline_0",
     }
     assert sorted(j["comment"] for j in jobs) == sorted(expected), jobs
     assert all(j["state"] == "COMPLETED" for j in jobs), jobs
@@ -200,8 +230,11 @@ def test_reduced_default_through_sbatch_matches_local_run_and_reruns_only_what_i
     assert reference.returncode == 0, reference.output[-6000:]
     planned = reference.output.split("Job stats:")[1].split("Select jobs")[0]
     assert "pretrain" in planned and "blimp" in planned and "tokenize" not in planned, planned
-    pd.testing.assert_frame_equal(read(workdir, f"{RUN}/metrics/steps.parquet", STEP_COLUMNS),
-                                  read(local, f"{RUN}/metrics/steps.parquet", STEP_COLUMNS), check_exact=True)
+    pd.testing.assert_frame_equal(
+        read(workdir, f"{RUN}/metrics/steps.parquet", STEP_COLUMNS),
+        read(local, f"{RUN}/metrics/steps.parquet", STEP_COLUMNS),
+        check_exact=True,
+    )
     for path in [f"{RUN}/metrics/eval.parquet", f"{BLIMP}/summary.parquet", f"{BLIMP}/pairs.parquet"]:
         pd.testing.assert_frame_equal(read(workdir, path), read(local, path), check_exact=True)
 
@@ -220,7 +253,8 @@ def test_reduced_default_through_sbatch_matches_local_run_and_reruns_only_what_i
     assert third.returncode == 0, third.output[-6000:] + slurm_logs(workdir)
     rerun = sacct_jobs(run_id_of(third))
     assert [(j["comment"], j["state"]) for j in rerun] == [("rule_blimp_wildcards_baseline_0", "COMPLETED")], rerun
-    pd.testing.assert_frame_equal(read(workdir, f"{BLIMP}/summary.parquet"), read(local, f"{BLIMP}/summary.parquet"),
-                                  check_exact=True)
+    pd.testing.assert_frame_equal(
+        read(workdir, f"{BLIMP}/summary.parquet"), read(local, f"{BLIMP}/summary.parquet"), check_exact=True
+    )
 
     print("timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))

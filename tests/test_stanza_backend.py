@@ -72,7 +72,9 @@ def test_a_real_pipeline_from_explicit_model_paths(tiny_models, tmp_path):
     doc = nlp("The cat sat on the mat. It was happy.\n\nA second paragraph follows here.")
     rows = [parse.stanza_sentence(s) for s in doc.sentences]
     assert len(rows) >= 2
-    assert_trees(pd.DataFrame([{"sentence_id": "", "doc_id": "", "source": "", **r} for r in rows], columns=parse.PARSED_COLUMNS))
+    assert_trees(
+        pd.DataFrame([{"sentence_id": "", "doc_id": "", "source": "", **r} for r in rows], columns=parse.PARSED_COLUMNS)
+    )
     assert "".join(w for r in rows for w in r["words"]).startswith("Thecatsat")
 
 
@@ -98,7 +100,17 @@ def test_stanza_sharding_gives_the_same_gathered_result(options, wiki_units, tmp
 def test_stanza_parse_cli(resources_dir, wiki_units, tmp_path):
     shard, out = tmp_path / "shard-0.parquet", tmp_path / "parsed-0.parquet"
     corpus.write_shards(wiki_units.iloc[:5], [str(shard)])
-    args = ["parse", "--backend", "stanza", "--shard", str(shard), "--out", str(out), "--stanza-dir", str(resources_dir)]
+    args = [
+        "parse",
+        "--backend",
+        "stanza",
+        "--shard",
+        str(shard),
+        "--out",
+        str(out),
+        "--stanza-dir",
+        str(resources_dir),
+    ]
     args += ["--stanza-package", PACKAGE, "--stanza-device", "cpu", "--stanza-batch-size", "depparse=300", "pos=300"]
     assert main(args) == 0
     assert_trees(pd.read_parquet(out))
@@ -149,7 +161,15 @@ def test_stanza_models_checks_a_local_folder_and_writes_a_manifest(resources_dir
 
 def test_stanza_models_offline_with_an_empty_folder_says_how_to_provide_them(tmp_path, capsys):
     out = tmp_path / "manifest.json"
-    args = ["stanza-models", "--dir", str(tmp_path / "empty"), "--resources-url", "http://127.0.0.1:9/", "--out", str(out)]
+    args = [
+        "stanza-models",
+        "--dir",
+        str(tmp_path / "empty"),
+        "--resources-url",
+        "http://127.0.0.1:9/",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "fetching them failed (ConnectionError" in err and "offline, copy a stanza_resources folder" in err

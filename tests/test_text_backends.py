@@ -102,7 +102,11 @@ def test_globs_expand_sorted_and_a_glob_without_match_is_an_error(tmp_path):
 
 
 def test_cleaning_through_the_cli(tmp_path):
-    path = write(tmp_path, "d.txt", ["History.", "A real sentence with a few more words.", "A real sentence with a few more words."])
+    path = write(
+        tmp_path,
+        "d.txt",
+        ["History.", "A real sentence with a few more words.", "A real sentence with a few more words."],
+    )
     shard = tmp_path / "shard-0.parquet"
     args = ["corpus", "--kind", "text", "--inputs", str(path), "--drop-headings", "--dedup", "--out", str(shard)]
     assert main(args) == 0
@@ -197,7 +201,9 @@ def test_missing_spacy_model_names_the_config_key(tmp_path, capsys):
 
 
 def test_wiki_small_config_dry_run(tmp_path):
-    plan = snakemake_ok("-n", "--cores", "2", "--configfile", "config.yaml", "config/wiki-small.yaml", cwd=link_workflow(tmp_path))
+    plan = snakemake_ok(
+        "-n", "--cores", "2", "--configfile", "config.yaml", "config/wiki-small.yaml", cwd=link_workflow(tmp_path)
+    )
     counts = job_counts(plan)
     assert counts.get("parse") == 4 and counts.get("pretrain") == 2
 
@@ -235,8 +241,22 @@ def test_corpus_report_table(tmp_path, capsys):
     assert main(["corpus", "--kind", "text", "--inputs", str(path), "--out", str(shard)]) == 0
     pd.DataFrame(
         [
-            {"sentence_id": "0-0", "doc_id": "f.txt#0", "source": "x:1", "words": ["a", "b", "."], "heads": [2, 0, 2], "relations": ["x", "root", "punct"]},
-            {"sentence_id": "1-0", "doc_id": "f.txt#1", "source": "x:3", "words": ["c"], "heads": [0], "relations": ["root"]},
+            {
+                "sentence_id": "0-0",
+                "doc_id": "f.txt#0",
+                "source": "x:1",
+                "words": ["a", "b", "."],
+                "heads": [2, 0, 2],
+                "relations": ["x", "root", "punct"],
+            },
+            {
+                "sentence_id": "1-0",
+                "doc_id": "f.txt#1",
+                "source": "x:3",
+                "words": ["c"],
+                "heads": [0],
+                "relations": ["root"],
+            },
         ]
     ).to_parquet(parsed)
     bench = tmp_path / "b.tsv"

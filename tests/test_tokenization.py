@@ -11,8 +11,24 @@ from transformers import AutoTokenizer
 from sasbert import tokenization
 from sasbert.cli import main
 
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "dog", "play", "##s", ".", "un", "##believ",
-         "##able", "run", "##ning", "super"]
+VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "the",
+    "dog",
+    "play",
+    "##s",
+    ".",
+    "un",
+    "##believ",
+    "##able",
+    "run",
+    "##ning",
+    "super",
+]
 
 
 @pytest.fixture
@@ -108,15 +124,33 @@ def test_validation_slice_is_evenly_spread():
 
 def test_cli_builds_dataset_and_tokenizer(tmp_path):
     parsed = pd.DataFrame(
-        [{"sentence_id": f"s{i}", "doc_id": "d", "source": f"x:{i}", "words": s[0], "heads": s[1], "relations": s[2]}
-         for i, s in enumerate([S1, S2] * 20)]
+        [
+            {"sentence_id": f"s{i}", "doc_id": "d", "source": f"x:{i}", "words": s[0], "heads": s[1], "relations": s[2]}
+            for i, s in enumerate([S1, S2] * 20)
+        ]
     )
     parsed_path = tmp_path / "parsed.parquet"
     parsed.to_parquet(parsed_path)
     out = {k: tmp_path / k for k in ["dataset", "tokenizer", "stats.json"]}
-    args = ["tokenize", "--parsed", str(parsed_path), "--vocab-size", "60", "--min-frequency", "1",
-            "--seq-len", "8", "--validation-blocks", "2", "--out-dataset", str(out["dataset"]),
-            "--out-tokenizer", str(out["tokenizer"]), "--out-stats", str(out["stats.json"])]
+    args = [
+        "tokenize",
+        "--parsed",
+        str(parsed_path),
+        "--vocab-size",
+        "60",
+        "--min-frequency",
+        "1",
+        "--seq-len",
+        "8",
+        "--validation-blocks",
+        "2",
+        "--out-dataset",
+        str(out["dataset"]),
+        "--out-tokenizer",
+        str(out["tokenizer"]),
+        "--out-stats",
+        str(out["stats.json"]),
+    ]
     assert main(args) == 0
     data = load_from_disk(str(out["dataset"]))
     assert set(data) == {"train", "validation"} and len(data["validation"]) == 2

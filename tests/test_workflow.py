@@ -42,9 +42,18 @@ def test_bad_config_stops_before_any_job(workdir):
         ([], "sasbert pretrain"),
         (["--set-resources", "pretrain:gpu=2"], "torchrun --standalone --nproc_per_node 2 -m sasbert pretrain"),
         # sites that reject --gpus ask for GRES; the world size then comes from its count
-        (["--set-resources", "pretrain:gpu=0", 'pretrain:gres="gpu:a100:4"'], "torchrun --standalone --nproc_per_node 4 -m sasbert pretrain"),
-        (["--set-resources", "pretrain:gpu=0", 'pretrain:gres="gpu:3"'], "torchrun --standalone --nproc_per_node 3 -m sasbert pretrain"),
-        (["--set-resources", "pretrain:gpu=0", 'pretrain:gres="tmp:10G,gpu:2"'], "torchrun --standalone --nproc_per_node 2 -m sasbert pretrain"),
+        (
+            ["--set-resources", "pretrain:gpu=0", 'pretrain:gres="gpu:a100:4"'],
+            "torchrun --standalone --nproc_per_node 4 -m sasbert pretrain",
+        ),
+        (
+            ["--set-resources", "pretrain:gpu=0", 'pretrain:gres="gpu:3"'],
+            "torchrun --standalone --nproc_per_node 3 -m sasbert pretrain",
+        ),
+        (
+            ["--set-resources", "pretrain:gpu=0", 'pretrain:gres="tmp:10G,gpu:2"'],
+            "torchrun --standalone --nproc_per_node 2 -m sasbert pretrain",
+        ),
         (["--set-resources", "pretrain:gpu=0", 'pretrain:gres="gpu"'], "sasbert pretrain"),
     ],
 )
@@ -78,7 +87,14 @@ def test_reduced_default_runs_end_to_end_then_nothing_to_do(workdir):
     report = snakemake("--report", "report.html", *E2E, cwd=workdir, timeout=600)
     assert report.returncode == 0, (report.stdout + report.stderr)[-3000:]
     html = (workdir / "report.html").read_text(errors="replace")
-    for figure in ["fig1_training", "fig2_regularizers", "fig3_release", "fig4a_heads", "fig4b_phenomena", "fig5_seeds"]:
+    for figure in [
+        "fig1_training",
+        "fig2_regularizers",
+        "fig3_release",
+        "fig4a_heads",
+        "fig4b_phenomena",
+        "fig5_seeds",
+    ]:
         assert f"{figure}.png" in html, figure
 
     # code inputs follow the imports: editing cli.py (dispatch only) reruns nothing, figures.py only
@@ -95,8 +111,14 @@ def test_reduced_default_runs_end_to_end_then_nothing_to_do(workdir):
     with open(workdir / "src" / "sasbert" / "figures.py", "a") as handle:
         handle.write("# an edit\n")
     jobs = job_counts(snakemake_ok("-n", "--cores", "2", *E2E, cwd=workdir))
-    assert set(jobs) - {"all"} == {"figure_training", "figure_regularizers", "figure_release", "figure_heads",
-                                   "figure_phenomena", "figure_seeds"}, jobs
+    assert set(jobs) - {"all"} == {
+        "figure_training",
+        "figure_regularizers",
+        "figure_release",
+        "figure_heads",
+        "figure_phenomena",
+        "figure_seeds",
+    }, jobs
     assert snakemake("--cores", "2", *E2E, cwd=workdir).returncode == 0
 
     # a new seed trains and evaluates only that seed's jobs

@@ -54,8 +54,8 @@ import gzip
 import json
 import logging
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -69,11 +69,27 @@ log = logging.getLogger(__name__)
 VARIANTS = ("original", "within_word_l2r")
 REQUIRED_FIELDS = ("sentence_good", "sentence_bad", "UID", "linguistics_term", "pairID")
 PAIR_COLUMNS = [
-    "step", "UID", "pairID", "linguistics_term", "sentence_good", "sentence_bad",
-    "pll_good", "pll_bad", "correct",
+    "step",
+    "UID",
+    "pairID",
+    "linguistics_term",
+    "sentence_good",
+    "sentence_bad",
+    "pll_good",
+    "pll_bad",
+    "correct",
 ]
 SUMMARY_COLUMNS = [
-    "step", "variant", "level", "name", "phenomenon", "accuracy", "ci_low", "ci_high", "n_pairs", "n_paradigms",
+    "step",
+    "variant",
+    "level",
+    "name",
+    "phenomenon",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+    "n_pairs",
+    "n_paradigms",
 ]
 CONFIDENCE = 0.95
 BOOTSTRAP_SAMPLES = 2000
@@ -115,14 +131,16 @@ def read_paradigm_file(path: str | Path) -> list[dict]:
                 for f in ("sentence_good", "sentence_bad"):
                     if not rec[f].strip():
                         raise InputError(f"{where}: {f} is empty")
-                rows.append({
-                    "UID": rec["UID"],
-                    "pairID": str(rec["pairID"]),
-                    "linguistics_term": rec["linguistics_term"],
-                    "sentence_good": rec["sentence_good"],
-                    "sentence_bad": rec["sentence_bad"],
-                    "_where": where,
-                })
+                rows.append(
+                    {
+                        "UID": rec["UID"],
+                        "pairID": str(rec["pairID"]),
+                        "linguistics_term": rec["linguistics_term"],
+                        "sentence_good": rec["sentence_good"],
+                        "sentence_bad": rec["sentence_bad"],
+                        "_where": where,
+                    }
+                )
     except (OSError, EOFError, UnicodeDecodeError, zlib.error) as err:
         raise InputError(f"{path}: cannot read ({err})") from None
     return rows
@@ -133,8 +151,9 @@ def load_blimp(data_dir: str | Path) -> pd.DataFrame:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise InputError(f"{data_dir}: BLiMP data dir not found")
-    files = sorted(p for p in data_dir.iterdir()
-                   if p.is_file() and (p.name.endswith(".jsonl") or p.name.endswith(".jsonl.gz")))
+    files = sorted(
+        p for p in data_dir.iterdir() if p.is_file() and (p.name.endswith(".jsonl") or p.name.endswith(".jsonl.gz"))
+    )
     if not files:
         raise InputError(f"{data_dir}: no *.jsonl or *.jsonl.gz paradigm files")
     rows: list[dict] = []
@@ -174,8 +193,7 @@ def subset_pairs(df: pd.DataFrame, n: int | None, seed: int = 0) -> pd.DataFrame
 # ------------------------------------------------------------------------------------ masking
 
 
-def mask_rows(ids: np.ndarray, wids: np.ndarray, pos: np.ndarray, variant: str,
-              mask_id: int) -> np.ndarray:
+def mask_rows(ids: np.ndarray, wids: np.ndarray, pos: np.ndarray, variant: str, mask_id: int) -> np.ndarray:
     """Masked copies: row r of ``ids`` with position ``pos[r]`` masked (and, for
     ``within_word_l2r``, every later position carrying the same word id). ``wids`` holds word ids,
     -1 for special pieces/padding."""
@@ -200,8 +218,7 @@ def masked_copies(tokenizer, sentence: str, variant: str = "original"):
     ids = np.asarray(enc["input_ids"], dtype=np.int64)
     wids = np.asarray([-1 if w is None else w for w in enc.word_ids()], dtype=np.int64)
     pos = np.flatnonzero(wids >= 0)
-    out = mask_rows(np.tile(ids, (len(pos), 1)), np.tile(wids, (len(pos), 1)), pos, variant,
-                    tokenizer.mask_token_id)
+    out = mask_rows(np.tile(ids, (len(pos), 1)), np.tile(wids, (len(pos), 1)), pos, variant, tokenizer.mask_token_id)
     return [(out[i].tolist(), int(p), int(ids[p])) for i, p in enumerate(pos)]
 
 
@@ -222,8 +239,7 @@ def _split_model(model):
 class PLLScorer:
     """Batched pseudo-log-likelihood scorer for a HF masked LM."""
 
-    def __init__(self, model, tokenizer, device: str | None = None, batch_size: int = 256,
-                 progress: bool = False):
+    def __init__(self, model, tokenizer, device: str | None = None, batch_size: int = 256, progress: bool = False):
         import torch
 
         if not getattr(tokenizer, "is_fast", False):
@@ -246,7 +262,7 @@ class PLLScorer:
         self._split = _split_model(model)
 
     @classmethod
-    def from_pretrained(cls, checkpoint: str | Path, **kw) -> "PLLScorer":
+    def from_pretrained(cls, checkpoint: str | Path, **kw) -> PLLScorer:
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
         checkpoint = Path(checkpoint)
@@ -267,14 +283,16 @@ class PLLScorer:
                 raise InputError(f"sentence {i} is empty: {s!r}")
         enc = self.tokenizer(list(sentences), add_special_tokens=True)
         ids = [np.asarray(x, dtype=np.int64) for x in enc["input_ids"]]
-        wids = [np.asarray([-1 if w is None else w for w in enc.word_ids(i)], dtype=np.int64)
-                for i in range(len(sentences))]
+        wids = [
+            np.asarray([-1 if w is None else w for w in enc.word_ids(i)], dtype=np.int64) for i in range(len(sentences))
+        ]
         for i, (s, w) in enumerate(zip(sentences, wids)):
             if not (w >= 0).any():
                 raise InputError(f"sentence {i} has no piece to score: {s!r}")
             if self.max_len is not None and len(w) > self.max_len:
-                raise InputError(f"sentence {i} is {len(w)} pieces long, more than the model's "
-                                 f"{self.max_len}: {s[:60]!r}")
+                raise InputError(
+                    f"sentence {i} is {len(w)} pieces long, more than the model's {self.max_len}: {s[:60]!r}"
+                )
         return ids, wids
 
     def score(self, sentences: Sequence[str], variant: str = "original") -> np.ndarray:
@@ -385,29 +403,48 @@ def summarize(pairs: pd.DataFrame, variant: str = "original") -> pd.DataFrame:
         pairs = pairs.assign(step=0)
     frames = []
     for step, g in pairs.groupby("step", sort=True):
-        par = (g.groupby("UID", sort=True)
-               .agg(accuracy=("correct", "mean"), n_correct=("correct", "sum"), n_pairs=("correct", "size"),
-                    phenomenon=("linguistics_term", "first"))
-               .reset_index().rename(columns={"UID": "name"}))
+        par = (
+            g.groupby("UID", sort=True)
+            .agg(
+                accuracy=("correct", "mean"),
+                n_correct=("correct", "sum"),
+                n_pairs=("correct", "size"),
+                phenomenon=("linguistics_term", "first"),
+            )
+            .reset_index()
+            .rename(columns={"UID": "name"})
+        )
         par["level"] = "paradigm"
         par["n_paradigms"] = 1
         par["ci_low"], par["ci_high"] = wilson_interval(par["n_correct"], par["n_pairs"])
-        phe = (par.groupby("phenomenon", sort=True)
-               .agg(accuracy=("accuracy", "mean"), n_pairs=("n_pairs", "sum"),
-                    n_paradigms=("name", "size"))
-               .reset_index())
-        intervals = {name: bootstrap_mean_interval(group["n_correct"], group["n_pairs"])
-                     for name, group in par.groupby("phenomenon", sort=True)}
+        phe = (
+            par.groupby("phenomenon", sort=True)
+            .agg(accuracy=("accuracy", "mean"), n_pairs=("n_pairs", "sum"), n_paradigms=("name", "size"))
+            .reset_index()
+        )
+        intervals = {
+            name: bootstrap_mean_interval(group["n_correct"], group["n_pairs"])
+            for name, group in par.groupby("phenomenon", sort=True)
+        }
         phe["ci_low"] = [intervals[name][0] for name in phe["phenomenon"]]
         phe["ci_high"] = [intervals[name][1] for name in phe["phenomenon"]]
         phe["name"] = phe["phenomenon"]
         phe["level"] = "phenomenon"
         low, high = bootstrap_mean_interval(par["n_correct"], par["n_pairs"])
-        ove = pd.DataFrame([{
-            "name": "overall", "phenomenon": "", "level": "overall",
-            "accuracy": par["accuracy"].mean(), "ci_low": low, "ci_high": high,
-            "n_pairs": int(par["n_pairs"].sum()), "n_paradigms": len(par),
-        }])
+        ove = pd.DataFrame(
+            [
+                {
+                    "name": "overall",
+                    "phenomenon": "",
+                    "level": "overall",
+                    "accuracy": par["accuracy"].mean(),
+                    "ci_low": low,
+                    "ci_high": high,
+                    "n_pairs": int(par["n_pairs"].sum()),
+                    "n_paradigms": len(par),
+                }
+            ]
+        )
         t = pd.concat([ove, phe, par], ignore_index=True)
         t["step"] = step
         frames.append(t)
@@ -422,8 +459,12 @@ def summarize(pairs: pd.DataFrame, variant: str = "original") -> pd.DataFrame:
 
 def _sort_summary(df: pd.DataFrame) -> pd.DataFrame:
     key = df["level"].map(LEVEL_ORDER).fillna(9)
-    return (df.assign(_k=key).sort_values(["step", "variant", "_k", "name"], kind="stable")
-            .drop(columns="_k").reset_index(drop=True))
+    return (
+        df.assign(_k=key)
+        .sort_values(["step", "variant", "_k", "name"], kind="stable")
+        .drop(columns="_k")
+        .reset_index(drop=True)
+    )
 
 
 def gather(inputs: Sequence[str | Path]) -> pd.DataFrame:
@@ -440,8 +481,7 @@ def gather(inputs: Sequence[str | Path]) -> pd.DataFrame:
         d = out[dup]
         first = d.iloc[0]
         srcs = sorted(set(d[(d.step == first.step) & (d.variant == first.variant)]["_src"]))
-        raise InputError(f"step {first.step} ({first.variant}) appears more than once: "
-                         f"{', '.join(srcs)}")
+        raise InputError(f"step {first.step} ({first.variant}) appears more than once: {', '.join(srcs)}")
     return _sort_summary(out.drop(columns="_src"))
 
 
@@ -453,29 +493,51 @@ def gather(inputs: Sequence[str | Path]) -> pd.DataFrame:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="blimp_command", required=True, metavar="COMMAND")
-    sc = sub.add_parser("score", help="score checkpoint(s) on BLiMP",
-                        description="Score one checkpoint or a series (several dirs / globs) on "
-                                    "BLiMP by PLL; all steps go into the same two tables.")
-    sc.add_argument("--checkpoint", nargs="+", required=True, metavar="DIR",
-                    help="HF masked-LM dir(s) or glob(s) (e.g. 'run/checkpoints/step-*')")
+    sc = sub.add_parser(
+        "score",
+        help="score checkpoint(s) on BLiMP",
+        description="Score one checkpoint or a series (several dirs / globs) on "
+        "BLiMP by PLL; all steps go into the same two tables.",
+    )
+    sc.add_argument(
+        "--checkpoint",
+        nargs="+",
+        required=True,
+        metavar="DIR",
+        help="HF masked-LM dir(s) or glob(s) (e.g. 'run/checkpoints/step-*')",
+    )
     sc.add_argument("--data-dir", required=True, help="dir of BLiMP *.jsonl / *.jsonl.gz files")
     sc.add_argument("--out-pairs", required=True, help="per-pair parquet")
     sc.add_argument("--out-summary", required=True, help="accuracy summary parquet")
-    sc.add_argument("--step", type=int, nargs="+", default=None,
-                    help="step(s), one per checkpoint (default: last integer of the dir name)")
-    sc.add_argument("--pairs-per-paradigm", type=_int_or_none, default=None,
-                    help="n pairs per paradigm (default/'null': all)")
+    sc.add_argument(
+        "--step",
+        type=int,
+        nargs="+",
+        default=None,
+        help="step(s), one per checkpoint (default: last integer of the dir name)",
+    )
+    sc.add_argument(
+        "--pairs-per-paradigm", type=_int_or_none, default=None, help="n pairs per paradigm (default/'null': all)"
+    )
     sc.add_argument("--subset-seed", type=int, default=0)
     sc.add_argument("--variant", choices=VARIANTS, default="original")
     sc.add_argument("--batch-size", type=int, default=256, help="masked copies per forward pass")
     sc.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda:0 ...")
-    sc.add_argument("--every-steps", type=_int_or_none, default=None, metavar="N",
-                    help="score only the checkpoints whose step is a multiple of N, and the first and "
-                         "last of the series (default/'null': every checkpoint)")
-    sc.add_argument("--cache-dir", default=None,
-                    help="keep each checkpoint's pair scores here and reuse those newer than the "
-                         "checkpoint (resume a job that was stopped part-way through a series); the "
-                         "folder must be specific to the pairs and variant")
+    sc.add_argument(
+        "--every-steps",
+        type=_int_or_none,
+        default=None,
+        metavar="N",
+        help="score only the checkpoints whose step is a multiple of N, and the first and "
+        "last of the series (default/'null': every checkpoint)",
+    )
+    sc.add_argument(
+        "--cache-dir",
+        default=None,
+        help="keep each checkpoint's pair scores here and reuse those newer than the "
+        "checkpoint (resume a job that was stopped part-way through a series); the "
+        "folder must be specific to the pairs and variant",
+    )
     ga = sub.add_parser("gather", help="stack per-checkpoint summaries into one table")
     ga.add_argument("--inputs", nargs="+", required=True, help="summary parquet files")
     ga.add_argument("--out", required=True, help="output parquet")
@@ -508,8 +570,13 @@ def run(args: argparse.Namespace) -> None:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
     checkpoints = thin_series(resolve_checkpoints(args.checkpoint, args.step), args.every_steps)
     pairs = subset_pairs(load_blimp(args.data_dir), args.pairs_per_paradigm, args.subset_seed)
-    log.info("BLiMP: %d pairs from %d paradigms; %d checkpoint(s); variant %s",
-             len(pairs), pairs["UID"].nunique(), len(checkpoints), args.variant)
+    log.info(
+        "BLiMP: %d pairs from %d paradigms; %d checkpoint(s); variant %s",
+        len(pairs),
+        pairs["UID"].nunique(),
+        len(checkpoints),
+        args.variant,
+    )
     tables = []
     for path, step in checkpoints:
         cached = Path(args.cache_dir) / f"step-{step}.pairs.parquet" if args.cache_dir else None
@@ -517,11 +584,9 @@ def run(args: argparse.Namespace) -> None:
             log.info("step %d (%s): kept from %s", step, path, cached)
             tables.append(pd.read_parquet(cached))
             continue
-        scorer = PLLScorer.from_pretrained(path, device=args.device, batch_size=args.batch_size,
-                                           progress=True)
+        scorer = PLLScorer.from_pretrained(path, device=args.device, batch_size=args.batch_size, progress=True)
         t = score_pairs(scorer, pairs, args.variant, step)
-        log.info("step %d (%s): overall accuracy %.4f", step, path,
-                 t.groupby("UID")["correct"].mean().mean())
+        log.info("step %d (%s): overall accuracy %.4f", step, path, t.groupby("UID")["correct"].mean().mean())
         if cached is not None:
             write_parquet(t, cached)
         tables.append(t)

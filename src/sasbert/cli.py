@@ -19,7 +19,10 @@ STAGES = {
     "parse": ("sasbert.parse", "dependency-parse corpus shards (conllu: gold parses; stanza; spacy)"),
     "stanza-models": ("sasbert.stanza_models", "check (or fetch, when online) the stanza models of the stanza backend"),
     "parse-quality": ("sasbert.parse_quality", "UAS/LAS of a parse backend against a gold CoNLL-U treebank"),
-    "corpus-report": ("sasbert.corpus_report", "table of documents, sentences, words and parse speed of a parsed corpus"),
+    "corpus-report": (
+        "sasbert.corpus_report",
+        "table of documents, sentences, words and parse speed of a parsed corpus",
+    ),
     "tokenize": ("sasbert.tokenization", "train/load a WordPiece vocab, map heads to pieces, pack blocks"),
     "pretrain": ("sasbert.pretrain", "MLM pretraining with the SAS regularizer"),
     "probe": ("sasbert.probe", "attention-head UAS of checkpoints against a gold treebank"),

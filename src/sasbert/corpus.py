@@ -27,9 +27,9 @@ from __future__ import annotations
 import glob
 import logging
 import unicodedata
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import pandas as pd
 

@@ -51,8 +51,8 @@ import argparse
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -115,10 +115,21 @@ def style() -> Iterator[None]:
     import matplotlib as mpl
     import seaborn as sns
 
-    with sns.axes_style("whitegrid"), sns.plotting_context("paper"), mpl.rc_context({
-        "pdf.fonttype": 42, "ps.fonttype": 42, "axes.titleweight": "bold", "legend.frameon": False,
-        "grid.linewidth": 0.5, "axes.linewidth": 0.6, "figure.dpi": 100,
-    }):
+    with (
+        sns.axes_style("whitegrid"),
+        sns.plotting_context("paper"),
+        mpl.rc_context(
+            {
+                "pdf.fonttype": 42,
+                "ps.fonttype": 42,
+                "axes.titleweight": "bold",
+                "legend.frameon": False,
+                "grid.linewidth": 0.5,
+                "axes.linewidth": 0.6,
+                "figure.dpi": 100,
+            }
+        ),
+    ):
         yield
 
 
@@ -173,7 +184,7 @@ def _set_step_axis(ax, steps, xscale: str) -> None:
         right = float(steps.max()) * 1.08
         ax.set_xlim(left=min(0.0, float(steps.min())), right=right)
         # 0 and the powers of ten above the linear region (matplotlib's symlog ticks crowd it).
-        decades = [10.0 ** e for e in range(int(np.floor(np.log10(linthresh))), int(np.ceil(np.log10(right))) + 1)]
+        decades = [10.0**e for e in range(int(np.floor(np.log10(linthresh))), int(np.ceil(np.log10(right))) + 1)]
         major = [0.0] + [d for d in decades if linthresh * 1.5 <= d <= right]
         if len(major) < 3:  # a short run: label 1-2-5 steps as well
             major = [0.0] + [d * m for d in decades for m in (1, 2, 5) if linthresh * 1.5 <= d * m <= right]
@@ -193,8 +204,11 @@ def _set_step_axis(ax, steps, xscale: str) -> None:
         if len(steps):
             first, last = float(steps.min()), float(steps.max())
             ax.set_xlim(first, last + 0.02 * (last - first or 1))
-            auto = [t for t in MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]).tick_values(first, last)
-                    if first <= t <= last and abs(last - t) > 0.06 * (last - first or 1) and t != first]
+            auto = [
+                t
+                for t in MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]).tick_values(first, last)
+                if first <= t <= last and abs(last - t) > 0.06 * (last - first or 1) and t != first
+            ]
             ax.xaxis.set_major_locator(FixedLocator([first, *auto, last]))
             ax.xaxis.set_major_formatter(FuncFormatter(_step_label))
         ax.set_xlabel("step")
@@ -224,8 +238,17 @@ def _aggregate(df: pd.DataFrame, value: str, band: str) -> pd.DataFrame:
     return out.reset_index()
 
 
-def _plot_curve(ax, df: pd.DataFrame, value: str, run: str, metric: str, color: str, options: FigureOptions,
-                label: str | None = None, **kwargs):
+def _plot_curve(
+    ax,
+    df: pd.DataFrame,
+    value: str,
+    run: str,
+    metric: str,
+    color: str,
+    options: FigureOptions,
+    label: str | None = None,
+    **kwargs,
+):
     """Mean line (+ band) of ``value`` over seeds; returns the aggregated curve."""
     df = _visible(df.dropna(subset=[value]), options.xscale)
     if df.empty:
@@ -273,11 +296,28 @@ def _mark(ax, agg: pd.DataFrame | None, phases, run: str, events, color: str, xs
         marker, hollow, _ = ONSET_STYLE[event]
         y = float(np.interp(med, agg["step"], agg["mean"]))
         if n > 1 and hi > lo:
-            ax.plot([lo, hi], [y, y], color=color, lw=1.0, alpha=0.8, solid_capstyle="butt",
-                    zorder=4, gid=f"onset_range:{event}:{run}")
-        ax.plot([med], [y], ls="", marker=marker, ms=6.5 if not hollow else 5.5,
-                mfc="white" if hollow else color, mec="black" if not hollow else color,
-                mew=0.8 if not hollow else 1.2, zorder=5, gid=f"onset:{event}:{run}")
+            ax.plot(
+                [lo, hi],
+                [y, y],
+                color=color,
+                lw=1.0,
+                alpha=0.8,
+                solid_capstyle="butt",
+                zorder=4,
+                gid=f"onset_range:{event}:{run}",
+            )
+        ax.plot(
+            [med],
+            [y],
+            ls="",
+            marker=marker,
+            ms=6.5 if not hollow else 5.5,
+            mfc="white" if hollow else color,
+            mec="black" if not hollow else color,
+            mew=0.8 if not hollow else 1.2,
+            zorder=5,
+            gid=f"onset:{event}:{run}",
+        )
 
 
 def _onset_handles(events) -> list:
@@ -286,8 +326,11 @@ def _onset_handles(events) -> list:
     handles = []
     for event in events:
         marker, hollow, text = ONSET_STYLE[event]
-        handles.append(Line2D([], [], ls="", marker=marker, ms=6, mfc="white" if hollow else "0.55",
-                              mec="0.2", mew=0.8, label=text))
+        handles.append(
+            Line2D(
+                [], [], ls="", marker=marker, ms=6, mfc="white" if hollow else "0.55", mec="0.2", mew=0.8, label=text
+            )
+        )
     return handles
 
 
@@ -296,8 +339,7 @@ def _shade_window(ax, phases, run: str, label: str | None = None) -> None:
     start = onset_summary(phases, run, "structure_onset")
     end = onset_summary(phases, run, "capabilities_onset")
     if start and end and end[0] > start[0]:
-        ax.axvspan(start[0], end[0], color="0.85", alpha=0.5, lw=0, zorder=0, gid="phase_window",
-                   label=label)
+        ax.axvspan(start[0], end[0], color="0.85", alpha=0.5, lw=0, zorder=0, gid="phase_window", label=label)
 
 
 def _finish(fig, handles, notes: list[str], ncols: int | None = None) -> None:
@@ -314,18 +356,34 @@ def _finish(fig, handles, notes: list[str], ncols: int | None = None) -> None:
         text = "; ".join(notes)
         text = text[0].upper() + text[1:] + "."
         title = "\n".join(textwrap.wrap(text, width=int(18 * fig.get_figwidth())))
-    legend = fig.legend(handles=handles, loc="outside lower center",
-                        ncols=max(1, ncols or min(len(handles), 3)), fontsize=7.5, handlelength=1.8,
-                        columnspacing=1.2, title=title,
-                        title_fontproperties={"size": 7.5, "style": "italic"})
+    legend = fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=max(1, ncols or min(len(handles), 3)),
+        fontsize=7.5,
+        handlelength=1.8,
+        columnspacing=1.2,
+        title=title,
+        title_fontproperties={"size": 7.5, "style": "italic"},
+    )
     if title:
         legend.get_title().set_color("0.3")
         legend.get_title().set_gid("note")
 
 
 def _empty(ax, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=8,
-            color="0.4", style="italic", wrap=True)
+    ax.text(
+        0.5,
+        0.5,
+        text,
+        ha="center",
+        va="center",
+        transform=ax.transAxes,
+        fontsize=8,
+        color="0.4",
+        style="italic",
+        wrap=True,
+    )
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -347,7 +405,8 @@ def _prepare(tables: dict[str, pd.DataFrame], options: FigureOptions):
         uas_full = uas_full.assign(uas_low=np.nan, uas_high=np.nan)
     uas = uas_full[["run", "seed", "step", "uas", "uas_low", "uas_high"]]
     blimp = blimp_overall(tables["blimp"], options.blimp_variant).rename(
-        columns={"accuracy": "blimp", "ci_low": "blimp_low", "ci_high": "blimp_high"})
+        columns={"accuracy": "blimp", "ci_low": "blimp_low", "ci_high": "blimp_high"}
+    )
     return runs, {"val_mlm_loss": loss, "uas": uas, "blimp": blimp}, uas_full
 
 
@@ -365,16 +424,23 @@ def _decorate_panels(axes, curves, runs_shown, options) -> None:
         _set_step_axis(ax, steps, options.xscale)
         ax.set_ylabel({"val_mlm_loss": "loss (nats)", "uas": "UAS", "blimp": "accuracy"}[metric])
     axes[2].axhline(0.5, color="0.5", lw=0.7, ls=":", zorder=1)
-    axes[2].text(0.99, 0.5, "chance", transform=axes[2].get_yaxis_transform(), ha="right", va="bottom",
-                 fontsize=6.5, color="0.45")
+    axes[2].text(
+        0.99,
+        0.5,
+        "chance",
+        transform=axes[2].get_yaxis_transform(),
+        ha="right",
+        va="bottom",
+        fontsize=6.5,
+        color="0.45",
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # Figure 1: baseline training dynamics
 
 
-def figure_training(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
-                    options: FigureOptions = FigureOptions()):
+def figure_training(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, options: FigureOptions = FigureOptions()):
     """Loss, UAS and BLiMP against step for the baseline run(s), onsets marked."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -394,27 +460,38 @@ def figure_training(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
         if train is not None and options.train_loss_window > 0:
             tr = train[train["run"] == run].dropna(subset=["mlm_loss"]).sort_values("step")
             if not tr.empty:
-                tr = tr.assign(mlm_loss=tr.groupby("seed")["mlm_loss"].transform(
-                    lambda s: s.rolling(options.train_loss_window, min_periods=1, center=True).mean()))
+                tr = tr.assign(
+                    mlm_loss=tr.groupby("seed")["mlm_loss"].transform(
+                        lambda s: s.rolling(options.train_loss_window, min_periods=1, center=True).mean()
+                    )
+                )
                 tr = _thin(tr)
                 agg = _aggregate(_visible(tr, options.xscale), "mlm_loss", "none")
-                axes[0].plot(agg["step"], agg["mean"], color=color, lw=0.7, alpha=0.45,
-                             gid=f"curve:{run}:train_loss")
+                axes[0].plot(agg["step"], agg["mean"], color=color, lw=0.7, alpha=0.45, gid=f"curve:{run}:train_loss")
         for ax, metric in zip(axes, ("val_mlm_loss", "uas", "blimp")):
             df = curves[metric]
-            agg = _plot_curve(ax, df[df["run"] == run], metric, run, metric, color, options, lw=1.6,
-                              marker="o", ms=2.5)
+            agg = _plot_curve(ax, df[df["run"] == run], metric, run, metric, color, options, lw=1.6, marker="o", ms=2.5)
             extra = {"val_mlm_loss": ["loss_drop"], "uas": [], "blimp": ["blimp_jump"]}[metric]
             _mark(ax, agg, phases, run, events + extra, color, options.xscale)
             _shade_window(ax, phases, run)
         off = uas_full[uas_full["run"] == run].dropna(subset=["offset_uas"])
         if not off.empty:
             agg = _aggregate(_visible(off, options.xscale), "offset_uas", "none")
-            axes[1].plot(agg["step"], agg["mean"], color=color, lw=0.9, ls="--", alpha=0.6,
-                         gid=f"curve:{run}:offset_uas")
+            axes[1].plot(
+                agg["step"], agg["mean"], color=color, lw=0.9, ls="--", alpha=0.6, gid=f"curve:{run}:offset_uas"
+            )
         n_seeds = max((curves[m][curves[m]["run"] == run]["seed"].nunique() for m in curves), default=0)
-        handles.append(Line2D([], [], color=color, lw=1.6, marker="o", ms=2.5,
-                              label=f"{labels[run]}, mean of {n_seeds} seed{'s' if n_seeds != 1 else ''}"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=color,
+                lw=1.6,
+                marker="o",
+                ms=2.5,
+                label=f"{labels[run]}, mean of {n_seeds} seed{'s' if n_seeds != 1 else ''}",
+            )
+        )
     for metric, what in (("val_mlm_loss", "held-out loss"), ("uas", "probe"), ("blimp", "BLiMP")):
         if shown and curves[metric][curves[metric]["run"].isin(shown)].empty:
             notes.append(f"no {what} table for the baseline")
@@ -423,15 +500,18 @@ def figure_training(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
         if train is not None and options.train_loss_window > 0 and not train[train["run"].isin(shown)].empty:
             block = int(train[train["run"].isin(shown)]["n_steps"].max()) if "n_steps" in train else 1
             span = options.train_loss_window * max(block, 1)
-            handles.append(Line2D([], [], color="0.3", lw=0.7, alpha=0.6,
-                                  label=f"training loss (rolling mean, {span} steps)"))
+            handles.append(
+                Line2D([], [], color="0.3", lw=0.7, alpha=0.6, label=f"training loss (rolling mean, {span} steps)")
+            )
         if not uas_full[uas_full["run"].isin(shown)]["offset_uas"].dropna().empty:
-            handles.append(Line2D([], [], color="0.3", lw=0.9, ls="--", alpha=0.7,
-                                  label="best fixed-offset baseline"))
+            handles.append(Line2D([], [], color="0.3", lw=0.9, ls="--", alpha=0.7, label="best fixed-offset baseline"))
         if options.band != "none":
             several = curves["uas"][curves["uas"]["run"].isin(shown)]["seed"].nunique() > 1
-            label = ("seed range" if options.band == "range" else "±1 sd over seeds") if several else (
-                "95% interval (UAS: bootstrap over sentences; BLiMP: over pairs)")
+            label = (
+                ("seed range" if options.band == "range" else "±1 sd over seeds")
+                if several
+                else ("95% interval (UAS: bootstrap over sentences; BLiMP: over pairs)")
+            )
             handles.append(Patch(color="0.5", alpha=0.25, label=label))
         handles.append(Patch(color="0.85", alpha=0.6, label="structure → capabilities onset"))
         handles += _onset_handles(events + ["loss_drop", "blimp_jump"])
@@ -452,8 +532,9 @@ def _thin(df: pd.DataFrame, max_points: int = 1500) -> pd.DataFrame:
 # Figure 2: baseline vs SAS+ vs SAS-
 
 
-def figure_regularizers(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
-                        options: FigureOptions = FigureOptions()):
+def figure_regularizers(
+    tables: dict[str, pd.DataFrame], phases: pd.DataFrame, options: FigureOptions = FigureOptions()
+):
     """Loss, UAS and BLiMP over training for every constant-lambda run."""
     from matplotlib.lines import Line2D
 
@@ -470,8 +551,7 @@ def figure_regularizers(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
         drawn = False
         for ax, metric in zip(axes, ("val_mlm_loss", "uas", "blimp")):
             df = curves[metric]
-            agg = _plot_curve(ax, df[df["run"] == run], metric, run, metric, color, options, lw=1.5,
-                              marker="o", ms=2.2)
+            agg = _plot_curve(ax, df[df["run"] == run], metric, run, metric, color, options, lw=1.5, marker="o", ms=2.2)
             drawn |= agg is not None
             _mark(ax, agg, phases, run, events, color, options.xscale)
         if drawn:
@@ -495,8 +575,7 @@ def _final(df: pd.DataFrame, value: str) -> pd.DataFrame:
     return df.groupby(["run", "seed"], as_index=False).last()[["run", "seed", "step", value]]
 
 
-def figure_release(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
-                   options: FigureOptions = FigureOptions()):
+def figure_release(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, options: FigureOptions = FigureOptions()):
     """Release runs' curves (stitched onto their parents) and their final loss/UAS/BLiMP against k."""
     from matplotlib.lines import Line2D
 
@@ -540,8 +619,16 @@ def figure_release(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
             _plot_curve(ax, after, metric, row.run, metric, color, options, lw=1.5)
             agg = _aggregate(df.dropna(subset=[metric]), metric, "none")
             if not agg.empty and (options.xscale != "log" or k > 0):
-                ax.plot([k], [float(np.interp(k, agg["step"], agg["mean"]))], ls="", marker="|", ms=9,
-                        mew=1.5, color=color, gid=f"release:{row.run}")
+                ax.plot(
+                    [k],
+                    [float(np.interp(k, agg["step"], agg["mean"]))],
+                    ls="",
+                    marker="|",
+                    ms=9,
+                    mew=1.5,
+                    color=color,
+                    gid=f"release:{row.run}",
+                )
         handles.append(Line2D([], [], color=color, lw=1.5, label=labels[row.run]))
     shown = context + list(release["run"])
     _decorate_panels(top, curves, shown, options)
@@ -562,13 +649,31 @@ def figure_release(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
         means = rel.groupby("release_step", as_index=False)[metric].mean().sort_values("release_step")
         ax.plot(means["release_step"], means[metric], color="0.35", lw=1.0, zorder=2, gid=f"final:mean:{metric}")
         for r in rel.itertuples():
-            ax.plot([r.release_step], [getattr(r, metric)], ls="", marker="o", ms=3.5, alpha=0.6,
-                    color=colors[r.run], zorder=3)
+            ax.plot(
+                [r.release_step],
+                [getattr(r, metric)],
+                ls="",
+                marker="o",
+                ms=3.5,
+                alpha=0.6,
+                color=colors[r.run],
+                zorder=3,
+            )
         for r in release.itertuples():
             m = rel[rel["run"] == r.run][metric]
             if not m.empty:
-                ax.plot([r.release_step], [m.mean()], ls="", marker="o", ms=6.5, color=colors[r.run],
-                        mec="black", mew=0.7, zorder=4, gid=f"final:{r.run}:{metric}")
+                ax.plot(
+                    [r.release_step],
+                    [m.mean()],
+                    ls="",
+                    marker="o",
+                    ms=6.5,
+                    color=colors[r.run],
+                    mec="black",
+                    mew=0.7,
+                    zorder=4,
+                    gid=f"final:{r.run}:{metric}",
+                )
         for ref, ls in [(b, "--") for b in baselines[:1]] + [(p, ":") for p in parents]:
             m = finals[finals["run"] == ref][metric]
             if not m.empty:
@@ -581,16 +686,16 @@ def figure_release(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
         ax.set_xlim(min(lo, ks.min() - pad), max(hi, ks.max() + pad))
     if not release.empty:
         if baselines:
-            handles.append(Line2D([], [], color=colors[baselines[0]], ls="--", lw=1.1,
-                                  label=f"final: {baselines[0]}"))
+            handles.append(Line2D([], [], color=colors[baselines[0]], ls="--", lw=1.1, label=f"final: {baselines[0]}"))
         for p in parents:
             handles.append(Line2D([], [], color=colors[p], ls=":", lw=1.1, label=f"final: {p} (never released)"))
         from matplotlib.patches import Patch
 
         if baselines and onset_summary(phases, baselines[0], "structure_onset"):
             handles.append(Patch(color="0.85", alpha=0.6, label=f"{baselines[0]}: ▲ → ● window"))
-        handles.append(Line2D([], [], ls="", marker="|", ms=8, mew=1.5, color="0.3",
-                              label="release at k (dotted: before k)"))
+        handles.append(
+            Line2D([], [], ls="", marker="|", ms=8, mew=1.5, color="0.3", label="release at k (dotted: before k)")
+        )
     _finish(fig, handles, notes, ncols=3 if len(handles) > 4 else 2)
     return fig
 
@@ -631,8 +736,7 @@ def _onset_tags(phases, run, seed, steps) -> dict[int, str]:
     return tags
 
 
-def figure_heads(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
-                 options: FigureOptions = FigureOptions()):
+def figure_heads(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, options: FigureOptions = FigureOptions()):
     """Per-head UAS (layer x head) at selected checkpoints, one row per constant-lambda run."""
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
@@ -647,8 +751,7 @@ def figure_heads(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
         return _empty_figure(options, "no per-head probe scores (heads table is empty)", notes)
     first = heads[heads["run"] == shown[0]]
     seed = int(first["seed"].min())
-    steps = select_checkpoints(first[first["seed"] == seed]["step"], phases, shown[0], seed,
-                               options.heads_checkpoints)
+    steps = select_checkpoints(first[first["seed"] == seed]["step"], phases, shown[0], seed, options.heads_checkpoints)
     n_layers = int(heads["layer"].max()) + 1
     n_heads = int(heads["head"].max()) + 1
     best = heads.groupby(["run", "seed", "step", "layer", "head"], as_index=False)["accuracy"].max()
@@ -675,14 +778,22 @@ def figure_heads(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
             else:
                 grid = np.full((n_layers, n_heads), np.nan)
                 grid[cell["layer"].astype(int), cell["head"].astype(int)] = cell["accuracy"]
-                im = ax.imshow(grid, cmap=cmap, norm=norm, origin="lower", aspect="auto",
-                               interpolation="nearest")
+                im = ax.imshow(grid, cmap=cmap, norm=norm, origin="lower", aspect="auto", interpolation="nearest")
                 im.set_gid(f"heads:{run}:{step}")
                 if uas is not None:
                     b = uas[(uas["run"] == run) & (uas["seed"] == run_seed) & (uas["step"] == step)]
                     if not b.empty and pd.notna(b["layer"].iloc[0]):
-                        ax.add_patch(Rectangle((b["head"].iloc[0] - 0.5, b["layer"].iloc[0] - 0.5), 1, 1,
-                                               fill=False, ec="#D55E00", lw=1.2, gid=f"best_head:{run}:{step}"))
+                        ax.add_patch(
+                            Rectangle(
+                                (b["head"].iloc[0] - 0.5, b["layer"].iloc[0] - 0.5),
+                                1,
+                                1,
+                                fill=False,
+                                ec="#D55E00",
+                                lw=1.2,
+                                gid=f"best_head:{run}:{step}",
+                            )
+                        )
                 ax.xaxis.set_major_locator(MaxNLocator(4, integer=True))
                 ax.yaxis.set_major_locator(MaxNLocator(4, integer=True))
                 ax.tick_params(labelsize=6.5, length=2, pad=1)
@@ -700,14 +811,14 @@ def figure_heads(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
     cbar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.9, pad=0.01, aspect=25)
     cbar.set_label("head UAS (better direction)", fontsize=7.5)
     cbar.ax.tick_params(labelsize=6.5)
-    fig.suptitle(f"Per-head UAS, seed {seed}; ▲ structure / ● capabilities onset of {shown[0]}; "
-                 "box: best head", fontsize=8)
+    fig.suptitle(
+        f"Per-head UAS, seed {seed}; ▲ structure / ● capabilities onset of {shown[0]}; box: best head", fontsize=8
+    )
     _finish(fig, [], notes)
     return fig
 
 
-def figure_phenomena(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
-                     options: FigureOptions = FigureOptions()):
+def figure_phenomena(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, options: FigureOptions = FigureOptions()):
     """BLiMP accuracy per phenomenon across checkpoints, one heat map per constant-lambda run."""
     import seaborn as sns
     from matplotlib.cm import ScalarMappable
@@ -737,8 +848,7 @@ def figure_phenomena(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
         n_seeds = df["seed"].nunique()
         mat = df.pivot_table(index="name", columns="step", values="accuracy", aggfunc="mean")
         mat = mat.reindex(phenomena)
-        sns.heatmap(mat, ax=ax, cmap=cmap, norm=norm, cbar=False, linewidths=0.0,
-                    xticklabels=True, yticklabels=True)
+        sns.heatmap(mat, ax=ax, cmap=cmap, norm=norm, cbar=False, linewidths=0.0, xticklabels=True, yticklabels=True)
         ax.grid(False)
         if ax is not axes[0]:
             ax.tick_params(axis="y", labelleft=False)
@@ -756,14 +866,22 @@ def figure_phenomena(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
             if s is None or not steps:
                 continue
             col = int(np.argmin([abs(x - s[0]) for x in steps]))
-            ax.plot([col + 0.5], [-0.45], ls="", marker=symbol, ms=5.5, color="black", clip_on=False,
-                    transform=ax.transData, gid=f"onset:{event}:{run}")
+            ax.plot(
+                [col + 0.5],
+                [-0.45],
+                ls="",
+                marker=symbol,
+                ms=5.5,
+                color="black",
+                clip_on=False,
+                transform=ax.transData,
+                gid=f"onset:{event}:{run}",
+            )
         ax.set_ylim(len(phenomena), -0.9)
     cbar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.85, pad=0.01, aspect=30)
     cbar.set_label("accuracy (white: chance)", fontsize=7.5)
     cbar.ax.tick_params(labelsize=6.5)
-    fig.suptitle("BLiMP accuracy per phenomenon (mean over seeds); ▲ structure / ● capabilities onset",
-                 fontsize=8)
+    fig.suptitle("BLiMP accuracy per phenomenon (mean over seeds); ▲ structure / ● capabilities onset", fontsize=8)
     _finish(fig, [], notes)
     return fig
 
@@ -772,8 +890,7 @@ def figure_phenomena(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
 # Figure 5: cross-seed scatter
 
 
-def figure_seeds(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
-                 options: FigureOptions = FigureOptions()):
+def figure_seeds(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, options: FigureOptions = FigureOptions()):
     """UAS vs loss, BLiMP vs UAS, BLiMP vs loss: every run x seed's checkpoints as trajectories."""
     from matplotlib.lines import Line2D
 
@@ -798,8 +915,10 @@ def figure_seeds(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
         later = merged[merged["step"] >= first_onset]["val_mlm_loss"].dropna()
         if not later.empty and merged["val_mlm_loss"].max() > later.max():
             clip_loss = float(later.max())
-            notes.append(f"the loss axes start at the earliest structure onset (step {first_onset:g}); "
-                         "earlier checkpoints lie off to the right")
+            notes.append(
+                f"the loss axes start at the earliest structure onset (step {first_onset:g}); "
+                "earlier checkpoints lie off to the right"
+            )
     for ax, (x, y) in zip(axes, pairs):
         ax.set_xlabel(METRIC_LABELS[x])
         ax.set_ylabel(METRIC_LABELS[y])
@@ -809,11 +928,22 @@ def figure_seeds(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
             continue
         for (run, seed), df in data.groupby(["run", "seed"], sort=False):
             color = colors.get(run, "0.5")
-            ax.plot(df[x], df[y], color=color, lw=0.7, alpha=0.45, marker=".", ms=2.5,
-                    gid=f"curve:{run}:{y}_vs_{x}:{seed}")
+            ax.plot(
+                df[x], df[y], color=color, lw=0.7, alpha=0.45, marker=".", ms=2.5, gid=f"curve:{run}:{y}_vs_{x}:{seed}"
+            )
             last = df.iloc[-1]
-            ax.plot([last[x]], [last[y]], ls="", marker=seed_marker[int(seed)], ms=6, color=color,
-                    mec="black", mew=0.6, zorder=4, gid=f"final:{run}:{seed}")
+            ax.plot(
+                [last[x]],
+                [last[y]],
+                ls="",
+                marker=seed_marker[int(seed)],
+                ms=6,
+                color=color,
+                mec="black",
+                mew=0.6,
+                zorder=4,
+                gid=f"final:{run}:{seed}",
+            )
             for event in ("structure_onset", "capabilities_onset"):
                 s = onset_summary(phases, run, event, int(seed))
                 if s is None:
@@ -822,13 +952,24 @@ def figure_seeds(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
                 if hit.empty:
                     continue
                 marker, _, _ = ONSET_STYLE[event]
-                ax.plot([hit[x].iloc[0]], [hit[y].iloc[0]], ls="", marker=marker, ms=5, color=color,
-                        mec="black", mew=0.5, zorder=5, gid=f"onset:{event}:{run}")
+                ax.plot(
+                    [hit[x].iloc[0]],
+                    [hit[y].iloc[0]],
+                    ls="",
+                    marker=marker,
+                    ms=5,
+                    color=color,
+                    mec="black",
+                    mew=0.5,
+                    zorder=5,
+                    gid=f"onset:{event}:{run}",
+                )
         finals = data.groupby(["run", "seed"]).last()
         if len(finals) >= 3 and finals[x].nunique() > 1 and finals[y].nunique() > 1:
             rho = finals[x].rank().corr(finals[y].rank())
-            ax.set_title(f"Spearman ρ = {rho:.2f} (final, n = {len(finals)})",
-                         fontsize=7, fontweight="normal", gid="spearman")
+            ax.set_title(
+                f"Spearman ρ = {rho:.2f} (final, n = {len(finals)})", fontsize=7, fontweight="normal", gid="spearman"
+            )
         if x == "val_mlm_loss" and clip_loss is not None and data[x].max() > clip_loss:
             span = clip_loss - data[x].min()
             ax.set_xlim(data[x].min() - 0.05 * span, clip_loss + 0.05 * span)
@@ -842,8 +983,10 @@ def figure_seeds(tables: dict[str, pd.DataFrame], phases: pd.DataFrame,
     if len(seeds) < 2:
         notes.append("a single seed: no spread across seeds")
     handles = [Line2D([], [], color=colors[r], lw=1.2, label=labels[r]) for r in present]
-    handles += [Line2D([], [], ls="", marker=seed_marker[s], color="0.5", mec="black", mew=0.6, ms=5,
-                       label=f"seed {s} (final)") for s in seeds]
+    handles += [
+        Line2D([], [], ls="", marker=seed_marker[s], color="0.5", mec="black", mew=0.6, ms=5, label=f"seed {s} (final)")
+        for s in seeds
+    ]
     handles += [h for h in _onset_handles(["structure_onset", "capabilities_onset"])]
     for h in handles[-2:]:
         h.set_label(h.get_label().split(" (")[0])
@@ -903,27 +1046,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tables", required=True, help="folder of the gathered tables (sasbert phases gather)")
     parser.add_argument("--phases", required=True, help="phases parquet (sasbert phases detect)")
     parser.add_argument("--out-dir", required=True, help="where <figure>.png and <figure>.pdf go")
-    parser.add_argument("--figure", nargs="+", choices=list(FIGURES), default=list(FIGURES),
-                        help="which figures (default: all)")
+    parser.add_argument(
+        "--figure", nargs="+", choices=list(FIGURES), default=list(FIGURES), help="which figures (default: all)"
+    )
     parser.add_argument("--width", type=float, default=d.width, help="figure width in inches")
     parser.add_argument("--dpi", type=int, default=d.dpi, help="PNG resolution")
-    parser.add_argument("--xscale", choices=("symlog", "log", "linear"), default=d.xscale,
-                        help="step axis: symlog keeps step 0, log drops it")
-    parser.add_argument("--band", choices=("range", "sd", "none"), default=d.band,
-                        help="band around the mean over seeds")
-    parser.add_argument("--train-loss-window", type=int, default=d.train_loss_window,
-                        help="rolling mean of the training loss in figure 1 (0 hides it)")
-    parser.add_argument("--heads-checkpoints", type=int, default=d.heads_checkpoints,
-                        help="checkpoints shown in the per-head heat maps")
+    parser.add_argument(
+        "--xscale",
+        choices=("symlog", "log", "linear"),
+        default=d.xscale,
+        help="step axis: symlog keeps step 0, log drops it",
+    )
+    parser.add_argument(
+        "--band", choices=("range", "sd", "none"), default=d.band, help="band around the mean over seeds"
+    )
+    parser.add_argument(
+        "--train-loss-window",
+        type=int,
+        default=d.train_loss_window,
+        help="rolling mean of the training loss in figure 1 (0 hides it)",
+    )
+    parser.add_argument(
+        "--heads-checkpoints", type=int, default=d.heads_checkpoints, help="checkpoints shown in the per-head heat maps"
+    )
     parser.add_argument("--treebank", help="UAS treebank (default: the only/first one)")
     parser.add_argument("--blimp-variant", help="BLiMP variant (default: the only/first one)")
 
 
 def run(args: argparse.Namespace) -> None:
-    options = FigureOptions(width=args.width, dpi=args.dpi, xscale=args.xscale, band=args.band,
-                            train_loss_window=args.train_loss_window,
-                            heads_checkpoints=args.heads_checkpoints, treebank=args.treebank,
-                            blimp_variant=args.blimp_variant)
+    options = FigureOptions(
+        width=args.width,
+        dpi=args.dpi,
+        xscale=args.xscale,
+        band=args.band,
+        train_loss_window=args.train_loss_window,
+        heads_checkpoints=args.heads_checkpoints,
+        treebank=args.treebank,
+        blimp_variant=args.blimp_variant,
+    )
     options.check()
     if not Path(args.phases).is_file():
         raise InputError(f"{args.phases}: not found (run `sasbert phases detect` first)")

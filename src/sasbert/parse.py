@@ -109,8 +109,7 @@ def load_spacy(model: str):
         import spacy
     except ImportError as err:
         raise InputError(
-            "corpus.backend: spacy is not installed; install the project's `spacy` extra "
-            "(pip install -e '.[spacy]')"
+            "corpus.backend: spacy is not installed; install the project's `spacy` extra (pip install -e '.[spacy]')"
         ) from err
     try:
         nlp = spacy.load(model)
@@ -166,9 +165,7 @@ def parse_spacy_shard(
             parsed = spacy_sentence(sent)
             if parsed is None:
                 continue
-            rows.append(
-                {"sentence_id": f"{unit.unit_id}-{k}", "doc_id": unit.doc_id, "source": unit.source, **parsed}
-            )
+            rows.append({"sentence_id": f"{unit.unit_id}-{k}", "doc_id": unit.doc_id, "source": unit.source, **parsed})
             k += 1
     return pd.DataFrame(rows, columns=PARSED_COLUMNS)
 

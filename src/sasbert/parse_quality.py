@@ -64,7 +64,9 @@ def score(gold: list[dict], predicted: list[dict]) -> dict:
     counts = {"words": 0, "uas": 0, "las": 0, "words_nopunct": 0, "uas_nopunct": 0, "las_nopunct": 0}
     for g, p in zip(gold, predicted, strict=True):
         if len(g["words"]) != len(p["words"]):
-            raise InputError(f"sentence {g['sentence_id']}: the backend returned {len(p['words'])} words for {len(g['words'])}")
+            raise InputError(
+                f"sentence {g['sentence_id']}: the backend returned {len(p['words'])} words for {len(g['words'])}"
+            )
         for gh, gr, ph, pr in zip(g["heads"], g["relations"], p["heads"], p["relations"]):
             head_ok = gh == ph
             label_ok = head_ok and base(gr) == base(pr)

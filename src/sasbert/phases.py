@@ -118,8 +118,8 @@ import dataclasses
 import json
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -134,24 +134,68 @@ log = logging.getLogger(__name__)
 KINDS = ("baseline", "sas_plus", "sas_minus", "release", "other")
 EVENTS = ("structure_onset", "breakthrough", "capabilities_onset", "loss_drop", "blimp_jump")
 EVENT_METRIC = {
-    "structure_onset": "uas", "breakthrough": "uas", "capabilities_onset": "uas",
-    "loss_drop": "val_mlm_loss", "blimp_jump": "blimp",
+    "structure_onset": "uas",
+    "breakthrough": "uas",
+    "capabilities_onset": "uas",
+    "loss_drop": "val_mlm_loss",
+    "blimp_jump": "blimp",
 }
-RUN_COLUMNS = ["run", "order", "kind", "lambda", "lambda_schedule", "parent", "start_step",
-               "release_step", "label"]
+RUN_COLUMNS = ["run", "order", "kind", "lambda", "lambda_schedule", "parent", "start_step", "release_step", "label"]
 TRAIN_COLUMNS = ["run", "seed", "step", "mlm_loss", "sas", "lambda", "lr", "grad_norm", "n_steps"]
 MAX_TRAIN_ROWS = 20000
 LOSS_COLUMNS = ["run", "seed", "step", "val_mlm_loss"]
-UAS_COLUMNS = ["run", "seed", "step", "treebank", "uas", "uas_low", "uas_high", "layer", "head", "direction",
-               "soft_score", "max_soft_score", "uas_mean", "offset_uas", "offset", "n_sentences"]
-HEAD_COLUMNS = ["run", "seed", "step", "treebank", "layer", "head", "direction", "accuracy",
-                "soft_score", "count"]
-BLIMP_COLUMNS = ["run", "seed", "step", "variant", "level", "name", "phenomenon", "accuracy",
-                 "ci_low", "ci_high", "n_pairs", "n_paradigms"]
+UAS_COLUMNS = [
+    "run",
+    "seed",
+    "step",
+    "treebank",
+    "uas",
+    "uas_low",
+    "uas_high",
+    "layer",
+    "head",
+    "direction",
+    "soft_score",
+    "max_soft_score",
+    "uas_mean",
+    "offset_uas",
+    "offset",
+    "n_sentences",
+]
+HEAD_COLUMNS = ["run", "seed", "step", "treebank", "layer", "head", "direction", "accuracy", "soft_score", "count"]
+BLIMP_COLUMNS = [
+    "run",
+    "seed",
+    "step",
+    "variant",
+    "level",
+    "name",
+    "phenomenon",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+    "n_pairs",
+    "n_paradigms",
+]
 INTERVAL_COLUMNS = ("ci_low", "ci_high")  # 95% intervals: absent from tables written before them
-PHASE_COLUMNS = ["run", "seed", "kind", "metric", "event", "detected", "step", "value",
-                 "smoothed_value", "velocity", "acceleration", "rise", "noise", "threshold",
-                 "n_points", "reason"]
+PHASE_COLUMNS = [
+    "run",
+    "seed",
+    "kind",
+    "metric",
+    "event",
+    "detected",
+    "step",
+    "value",
+    "smoothed_value",
+    "velocity",
+    "acceleration",
+    "rise",
+    "noise",
+    "threshold",
+    "n_points",
+    "reason",
+]
 TABLES = ("runs", "train", "loss", "uas", "heads", "blimp")
 
 
@@ -192,9 +236,15 @@ def describe_run(run: dict, order: int = 0) -> dict:
     else:
         label = f"{name} (staged λ)"
     return {
-        "run": name, "order": order, "kind": kind, "lambda": value,
-        "lambda_schedule": json.dumps(schedule), "parent": parent["run"] if parent else None,
-        "start_step": start_step, "release_step": release_step, "label": label,
+        "run": name,
+        "order": order,
+        "kind": kind,
+        "lambda": value,
+        "lambda_schedule": json.dumps(schedule),
+        "parent": parent["run"] if parent else None,
+        "start_step": start_step,
+        "release_step": release_step,
+        "label": label,
     }
 
 
@@ -220,11 +270,23 @@ def _uas_rows(summary: pd.DataFrame) -> pd.DataFrame:
     att = summary[summary["method"] == "attention"]
     if "ci_low" not in att.columns:  # tables written before intervals were added
         att = att.assign(ci_low=np.nan, ci_high=np.nan)
-    best = att[att["relation"] == "all"][["step", "treebank", "accuracy", "ci_low", "ci_high", "layer", "head",
-                                          "direction", "soft_score", "max_soft_score", "n_sentences"]]
+    best = att[att["relation"] == "all"][
+        [
+            "step",
+            "treebank",
+            "accuracy",
+            "ci_low",
+            "ci_high",
+            "layer",
+            "head",
+            "direction",
+            "soft_score",
+            "max_soft_score",
+            "n_sentences",
+        ]
+    ]
     best = best.rename(columns={"accuracy": "uas", "ci_low": "uas_low", "ci_high": "uas_high"})
-    mean = att[att["relation"] == "mean"][["step", "treebank", "accuracy"]].rename(
-        columns={"accuracy": "uas_mean"})
+    mean = att[att["relation"] == "mean"][["step", "treebank", "accuracy"]].rename(columns={"accuracy": "uas_mean"})
     off = summary[(summary["method"] == "offset") & (summary["relation"] == "all")]
     off = off[["step", "treebank", "accuracy", "offset"]].rename(columns={"accuracy": "offset_uas"})
     out = best.merge(mean, on=["step", "treebank"], how="left").merge(off, on=["step", "treebank"], how="left")
@@ -242,15 +304,26 @@ def _block_average(steps: pd.DataFrame, max_rows: int) -> pd.DataFrame:
         return steps.assign(n_steps=1)
     block = int(math.ceil(len(steps) / max_rows))
     groups = steps.groupby(np.arange(len(steps)) // block)
-    return pd.DataFrame({
-        "step": groups["step"].last(), "mlm_loss": groups["mlm_loss"].mean(), "sas": groups["sas"].mean(),
-        "lambda": groups["lambda"].last(), "lr": groups["lr"].last(), "grad_norm": groups["grad_norm"].mean(),
-        "n_steps": groups["step"].count(),
-    }).reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "step": groups["step"].last(),
+            "mlm_loss": groups["mlm_loss"].mean(),
+            "sas": groups["sas"].mean(),
+            "lambda": groups["lambda"].last(),
+            "lr": groups["lr"].last(),
+            "grad_norm": groups["grad_norm"].mean(),
+            "n_steps": groups["step"].count(),
+        }
+    ).reset_index(drop=True)
 
 
-def gather_tables(results_dir: str | Path, runs: Sequence[dict], seeds: Sequence[int],
-                  allow_missing: bool = False, max_train_rows: int = MAX_TRAIN_ROWS) -> dict[str, pd.DataFrame]:
+def gather_tables(
+    results_dir: str | Path,
+    runs: Sequence[dict],
+    seeds: Sequence[int],
+    allow_missing: bool = False,
+    max_train_rows: int = MAX_TRAIN_ROWS,
+) -> dict[str, pd.DataFrame]:
     """Stack every run x seed's tables under ``results_dir`` (the workflow's layout) into the
     all-runs tables named in ``TABLES``. A missing file is an error unless ``allow_missing``
     (then it is skipped with a warning: e.g. a results folder copied before every job finished)."""
@@ -259,14 +332,21 @@ def gather_tables(results_dir: str | Path, runs: Sequence[dict], seeds: Sequence
     sources = {
         "train": ("pretrain/{run}/seed{seed}/metrics/steps.parquet", ["step", "mlm_loss"], "pretrain steps"),
         "loss": ("pretrain/{run}/seed{seed}/metrics/eval.parquet", ["step", "val_mlm_loss"], "pretrain eval"),
-        "uas": ("probe/{run}/seed{seed}/summary.parquet",
-                ["step", "treebank", "method", "relation", "accuracy", "layer", "head", "direction"],
-                "probe summary"),
-        "heads": ("probe/{run}/seed{seed}/scores.parquet",
-                  ["step", "treebank", "method", "relation", "layer", "head", "direction", "accuracy"],
-                  "probe scores"),
-        "blimp": ("blimp/{run}/seed{seed}/summary.parquet",
-                  [c for c in BLIMP_COLUMNS[2:] if c not in INTERVAL_COLUMNS], "BLiMP summary"),
+        "uas": (
+            "probe/{run}/seed{seed}/summary.parquet",
+            ["step", "treebank", "method", "relation", "accuracy", "layer", "head", "direction"],
+            "probe summary",
+        ),
+        "heads": (
+            "probe/{run}/seed{seed}/scores.parquet",
+            ["step", "treebank", "method", "relation", "layer", "head", "direction", "accuracy"],
+            "probe scores",
+        ),
+        "blimp": (
+            "blimp/{run}/seed{seed}/summary.parquet",
+            [c for c in BLIMP_COLUMNS[2:] if c not in INTERVAL_COLUMNS],
+            "BLiMP summary",
+        ),
     }
     frames: dict[str, list[pd.DataFrame]] = {name: [] for name in sources}
     missing = []
@@ -291,8 +371,13 @@ def gather_tables(results_dir: str | Path, runs: Sequence[dict], seeds: Sequence
             raise InputError(f"missing input table(s): {shown} (use --allow-missing to skip them)")
         for path in missing:
             log.warning("skipped (not found): %s", path)
-    columns = {"train": TRAIN_COLUMNS, "loss": LOSS_COLUMNS, "uas": UAS_COLUMNS,
-               "heads": HEAD_COLUMNS, "blimp": BLIMP_COLUMNS}
+    columns = {
+        "train": TRAIN_COLUMNS,
+        "loss": LOSS_COLUMNS,
+        "uas": UAS_COLUMNS,
+        "heads": HEAD_COLUMNS,
+        "blimp": BLIMP_COLUMNS,
+    }
     out = {"runs": runs_df}
     for name, cols in columns.items():
         if frames[name]:
@@ -306,8 +391,11 @@ def gather_tables(results_dir: str | Path, runs: Sequence[dict], seeds: Sequence
             for col in ("run", "treebank", "direction", "variant", "level", "name", "phenomenon"):
                 if col in df.columns:
                     df[col] = df[col].astype("object")
-        sort = [c for c in ("run", "seed", "step", "treebank", "variant", "level", "name", "layer",
-                            "head", "direction") if c in cols]
+        sort = [
+            c
+            for c in ("run", "seed", "step", "treebank", "variant", "level", "name", "layer", "head", "direction")
+            if c in cols
+        ]
         df["_order"] = df["run"].map(dict(zip(runs_df["run"], runs_df["order"])))
         df = df.sort_values(["_order", *sort[1:]], kind="stable").drop(columns="_order")
         out[name] = df.reset_index(drop=True)
@@ -386,7 +474,7 @@ def smooth(y: np.ndarray, window: int) -> np.ndarray:
     for i in range(n):
         h = min(half, i, n - 1 - i)
         weights = (h + 1) - np.abs(np.arange(-h, h + 1))
-        out[i] = float(np.dot(weights, y[i - h:i + h + 1]) / weights.sum())
+        out[i] = float(np.dot(weights, y[i - h : i + h + 1]) / weights.sum())
     return out
 
 
@@ -439,8 +527,9 @@ class Curve:
         return int(self.candidate.sum())
 
 
-def analyse_curve(steps: Sequence[float], y: Sequence[float], options: PhaseOptions,
-                  direction: int = 1, min_step: int = 0) -> Curve:
+def analyse_curve(
+    steps: Sequence[float], y: Sequence[float], options: PhaseOptions, direction: int = 1, min_step: int = 0
+) -> Curve:
     """Smooth, differentiate and test for a transition. ``direction`` +1: a rise (UAS, BLiMP);
     -1: a drop (loss)."""
     steps = np.asarray(steps, dtype=float)
@@ -464,8 +553,10 @@ def analyse_curve(steps: Sequence[float], y: Sequence[float], options: PhaseOpti
     elif rise < threshold:
         detected = False
         what = "rise" if direction > 0 else "drop"
-        reason = (f"no transition: largest {what} {rise:.4g} < threshold {threshold:.4g} "
-                  f"(max(min_rise {options.min_rise:g}, {options.noise_factor:g} x noise {noise:.3g}))")
+        reason = (
+            f"no transition: largest {what} {rise:.4g} < threshold {threshold:.4g} "
+            f"(max(min_rise {options.min_rise:g}, {options.noise_factor:g} x noise {noise:.3g}))"
+        )
     else:
         detected, reason = True, ""
     return Curve(steps, y, ys, v, a, candidate, rise, noise, threshold, detected, reason)
@@ -473,16 +564,33 @@ def analyse_curve(steps: Sequence[float], y: Sequence[float], options: PhaseOpti
 
 def _event_row(curve: Curve, event: str, index: int | None, reason: str = "") -> dict:
     row = {
-        "metric": EVENT_METRIC[event], "event": event, "rise": curve.rise, "noise": curve.noise,
-        "threshold": curve.threshold, "n_points": int(curve.candidate.sum()),
+        "metric": EVENT_METRIC[event],
+        "event": event,
+        "rise": curve.rise,
+        "noise": curve.noise,
+        "threshold": curve.threshold,
+        "n_points": int(curve.candidate.sum()),
     }
     if index is None:
-        row.update(detected=False, step=np.nan, value=np.nan, smoothed_value=np.nan, velocity=np.nan,
-                   acceleration=np.nan, reason=reason or curve.reason)
+        row.update(
+            detected=False,
+            step=np.nan,
+            value=np.nan,
+            smoothed_value=np.nan,
+            velocity=np.nan,
+            acceleration=np.nan,
+            reason=reason or curve.reason,
+        )
     else:
-        row.update(detected=True, step=float(curve.steps[index]), value=float(curve.raw[index]),
-                   smoothed_value=float(curve.smoothed[index]), velocity=float(curve.velocity[index]),
-                   acceleration=float(curve.acceleration[index]), reason="")
+        row.update(
+            detected=True,
+            step=float(curve.steps[index]),
+            value=float(curve.raw[index]),
+            smoothed_value=float(curve.smoothed[index]),
+            velocity=float(curve.velocity[index]),
+            acceleration=float(curve.acceleration[index]),
+            reason="",
+        )
     return row
 
 
@@ -512,11 +620,15 @@ def _steepest(curve: Curve, sign: int, what: str, from_start: bool = False) -> t
     step = f"{curve.steps[index]:g}"
     starts_at_init = from_start and curve.candidate[0] and curve.steps[0] == 0
     if index == candidates[0] and not starts_at_init:
-        return None, (f"steepest {what} at the first candidate checkpoint (step {step}): a trend "
-                      "that began before, no transition inside the sampled steps")
+        return None, (
+            f"steepest {what} at the first candidate checkpoint (step {step}): a trend "
+            "that began before, no transition inside the sampled steps"
+        )
     if index == candidates[-1]:
-        return None, (f"steepest {what} at the last usable checkpoint (step {step}): still changing "
-                      "when sampling ended, no transition inside the sampled steps")
+        return None, (
+            f"steepest {what} at the last usable checkpoint (step {step}): still changing "
+            "when sampling ended, no transition inside the sampled steps"
+        )
     return index, ""
 
 
@@ -530,8 +642,10 @@ def uas_events(steps, uas, options: PhaseOptions) -> list[dict]:
         above = float(np.max(curve.smoothed[curve.candidate]) - curve.smoothed[0])
         if above < curve.threshold:
             curve.detected = False
-            curve.reason = (f"no transition: UAS rises at most {above:.4g} above its value at step 0 "
-                            f"(< threshold {curve.threshold:.4g}); a recovery from a dip is not acquisition")
+            curve.reason = (
+                f"no transition: UAS rises at most {above:.4g} above its value at step 0 "
+                f"(< threshold {curve.threshold:.4g}); a recovery from a dip is not acquisition"
+            )
     if not curve.detected:
         return [_event_row(curve, e, None) for e in names]
     ib, why = _steepest(curve, +1, "rise", from_start=True)
@@ -556,11 +670,16 @@ def uas_events(steps, uas, options: PhaseOptions) -> list[dict]:
     io = _argbest(curve.acceleration, before, +1)
     ic = _argbest(curve.acceleration, after, -1)
     return [
-        _event_row(curve, "structure_onset", io,
-                   "breakthrough too close to the first checkpoint: the onset was not sampled"),
+        _event_row(
+            curve, "structure_onset", io, "breakthrough too close to the first checkpoint: the onset was not sampled"
+        ),
         _event_row(curve, "breakthrough", ib),
-        _event_row(curve, "capabilities_onset", ic,
-                   "breakthrough too close to the last checkpoint: UAS still rising when sampling ended"),
+        _event_row(
+            curve,
+            "capabilities_onset",
+            ic,
+            "breakthrough too close to the last checkpoint: UAS still rising when sampling ended",
+        ),
     ]
 
 
@@ -575,22 +694,32 @@ def loss_events(steps, loss, options: PhaseOptions) -> list[dict]:
     plateau = next((i for i, j in zip(interior, interior[1:]) if rate[i] <= rate[j]), None)
     if plateau is None:
         curve.rise, curve.detected = 0.0, False
-        curve.reason = ("no loss drop: the held-out loss only slows down over the candidate "
-                        "checkpoints (a decelerating trend, no plateau followed by a faster fall)")
+        curve.reason = (
+            "no loss drop: the held-out loss only slows down over the candidate "
+            "checkpoints (a decelerating trend, no plateau followed by a faster fall)"
+        )
         return [_event_row(curve, "loss_drop", None)]
     after = interior[interior > plateau]
     tangent = curve.smoothed[plateau] + curve.velocity[plateau] * (curve.steps - curve.steps[plateau])
     curve.rise = float(np.max(tangent[after] - curve.smoothed[after]))
     if not curve.rise >= curve.threshold:
         curve.detected = False
-        curve.reason = (f"no loss drop: after its plateau at step {curve.steps[plateau]:g} the loss falls at "
-                        f"most {curve.rise:.4g} below the plateau's trend (< threshold {curve.threshold:.4g})")
+        curve.reason = (
+            f"no loss drop: after its plateau at step {curve.steps[plateau]:g} the loss falls at "
+            f"most {curve.rise:.4g} below the plateau's trend (< threshold {curve.threshold:.4g})"
+        )
         return [_event_row(curve, "loss_drop", None)]
     index = int(after[np.argmax(rate[after])])
     if index == interior[-1]:
-        return [_event_row(curve, "loss_drop", None,
-                           f"steepest drop at the last usable checkpoint (step {curve.steps[index]:g}): still "
-                           "falling faster when sampling ended, no transition inside the sampled steps")]
+        return [
+            _event_row(
+                curve,
+                "loss_drop",
+                None,
+                f"steepest drop at the last usable checkpoint (step {curve.steps[index]:g}): still "
+                "falling faster when sampling ended, no transition inside the sampled steps",
+            )
+        ]
     curve.detected = True
     return [_event_row(curve, "loss_drop", index)]
 
@@ -600,7 +729,9 @@ def blimp_events(steps, accuracy, options: PhaseOptions, interval_width=None) ->
     than the accuracy's own 95% interval (its median width over the checkpoints) is noise, not a
     jump."""
     curve = analyse_curve(steps, accuracy, options, +1, options.min_step)
-    width = float(np.nanmedian(interval_width)) if interval_width is not None and np.isfinite(interval_width).any() else 0.0
+    width = (
+        float(np.nanmedian(interval_width)) if interval_width is not None and np.isfinite(interval_width).any() else 0.0
+    )
     if curve.detected and curve.rise <= width:
         curve.detected = False
         curve.reason = f"no transition: largest rise {curve.rise:.4g} is within the 95% interval (width {width:.4g})"
@@ -611,10 +742,21 @@ def blimp_events(steps, accuracy, options: PhaseOptions, interval_width=None) ->
 
 
 def _no_data(event: str, what: str) -> dict:
-    return {"metric": EVENT_METRIC[event], "event": event, "detected": False, "step": np.nan,
-            "value": np.nan, "smoothed_value": np.nan, "velocity": np.nan, "acceleration": np.nan,
-            "rise": np.nan, "noise": np.nan, "threshold": np.nan, "n_points": 0,
-            "reason": f"no {what} rows for this run and seed"}
+    return {
+        "metric": EVENT_METRIC[event],
+        "event": event,
+        "detected": False,
+        "step": np.nan,
+        "value": np.nan,
+        "smoothed_value": np.nan,
+        "velocity": np.nan,
+        "acceleration": np.nan,
+        "rise": np.nan,
+        "noise": np.nan,
+        "threshold": np.nan,
+        "n_points": 0,
+        "reason": f"no {what} rows for this run and seed",
+    }
 
 
 def select_treebank(uas: pd.DataFrame, treebank: str | None = None) -> pd.DataFrame:
@@ -650,9 +792,15 @@ def blimp_overall(blimp: pd.DataFrame, variant: str | None = None) -> pd.DataFra
     return rows[rows["variant"] == variant][columns]
 
 
-def detect(runs: pd.DataFrame, loss: pd.DataFrame, uas: pd.DataFrame, blimp: pd.DataFrame,
-           options: PhaseOptions = PhaseOptions(), treebank: str | None = None,
-           blimp_variant: str | None = None) -> pd.DataFrame:
+def detect(
+    runs: pd.DataFrame,
+    loss: pd.DataFrame,
+    uas: pd.DataFrame,
+    blimp: pd.DataFrame,
+    options: PhaseOptions = PhaseOptions(),
+    treebank: str | None = None,
+    blimp_variant: str | None = None,
+) -> pd.DataFrame:
     """The phases table over every run x seed present in any of the tables (release runs are
     analysed on their stitched curves)."""
     options.check()
@@ -673,19 +821,26 @@ def detect(runs: pd.DataFrame, loss: pd.DataFrame, uas: pd.DataFrame, blimp: pd.
         raise InputError(f"run(s) {', '.join(unknown)} in the tables but not in the runs table")
     rows = []
     for run, seed in sorted(pairs, key=lambda p: (order[p[0]], p[1])):
-        def curve(name, column):
+
+        def curve(name, column, run=run, seed=seed):
             df = curves[name]
             return df[(df["run"] == run) & (df["seed"] == seed)].sort_values("step")[["step", column]]
 
         u = curve("uas", "uas")
-        events = uas_events(u["step"], u["uas"], options) if len(u) else [
-            _no_data(e, "UAS") for e in ("structure_onset", "breakthrough", "capabilities_onset")]
+        events = (
+            uas_events(u["step"], u["uas"], options)
+            if len(u)
+            else [_no_data(e, "UAS") for e in ("structure_onset", "breakthrough", "capabilities_onset")]
+        )
         lo = curve("loss", "val_mlm_loss")
         events += loss_events(lo["step"], lo["val_mlm_loss"], options) if len(lo) else [_no_data("loss_drop", "loss")]
         b = curves["blimp"]
         b = b[(b["run"] == run) & (b["seed"] == seed)].sort_values("step")
-        events += (blimp_events(b["step"], b["accuracy"], options, (b["ci_high"] - b["ci_low"]).to_numpy(float))
-                   if len(b) else [_no_data("blimp_jump", "BLiMP")])
+        events += (
+            blimp_events(b["step"], b["accuracy"], options, (b["ci_high"] - b["ci_low"]).to_numpy(float))
+            if len(b)
+            else [_no_data("blimp_jump", "BLiMP")]
+        )
         for ev in events:
             rows.append({"run": run, "seed": int(seed), "kind": kind[run], **ev})
     out = pd.DataFrame(rows, columns=PHASE_COLUMNS)
@@ -701,23 +856,34 @@ def detect(runs: pd.DataFrame, loss: pd.DataFrame, uas: pd.DataFrame, blimp: pd.
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="phases_command", required=True, metavar="COMMAND")
     ga = sub.add_parser(
-        "gather", help="stack every run x seed's tables into all-runs tables (results/tables/)",
+        "gather",
+        help="stack every run x seed's tables into all-runs tables (results/tables/)",
         description="Stack the pretrain, probe and BLiMP tables of every run x seed under a results "
-                    "folder into tidy all-runs tables with run and seed columns.")
+        "folder into tidy all-runs tables with run and seed columns.",
+    )
     ga.add_argument("--results-dir", required=True, help="the workflow's results/ folder")
     src = ga.add_mutually_exclusive_group(required=True)
     src.add_argument("--runs", help="the config's runs list as JSON")
     src.add_argument("--config", help="a workflow config YAML (its runs and seeds)")
     ga.add_argument("--seeds", type=int, nargs="+", help="seeds (required with --runs)")
     ga.add_argument("--out-dir", required=True, help="where {runs,train,loss,uas,heads,blimp}.parquet go")
-    ga.add_argument("--allow-missing", action="store_true",
-                    help="skip run x seed tables that do not exist (warn) instead of failing")
-    ga.add_argument("--max-train-rows", type=int, default=MAX_TRAIN_ROWS,
-                    help="longer per-step training tables are averaged over blocks of steps")
+    ga.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="skip run x seed tables that do not exist (warn) instead of failing",
+    )
+    ga.add_argument(
+        "--max-train-rows",
+        type=int,
+        default=MAX_TRAIN_ROWS,
+        help="longer per-step training tables are averaged over blocks of steps",
+    )
 
     de = sub.add_parser(
-        "detect", help="structure/capabilities onsets, breakthrough, loss drop, BLiMP jump",
-        description="Find the phase-transition events of every run x seed in gathered tables.")
+        "detect",
+        help="structure/capabilities onsets, breakthrough, loss drop, BLiMP jump",
+        description="Find the phase-transition events of every run x seed in gathered tables.",
+    )
     de.add_argument("--runs", required=True, help="runs.parquet (from gather)")
     de.add_argument("--loss", required=True, help="loss.parquet")
     de.add_argument("--uas", required=True, help="uas.parquet")
@@ -725,17 +891,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     de.add_argument("--out", required=True, help="phases parquet")
     de.add_argument("--csv", help="also write the table as CSV (for the report)")
     d = PhaseOptions()
-    de.add_argument("--smoothing-window", type=int, default=d.smoothing_window,
-                    help="centred moving average over this many checkpoints (odd; 1 = none)")
-    de.add_argument("--min-rise", type=float, default=d.min_rise,
-                    help="smallest rise (drop for the loss) that counts as a transition, in curve units")
-    de.add_argument("--noise-factor", type=float, default=d.noise_factor,
-                    help="a transition must also rise by this many noise sigmas")
-    de.add_argument("--min-points", type=int, default=d.min_points,
-                    help="curves with fewer checkpoints report no transition")
+    de.add_argument(
+        "--smoothing-window",
+        type=int,
+        default=d.smoothing_window,
+        help="centred moving average over this many checkpoints (odd; 1 = none)",
+    )
+    de.add_argument(
+        "--min-rise",
+        type=float,
+        default=d.min_rise,
+        help="smallest rise (drop for the loss) that counts as a transition, in curve units",
+    )
+    de.add_argument(
+        "--noise-factor",
+        type=float,
+        default=d.noise_factor,
+        help="a transition must also rise by this many noise sigmas",
+    )
+    de.add_argument(
+        "--min-points", type=int, default=d.min_points, help="curves with fewer checkpoints report no transition"
+    )
     de.add_argument("--min-step", type=int, default=d.min_step, help="ignore earlier checkpoints")
-    de.add_argument("--loss-min-step", type=int, default=d.loss_min_step,
-                    help="ignore earlier checkpoints for the loss drop (e.g. the LR warmup)")
+    de.add_argument(
+        "--loss-min-step",
+        type=int,
+        default=d.loss_min_step,
+        help="ignore earlier checkpoints for the loss drop (e.g. the LR warmup)",
+    )
     de.add_argument("--treebank", help="UAS treebank (default: the only/first one)")
     de.add_argument("--blimp-variant", help="BLiMP variant (default: the only/first one)")
 
@@ -772,17 +955,26 @@ def run(args: argparse.Namespace) -> None:
             write_parquet(df, Path(args.out_dir) / f"{name}.parquet")
             log.info("%s: %d rows", name, len(df))
         return
-    options = PhaseOptions(args.smoothing_window, args.min_rise, args.noise_factor, args.min_points,
-                           args.min_step, args.loss_min_step)
-    table = detect(read_table(args.runs), read_table(args.loss), read_table(args.uas),
-                   read_table(args.blimp), options, args.treebank, args.blimp_variant)
+    options = PhaseOptions(
+        args.smoothing_window, args.min_rise, args.noise_factor, args.min_points, args.min_step, args.loss_min_step
+    )
+    table = detect(
+        read_table(args.runs),
+        read_table(args.loss),
+        read_table(args.uas),
+        read_table(args.blimp),
+        options,
+        args.treebank,
+        args.blimp_variant,
+    )
     write_parquet(table, args.out)
     if args.csv:
         with atomic_path(args.csv) as tmp:
             table.to_csv(tmp, index=False)
     for row in table.itertuples():
         if row.detected:
-            log.info("%s seed %d: %s at step %g (%s %.4g)", row.run, row.seed, row.event, row.step,
-                     row.metric, row.value)
+            log.info(
+                "%s seed %d: %s at step %g (%s %.4g)", row.run, row.seed, row.event, row.step, row.metric, row.value
+            )
         else:
             log.info("%s seed %d: %s not found: %s", row.run, row.seed, row.event, row.reason)

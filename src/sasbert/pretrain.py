@@ -108,8 +108,11 @@ class MaskedHeadBertForMaskedLM(BertForMaskedLM):
                 out = self.bert(input_ids, attention_mask=attention_mask, output_attentions=True, return_dict=True)
                 # the sum over this micro-batch's arcs; the trainer normalises it over the whole step
                 sas = combine_arcs(
-                    [tap.values for tap in taps], len(arcs[0]), type=options.get("type", "max"),
-                    direction=options.get("direction", "both"), reduction="sum",
+                    [tap.values for tap in taps],
+                    len(arcs[0]),
+                    type=options.get("type", "max"),
+                    direction=options.get("direction", "both"),
+                    reduction="sum",
                 )
             finally:
                 for tap in taps:
@@ -296,7 +299,7 @@ class StepRecorder:
 
 
 class SASTrainer(Trainer):
-    def __init__(self, *args, spec: dict, recorder: "StepRecorder | None", **kwargs):
+    def __init__(self, *args, spec: dict, recorder: StepRecorder | None, **kwargs):
         super().__init__(*args, **kwargs)
         # Our compute_loss normalises by num_items_in_batch itself (all micro-batches, all devices).
         self.model_accepts_loss_kwargs = True
@@ -694,7 +697,7 @@ def train(
         write_text(json.dumps({"step": step, "val_mlm_loss": loss}) + "\n", checkpoint / "eval.json")
         log.info("step %d: held-out MLM loss %.4f", step, loss)
 
-    def new_trainer(last_step: int, schedule: "ScheduleCallback") -> SASTrainer:
+    def new_trainer(last_step: int, schedule: ScheduleCallback) -> SASTrainer:
         model = build_model(spec["model"], tokenizer.vocab_size, spec["seed"], max_position)
         model.sas_options = spec["regularizer"]
         return SASTrainer(
@@ -726,7 +729,7 @@ def train(
         log.info("%s: %s, training to %d", run_dir, where, last_step)
         schedule = ScheduleCallback(wanted, evaluate)
         trainer = new_trainer(last_step, schedule)
-        previous_handler = signal.signal(signal.SIGTERM, lambda *_: setattr(schedule, "terminated", True))
+        previous_handler = signal.signal(signal.SIGTERM, lambda *_, s=schedule: setattr(s, "terminated", True))
         try:
             trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         finally:
@@ -786,15 +789,29 @@ def add_arguments(parser) -> None:
     spec.add_argument("--spec-file", help="run specification as a JSON file")
     parser.add_argument("--resume-from", default=None, help="another run's checkpoint to start from (release runs)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (intra-op)")
-    parser.add_argument("--part-dir", default=None,
-                        help="one job of a run split into parts: publish this part's checkpoints here "
-                        "(the spec's max_steps is the part's end)")
-    parser.add_argument("--publish-after", type=int, default=None,
-                        help="with --part-dir: publish the checkpoints after this step (the previous part's end)")
+    parser.add_argument(
+        "--part-dir",
+        default=None,
+        help="one job of a run split into parts: publish this part's checkpoints here "
+        "(the spec's max_steps is the part's end)",
+    )
+    parser.add_argument(
+        "--publish-after",
+        type=int,
+        default=None,
+        help="with --part-dir: publish the checkpoints after this step (the previous part's end)",
+    )
 
 
 def run(args) -> None:
     spec = json.loads(args.spec) if args.spec else json.loads(Path(args.spec_file).read_text())
     spec.setdefault("threads", args.threads)
-    train(args.dataset, args.tokenizer, args.run_dir, spec, resume_from=args.resume_from,
-          part_dir=args.part_dir, publish_after=args.publish_after)
+    train(
+        args.dataset,
+        args.tokenizer,
+        args.run_dir,
+        spec,
+        resume_from=args.resume_from,
+        part_dir=args.part_dir,
+        publish_after=args.publish_after,
+    )

@@ -73,8 +73,8 @@ import glob
 import gzip
 import logging
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -95,13 +95,43 @@ ALL = "all"
 MEAN = "mean"
 
 SCORE_COLUMNS = [
-    "step", "checkpoint", "treebank", "method", "layer", "head", "direction", "offset",
-    "relation", "correct", "count", "accuracy", "soft_score",
+    "step",
+    "checkpoint",
+    "treebank",
+    "method",
+    "layer",
+    "head",
+    "direction",
+    "offset",
+    "relation",
+    "correct",
+    "count",
+    "accuracy",
+    "soft_score",
 ]
 SUMMARY_COLUMNS = [
-    "step", "checkpoint", "treebank", "method", "relation", "layer", "head", "direction", "offset",
-    "correct", "count", "accuracy", "ci_low", "ci_high", "soft_score", "max_soft_score", "n_relations",
-    "n_sentences", "n_skipped_too_long", "n_skipped_unaligned", "max_pieces", "min_relation_count",
+    "step",
+    "checkpoint",
+    "treebank",
+    "method",
+    "relation",
+    "layer",
+    "head",
+    "direction",
+    "offset",
+    "correct",
+    "count",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+    "soft_score",
+    "max_soft_score",
+    "n_relations",
+    "n_sentences",
+    "n_skipped_too_long",
+    "n_skipped_unaligned",
+    "max_pieces",
+    "min_relation_count",
 ]
 CONFIDENCE = 0.95
 BOOTSTRAP_SAMPLES = 2000
@@ -163,8 +193,7 @@ def _parse_block(path: Path, start: int, lines: list[str]) -> Sentence | None:
         number = start + offset
         if len(line.split("\t")) != 10:
             raise InputError(
-                f"{path}: line {number}: expected 10 tab-separated CoNLL-U columns, "
-                f"got {len(line.split(chr(9)))}"
+                f"{path}: line {number}: expected 10 tab-separated CoNLL-U columns, got {len(line.split(chr(9)))}"
             )
         token_lines.append(number)
     if not token_lines:
@@ -195,9 +224,7 @@ def _parse_block(path: Path, start: int, lines: list[str]) -> Sentence | None:
     n = len(words)
     for i, head in enumerate(heads):
         if head < 0 or head > n:
-            raise InputError(
-                f"{path}: line {word_lines[i]}: HEAD {head} out of range (sentence has {n} words)"
-            )
+            raise InputError(f"{path}: line {word_lines[i]}: HEAD {head} out of range (sentence has {n} words)")
     # Cycle check: from each word, follow heads; reaching a word seen on this walk is a cycle.
     state = [0] * (n + 1)  # 0 unvisited, 1 on the current walk, 2 known to reach the root
     state[0] = 2
@@ -291,30 +318,35 @@ def encode_sentences(tokenizer, sentences: Sequence[Sentence]) -> list[tuple[lis
         return out
     if getattr(tokenizer, "is_fast", False):
         enc = tokenizer(
-            texts, add_special_tokens=True, return_offsets_mapping=True,
-            return_special_tokens_mask=True, return_attention_mask=False,
-            return_token_type_ids=False, truncation=False, verbose=False,
+            texts,
+            add_special_tokens=True,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+            truncation=False,
+            verbose=False,
         )
         # Vectorized over the whole treebank: a character -> word map of all texts laid end to
         # end, where each word owns the space before it (a piece starting there belongs to it).
         n_words = np.array([len(s.words) for s in sentences], dtype=np.int64)
         word_base = np.concatenate([[0], np.cumsum(n_words)])
-        spans = np.array([len(w) + (k > 0) for s in sentences for k, w in enumerate(s.words)],
-                         dtype=np.int64)
+        spans = np.array([len(w) + (k > 0) for s in sentences for k, w in enumerate(s.words)], dtype=np.int64)
         char_word = np.repeat(np.arange(len(spans)), spans)
         text_base = np.concatenate([[0], np.cumsum([len(t) for t in texts], dtype=np.int64)])
         lengths = np.array([len(ids) for ids in enc["input_ids"]], dtype=np.int64)
         piece_sentence = np.repeat(np.arange(len(texts)), lengths)
-        starts = np.fromiter((o[0] for offsets in enc["offset_mapping"] for o in offsets),
-                             dtype=np.int64, count=int(lengths.sum()))
-        special = np.fromiter((m for mask in enc["special_tokens_mask"] for m in mask),
-                              dtype=bool, count=int(lengths.sum()))
+        starts = np.fromiter(
+            (o[0] for offsets in enc["offset_mapping"] for o in offsets), dtype=np.int64, count=int(lengths.sum())
+        )
+        special = np.fromiter(
+            (m for mask in enc["special_tokens_mask"] for m in mask), dtype=bool, count=int(lengths.sum())
+        )
         text_len = np.diff(text_base)[piece_sentence]
         global_char = text_base[piece_sentence] + np.clip(starts, 0, np.maximum(text_len - 1, 0))
         piece_word = np.where(special, -1, char_word[global_char] - word_base[piece_sentence])
         # a sentence where some word got no piece cannot be pooled: None
-        has_piece = np.bincount((piece_word + word_base[piece_sentence])[~special],
-                                minlength=int(word_base[-1])) > 0
+        has_piece = np.bincount((piece_word + word_base[piece_sentence])[~special], minlength=int(word_base[-1])) > 0
         word_sentence = np.repeat(np.arange(len(texts)), n_words)
         missing = np.bincount(word_sentence[~has_piece], minlength=len(texts))
         for k, part in enumerate(np.split(piece_word, np.cumsum(lengths)[:-1])):
@@ -427,10 +459,13 @@ class AttentionScorer:
         pred_dp = w.max(-1).indices.transpose(1, 2)  # parent of i = argmax_j W[i, j]  [B, K, N]
         pred_pd = w.max(1).indices  # parent of i = argmax_j W[j, i]  [B, K, N]
         g = g.unsqueeze(1)
-        stats = torch.stack([
-            torch.stack([pred_dp == g, pred_pd == g], 1).to(torch.float64),
-            torch.stack([soft_dp, soft_pd], 1).to(torch.float64),
-        ], 1)  # [B, 2 (correct, soft), 2 (direction), K, N]
+        stats = torch.stack(
+            [
+                torch.stack([pred_dp == g, pred_pd == g], 1).to(torch.float64),
+                torch.stack([soft_dp, soft_pd], 1).to(torch.float64),
+            ],
+            1,
+        )  # [B, 2 (correct, soft), 2 (direction), K, N]
         scored = relation >= 0
         onehot = torch.nn.functional.one_hot(relation.clamp(min=0), len(self.relations))
         onehot = (onehot * scored.unsqueeze(-1)).to(torch.float64)  # [B, N, R]
@@ -468,8 +503,9 @@ class AttentionScorer:
             count = np.append(count, count.sum())
             names.append(ALL)
         L, H, D, R = correct.shape
-        layer, head, direction, rel = (a.ravel() for a in np.meshgrid(
-            np.arange(L), np.arange(H), np.arange(D), np.arange(R), indexing="ij"))
+        layer, head, direction, rel = (
+            a.ravel() for a in np.meshgrid(np.arange(L), np.arange(H), np.arange(D), np.arange(R), indexing="ij")
+        )
         n = len(rel)
         cnt = count[rel]
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -490,8 +526,9 @@ class AttentionScorer:
         return _frame(self.columns(labelled))
 
 
-def offset_columns(golds: Sequence[np.ndarray], rels: Sequence[np.ndarray], relations: Sequence[str],
-                   labelled: bool = True) -> dict[str, np.ndarray]:
+def offset_columns(
+    golds: Sequence[np.ndarray], rels: Sequence[np.ndarray], relations: Sequence[str], labelled: bool = True
+) -> dict[str, np.ndarray]:
     """Fixed-offset baselines: predicted parent of word i = word i + offset (outside = wrong).
 
     ``golds``: per sentence, 0-based gold parent per word; ``rels``: relation index, -1 unscored.
@@ -532,9 +569,23 @@ def offset_table(golds, rels, relations, labelled: bool = True) -> pd.DataFrame:
 
 
 def _summary_columns(cols: dict[str, np.ndarray], min_relation_count: int, labelled: bool) -> dict[str, list]:
-    out: dict[str, list] = {c: [] for c in ("method", "relation", "layer", "head", "direction", "offset",
-                                            "correct", "count", "accuracy", "soft_score",
-                                            "max_soft_score", "n_relations")}
+    out: dict[str, list] = {
+        c: []
+        for c in (
+            "method",
+            "relation",
+            "layer",
+            "head",
+            "direction",
+            "offset",
+            "correct",
+            "count",
+            "accuracy",
+            "soft_score",
+            "max_soft_score",
+            "n_relations",
+        )
+    }
 
     def emit(**row):
         for key, values in out.items():
@@ -550,21 +601,38 @@ def _summary_columns(cols: dict[str, np.ndarray], min_relation_count: int, label
             group = rows[relation == name]
             i = group[int(np.argmax(cols["correct"][group]))]  # the first maximum
             best[name] = i
-            emit(method=method, relation=name, layer=cols["layer"][i], head=cols["head"][i],
-                 direction=cols["direction"][i], offset=cols["offset"][i],
-                 correct=cols["correct"][i], count=cols["count"][i],
-                 accuracy=cols["accuracy"][i], soft_score=cols["soft_score"][i],
-                 max_soft_score=np.max(cols["soft_score"][group]) if method == "attention" else np.nan,
-                 n_relations=np.nan)
+            emit(
+                method=method,
+                relation=name,
+                layer=cols["layer"][i],
+                head=cols["head"][i],
+                direction=cols["direction"][i],
+                offset=cols["offset"][i],
+                correct=cols["correct"][i],
+                count=cols["count"][i],
+                accuracy=cols["accuracy"][i],
+                soft_score=cols["soft_score"][i],
+                max_soft_score=np.max(cols["soft_score"][group]) if method == "attention" else np.nan,
+                n_relations=np.nan,
+            )
         if labelled:
-            frequent = [i for name, i in best.items()
-                        if name != ALL and cols["count"][i] >= min_relation_count]
-            emit(method=method, relation=MEAN, layer=np.nan, head=np.nan, direction=None,
-                 offset=np.nan, correct=np.nan, count=int(cols["count"][frequent].sum()),
-                 accuracy=float(np.mean(cols["accuracy"][frequent])) if frequent else np.nan,
-                 soft_score=(float(np.mean(cols["soft_score"][frequent]))
-                             if frequent and method == "attention" else np.nan),
-                 max_soft_score=np.nan, n_relations=len(frequent))
+            frequent = [i for name, i in best.items() if name != ALL and cols["count"][i] >= min_relation_count]
+            emit(
+                method=method,
+                relation=MEAN,
+                layer=np.nan,
+                head=np.nan,
+                direction=None,
+                offset=np.nan,
+                correct=np.nan,
+                count=int(cols["count"][frequent].sum()),
+                accuracy=float(np.mean(cols["accuracy"][frequent])) if frequent else np.nan,
+                soft_score=(
+                    float(np.mean(cols["soft_score"][frequent])) if frequent and method == "attention" else np.nan
+                ),
+                max_soft_score=np.nan,
+                n_relations=len(frequent),
+            )
     return out
 
 
@@ -586,8 +654,14 @@ def summarize(scores: pd.DataFrame, min_relation_count: int = 100, labelled: boo
     return _frame(summary)
 
 
-_COUNT_COLUMNS = ("count", "n_sentences", "n_skipped_too_long", "n_skipped_unaligned", "max_pieces",
-                  "min_relation_count")
+_COUNT_COLUMNS = (
+    "count",
+    "n_sentences",
+    "n_skipped_too_long",
+    "n_skipped_unaligned",
+    "max_pieces",
+    "min_relation_count",
+)
 
 
 def _frame(columns: dict, order: Sequence[str] | None = None) -> pd.DataFrame:
@@ -674,8 +748,13 @@ def score_model(
         else:
             keep.append(k)
     if too_long or unaligned:
-        log.info("skipped %d sentences longer than %d pieces and %d with a word without pieces "
-                 "(of %d)", too_long, limit, unaligned, len(sentences))
+        log.info(
+            "skipped %d sentences longer than %d pieces and %d with a word without pieces (of %d)",
+            too_long,
+            limit,
+            unaligned,
+            len(sentences),
+        )
     if not keep:
         raise InputError(f"{treebank or 'treebank'}: no sentence fits in {limit} pieces")
 
@@ -694,12 +773,11 @@ def score_model(
     scorer = AttentionScorer(cfg.num_hidden_layers, cfg.num_attention_heads, names, device=device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     # Sentences without a scored word cannot change any score: they are not run.
-    order = sorted((i for i in range(len(keep)) if (rels[i] >= 0).any()),
-                   key=lambda i: -len(encoded[keep[i]][0]))
+    order = sorted((i for i in range(len(keep)) if (rels[i] >= 0).any()), key=lambda i: -len(encoded[keep[i]][0]))
     try:
         with torch.inference_mode():
             for b in range(0, len(order), batch_size):
-                batch = order[b:b + batch_size]
+                batch = order[b : b + batch_size]
                 S = max(len(encoded[keep[i]][0]) for i in batch)
                 N = max(len(golds[i]) for i in batch)
                 ids = np.full((len(batch), S), pad_id, dtype=np.int64)
@@ -709,11 +787,11 @@ def score_model(
                 rel = np.full((len(batch), N), -1, dtype=np.int64)
                 for row, i in enumerate(batch):
                     tok_ids, piece_word = encoded[keep[i]]
-                    ids[row, :len(tok_ids)] = tok_ids
-                    mask[row, :len(tok_ids)] = 1
-                    pw[row, :len(tok_ids)] = piece_word
-                    gold[row, :len(golds[i])] = golds[i]
-                    rel[row, :len(rels[i])] = rels[i]
+                    ids[row, : len(tok_ids)] = tok_ids
+                    mask[row, : len(tok_ids)] = 1
+                    pw[row, : len(tok_ids)] = piece_word
+                    gold[row, : len(golds[i])] = golds[i]
+                    rel[row, : len(rels[i])] = rels[i]
                 t = lambda a: torch.from_numpy(a).to(device, non_blocking=True)  # noqa: E731
                 out = base(input_ids=t(ids), attention_mask=t(mask), output_attentions=True)
                 if not out.attentions or out.attentions[0] is None:
@@ -725,8 +803,13 @@ def score_model(
                     s1 = len(encoded[keep[batch[r0]]][0])
                     n1 = max(len(golds[i]) for i in batch[r0:r1])
                     used = np.flatnonzero((pw[r0:r1, :s1] >= 0).any(0))
-                    scorer.add([a[r0:r1, :, :s1, :s1] for a in out.attentions], pw_t[r0:r1, :s1],
-                               gold_t[r0:r1, :n1], rel_t[r0:r1, :n1], span=(used[0], used[-1] + 1))
+                    scorer.add(
+                        [a[r0:r1, :, :s1, :s1] for a in out.attentions],
+                        pw_t[r0:r1, :s1],
+                        gold_t[r0:r1, :n1],
+                        rel_t[r0:r1, :n1],
+                        span=(used[0], used[-1] + 1),
+                    )
     finally:
         model.train(was_training)
 
@@ -737,10 +820,16 @@ def score_model(
     best_all = [m == "attention" and r == ALL for m, r in zip(summary["method"], summary["relation"])]
     summary["ci_low"] = [low if b else np.nan for b in best_all]
     summary["ci_high"] = [high if b else np.nan for b in best_all]
-    meta = {"step": np.nan if step is None else step, "checkpoint": checkpoint, "treebank": treebank,
-            "n_sentences": len(keep), "n_skipped_too_long": too_long,
-            "n_skipped_unaligned": unaligned, "max_pieces": limit,
-            "min_relation_count": min_relation_count}
+    meta = {
+        "step": np.nan if step is None else step,
+        "checkpoint": checkpoint,
+        "treebank": treebank,
+        "n_sentences": len(keep),
+        "n_skipped_too_long": too_long,
+        "n_skipped_unaligned": unaligned,
+        "max_pieces": limit,
+        "min_relation_count": min_relation_count,
+    }
     for table in (cols, summary):
         n = len(table["method"])
         for col, value in meta.items():
@@ -773,7 +862,9 @@ def load_checkpoint(path: str | Path, device="cpu", dtype: str = "float32"):
         raise InputError(f"{path}: cannot load the tokenizer ({type(err).__name__}: {err})") from None
     try:
         model = AutoModelForMaskedLM.from_pretrained(
-            path, local_files_only=True, attn_implementation="eager",
+            path,
+            local_files_only=True,
+            attn_implementation="eager",
             dtype="auto" if dtype == "auto" else getattr(torch, dtype),
         )
     except Exception as err:
@@ -809,38 +900,64 @@ def _output_path(template: str, option: str, step: int, name: str) -> Path:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="probe_command", required=True, metavar="COMMAND")
     score = sub.add_parser(
-        "score", help="score checkpoints' attention heads against a gold treebank",
+        "score",
+        help="score checkpoints' attention heads against a gold treebank",
         description="Per-head UAS of one or more checkpoints (one scores + one summary parquet each).",
     )
-    score.add_argument("--checkpoint", nargs="+", required=True, metavar="DIR",
-                       help="HF checkpoint dir(s) or quoted glob(s); the step is the last integer "
-                            "in the dir name unless --step is given")
+    score.add_argument(
+        "--checkpoint",
+        nargs="+",
+        required=True,
+        metavar="DIR",
+        help="HF checkpoint dir(s) or quoted glob(s); the step is the last integer "
+        "in the dir name unless --step is given",
+    )
     score.add_argument("--treebank", required=True, help="gold CoNLL-U file (plain or .gz)")
-    score.add_argument("--out-scores", required=True,
-                       help="per-head scores parquet; with several checkpoints it must contain "
-                            "{step} or {name}")
+    score.add_argument(
+        "--out-scores",
+        required=True,
+        help="per-head scores parquet; with several checkpoints it must contain {step} or {name}",
+    )
     score.add_argument("--out-summary", required=True, help="summary parquet (same placeholders)")
     score.add_argument("--step", type=int, nargs="+", help="step(s), one per checkpoint")
-    score.add_argument("--keep-done", action="store_true",
-                       help="skip a checkpoint whose two output tables exist and are newer than it "
-                            "(resume a job that was stopped part-way through a series)")
-    score.add_argument("--max-pieces", type=int, default=128,
-                       help="longer sentences (pieces incl. [CLS]/[SEP]) are skipped and counted")
+    score.add_argument(
+        "--keep-done",
+        action="store_true",
+        help="skip a checkpoint whose two output tables exist and are newer than it "
+        "(resume a job that was stopped part-way through a series)",
+    )
+    score.add_argument(
+        "--max-pieces",
+        type=int,
+        default=128,
+        help="longer sentences (pieces incl. [CLS]/[SEP]) are skipped and counted",
+    )
     score.add_argument("--max-sentences", type=int, default=None, help="use the first N sentences")
     score.add_argument("--batch-size", type=int, default=32)
-    score.add_argument("--min-relation-count", type=int, default=100,
-                       help="relations with fewer words are left out of the 'mean' row")
-    score.add_argument("--exclude-relations", nargs="*", default=list(DEFAULT_EXCLUDED_RELATIONS),
-                       help="relations not scored (labelled treebanks; subtypes are stripped first)")
-    score.add_argument("--punct-tags", nargs="*", default=list(PTB_PUNCT_TAGS),
-                       help="XPOS tags not scored in unlabelled treebanks (default: PTB punctuation)")
+    score.add_argument(
+        "--min-relation-count", type=int, default=100, help="relations with fewer words are left out of the 'mean' row"
+    )
+    score.add_argument(
+        "--exclude-relations",
+        nargs="*",
+        default=list(DEFAULT_EXCLUDED_RELATIONS),
+        help="relations not scored (labelled treebanks; subtypes are stripped first)",
+    )
+    score.add_argument(
+        "--punct-tags",
+        nargs="*",
+        default=list(PTB_PUNCT_TAGS),
+        help="XPOS tags not scored in unlabelled treebanks (default: PTB punctuation)",
+    )
     score.add_argument("--treebank-name", default=None, help="treebank column (default: file name)")
     score.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     score.add_argument("--dtype", default="float32", choices=_DTYPES, help="model weights' dtype")
-    score.add_argument("--threads", type=int, default=0,
-                       help="torch CPU threads (0: torch's default); match the job's cores")
+    score.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0: torch's default); match the job's cores"
+    )
     gather = sub.add_parser(
-        "gather", help="stack per-checkpoint parquets of one run into one table",
+        "gather",
+        help="stack per-checkpoint parquets of one run into one table",
         description="Stack per-checkpoint summary (or scores) parquets into one table, sorted by step.",
     )
     gather.add_argument("--inputs", nargs="+", required=True, help="parquet files (or quoted globs)")
@@ -855,26 +972,40 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _run_score(args: argparse.Namespace) -> None:
-    for option, value, low in (("--max-pieces", args.max_pieces, 3), ("--batch-size", args.batch_size, 1),
-                               ("--min-relation-count", args.min_relation_count, 0),
-                               ("--max-sentences", args.max_sentences, 1), ("--threads", args.threads, 0)):
+    for option, value, low in (
+        ("--max-pieces", args.max_pieces, 3),
+        ("--batch-size", args.batch_size, 1),
+        ("--min-relation-count", args.min_relation_count, 0),
+        ("--max-sentences", args.max_sentences, 1),
+        ("--threads", args.threads, 0),
+    ):
         if value is not None and value < low:
             raise InputError(f"{option} must be >= {low} (got {value})")
     checkpoints, steps = zip(*resolve_checkpoints(args.checkpoint, args.step))
     outputs = []
     for path, step in zip(checkpoints, steps):
-        outputs.append((_output_path(args.out_scores, "--out-scores", step, path.name),
-                        _output_path(args.out_summary, "--out-summary", step, path.name)))
+        outputs.append(
+            (
+                _output_path(args.out_scores, "--out-scores", step, path.name),
+                _output_path(args.out_summary, "--out-summary", step, path.name),
+            )
+        )
     flat = [p.resolve() for pair in outputs for p in pair]
     if len(set(flat)) != len(flat):
-        raise InputError("output paths collide: with several checkpoints use {step} or {name} "
-                         "in --out-scores and --out-summary (and make them differ)")
+        raise InputError(
+            "output paths collide: with several checkpoints use {step} or {name} "
+            "in --out-scores and --out-summary (and make them differ)"
+        )
 
     treebank = Path(args.treebank)
     sentences = read_treebank(treebank, args.max_sentences)
     name = args.treebank_name or treebank.name
-    log.info("%s: %d sentences (%s)", treebank, len(sentences),
-             "labelled" if is_labelled(sentences) else "unlabelled: scoring 'all' only")
+    log.info(
+        "%s: %d sentences (%s)",
+        treebank,
+        len(sentences),
+        "labelled" if is_labelled(sentences) else "unlabelled: scoring 'all' only",
+    )
     device = _resolve_device(args.device)
     if args.threads > 0:
         import torch
@@ -887,17 +1018,34 @@ def _run_score(args: argparse.Namespace) -> None:
         t0 = time.perf_counter()
         model, tokenizer = load_checkpoint(path, device=device, dtype=args.dtype)
         result = score_model(
-            model, tokenizer, sentences, max_pieces=args.max_pieces, batch_size=args.batch_size,
-            min_relation_count=args.min_relation_count, excluded_relations=args.exclude_relations,
-            punct_tags=args.punct_tags, device=device, step=step, checkpoint=path.name, treebank=name,
+            model,
+            tokenizer,
+            sentences,
+            max_pieces=args.max_pieces,
+            batch_size=args.batch_size,
+            min_relation_count=args.min_relation_count,
+            excluded_relations=args.exclude_relations,
+            punct_tags=args.punct_tags,
+            device=device,
+            step=step,
+            checkpoint=path.name,
+            treebank=name,
         )
         write_parquet(result.scores, out_scores)
         write_parquet(result.summary, out_summary)
         uas = result.summary.query("method == 'attention' and relation == 'all'")["accuracy"].iloc[0]
-        log.info("%s (step %d): UAS(all) %.4f over %d sentences, %d skipped too long, %d unaligned; "
-                 "probe %.1fs, total %.1fs", path, step, uas, result.n_sentences,
-                 result.n_skipped_too_long, result.n_skipped_unaligned, result.seconds,
-                 time.perf_counter() - t0)
+        log.info(
+            "%s (step %d): UAS(all) %.4f over %d sentences, %d skipped too long, %d unaligned; "
+            "probe %.1fs, total %.1fs",
+            path,
+            step,
+            uas,
+            result.n_sentences,
+            result.n_skipped_too_long,
+            result.n_skipped_unaligned,
+            result.seconds,
+            time.perf_counter() - t0,
+        )
         del model
 
 

@@ -25,7 +25,7 @@ the reference it is tested against.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 
@@ -81,7 +81,9 @@ def sas_regularizer(
 ) -> torch.Tensor:
     """R for one batch. ``attentions``: per layer (B, H, S, S); ``heads``: (B, S), -1 = no arc."""
     arcs = arc_indices(heads)
-    return combine_arcs((gather_arcs(layer, arcs, direction) for layer in attentions), len(arcs[0]), type, direction, reduction)
+    return combine_arcs(
+        (gather_arcs(layer, arcs, direction) for layer in attentions), len(arcs[0]), type, direction, reduction
+    )
 
 
 class _TapArcs(torch.autograd.Function):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gzip
 import io
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from sasbert.errors import InputError
 
@@ -19,7 +19,7 @@ def open_text(path: str | Path) -> io.TextIOBase:
         if path.suffix == ".gz":
             handle = gzip.open(path, "rt", encoding="utf-8", newline="")
         else:
-            handle = open(path, "rt", encoding="utf-8", newline="")
+            handle = open(path, encoding="utf-8", newline="")
     except OSError as err:
         raise InputError(f"{path}: cannot open: {err}") from err
     return handle

@@ -279,8 +279,9 @@ def build_dataset(
     }
     stats["labelled_fraction"] = stats["arcs_in_blocks"] / (n_blocks * seq_len)
     if packing == "sentences" and blocks["dropped"]:
-        log.warning("%d sentences longer than %d pieces did not fit a block and were left out",
-                    blocks["dropped"], seq_len - 2)
+        log.warning(
+            "%d sentences longer than %d pieces did not fit a block and were left out", blocks["dropped"], seq_len - 2
+        )
     return dataset, stats
 
 
@@ -292,9 +293,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--validation-blocks", type=int, default=128)
-    parser.add_argument("--packing", choices=PACKINGS, default="stream",
-                        help="stream: cut the sentence stream every seq_len - 1 pieces (run_mlm); "
-                        "sentences: whole sentences per block, padded")
+    parser.add_argument(
+        "--packing",
+        choices=PACKINGS,
+        default="stream",
+        help="stream: cut the sentence stream every seq_len - 1 pieces (run_mlm); "
+        "sentences: whole sentences per block, padded",
+    )
     parser.add_argument("--keep-relations", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--out-dataset", required=True, help="HF datasets folder (save_to_disk)")
     parser.add_argument("--out-tokenizer", required=True, help="tokenizer folder (HF format)")

@@ -25,14 +25,16 @@ rule tables:
         uas="results/tables/uas.parquet",
         heads="results/tables/heads.parquet",
         blimp="results/tables/blimp.parquet",
-    params:
-        runs=json.dumps(config["runs"], sort_keys=True),
-        seeds=" ".join(str(seed) for seed in SEEDS),
-    localrule: True
     log:
         "results/logs/tables/tables.log",
     benchmark:
         "results/benchmarks/tables/tables.tsv"
+    localrule: True
+    conda:
+        CONDA_ENV
+    params:
+        runs=json.dumps(config["runs"], sort_keys=True),
+        seeds=" ".join(str(seed) for seed in SEEDS),
     shell:
         "sasbert phases gather --results-dir results --runs {params.runs:q} --seeds {params.seeds}"
         " --out-dir results/tables > {log} 2>&1"
@@ -53,6 +55,13 @@ rule phases:
             category="Tables",
             labels={"table": "phases (onsets per run x seed)"},
         ),
+    log:
+        "results/logs/phases/phases.log",
+    benchmark:
+        "results/benchmarks/phases/phases.tsv"
+    localrule: True
+    conda:
+        CONDA_ENV
     params:
         smoothing_window=config["phases"]["smoothing_window"],
         min_rise=config["phases"]["min_rise"],
@@ -65,11 +74,6 @@ rule phases:
             if config["phases"]["loss_min_step"] is None
             else config["phases"]["loss_min_step"]
         ),
-    localrule: True
-    log:
-        "results/logs/phases/phases.log",
-    benchmark:
-        "results/benchmarks/phases/phases.tsv"
     shell:
         "sasbert phases detect --runs {input.runs:q} --loss {input.loss:q} --uas {input.uas:q}"
         " --blimp {input.blimp:q} --out {output.table:q} --csv {output.csv:q}"
@@ -95,11 +99,41 @@ FIGURE_SHELL = (
 # made from this table: figure -> (rule name, tables it reads besides runs and phases, the
 # report's subcategory, figure number, what it shows).
 FIGURE_RULES = {
-    "fig1_training": ("figure_training", ["train", "loss", "uas", "blimp"], "1. Training dynamics", "1", "baseline: loss, UAS, BLiMP"),
-    "fig2_regularizers": ("figure_regularizers", ["loss", "uas", "blimp"], "2. Regularizers", "2", "baseline vs SAS+ vs SAS-"),
-    "fig3_release": ("figure_release", ["loss", "uas", "blimp"], "3. Release SAS-(k)", "3", "release runs, final values against k"),
-    "fig4a_heads": ("figure_heads", ["heads", "uas"], "4. Heads and phenomena", "4a", "per-head UAS across checkpoints"),
-    "fig4b_phenomena": ("figure_phenomena", ["blimp"], "4. Heads and phenomena", "4b", "BLiMP per phenomenon across checkpoints"),
+    "fig1_training": (
+        "figure_training",
+        ["train", "loss", "uas", "blimp"],
+        "1. Training dynamics",
+        "1",
+        "baseline: loss, UAS, BLiMP",
+    ),
+    "fig2_regularizers": (
+        "figure_regularizers",
+        ["loss", "uas", "blimp"],
+        "2. Regularizers",
+        "2",
+        "baseline vs SAS+ vs SAS-",
+    ),
+    "fig3_release": (
+        "figure_release",
+        ["loss", "uas", "blimp"],
+        "3. Release SAS-(k)",
+        "3",
+        "release runs, final values against k",
+    ),
+    "fig4a_heads": (
+        "figure_heads",
+        ["heads", "uas"],
+        "4. Heads and phenomena",
+        "4a",
+        "per-head UAS across checkpoints",
+    ),
+    "fig4b_phenomena": (
+        "figure_phenomena",
+        ["blimp"],
+        "4. Heads and phenomena",
+        "4b",
+        "BLiMP per phenomenon across checkpoints",
+    ),
     "fig5_seeds": ("figure_seeds", ["loss", "uas", "blimp"], "5. Across seeds", "5", "UAS vs loss vs BLiMP"),
 }
 assert list(FIGURE_RULES) == FIGURES
@@ -110,8 +144,8 @@ for figure, (rule_name, figure_tables, subcategory, number, content) in FIGURE_R
         name:
             rule_name
         input:
-            runs="results/tables/runs.parquet",
             **{table: f"results/tables/{table}.parquet" for table in figure_tables},
+            runs="results/tables/runs.parquet",
             phases="results/tables/phases.parquet",
             code=stage_code("figures", "phases", "tables"),
         output:
@@ -123,14 +157,16 @@ for figure, (rule_name, figure_tables, subcategory, number, content) in FIGURE_R
                 labels={"figure": number, "content": content},
             ),
             pdf=f"results/figures/{figure}.pdf",
-        params:
-            figure=figure,
-            flags=FIGURE_FLAGS,
-        localrule: True
         log:
             f"results/logs/figures/{figure}.log",
         benchmark:
             f"results/benchmarks/figures/{figure}.tsv"
+        localrule: True
+        conda:
+            CONDA_ENV
+        params:
+            figure=figure,
+            flags=FIGURE_FLAGS,
         shell:
             FIGURE_SHELL
 

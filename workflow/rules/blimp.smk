@@ -23,6 +23,16 @@ rule blimp_part:
     output:
         pairs="results/blimp/{run}/seed{seed}/parts/until-{end}.pairs.parquet",
         summary="results/blimp/{run}/seed{seed}/parts/until-{end}.summary.parquet",
+    log:
+        "results/logs/blimp/{run}/seed{seed}.until-{end}.log",
+    benchmark:
+        "results/benchmarks/blimp/{run}/seed{seed}.until-{end}.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=4000,
     params:
         pairs_per_paradigm=config["blimp"]["pairs_per_paradigm"] or "all",
         subset_seed=config["blimp"]["subset_seed"],
@@ -30,27 +40,31 @@ rule blimp_part:
         batch_size=config["blimp"]["batch_size"],
         every_steps=config["blimp"]["every_steps"] or "all",
         by_step=blimp_by_step,
-    threads: 1
-    resources:
-        gpu=0,
-        mem_mb=4000,
-    log:
-        "results/logs/blimp/{run}/seed{seed}.until-{end}.log",
-    benchmark:
-        "results/benchmarks/blimp/{run}/seed{seed}.until-{end}.tsv"
     shell:
-        BLIMP_SCORE + " > {log} 2>&1"
+        command(BLIMP_SCORE, "> {log} 2>&1")
 
 
 rule blimp:
     input:
         checkpoints="results/pretrain/{run}/seed{seed}/checkpoints",
-        parts=lambda w: [f"results/blimp/{w.run}/seed{w.seed}/parts/until-{e}.summary.parquet" for e in part_ends(w.run)],
+        parts=lambda w: [
+            f"results/blimp/{w.run}/seed{w.seed}/parts/until-{e}.summary.parquet" for e in part_ends(w.run)
+        ],
         data=config["blimp"]["data_dir"],
         code=stage_code("blimp", "checkpoints", "tables"),
     output:
         pairs="results/blimp/{run}/seed{seed}/pairs.parquet",
         summary="results/blimp/{run}/seed{seed}/summary.parquet",
+    log:
+        "results/logs/blimp/{run}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/blimp/{run}/seed{seed}.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=4000,
     params:
         pairs_per_paradigm=config["blimp"]["pairs_per_paradigm"] or "all",
         subset_seed=config["blimp"]["subset_seed"],
@@ -58,13 +72,5 @@ rule blimp:
         batch_size=config["blimp"]["batch_size"],
         every_steps=config["blimp"]["every_steps"] or "all",
         by_step=blimp_by_step,
-    threads: 1
-    resources:
-        gpu=0,
-        mem_mb=4000,
-    log:
-        "results/logs/blimp/{run}/seed{seed}.log",
-    benchmark:
-        "results/benchmarks/blimp/{run}/seed{seed}.tsv"
     shell:
-        BLIMP_SCORE + " > {log} 2>&1"
+        command(BLIMP_SCORE, "> {log} 2>&1")

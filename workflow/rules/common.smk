@@ -1,9 +1,11 @@
 # Shared helpers: config validation, paths, input functions. The only rule file with real Python.
 # Never import torch here: the DAG is built on login nodes and laptops alike.
 import ast
+import glob as _glob
 import hashlib
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -20,6 +22,10 @@ except sasconfig.ConfigError as err:
 
 # Jobs call the `sasbert` CLI; find it beside the Python that runs Snakemake (the project's venv).
 os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+
+# Every job runs the one `sasbert` package: `--use-conda` builds this environment for them
+# (relative to the rule files, all in workflow/rules/).
+CONDA_ENV = "../../envs/sasbert.yaml"
 
 CORPUS = config["corpus"]["name"]
 SHARDS = list(range(config["corpus"]["shards"]))
@@ -52,7 +58,9 @@ def stage_code(*modules):
         for node in ast.walk(ast.parse((src / f"{name}.py").read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "sasbert":
                 parts = node.module.split(".")
-                todo += [parts[1]] if len(parts) > 1 else [a.name for a in node.names if (src / f"{a.name}.py").is_file()]
+                todo += (
+                    [parts[1]] if len(parts) > 1 else [a.name for a in node.names if (src / f"{a.name}.py").is_file()]
+                )
             elif isinstance(node, ast.Import):
                 todo += [a.name.split(".")[1] for a in node.names if a.name.startswith("sasbert.")]
     return [str(src / f"{name}.py") for name in sorted(seen)]
@@ -109,6 +117,11 @@ def probe_step_tables(kind):
         return " ".join(f"{folder}/step-{s}.{kind}.parquet" for s in run_checkpoint_steps(wildcards.run))
 
     return tables
+
+
+def command(*parts):
+    """A shell command from parts (a shared command and what one rule adds to it)."""
+    return " ".join(parts)
 
 
 def optional_flag(flag, value):
@@ -264,3 +277,70 @@ def launcher(wildcards, threads, resources):
     if gpus > 1:
         return f"torchrun --standalone --nproc_per_node {gpus} -m sasbert"
     return "sasbert"
+
+
+# Command-line flags of the corpus and parse stages.
+
+
+def corpus_files():
+    """The corpus inputs with text globs expanded (sorted), so Snakemake tracks every file."""
+    files = []
+    for path in corpus_inputs():
+        files.extend(sorted(_glob.glob(path, recursive=True)) if any(c in path for c in "*?[") else [path])
+    return files
+
+
+def corpus_source_flags():
+    """--inputs for files; the --hf-* flags for a HF dataset (hub names are params, not files)."""
+    if corpus_kind() != "hf":
+        return "--inputs " + " ".join(shlex.quote(f) for f in corpus_files())
+    hf = config["corpus"]["hf_dataset"]
+    flags = [f"--hf-path {shlex.quote(hf['path'])}", f"--hf-split {shlex.quote(hf['split'])}"]
+    flags.append(f"--hf-text-column {shlex.quote(hf['text_column'])}")
+    if hf["name"]:
+        flags.append(f"--hf-name {shlex.quote(hf['name'])}")
+    if hf["revision"]:
+        flags.append(f"--hf-revision {shlex.quote(hf['revision'])}")
+    if hf["data_files"]:
+        flags.append("--hf-data-files " + " ".join(shlex.quote(f) for f in corpus_files()))
+    if hf["streaming"]:
+        flags.append("--hf-streaming")
+    return " ".join(flags)
+
+
+def text_cleaning_flags():
+    if corpus_kind() == "conllu":
+        return ""
+    clean = config["corpus"].get("text_cleaning", {})
+    flags = [f"--min-words {clean.get('min_words', 1)}"]
+    if clean.get("normalize"):
+        flags.append(f"--normalize {clean['normalize']}")
+    if clean.get("drop_headings"):
+        flags.append(f"--drop-headings --heading-max-words {clean.get('heading_max_words', 6)}")
+    if clean.get("dedup"):
+        flags.append("--dedup")
+    if clean.get("max_words") is not None:
+        flags.append(f"--max-words {clean['max_words']}")
+    return " ".join(flags)
+
+
+def backend_flags():
+    """The parse command's flags for the configured backend."""
+    corpus = config["corpus"]
+    if corpus["backend"] == "spacy":
+        spacy = corpus["spacy"]
+        return f"--spacy-model {shlex.quote(spacy['model'])} --batch-size {spacy['batch_size']}"
+    if corpus["backend"] == "stanza":
+        stanza = corpus["stanza"]
+        sizes = " ".join(f"{proc}={n}" for proc, n in stanza["batch_size"].items())
+        return (
+            f"--stanza-dir {shlex.quote(stanza['resources_dir'])} --stanza-lang {shlex.quote(stanza['lang'])}"
+            f" --stanza-package {shlex.quote(stanza['package'])} --stanza-device {shlex.quote(stanza['device'])}"
+            f" --stanza-batch-size {sizes}"
+        )
+    return ""
+
+
+def parse_gpus():
+    corpus = config["corpus"]
+    return corpus["stanza"]["gpus"] if corpus["backend"] == "stanza" else 0

@@ -1,31 +1,6 @@
 # Stage 2: dependency parses of each shard (a separate job per shard, so a cluster parses in
 # parallel and a rerun after a killed job parses only the missing shards).
-import shlex
-
-
 STANZA_MANIFEST = "results/parse/stanza-models.json"
-
-
-def backend_flags():
-    """The parse command's flags for the configured backend."""
-    corpus = config["corpus"]
-    if corpus["backend"] == "spacy":
-        spacy = corpus["spacy"]
-        return f"--spacy-model {shlex.quote(spacy['model'])} --batch-size {spacy['batch_size']}"
-    if corpus["backend"] == "stanza":
-        stanza = corpus["stanza"]
-        sizes = " ".join(f"{proc}={n}" for proc, n in stanza["batch_size"].items())
-        return (
-            f"--stanza-dir {shlex.quote(stanza['resources_dir'])} --stanza-lang {shlex.quote(stanza['lang'])}"
-            f" --stanza-package {shlex.quote(stanza['package'])} --stanza-device {shlex.quote(stanza['device'])}"
-            f" --stanza-batch-size {sizes}"
-        )
-    return ""
-
-
-def parse_gpus():
-    corpus = config["corpus"]
-    return corpus["stanza"]["gpus"] if corpus["backend"] == "stanza" else 0
 
 
 rule parse:
@@ -35,16 +10,18 @@ rule parse:
         code=stage_code("parse"),
     output:
         "results/parse/{corpus}/shard-{shard}.parquet",
-    params:
-        backend=config["corpus"]["backend"],
-        flags=backend_flags(),
-    threads: config["corpus"]["parse_threads"]
-    resources:
-        gpu=parse_gpus(),
     log:
         "results/logs/parse/{corpus}/shard-{shard}.log",
     benchmark:
         "results/benchmarks/parse/{corpus}/shard-{shard}.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["corpus"]["parse_threads"]
+    resources:
+        gpu=parse_gpus(),
+    params:
+        backend=config["corpus"]["backend"],
+        flags=backend_flags(),
     shell:
         "sasbert parse --backend {params.backend} --shard {input.shard:q} --out {output:q}"
         " {params.flags} --threads {threads} > {log} 2>&1"
@@ -61,15 +38,17 @@ rule stanza_models:
         code=stage_code("parse", "stanza_models"),
     output:
         STANZA_MANIFEST,
+    log:
+        "results/logs/parse/stanza-models.log",
+    benchmark:
+        "results/benchmarks/parse/stanza-models.tsv"
+    conda:
+        CONDA_ENV
     params:
         dir=config["corpus"]["stanza"]["resources_dir"],
         lang=config["corpus"]["stanza"]["lang"],
         package=config["corpus"]["stanza"]["package"],
         url=optional_flag("--resources-url", config["corpus"]["stanza"]["resources_url"]),
-    log:
-        "results/logs/parse/stanza-models.log",
-    benchmark:
-        "results/benchmarks/parse/stanza-models.tsv"
     shell:
         "sasbert stanza-models --dir {params.dir:q} --lang {params.lang:q} --package {params.package:q}"
         " {params.url} --out {output:q} > {log} 2>&1"
@@ -84,11 +63,13 @@ rule corpus_report:
         code=stage_code("corpus_report", "parse", "tables"),
     output:
         "results/parse/{corpus}/report.csv",
+    log:
+        "results/logs/corpus_report/{corpus}.log",
+    conda:
+        CONDA_ENV
     params:
         backend=config["corpus"]["backend"],
         benchmarks=expand("results/benchmarks/parse/{{corpus}}/shard-{shard}.tsv", shard=SHARDS),
-    log:
-        "results/logs/corpus_report/{corpus}.log",
     shell:
         "sasbert corpus-report --name {wildcards.corpus} --backend {params.backend}"
         " --corpus {input.corpus:q} --parsed {input.parsed:q} --stats {input.stats:q}"

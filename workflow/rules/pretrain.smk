@@ -23,22 +23,24 @@ rule pretrain_part:
         code=stage_code("pretrain", "regularizer"),
     output:
         checkpoints=directory("results/pretrain/{run}/seed{seed}/parts/until-{end}"),
+    log:
+        "results/logs/pretrain/{run}/seed{seed}.until-{end}.log",
+    benchmark:
+        "results/benchmarks/pretrain/{run}/seed{seed}.until-{end}.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["train"]["threads"]
+    resources:
+        gpu=config["train"]["gpus"],
+        mem_mb=4000,
     params:
         spec=part_spec_json,
         resume=resume_flag,
         launcher=launcher,
         run_dir=run_dir_of,
         after=part_publish_after,
-    threads: config["train"]["threads"]
-    resources:
-        gpu=config["train"]["gpus"],
-        mem_mb=4000,
-    log:
-        "results/logs/pretrain/{run}/seed{seed}.until-{end}.log",
-    benchmark:
-        "results/benchmarks/pretrain/{run}/seed{seed}.until-{end}.tsv"
     shell:
-        PRETRAIN + " --part-dir {output.checkpoints:q} --publish-after {params.after} > {log} 2>&1"
+        command(PRETRAIN, "--part-dir {output.checkpoints:q} --publish-after {params.after} > {log} 2>&1")
 
 
 rule pretrain:
@@ -52,18 +54,20 @@ rule pretrain:
         checkpoints=directory("results/pretrain/{run}/seed{seed}/checkpoints"),
         steps="results/pretrain/{run}/seed{seed}/metrics/steps.parquet",
         eval="results/pretrain/{run}/seed{seed}/metrics/eval.parquet",
+    log:
+        "results/logs/pretrain/{run}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/pretrain/{run}/seed{seed}.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["train"]["threads"]
+    resources:
+        gpu=config["train"]["gpus"],
+        mem_mb=4000,
     params:
         spec=spec_json,
         resume=resume_flag,
         launcher=launcher,
         run_dir=run_dir_of,
-    threads: config["train"]["threads"]
-    resources:
-        gpu=config["train"]["gpus"],
-        mem_mb=4000,
-    log:
-        "results/logs/pretrain/{run}/seed{seed}.log",
-    benchmark:
-        "results/benchmarks/pretrain/{run}/seed{seed}.tsv"
     shell:
-        PRETRAIN + " > {log} 2>&1"
+        command(PRETRAIN, "> {log} 2>&1")

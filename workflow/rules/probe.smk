@@ -21,22 +21,24 @@ rule probe_part:
         code=stage_code("probe", "checkpoints", "tables"),
     output:
         done=touch("results/probe/{run}/seed{seed}/parts/until-{end}.done"),
+    log:
+        "results/logs/probe/{run}/seed{seed}.until-{end}.log",
+    benchmark:
+        "results/benchmarks/probe/{run}/seed{seed}.until-{end}.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=4000,
     params:
         by_step=probe_by_step,
         max_pieces=config["probe"]["max_pieces"],
         max_sentences=optional_flag("--max-sentences", config["probe"]["max_sentences"]),
         batch_size=config["probe"]["batch_size"],
         min_relation_count=config["probe"]["min_relation_count"],
-    threads: 1
-    resources:
-        gpu=0,
-        mem_mb=4000,
-    log:
-        "results/logs/probe/{run}/seed{seed}.until-{end}.log",
-    benchmark:
-        "results/benchmarks/probe/{run}/seed{seed}.until-{end}.tsv"
     shell:
-        "(" + PROBE_SCORE + ") > {log} 2>&1"
+        command("(", PROBE_SCORE, ") > {log} 2>&1")
 
 
 rule probe:
@@ -48,6 +50,16 @@ rule probe:
     output:
         summary="results/probe/{run}/seed{seed}/summary.parquet",
         scores="results/probe/{run}/seed{seed}/scores.parquet",
+    log:
+        "results/logs/probe/{run}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/probe/{run}/seed{seed}.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=4000,
     params:
         by_step=probe_by_step,
         summaries=probe_step_tables("summary"),
@@ -56,15 +68,11 @@ rule probe:
         max_sentences=optional_flag("--max-sentences", config["probe"]["max_sentences"]),
         batch_size=config["probe"]["batch_size"],
         min_relation_count=config["probe"]["min_relation_count"],
-    threads: 1
-    resources:
-        gpu=0,
-        mem_mb=4000,
-    log:
-        "results/logs/probe/{run}/seed{seed}.log",
-    benchmark:
-        "results/benchmarks/probe/{run}/seed{seed}.tsv"
     shell:
-        "(" + PROBE_SCORE + " && sasbert probe gather --inputs {params.summaries} --out {output.summary:q}"
-        " && sasbert probe gather --inputs {params.scores} --out {output.scores:q}"
-        ") > {log} 2>&1"
+        command(
+            "(",
+            PROBE_SCORE,
+            "&& sasbert probe gather --inputs {params.summaries} --out {output.summary:q}",
+            "&& sasbert probe gather --inputs {params.scores} --out {output.scores:q}",
+            ") > {log} 2>&1",
+        )

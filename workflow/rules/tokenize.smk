@@ -10,6 +10,12 @@ rule tokenize:
         dataset=directory("results/tokenize/{corpus}/dataset"),
         tokenizer=directory("results/tokenize/{corpus}/tokenizer"),
         stats="results/tokenize/{corpus}/stats.json",
+    log:
+        "results/logs/tokenize/{corpus}.log",
+    benchmark:
+        "results/benchmarks/tokenize/{corpus}.tsv"
+    conda:
+        CONDA_ENV
     params:
         vocab=optional_flag("--vocab", config["tokenizer"]["vocab"]),
         vocab_size=config["tokenizer"]["vocab_size"],
@@ -19,10 +25,6 @@ rule tokenize:
         validation_blocks=config["tokenizer"]["validation_blocks"],
         packing=config["tokenizer"]["packing"],
         relations="--keep-relations" if config["tokenizer"]["keep_relations"] else "--no-keep-relations",
-    log:
-        "results/logs/tokenize/{corpus}.log",
-    benchmark:
-        "results/benchmarks/tokenize/{corpus}.tsv"
     shell:
         "sasbert tokenize --parsed {input.parsed:q} {params.vocab} --vocab-size {params.vocab_size}"
         " --min-frequency {params.min_frequency} {params.lowercase} --seq-len {params.seq_len}"
