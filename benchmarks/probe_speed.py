@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from sasbert import probe  # noqa: E402
+from sasbert.checkpoints import resolve_device  # noqa: E402
 
 VOCAB = ROOT / "resources" / "tokenizer" / "bert-base-uncased-vocab.txt"
 EWT_DEV = ROOT / "resources" / "ud" / "UD_English-EWT" / "en_ewt-ud-dev.conllu.gz"
@@ -87,7 +88,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
 
-    device = probe._resolve_device(args.device)
+    device = resolve_device(args.device)
     tokenizer = BertTokenizerFast(vocab_file=str(VOCAB))
     torch.manual_seed(0)
     config = BertConfig(

@@ -353,7 +353,7 @@ def test_resolve_checkpoints(tmp_path, ckpt):
     assert [s for _, s in got] == [500, 2000]
     with pytest.raises(InputError, match=r"step-0000700: not a model checkpoint"):
         resolve_checkpoints([str(tmp_path / "step-*")])
-    with pytest.raises(InputError, match="no checkpoint matches"):
+    with pytest.raises(InputError, match=r"zzz-\*: the pattern matches no checkpoint"):
         resolve_checkpoints([str(tmp_path / "zzz-*")])
     with pytest.raises(InputError, match="1 step"):
         resolve_checkpoints([str(tmp_path / "step-0002000"), str(tmp_path / "step-0000500")], [3])

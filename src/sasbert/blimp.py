@@ -50,7 +50,6 @@ summary: step, variant, level, name, phenomenon, accuracy, n_pairs, n_paradigms
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import logging
 import zlib
@@ -60,9 +59,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sasbert.checkpoints import check_checkpoint_dir, newer_than_checkpoint, resolve_checkpoints
+from sasbert.checkpoints import load_masked_lm, newer_than_checkpoint, resolve_checkpoints, resolve_device
 from sasbert.errors import InputError
 from sasbert.tables import read_table
+from sasbert.textio import read_lines
 
 log = logging.getLogger(__name__)
 
@@ -100,49 +100,39 @@ LEVEL_ORDER = {"overall": 0, "phenomenon": 1, "paradigm": 2}
 # --------------------------------------------------------------------------------------- data
 
 
-def _open_text(path: Path):
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
 def read_paradigm_file(path: str | Path) -> list[dict]:
     """Read one BLiMP ``.jsonl`` / ``.jsonl.gz`` file; bad lines raise InputError naming file:line."""
     path = Path(path)
     rows: list[dict] = []
-    try:
-        with _open_text(path) as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{lineno}"
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise InputError(f"{where}: malformed JSON ({err.msg})") from None
-                if not isinstance(rec, dict):
-                    raise InputError(f"{where}: expected a JSON object")
-                missing = [f for f in REQUIRED_FIELDS if f not in rec or rec[f] is None]
-                if missing:
-                    raise InputError(f"{where}: missing field(s) {', '.join(missing)}")
-                for f in ("sentence_good", "sentence_bad", "UID", "linguistics_term"):
-                    if not isinstance(rec[f], str):
-                        raise InputError(f"{where}: field {f} must be a string")
-                for f in ("sentence_good", "sentence_bad"):
-                    if not rec[f].strip():
-                        raise InputError(f"{where}: {f} is empty")
-                rows.append(
-                    {
-                        "UID": rec["UID"],
-                        "pairID": str(rec["pairID"]),
-                        "linguistics_term": rec["linguistics_term"],
-                        "sentence_good": rec["sentence_good"],
-                        "sentence_bad": rec["sentence_bad"],
-                        "_where": where,
-                    }
-                )
-    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as err:
-        raise InputError(f"{path}: cannot read ({err})") from None
+    for lineno, line in read_lines(path):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(f"{where}: malformed JSON ({err.msg})") from None
+        if not isinstance(rec, dict):
+            raise InputError(f"{where}: expected a JSON object")
+        missing = [f for f in REQUIRED_FIELDS if f not in rec or rec[f] is None]
+        if missing:
+            raise InputError(f"{where}: missing field(s) {', '.join(missing)}")
+        for f in ("sentence_good", "sentence_bad", "UID", "linguistics_term"):
+            if not isinstance(rec[f], str):
+                raise InputError(f"{where}: field {f} must be a string")
+        for f in ("sentence_good", "sentence_bad"):
+            if not rec[f].strip():
+                raise InputError(f"{where}: {f} is empty")
+        rows.append(
+            {
+                "UID": rec["UID"],
+                "pairID": str(rec["pairID"]),
+                "linguistics_term": rec["linguistics_term"],
+                "sentence_good": rec["sentence_good"],
+                "sentence_bad": rec["sentence_bad"],
+                "_where": where,
+            }
+        )
     return rows
 
 
@@ -244,12 +234,10 @@ class PLLScorer:
 
         if not getattr(tokenizer, "is_fast", False):
             raise InputError("PLL scoring needs a fast tokenizer (for word ids)")
-        if device in (None, "auto"):
-            device = "cuda" if torch.cuda.is_available() else "cpu"
         if batch_size < 1:
             raise InputError(f"batch size must be >= 1, got {batch_size}")
         self.torch = torch
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
@@ -263,18 +251,7 @@ class PLLScorer:
 
     @classmethod
     def from_pretrained(cls, checkpoint: str | Path, **kw) -> PLLScorer:
-        from transformers import AutoModelForMaskedLM, AutoTokenizer
-
-        checkpoint = Path(checkpoint)
-        check_checkpoint_dir(checkpoint)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(checkpoint, use_fast=True)
-        except Exception as err:  # noqa: BLE001 - transformers raises many kinds
-            raise InputError(f"{checkpoint}: cannot load a tokenizer ({err})") from None
-        try:
-            model = AutoModelForMaskedLM.from_pretrained(checkpoint)
-        except Exception as err:  # noqa: BLE001
-            raise InputError(f"{checkpoint}: cannot load a masked LM ({err})") from None
+        model, tokenizer = load_masked_lm(checkpoint)
         return cls(model, tokenizer, **kw)
 
     def _encode(self, sentences: Sequence[str]):

@@ -1,4 +1,5 @@
-"""Checkpoint series: the HF checkpoint folders that probe and blimp evaluate.
+"""Checkpoint series: the HF checkpoint folders that probe and blimp evaluate, and the one way
+both load a checkpoint and pick a device.
 
 A series is a list of folders and/or globs (``run/checkpoints/step-*``, a user's MultiBERTs
 download, ...). The step of each comes from its folder name (the last integer in it:
@@ -7,12 +8,12 @@ download, ...). The step of each comes from its folder name (the last integer in
 
 from __future__ import annotations
 
-import glob
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from sasbert.errors import InputError
+from sasbert.textio import expand_paths
 
 WEIGHT_FILES = (
     "model.safetensors",
@@ -47,16 +48,7 @@ def resolve_checkpoints(specs: Sequence[str], steps: Sequence[int] | None = None
 
     Returns (folder, step) pairs sorted by step; a step given twice is an error.
     """
-    paths: list[Path] = []
-    for spec in specs:
-        if any(ch in spec for ch in "*?["):
-            hits = sorted(glob.glob(spec))
-            if not hits:
-                raise InputError(f"{spec}: no checkpoint matches this pattern")
-            paths.extend(Path(h) for h in hits)
-        else:
-            paths.append(Path(spec))
-    paths = list(dict.fromkeys(paths))
+    paths = list(dict.fromkeys(Path(p) for p in expand_paths(specs, what="checkpoint")))
     if steps:
         if len(steps) != len(paths):
             raise InputError(f"--step gives {len(steps)} step(s) for {len(paths)} checkpoint(s)")
@@ -87,3 +79,42 @@ def newer_than_checkpoint(outputs: Sequence[str | Path], checkpoint: str | Path)
     checkpoint = Path(checkpoint)
     newest_input = max(p.stat().st_mtime for p in checkpoint.iterdir() if p.is_file())
     return all(Path(o).is_file() and Path(o).stat().st_mtime > newest_input for o in outputs)
+
+
+def resolve_device(name: str):
+    """A torch device from a ``--device`` value: ``auto`` (CUDA when there is one), ``cpu``,
+    ``cuda:0``, ...; asking for CUDA where there is none is an InputError."""
+    import torch
+
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise InputError(f"--device {name}: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: no CUDA device here")
+    return device
+
+
+def load_masked_lm(path: str | Path, device="cpu", dtype: str = "float32", attn_implementation: str | None = None):
+    """(model in eval mode on ``device``, fast tokenizer) from a local HF checkpoint folder; a
+    folder that does not load is an InputError naming it. ``dtype``: a torch dtype name or "auto"."""
+    import torch
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    path = check_checkpoint_dir(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, use_fast=True)
+    except Exception as err:  # noqa: BLE001 - transformers raises many kinds
+        raise InputError(f"{path}: cannot load the tokenizer ({type(err).__name__}: {err})") from None
+    try:
+        model = AutoModelForMaskedLM.from_pretrained(
+            path,
+            local_files_only=True,
+            attn_implementation=attn_implementation,
+            dtype="auto" if dtype == "auto" else getattr(torch, dtype),
+        )
+    except Exception as err:  # noqa: BLE001
+        raise InputError(f"{path}: cannot load the model ({type(err).__name__}: {err})") from None
+    return model.to(device).eval(), tokenizer

@@ -15,6 +15,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from sasbert.textio import is_pattern
+
 # The schema ships inside the package, so a non-editable install finds it too;
 # workflow/schemas/config.schema.yaml (where the workflow layout puts it) is a link to it.
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
@@ -113,7 +115,7 @@ def _missing_paths(config: dict, base_dir: Path) -> list[str]:
     for key, path in named:
         if path is None:
             continue
-        if any(c in str(path) for c in "*?["):  # a glob of text files: it must match something
+        if is_pattern(path):  # a glob of text files: it must match something
             if not glob.glob(str(base_dir / path), recursive=True):
                 problems.append(f"{key}: the pattern matches no file: {path}")
         elif not (base_dir / path).exists():

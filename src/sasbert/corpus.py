@@ -24,7 +24,6 @@ whole).
 
 from __future__ import annotations
 
-import glob
 import logging
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -35,7 +34,7 @@ import pandas as pd
 
 from sasbert.atomic import write_parquet
 from sasbert.errors import InputError
-from sasbert.textio import read_lines
+from sasbert.textio import blocks, expand_paths, read_lines
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +42,10 @@ log = logging.getLogger(__name__)
 def conllu_units(path: str | Path) -> Iterator[dict]:
     """Yield one unit per sentence block of a CoNLL-U file (blocks end at a blank line)."""
     doc_id = f"{Path(path).name}#0"
-    block: list[str] = []
-    start = 0
-    for number, line in read_lines(path):
-        if line.strip():
-            if not block:
-                start = number
+    for start, block in blocks(path):
+        for number, line in enumerate(block, start):
             if line.startswith("# newdoc"):
                 doc_id = line.split("=", 1)[1].strip() if "=" in line else f"{Path(path).name}#{number}"
-            block.append(line)
-        elif block:
-            yield {"doc_id": doc_id, "source": f"{path}:{start}", "text": "\n".join(block)}
-            block = []
-    if block:
         yield {"doc_id": doc_id, "source": f"{path}:{start}", "text": "\n".join(block)}
 
 
@@ -147,7 +137,7 @@ class HFDataset:
                         )
                     dataset = dataset[self.split]
             else:
-                files = expand_inputs(self.data_files) if self.data_files else None
+                files = expand_paths(self.data_files) if self.data_files else None
                 for file in files or []:
                     if not Path(file).is_file():
                         raise InputError(f"{key}.data_files: {file}: no such file")
@@ -208,20 +198,6 @@ def hf_units(spec: HFDataset, cleaning: TextCleaning | None = None) -> Iterator[
         row_number += 1
 
 
-def expand_inputs(patterns: list[str]) -> list[str]:
-    """Plain paths as given; a pattern with * ? or [ expands to its sorted matches (none: an error)."""
-    paths = []
-    for pattern in patterns:
-        if any(c in pattern for c in "*?["):
-            matches = sorted(glob.glob(pattern, recursive=True))
-            if not matches:
-                raise InputError(f"{pattern}: the pattern matches no file")
-            paths.extend(matches)
-        else:
-            paths.append(pattern)
-    return paths
-
-
 def read_units(
     paths: list[str] | None,
     kind: str,
@@ -237,7 +213,7 @@ def read_units(
         sources = [hf_units(hf_dataset, cleaning)]
         described = hf_dataset.label
     else:
-        paths = expand_inputs(paths or [])
+        paths = expand_paths(paths or [])
         sources = (conllu_units(p) if kind == "conllu" else text_units(p, cleaning=cleaning) for p in paths)
         described = ", ".join(paths)
     rows = []

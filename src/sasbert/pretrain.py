@@ -48,7 +48,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import time
@@ -68,6 +67,7 @@ from transformers import (
 )
 
 from sasbert.atomic import atomic_path, write_parquet, write_text
+from sasbert.checkpoints import step_from_name
 from sasbert.errors import InputError, TrainingDiverged, TrainingInterrupted
 from sasbert.regularizer import arc_indices, combine_arcs, install_arc_taps, sas_weight
 from sasbert.schedules import decay_horizon, lambda_at
@@ -438,10 +438,10 @@ class ScheduleCallback(TrainerCallback):
 
 
 def checkpoint_step(path: Path) -> int:
-    match = re.search(r"(\d+)$", path.name)
-    if not match:
+    step = step_from_name(path)
+    if step is None:
         raise InputError(f"{path}: cannot read a step from the checkpoint's name")
-    return int(match.group(1))
+    return step
 
 
 def is_complete(checkpoint: Path) -> bool:

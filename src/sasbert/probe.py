@@ -69,8 +69,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import glob
-import gzip
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -79,8 +77,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sasbert import textio
 from sasbert.atomic import write_parquet
-from sasbert.checkpoints import check_checkpoint_dir, newer_than_checkpoint, resolve_checkpoints
+from sasbert.checkpoints import (
+    load_masked_lm,
+    newer_than_checkpoint,
+    resolve_checkpoints,
+    resolve_device,
+)
 from sasbert.errors import InputError
 from sasbert.tables import read_table
 
@@ -154,35 +158,6 @@ class Sentence:
     line: int  # line of the sentence's first line in the file (1-based)
 
 
-def _open_text(path: Path):
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
-def _blocks(path: Path) -> Iterable[tuple[int, list[str]]]:
-    """(first line number, lines) of each blank-line separated block."""
-    try:
-        with _open_text(path) as fh:
-            start, lines = 0, []
-            for number, line in enumerate(fh, 1):
-                if line.strip():
-                    if not lines:
-                        start = number
-                    lines.append(line.rstrip("\r\n"))
-                elif lines:
-                    yield start, lines
-                    lines = []
-            if lines:
-                yield start, lines
-    except UnicodeDecodeError as err:
-        raise InputError(f"{path}: not UTF-8 text ({err})") from None
-    except (OSError, EOFError) as err:
-        raise InputError(f"{path}: cannot read treebank ({err})") from None
-
-
 def _parse_block(path: Path, start: int, lines: list[str]) -> Sentence | None:
     import conllu
 
@@ -251,7 +226,7 @@ def read_treebank(path: str | Path, max_sentences: int | None = None) -> list[Se
         raise InputError(f"{path}: treebank file not found")
     sentences: list[Sentence] = []
     labelled_line = unlabelled_line = None
-    for start, lines in _blocks(path):
+    for start, lines in textio.blocks(path):
         if max_sentences is not None and len(sentences) >= max_sentences:
             break
         sentence = _parse_block(path, start, lines)
@@ -852,38 +827,7 @@ _DTYPES = ("float32", "float64", "bfloat16", "float16", "auto")
 
 def load_checkpoint(path: str | Path, device="cpu", dtype: str = "float32"):
     """(model, tokenizer) from a HF checkpoint dir, with eager attention (attentions returned)."""
-    import torch
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
-
-    path = check_checkpoint_dir(path)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except Exception as err:
-        raise InputError(f"{path}: cannot load the tokenizer ({type(err).__name__}: {err})") from None
-    try:
-        model = AutoModelForMaskedLM.from_pretrained(
-            path,
-            local_files_only=True,
-            attn_implementation="eager",
-            dtype="auto" if dtype == "auto" else getattr(torch, dtype),
-        )
-    except Exception as err:
-        raise InputError(f"{path}: cannot load the model ({type(err).__name__}: {err})") from None
-    return model.to(device).eval(), tokenizer
-
-
-def _resolve_device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise InputError(f"--device {name}: {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: no CUDA device here")
-    return device
+    return load_masked_lm(path, device=device, dtype=dtype, attn_implementation="eager")
 
 
 def _output_path(template: str, option: str, step: int, name: str) -> Path:
@@ -1006,7 +950,7 @@ def _run_score(args: argparse.Namespace) -> None:
         len(sentences),
         "labelled" if is_labelled(sentences) else "unlabelled: scoring 'all' only",
     )
-    device = _resolve_device(args.device)
+    device = resolve_device(args.device)
     if args.threads > 0:
         import torch
 
@@ -1072,15 +1016,7 @@ def gather(paths: Sequence[str | Path]) -> pd.DataFrame:
 
 
 def _run_gather(args: argparse.Namespace) -> None:
-    paths = []
-    for pattern in args.inputs:
-        if any(ch in pattern for ch in "*?["):
-            matches = sorted(glob.glob(pattern))
-            if not matches:
-                raise InputError(f"{pattern}: no file matches this pattern")
-            paths += matches
-        else:
-            paths.append(pattern)
+    paths = textio.expand_paths(args.inputs)
     table = gather(paths)
     write_parquet(table, args.out)
     log.info("gathered %d files, %d rows -> %s", len(paths), len(table), args.out)

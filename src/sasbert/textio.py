@@ -1,10 +1,13 @@
-"""Reading text inputs (plain or gzip) with errors that name the file."""
+"""Reading text inputs (plain or gzip) with errors that name the file: the one reader of every
+stage (corpus text and CoNLL-U, the probe's treebank, BLiMP's jsonl)."""
 
 from __future__ import annotations
 
+import glob
 import gzip
 import io
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from sasbert.errors import InputError
@@ -35,5 +38,40 @@ def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
                 yield number, line.rstrip("\r\n")
         except UnicodeDecodeError as err:
             raise InputError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
-        except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError
+        except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
             raise InputError(f"{path}: cannot read: {err}") from err
+
+
+def blocks(path: str | Path) -> Iterator[tuple[int, list[str]]]:
+    """Yield (line number of its first line, lines) of each blank-line separated block (CoNLL-U
+    sentences); lines as ``read_lines`` gives them."""
+    start, block = 0, []
+    for number, line in read_lines(path):
+        if line.strip():
+            if not block:
+                start = number
+            block.append(line)
+        elif block:
+            yield start, block
+            block = []
+    if block:
+        yield start, block
+
+
+def is_pattern(path: str | Path) -> bool:
+    return any(c in str(path) for c in "*?[")
+
+
+def expand_paths(patterns: Sequence[str | Path], what: str = "file") -> list[str]:
+    """Plain paths as given; a pattern with * ? or [ becomes its sorted matches (``**`` recursive);
+    a pattern that matches nothing is an InputError naming it and ``what`` it should match."""
+    paths = []
+    for pattern in patterns:
+        if is_pattern(pattern):
+            matches = sorted(glob.glob(str(pattern), recursive=True))
+            if not matches:
+                raise InputError(f"{pattern}: the pattern matches no {what}")
+            paths.extend(matches)
+        else:
+            paths.append(str(pattern))
+    return paths

@@ -1,7 +1,6 @@
 # Shared helpers: config validation, paths, input functions. The only rule file with real Python.
 # Never import torch here: the DAG is built on login nodes and laptops alike.
 import ast
-import glob as _glob
 import hashlib
 import json
 import os
@@ -13,6 +12,7 @@ from snakemake.exceptions import WorkflowError
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from sasbert import config as sasconfig  # noqa: E402
+from sasbert import textio  # noqa: E402
 from sasbert.schedules import decay_horizon  # noqa: E402
 
 try:
@@ -284,10 +284,7 @@ def launcher(wildcards, threads, resources):
 
 def corpus_files():
     """The corpus inputs with text globs expanded (sorted), so Snakemake tracks every file."""
-    files = []
-    for path in corpus_inputs():
-        files.extend(sorted(_glob.glob(path, recursive=True)) if any(c in path for c in "*?[") else [path])
-    return files
+    return textio.expand_paths(corpus_inputs())
 
 
 def corpus_source_flags():
