@@ -356,6 +356,13 @@ def test_figures_cli_from_tables_alone(full, tmp_path, monkeypatch):
         ]
     )
     assert rc == 2  # heads.parquet missing: a clear error, not a traceback
+    # what the workflow's rules do: exactly the tables a figure reads, and its two output files
+    files = [str(tdir / f"{name}.parquet") for name in figures.FIGURES["fig2_regularizers"].tables]
+    named = [str(tmp_path / "named" / "two.png"), str(tmp_path / "named" / "two.pdf")]
+    args = ["figures", "--tables", *files, "--phases", str(tdir / "phases.parquet"), "--figure", "fig2_regularizers"]
+    assert cli.main([*args, "--out", *named, "--dpi", "60"]) == 0
+    assert sorted(p.name for p in (tmp_path / "named").iterdir()) == ["two.pdf", "two.png"]
+    assert cli.main([*args, "--out", str(tmp_path / "named" / "two.svg")]) == 2  # not a format it writes
 
 
 def test_one_seed_draws_its_95_percent_intervals_as_bands(full):

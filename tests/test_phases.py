@@ -207,6 +207,35 @@ def test_stitch_prepends_the_parents_history():
     assert len(out[(out["run"] == "a")]) == 14 and (out[out["run"] == "a"]["segment"] == "own").all()
 
 
+# Where the workflow's rules put each run x seed's tables (_results_folder writes them there).
+LAYOUT = {
+    "steps": "pretrain/{run}/seed{seed}/metrics/steps.parquet",
+    "eval": "pretrain/{run}/seed{seed}/metrics/eval.parquet",
+    "probe_summary": "probe/{run}/seed{seed}/summary.parquet",
+    "probe_scores": "probe/{run}/seed{seed}/scores.parquet",
+    "blimp_summary": "blimp/{run}/seed{seed}/summary.parquet",
+}
+
+
+def layout_files(root, runs, seeds):
+    """The gather inputs of a results folder: one file per run x seed, as the tables rule lists them."""
+    return {
+        key: [root / pattern.format(run=run["name"], seed=seed) for run in runs for seed in seeds]
+        for key, pattern in LAYOUT.items()
+    }
+
+
+def gather_inputs(root, runs, seeds):
+    args = []
+    for key, paths in layout_files(root, runs, seeds).items():
+        args += [f"--{key.replace('_', '-')}", *map(str, paths)]
+    return args
+
+
+def gather_outputs(folder):
+    return ["--out", *(str(folder / f"{name}.parquet") for name in phases.TABLES)]
+
+
 def _results_folder(root, runs, seeds, skip=()):
     """Per-run x seed tables as the pretrain, probe and blimp stages write them."""
     described = phases.runs_table(runs).set_index("run")
@@ -325,15 +354,13 @@ def test_gather_and_detect_cli(tmp_path, stages):
         [
             "phases",
             "gather",
-            "--results-dir",
-            str(tmp_path / "results"),
+            *gather_inputs(tmp_path / "results", runs, [0, 1]),
             "--runs",
             json.dumps(runs),
             "--seeds",
             "0",
             "1",
-            "--out-dir",
-            str(out),
+            *gather_outputs(out),
         ]
     )
     assert rc == 0
@@ -395,14 +422,12 @@ def test_gather_missing_inputs(tmp_path, stages, capsys):
     args = [
         "phases",
         "gather",
-        "--results-dir",
-        str(tmp_path / "results"),
+        *gather_inputs(tmp_path / "results", runs, [0]),
         "--runs",
         json.dumps(runs),
         "--seeds",
         "0",
-        "--out-dir",
-        str(tmp_path / "t"),
+        *gather_outputs(tmp_path / "t"),
     ]
     assert stages(args) == 2
     assert "probe/plus/seed0/summary.parquet" in capsys.readouterr().err
@@ -416,12 +441,10 @@ def test_gather_missing_inputs(tmp_path, stages, capsys):
             [
                 "phases",
                 "gather",
-                "--results-dir",
-                str(tmp_path / "results"),
+                *gather_inputs(tmp_path / "results", [RUNS[0]], [0]),
                 "--config",
                 str(tmp_path / "c.yaml"),
-                "--out-dir",
-                str(tmp_path / "t2"),
+                *gather_outputs(tmp_path / "t2"),
             ]
         )
         == 0
@@ -432,11 +455,13 @@ def test_gather_missing_inputs(tmp_path, stages, capsys):
 def test_long_training_tables_are_block_averaged(tmp_path):
     runs = [RUNS[0]]
     _results_folder(tmp_path / "results", runs, [0])
-    tables = phases.gather_tables(tmp_path / "results", runs, [0], max_train_rows=250)
+    tables = phases.gather_tables(layout_files(tmp_path / "results", runs, [0]), runs, [0], max_train_rows=250)
     train = tables["train"]
     assert len(train) == 250 and (train["n_steps"] == 8).all()  # 2000 steps in blocks of 8
     assert train["step"].iloc[0] == 8 and train["step"].iloc[-1] == 2000
-    assert phases.gather_tables(tmp_path / "results", runs, [0])["train"]["n_steps"].eq(1).all()
+    assert (
+        phases.gather_tables(layout_files(tmp_path / "results", runs, [0]), runs, [0])["train"]["n_steps"].eq(1).all()
+    )
 
 
 def test_detect_without_probe_rows_says_so():

@@ -40,7 +40,7 @@ Artists carry gids for tests and post-processing: ``curve:<run>:<metric>``, ``ba
 CLI::
 
     sasbert figures --tables results/tables --phases results/tables/phases.parquet
-        --out-dir results/figures [--figure fig1_training ...] [--dpi 200] [--width 6.75]
+        (--out-dir results/figures | --out fig.png fig.pdf) [--figure fig1_training ...] [--dpi 200] [--width 6.75]
         [--xscale symlog|log|linear] [--band range|sd|none] [--train-loss-window 25]
         [--heads-checkpoints 6] [--treebank NAME] [--blimp-variant NAME]
 """
@@ -51,7 +51,7 @@ import argparse
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -997,13 +997,51 @@ def figure_seeds(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, options:
 # ----------------------------------------------------------------------------------------------
 # Registry, saving, CLI
 
-FIGURES: dict[str, tuple[Callable, tuple[str, ...]]] = {
-    "fig1_training": (figure_training, ("runs", "train", "loss", "uas", "blimp")),
-    "fig2_regularizers": (figure_regularizers, ("runs", "loss", "uas", "blimp")),
-    "fig3_release": (figure_release, ("runs", "loss", "uas", "blimp")),
-    "fig4a_heads": (figure_heads, ("runs", "heads", "uas")),
-    "fig4b_phenomena": (figure_phenomena, ("runs", "blimp")),
-    "fig5_seeds": (figure_seeds, ("runs", "loss", "uas", "blimp")),
+
+@dataclasses.dataclass(frozen=True)
+class FigureSpec:
+    """One figure: how it is drawn, the gathered tables it reads, and its place in the report."""
+
+    draw: Callable
+    tables: tuple[str, ...]
+    number: str
+    section: str
+    content: str
+
+
+def figure_rule(name: str) -> str:
+    """The workflow rule that makes figure ``name``: fig1_training -> figure_training."""
+    return "figure_" + name.split("_", 1)[1]
+
+
+# The one list of figures: the CLI, the workflow's rules and the report all read it.
+FIGURES: dict[str, FigureSpec] = {
+    "fig1_training": FigureSpec(
+        figure_training,
+        ("runs", "train", "loss", "uas", "blimp"),
+        "1",
+        "1. Training dynamics",
+        "baseline: loss, UAS, BLiMP",
+    ),
+    "fig2_regularizers": FigureSpec(
+        figure_regularizers, ("runs", "loss", "uas", "blimp"), "2", "2. Regularizers", "baseline vs SAS+ vs SAS-"
+    ),
+    "fig3_release": FigureSpec(
+        figure_release,
+        ("runs", "loss", "uas", "blimp"),
+        "3",
+        "3. Release SAS-(k)",
+        "release runs, final values against k",
+    ),
+    "fig4a_heads": FigureSpec(
+        figure_heads, ("runs", "heads", "uas"), "4a", "4. Heads and phenomena", "per-head UAS across checkpoints"
+    ),
+    "fig4b_phenomena": FigureSpec(
+        figure_phenomena, ("runs", "blimp"), "4b", "4. Heads and phenomena", "BLiMP per phenomenon across checkpoints"
+    ),
+    "fig5_seeds": FigureSpec(
+        figure_seeds, ("runs", "loss", "uas", "blimp"), "5", "5. Across seeds", "UAS vs loss vs BLiMP"
+    ),
 }
 FORMATS = ("png", "pdf")
 
@@ -1013,9 +1051,18 @@ def draw(name: str, tables: dict[str, pd.DataFrame], phases: pd.DataFrame, optio
     options.check()
     if name not in FIGURES:
         raise InputError(f"unknown figure {name!r} (choose from {', '.join(FIGURES)})")
-    func, _ = FIGURES[name]
+    func = FIGURES[name].draw
     with style():
         return func(tables, phases, options)
+
+
+def split_format(path: str | Path) -> tuple[Path, tuple[str]]:
+    """(stem, (format,)) of an output file named <stem>.png or <stem>.pdf."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".")
+    if fmt not in FORMATS:
+        raise InputError(f"{path}: a figure file ends in {' or '.join('.' + f for f in FORMATS)}")
+    return path.with_suffix(""), (fmt,)
 
 
 def save_figure(fig, stem: str | Path, dpi: int = 200, formats=FORMATS) -> list[Path]:
@@ -1031,21 +1078,41 @@ def save_figure(fig, stem: str | Path, dpi: int = 200, formats=FORMATS) -> list[
     return paths
 
 
-def load_tables(tables_dir: str | Path, names) -> dict[str, pd.DataFrame]:
+def table_paths(sources: Sequence[str | Path]) -> dict[str, Path]:
+    """{table name: file} from gathered-table files (named ``<table>.parquet``) and/or folders
+    holding them."""
+    paths: dict[str, Path] = {}
+    for source in map(Path, sources):
+        for path in sorted(source.glob("*.parquet")) if source.is_dir() else [source]:
+            paths[path.name.removesuffix(".parquet")] = path
+    return paths
+
+
+def load_tables(sources: str | Path | Sequence[str | Path], names) -> dict[str, pd.DataFrame]:
+    """The tables ``names`` from gathered-table files and/or folders (see ``table_paths``)."""
+    paths = table_paths([sources] if isinstance(sources, (str, Path)) else sources)
     out = {}
     for name in names:
-        path = Path(tables_dir) / f"{name}.parquet"
-        if not path.is_file():
-            raise InputError(f"{path}: not found (run `sasbert phases gather` first)")
-        out[name] = pd.read_parquet(path)
+        if name not in paths:
+            raise InputError(f"{name}.parquet: not among --tables (run `sasbert phases gather` first)")
+        if not paths[name].is_file():
+            raise InputError(f"{paths[name]}: not found (run `sasbert phases gather` first)")
+        out[name] = pd.read_parquet(paths[name])
     return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = FigureOptions()
-    parser.add_argument("--tables", required=True, help="folder of the gathered tables (sasbert phases gather)")
+    parser.add_argument(
+        "--tables",
+        nargs="+",
+        required=True,
+        help="the gathered tables (sasbert phases gather): <table>.parquet files, or a folder of them",
+    )
     parser.add_argument("--phases", required=True, help="phases parquet (sasbert phases detect)")
-    parser.add_argument("--out-dir", required=True, help="where <figure>.png and <figure>.pdf go")
+    out = parser.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out-dir", help="where <figure>.png and <figure>.pdf go")
+    out.add_argument("--out", nargs="+", help="with one --figure: the files to write (.png and/or .pdf)")
     parser.add_argument(
         "--figure", nargs="+", choices=list(FIGURES), default=list(FIGURES), help="which figures (default: all)"
     )
@@ -1088,9 +1155,15 @@ def run(args: argparse.Namespace) -> None:
     if not Path(args.phases).is_file():
         raise InputError(f"{args.phases}: not found (run `sasbert phases detect` first)")
     phases = pd.read_parquet(args.phases)
-    needed = sorted({t for name in args.figure for t in FIGURES[name][1]})
+    needed = sorted({t for name in args.figure for t in FIGURES[name].tables})
     tables = load_tables(args.tables, needed)
+    if args.out and len(args.figure) != 1:
+        raise InputError("--out names the files of one figure: give exactly one --figure (or use --out-dir)")
     for name in args.figure:
         fig = draw(name, tables, phases, options)
-        for path in save_figure(fig, Path(args.out_dir) / name, options.dpi):
+        if args.out:
+            written = [save_figure(fig, stem, options.dpi, fmt) for stem, fmt in map(split_format, args.out)]
+        else:
+            written = [save_figure(fig, Path(args.out_dir) / name, options.dpi)]
+        for path in (p for paths in written for p in paths):
             log.info("wrote %s", path)

@@ -6,7 +6,7 @@ figures can be redrawn from a ``results/`` folder copied from a cluster.
 Gathered tables (``sasbert phases gather``)
 -------------------------------------------
 The per-run x seed tables of the other stages are stacked into tidy all-runs tables with ``run`` and
-``seed`` columns, one file each under ``--out-dir`` (``results/tables/``):
+``seed`` columns, one file each (``--out``; the workflow writes them to ``results/tables/``):
 
 * ``runs.parquet``: one row per configured run, in config order: ``run, order, kind, lambda,
   lambda_schedule, parent, start_step, release_step, label``. ``kind`` comes from the lambda
@@ -103,8 +103,11 @@ curve's derivatives there (per step, per step^2).
 
 CLI::
 
-    sasbert phases gather --results-dir results --runs JSON|--config config.yaml [--seeds 0 1]
-        --out-dir results/tables [--allow-missing] [--max-train-rows 20000]
+    sasbert phases gather --runs JSON|--config config.yaml [--seeds 0 1]
+        --steps S.parquet... --eval E.parquet... --probe-summary P.parquet... --probe-scores Q.parquet...
+        --blimp-summary B.parquet... (one per run x seed, runs in order, seeds within each run)
+        --out runs.parquet train.parquet loss.parquet uas.parquet heads.parquet blimp.parquet
+        [--allow-missing] [--max-train-rows 20000]
     sasbert phases detect --runs runs.parquet --loss loss.parquet --uas uas.parquet
         --blimp blimp.parquet --out phases.parquet [--csv phases.csv]
         [--smoothing-window 3] [--min-rise 0.02] [--noise-factor 5] [--min-points 5]
@@ -317,54 +320,66 @@ def _block_average(steps: pd.DataFrame, max_rows: int) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
+# The per-run x seed inputs of ``gather``: CLI option -> (table, columns it must have, what it is).
+SOURCES = {
+    "steps": ("train", ["step", "mlm_loss"], "pretrain steps"),
+    "eval": ("loss", ["step", "val_mlm_loss"], "pretrain eval"),
+    "probe_summary": (
+        "uas",
+        ["step", "treebank", "method", "relation", "accuracy", "layer", "head", "direction"],
+        "probe summary",
+    ),
+    "probe_scores": (
+        "heads",
+        ["step", "treebank", "method", "relation", "layer", "head", "direction", "accuracy"],
+        "probe scores",
+    ),
+    "blimp_summary": ("blimp", [c for c in BLIMP_COLUMNS[2:] if c not in INTERVAL_COLUMNS], "BLiMP summary"),
+}
+
+
 def gather_tables(
-    results_dir: str | Path,
+    files: dict[str, Sequence[str | Path]],
     runs: Sequence[dict],
     seeds: Sequence[int],
     allow_missing: bool = False,
     max_train_rows: int = MAX_TRAIN_ROWS,
 ) -> dict[str, pd.DataFrame]:
-    """Stack every run x seed's tables under ``results_dir`` (the workflow's layout) into the
-    all-runs tables named in ``TABLES``. A missing file is an error unless ``allow_missing``
-    (then it is skipped with a warning: e.g. a results folder copied before every job finished)."""
-    root = Path(results_dir)
+    """Stack every run x seed's tables into the all-runs tables named in ``TABLES``.
+
+    ``files`` maps each key of ``SOURCES`` to one path per run x seed, runs in config order and
+    seeds within each run (what the workflow's ``expand(..., run=RUNS, seed=SEEDS)`` lists). A
+    missing file is an error unless ``allow_missing`` (then it is skipped with a warning: e.g. a
+    results folder copied before every job finished)."""
     runs_df = runs_table(runs)
-    sources = {
-        "train": ("pretrain/{run}/seed{seed}/metrics/steps.parquet", ["step", "mlm_loss"], "pretrain steps"),
-        "loss": ("pretrain/{run}/seed{seed}/metrics/eval.parquet", ["step", "val_mlm_loss"], "pretrain eval"),
-        "uas": (
-            "probe/{run}/seed{seed}/summary.parquet",
-            ["step", "treebank", "method", "relation", "accuracy", "layer", "head", "direction"],
-            "probe summary",
-        ),
-        "heads": (
-            "probe/{run}/seed{seed}/scores.parquet",
-            ["step", "treebank", "method", "relation", "layer", "head", "direction", "accuracy"],
-            "probe scores",
-        ),
-        "blimp": (
-            "blimp/{run}/seed{seed}/summary.parquet",
-            [c for c in BLIMP_COLUMNS[2:] if c not in INTERVAL_COLUMNS],
-            "BLiMP summary",
-        ),
-    }
-    frames: dict[str, list[pd.DataFrame]] = {name: [] for name in sources}
+    pairs = [(run, int(seed)) for run in runs_df["run"] for seed in seeds]
+    unknown = sorted(set(files) - set(SOURCES))
+    if unknown:
+        raise InputError(f"unknown input kind(s): {', '.join(unknown)}")
+    for key in SOURCES:
+        given = files.get(key) or []
+        if len(given) != len(pairs):
+            raise InputError(
+                f"--{key.replace('_', '-')}: {len(given)} file(s) for {len(pairs)} run x seed pair(s) "
+                "(one per run x seed, runs in config order, seeds within each run)"
+            )
+    sources = {key: (table, required, what) for key, (table, required, what) in SOURCES.items()}
+    frames: dict[str, list[pd.DataFrame]] = {table: [] for table, _, _ in sources.values()}
     missing = []
-    for run in runs_df["run"]:
-        for seed in seeds:
-            for name, (pattern, required, what) in sources.items():
-                path = root / pattern.format(run=run, seed=seed)
-                if not path.is_file():
-                    missing.append(str(path))
-                    continue
-                df = read_table(path, required, what)
-                if name == "uas":
-                    df = _uas_rows(df)
-                elif name == "heads":
-                    df = df[(df["method"] == "attention") & (df["relation"] == "all")]
-                elif name == "train":
-                    df = _block_average(df, max_train_rows)
-                frames[name].append(df.assign(run=run, seed=int(seed)))
+    for key, (name, required, what) in sources.items():
+        for (run, seed), path in zip(pairs, files[key]):
+            path = Path(path)
+            if not path.is_file():
+                missing.append(str(path))
+                continue
+            df = read_table(path, required, what)
+            if name == "uas":
+                df = _uas_rows(df)
+            elif name == "heads":
+                df = df[(df["method"] == "attention") & (df["relation"] == "all")]
+            elif name == "train":
+                df = _block_average(df, max_train_rows)
+            frames[name].append(df.assign(run=run, seed=seed))
     if missing:
         if not allow_missing:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -861,12 +876,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         description="Stack the pretrain, probe and BLiMP tables of every run x seed under a results "
         "folder into tidy all-runs tables with run and seed columns.",
     )
-    ga.add_argument("--results-dir", required=True, help="the workflow's results/ folder")
+    for key, (_, _, what) in SOURCES.items():
+        ga.add_argument(
+            f"--{key.replace('_', '-')}",
+            nargs="+",
+            required=True,
+            metavar="PARQUET",
+            help=f"the {what} table of each run x seed (runs in config order, seeds within each run)",
+        )
     src = ga.add_mutually_exclusive_group(required=True)
     src.add_argument("--runs", help="the config's runs list as JSON")
     src.add_argument("--config", help="a workflow config YAML (its runs and seeds)")
     ga.add_argument("--seeds", type=int, nargs="+", help="seeds (required with --runs)")
-    ga.add_argument("--out-dir", required=True, help="where {runs,train,loss,uas,heads,blimp}.parquet go")
+    ga.add_argument(
+        "--out",
+        nargs="+",
+        required=True,
+        metavar="PARQUET",
+        help=f"the gathered tables, one file named <table>.parquet for each of {', '.join(TABLES)}",
+    )
     ga.add_argument(
         "--allow-missing",
         action="store_true",
@@ -950,9 +978,13 @@ def run(args: argparse.Namespace) -> None:
             seeds = args.seeds
         if args.max_train_rows < 1:
             raise InputError("--max-train-rows must be >= 1")
-        tables = gather_tables(args.results_dir, runs, seeds, args.allow_missing, args.max_train_rows)
+        outputs = {Path(path).name.removesuffix(".parquet"): Path(path) for path in args.out}
+        if sorted(outputs) != sorted(TABLES) or len(outputs) != len(args.out):
+            raise InputError(f"--out: give one file named <table>.parquet for each of {', '.join(TABLES)}")
+        files = {key: getattr(args, key) for key in SOURCES}
+        tables = gather_tables(files, runs, seeds, args.allow_missing, args.max_train_rows)
         for name, df in tables.items():
-            write_parquet(df, Path(args.out_dir) / f"{name}.parquet")
+            write_parquet(df, outputs[name])
             log.info("%s: %d rows", name, len(df))
         return
     options = PhaseOptions(

@@ -36,8 +36,9 @@ rule tables:
         runs=json.dumps(config["runs"], sort_keys=True),
         seeds=" ".join(str(seed) for seed in SEEDS),
     shell:
-        "sasbert phases gather --results-dir results --runs {params.runs:q} --seeds {params.seeds}"
-        " --out-dir results/tables > {log} 2>&1"
+        "sasbert phases gather --runs {params.runs:q} --seeds {params.seeds}"
+        " --steps {input.steps:q} --eval {input.eval:q} --probe-summary {input.probe:q}"
+        " --probe-scores {input.scores:q} --blimp-summary {input.blimp:q} --out {output:q} > {log} 2>&1"
 
 
 rule phases:
@@ -89,63 +90,16 @@ FIGURE_FLAGS = (
     f" --train-loss-window {config['figures']['train_loss_window']}"
     f" --heads-checkpoints {config['figures']['heads_checkpoints']}"
 )
-FIGURE_SHELL = (
-    "sasbert figures --tables results/tables --phases {input.phases:q} --out-dir results/figures"
-    " --figure {params.figure} {params.flags} > {log} 2>&1"
-)
-
-
-# One rule per figure (so changing one figure's code or options reruns only what it reads), all
-# made from this table: figure -> (rule name, tables it reads besides runs and phases, the
-# report's subcategory, figure number, what it shows).
-FIGURE_RULES = {
-    "fig1_training": (
-        "figure_training",
-        ["train", "loss", "uas", "blimp"],
-        "1. Training dynamics",
-        "1",
-        "baseline: loss, UAS, BLiMP",
-    ),
-    "fig2_regularizers": (
-        "figure_regularizers",
-        ["loss", "uas", "blimp"],
-        "2. Regularizers",
-        "2",
-        "baseline vs SAS+ vs SAS-",
-    ),
-    "fig3_release": (
-        "figure_release",
-        ["loss", "uas", "blimp"],
-        "3. Release SAS-(k)",
-        "3",
-        "release runs, final values against k",
-    ),
-    "fig4a_heads": (
-        "figure_heads",
-        ["heads", "uas"],
-        "4. Heads and phenomena",
-        "4a",
-        "per-head UAS across checkpoints",
-    ),
-    "fig4b_phenomena": (
-        "figure_phenomena",
-        ["blimp"],
-        "4. Heads and phenomena",
-        "4b",
-        "BLiMP per phenomenon across checkpoints",
-    ),
-    "fig5_seeds": ("figure_seeds", ["loss", "uas", "blimp"], "5. Across seeds", "5", "UAS vs loss vs BLiMP"),
-}
-assert list(FIGURE_RULES) == FIGURES
-
-for figure, (rule_name, figure_tables, subcategory, number, content) in FIGURE_RULES.items():
+# One rule per figure (so changing one figure's code or options reruns only what it reads), made
+# from sasbert.figures.FIGURES, the one list of figures: the tables each reads, its number and
+# section in the report. Each job is passed exactly the table files it reads and the files it writes.
+for figure, spec in sasfigures.FIGURES.items():
 
     rule:
         name:
-            rule_name
+            sasfigures.figure_rule(figure)
         input:
-            **{table: f"results/tables/{table}.parquet" for table in figure_tables},
-            runs="results/tables/runs.parquet",
+            **{table: f"results/tables/{table}.parquet" for table in spec.tables},
             phases="results/tables/phases.parquet",
             code=stage_code("figures", "phases", "tables"),
         output:
@@ -153,8 +107,8 @@ for figure, (rule_name, figure_tables, subcategory, number, content) in FIGURE_R
                 f"results/figures/{figure}.png",
                 caption=f"../report/{figure}.rst",
                 category="Figures",
-                subcategory=subcategory,
-                labels={"figure": number, "content": content},
+                subcategory=spec.section,
+                labels={"figure": spec.number, "content": spec.content},
             ),
             pdf=f"results/figures/{figure}.pdf",
         log:
@@ -168,15 +122,15 @@ for figure, (rule_name, figure_tables, subcategory, number, content) in FIGURE_R
             figure=figure,
             flags=FIGURE_FLAGS,
         shell:
-            FIGURE_SHELL
+            command(
+                "sasbert figures --tables",
+                " ".join(f"{{input.{table}:q}}" for table in spec.tables),
+                "--phases {input.phases:q} --out {output.png:q} {output.pdf:q}",
+                "--figure {params.figure} {params.flags} > {log} 2>&1",
+            )
 
 
 rule figures:
     input:
         rules.phases.output.csv,
-        rules.figure_training.output,
-        rules.figure_regularizers.output,
-        rules.figure_release.output,
-        rules.figure_heads.output,
-        rules.figure_phenomena.output,
-        rules.figure_seeds.output,
+        expand("results/figures/{figure}.{ext}", figure=sasfigures.FIGURES, ext=["png", "pdf"]),

@@ -13,6 +13,7 @@ from snakemake.exceptions import WorkflowError
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from sasbert import config as sasconfig  # noqa: E402
 from sasbert import textio  # noqa: E402
+from sasbert import figures as sasfigures  # noqa: E402
 from sasbert.schedules import decay_horizon  # noqa: E402
 
 try:
@@ -128,9 +129,6 @@ def optional_flag(flag, value):
     return "" if value is None else f"{flag} {value}"
 
 
-FIGURES = ["fig1_training", "fig2_regularizers", "fig3_release", "fig4a_heads", "fig4b_phenomena", "fig5_seeds"]
-
-
 def final_outputs():
     """What `snakemake` builds by default: every stage implemented so far."""
     return [
@@ -142,7 +140,7 @@ def final_outputs():
         *expand(
             "results/figures/{figure}.{ext}",
             ext=["png", "pdf"],
-            figure=FIGURES,
+            figure=sasfigures.FIGURES,
         ),
     ]
 
