@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from conftest import EWT
-from sasbert import corpus, parse
+from sasbert import corpus, parse, probe
 from sasbert.cli import main
 from sasbert.errors import InputError
 
@@ -89,6 +89,21 @@ def test_bad_trees_name_file_and_line(tmp_path, rows, message):
     with pytest.raises(InputError, match=message) as err:
         parse.parse_conllu_shard(units)
     assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("columns", [7, 9, 11])
+def test_a_token_line_without_ten_columns_is_named_at_its_own_line(tmp_path, columns):
+    """The parse stage and the probe share one CoNLL-U reader: both refuse a token line with the
+    wrong number of columns, at that line (line 4 here: after a comment and two good words)."""
+    good = ["1\ta\t_\t_\t_\t_\t2\tdet\t_\t_", "2\tdog\t_\t_\t_\t_\t0\troot\t_\t_"]
+    bad = "\t".join(["3", "barks", "_", "_", "_", "_", "2", "dep", "_", "_", "_"][:columns])
+    path = tmp_path / "cols.conllu"
+    path.write_text("\n".join(["# sent_id = s1", *good, bad]) + "\n\n")
+    message = rf"cols\.conllu:4: expected 10 tab-separated CoNLL-U columns, got {columns}"
+    with pytest.raises(InputError, match=message):
+        parse.parse_conllu_shard(corpus.read_units([str(path)], "conllu"))
+    with pytest.raises(InputError, match=message):
+        probe.read_treebank(path)
 
 
 def test_cli_errors_exit_nonzero_and_leave_no_output(tmp_path, capsys):

@@ -347,7 +347,7 @@ def test_cycle_is_an_input_error_naming_file_and_line(tmp_path):
     good = conllu_lines([(1, "a", "DT", 2, "det"), (2, "dog", "NN", 0, "root")])
     bad = conllu_lines([(1, "a", "DT", 2, "det"), (2, "b", "NN", 3, "nsubj"), (3, "c", "VB", 2, "root")])
     path = write(tmp_path / "cycle.conllu", good + "\n# sent_id = 2\n" + bad + "\n")
-    with pytest.raises(InputError, match=r"cycle\.conllu: line (5|6|7): cycle"):
+    with pytest.raises(InputError, match=r"cycle\.conllu:(5|6|7): cycle"):
         probe.read_treebank(path)
 
 
@@ -370,7 +370,7 @@ def test_head_out_of_range_is_an_input_error(tmp_path, checkpoint, capsys):
     )
     err = capsys.readouterr().err
     assert rc == 2
-    assert "range.conllu: line 3: HEAD 7 out of range" in err
+    assert "range.conllu:3: HEAD 7 out of range" in err
     assert not (tmp_path / "s.parquet").exists()
 
 
@@ -437,15 +437,15 @@ def test_slow_tokenizer_fallback_aligns_like_the_fast_one(tokenizer):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("1\ta\t_\t_\t_\t_\t0\troot\t_\t_\n2\tb\t_\t_\n", r"line 2: expected 10 tab-separated"),
-        ("1\ta\t_\t_\t_\t_\t0\troot\t_\t_\n2\tb\t_\t_\t_\t_\t_\tdep\t_\t_\n", r"line 2: missing .*HEAD"),
-        ("1\ta\t_\t_\t_\t_\t0\troot\t_\t_\n\n1\ta\t_\t_\t_\t_\t0\t_\t_\t_\n", r"line 3: .*without DEPREL"),
-        ("1\ta\t_\t_\t_\t_\t1\troot\t_\t_\n", r"line 1: cycle"),
+        ("1\ta\t_\t_\t_\t_\t0\troot\t_\t_\n2\tb\t_\t_\n", r":2: expected 10 tab-separated"),
+        ("1\ta\t_\t_\t_\t_\t0\troot\t_\t_\n2\tb\t_\t_\t_\t_\t_\tdep\t_\t_\n", r":2: .*missing .*HEAD"),
+        ("1\ta\t_\t_\t_\t_\t0\troot\t_\t_\n\n1\ta\t_\t_\t_\t_\t0\t_\t_\t_\n", r":3: .*without DEPREL"),
+        ("1\ta\t_\t_\t_\t_\t1\troot\t_\t_\n", r":1: .*cycle"),
     ],
 )
 def test_bad_conllu_names_file_and_line(tmp_path, text, message):
     path = write(tmp_path / "bad.conllu", text)
-    with pytest.raises(InputError, match=r"bad\.conllu: " + message):
+    with pytest.raises(InputError, match=r"bad\.conllu" + message):
         probe.read_treebank(path)
 
 

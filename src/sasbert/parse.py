@@ -25,74 +25,31 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import conllu
 import pandas as pd
 from tqdm import tqdm
 
 from sasbert.atomic import write_parquet
 from sasbert.errors import InputError
+from sasbert.treebank import read_sentence
 
 log = logging.getLogger(__name__)
 
 PARSED_COLUMNS = ["sentence_id", "doc_id", "source", "words", "heads", "relations"]
 
 
-def _token_lines(text: str) -> list[int]:
-    """0-based line offsets (within the block) of the token lines, in order."""
-    return [i for i, line in enumerate(text.split("\n")) if line and not line.startswith("#")]
-
-
 def parse_conllu_unit(text: str, source: str) -> dict:
-    """Parse one CoNLL-U sentence block into words, heads and relations, checking the tree."""
+    """One CoNLL-U sentence block (from ``source``, ``file:line``) as words, heads and relations,
+    checked by the project's one CoNLL-U reader (``sasbert.treebank``)."""
     file, _, start = source.rpartition(":")
-    start = int(start)
-    try:
-        sentences = conllu.parse(text)
-    except conllu.exceptions.ParseException as err:
-        raise InputError(f"{source}: malformed CoNLL-U: {err}") from err
-    if len(sentences) != 1:
-        raise InputError(f"{source}: expected one sentence block, found {len(sentences)}")
-    sentence = sentences[0]
-    offsets = _token_lines(text)
-    words, heads, relations, lines = [], [], [], []
-    for token, offset in zip(sentence, offsets):
-        if not isinstance(token["id"], int):  # MWT range (3, '-', 4) or empty node (8, '.', 1)
-            continue
-        line = start + offset
-        if token["id"] != len(words) + 1:
-            raise InputError(f"{file}:{line}: word id {token['id']} out of order (expected {len(words) + 1})")
-        if not isinstance(token["head"], int):
-            raise InputError(f"{file}:{line}: word {token['id']} has no integer HEAD ({token['head']!r})")
-        words.append(token["form"])
-        heads.append(token["head"])
-        relations.append(token["deprel"] or "_")
-        lines.append(line)
-    if not words:
+    sentence = read_sentence(text.split("\n"), file, int(start))
+    if sentence is None:
         raise InputError(f"{source}: sentence has no words")
-    _check_tree(heads, lines, file)
-    sent_id = sentence.metadata.get("sent_id") or source
-    return {"sentence_id": sent_id, "words": words, "heads": heads, "relations": relations}
-
-
-def _check_tree(heads: list[int], lines: list[int], file: str) -> None:
-    """Heads in range, exactly one root, no cycles; errors name the offending line."""
-    n = len(heads)
-    for i, head in enumerate(heads):
-        if not 0 <= head <= n:
-            raise InputError(f"{file}:{lines[i]}: HEAD {head} out of range (sentence has {n} words)")
-        if head == i + 1:
-            raise InputError(f"{file}:{lines[i]}: word {i + 1} is its own head")
-    roots = [i for i, head in enumerate(heads) if head == 0]
-    if len(roots) != 1:
-        where = f"{file}:{lines[roots[1]] if len(roots) > 1 else lines[0]}"
-        raise InputError(f"{where}: sentence has {len(roots)} roots (expected exactly 1)")
-    for i in range(n):
-        seen, node = set(), i + 1
-        while node != 0:
-            if node in seen:
-                raise InputError(f"{file}:{lines[i]}: cycle in the dependency tree through word {node}")
-            seen.add(node)
-            node = heads[node - 1]
+    return {
+        "sentence_id": sentence.metadata.get("sent_id") or source,
+        "words": list(sentence.words),
+        "heads": list(sentence.heads),
+        "relations": [rel or "_" for rel in sentence.deprels],
+    }
 
 
 def parse_conllu_shard(units: pd.DataFrame) -> pd.DataFrame:

@@ -77,7 +77,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sasbert import textio
+from sasbert import textio, treebank
 from sasbert.atomic import write_parquet
 from sasbert.checkpoints import (
     load_masked_lm,
@@ -158,65 +158,14 @@ class Sentence:
     line: int  # line of the sentence's first line in the file (1-based)
 
 
-def _parse_block(path: Path, start: int, lines: list[str]) -> Sentence | None:
-    import conllu
-
-    token_lines = []
-    for offset, line in enumerate(lines):
-        if line.startswith("#"):
-            continue
-        number = start + offset
-        if len(line.split("\t")) != 10:
-            raise InputError(
-                f"{path}: line {number}: expected 10 tab-separated CoNLL-U columns, got {len(line.split(chr(9)))}"
-            )
-        token_lines.append(number)
-    if not token_lines:
+def _sentence(path: Path, start: int, lines: list[str]) -> Sentence | None:
+    """A block read by the project's one CoNLL-U reader (``sasbert.treebank``); relations are the
+    universal part of the UD deprel (subtypes stripped: nmod:poss -> nmod)."""
+    tree = treebank.read_sentence(lines, path, start)
+    if tree is None:
         return None
-    try:
-        (tokens,) = conllu.parse("\n".join(lines) + "\n\n")
-    except Exception as err:  # conllu.exceptions.ParseException and friends
-        raise InputError(f"{path}: line {start}: bad CoNLL-U sentence: {err}") from None
-    words, heads, rels, xpos, word_lines = [], [], [], [], []
-    for token, number in zip(tokens, token_lines):
-        tid = token["id"]
-        if not isinstance(tid, int):  # multiword-token range (3-4) or empty node (8.1)
-            continue
-        if tid != len(words) + 1:
-            raise InputError(f"{path}: line {number}: word ID {tid}, expected {len(words) + 1}")
-        head = token["head"]
-        if not isinstance(head, int):
-            raise InputError(f"{path}: line {number}: missing or non-integer HEAD ({head!r})")
-        deprel = token["deprel"]
-        words.append(str(token["form"]))
-        heads.append(head)
-        # Relation = the universal part of the UD deprel: subtypes are stripped (nmod:poss -> nmod).
-        rels.append(None if deprel in (None, "_") else str(deprel).split(":")[0])
-        xpos.append(token["xpos"])
-        word_lines.append(number)
-    if not words:
-        return None
-    n = len(words)
-    for i, head in enumerate(heads):
-        if head < 0 or head > n:
-            raise InputError(f"{path}: line {word_lines[i]}: HEAD {head} out of range (sentence has {n} words)")
-    # Cycle check: from each word, follow heads; reaching a word seen on this walk is a cycle.
-    state = [0] * (n + 1)  # 0 unvisited, 1 on the current walk, 2 known to reach the root
-    state[0] = 2
-    for i in range(1, n + 1):
-        walk, node = [], i
-        while state[node] == 0:
-            state[node] = 1
-            walk.append(node)
-            node = heads[node - 1]
-        if state[node] == 1:
-            raise InputError(
-                f"{path}: line {word_lines[node - 1]}: cycle in HEAD links "
-                f"(word {node} {words[node - 1]!r} is its own ancestor)"
-            )
-        for w in walk:
-            state[w] = 2
-    return Sentence(tuple(words), tuple(heads), tuple(rels), tuple(xpos), start)
+    relations = tuple(None if rel is None else rel.split(":")[0] for rel in tree.deprels)
+    return Sentence(tree.words, tree.heads, relations, tree.xpos, start)
 
 
 def read_treebank(path: str | Path, max_sentences: int | None = None) -> list[Sentence]:
@@ -229,7 +178,7 @@ def read_treebank(path: str | Path, max_sentences: int | None = None) -> list[Se
     for start, lines in textio.blocks(path):
         if max_sentences is not None and len(sentences) >= max_sentences:
             break
-        sentence = _parse_block(path, start, lines)
+        sentence = _sentence(path, start, lines)
         if sentence is None:
             continue
         for rel in sentence.relations:
@@ -242,7 +191,7 @@ def read_treebank(path: str | Path, max_sentences: int | None = None) -> list[Se
         raise InputError(f"{path}: no sentences")
     if labelled_line is not None and unlabelled_line is not None:
         raise InputError(
-            f"{path}: line {unlabelled_line}: sentence with a word without DEPREL, but the sentence "
+            f"{path}:{unlabelled_line}: sentence with a word without DEPREL, but the sentence "
             f"at line {labelled_line} has relations (all or none must be labelled)"
         )
     return sentences
