@@ -69,6 +69,17 @@ E2E = ["--configfile", str(REPO / "tests" / "configs" / "e2e.yaml")]
 
 
 @pytest.mark.slow
+def test_a_vocab_path_with_a_space_reaches_the_tokenize_job(workdir):
+    folder = workdir / "my vocab"
+    folder.mkdir()
+    shutil.copy(REPO / "resources" / "tokenizer" / "bert-base-uncased-vocab.txt", folder / "vocab.txt")
+    (workdir / "spaced.yaml").write_text("tokenizer:\n  vocab: my vocab/vocab.txt\n")
+    snakemake_ok("--cores", "2", "results/tokenize/ewt/stats.json", *E2E, "spaced.yaml", cwd=workdir)
+    stats = (workdir / "results" / "tokenize" / "ewt" / "stats.json").read_text()
+    assert '"vocab_size": 30522' in stats
+
+
+@pytest.mark.slow
 def test_reduced_default_runs_end_to_end_then_nothing_to_do(workdir):
     first = snakemake("--cores", "2", *E2E, cwd=workdir)
     assert first.returncode == 0, (first.stdout + first.stderr)[-5000:]

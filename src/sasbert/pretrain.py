@@ -648,8 +648,6 @@ def train(
     reduction, reference_sequences), checkpoint_steps, and the train section of the config
     (max_steps, batch_size, ...).
     """
-    from datasets import load_from_disk
-
     run_dir = Path(run_dir)
     state_dir = run_dir / "state"
     torch.set_num_threads(spec.get("threads", 1))
@@ -657,25 +655,8 @@ def train(
     # the arguments set up the device and, under torchrun, the process group (for barrier())
     is_main = training_arguments(spec, state_dir, per_device, spec["max_steps"]).process_index == 0
     start = Path(resume_from) if resume_from else None
-    if start is not None and not (start / "trainer_state.json").is_file():
-        raise InputError(f"{start}: not a resumable checkpoint (no trainer_state.json)")
-    identity = run_identity(
-        spec,
-        data_fingerprint=fingerprint(dataset_dir, tokenizer_dir),
-        start_fingerprint=fingerprint(start / "model.safetensors") if start else None,
-    )
-    if is_main:
-        discard_stale_state(state_dir, identity)
-    barrier()
-
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    data = load_from_disk(dataset_dir)
-    columns = ["input_ids", "attention_mask", "heads"]
-    train_blocks = data["train"].select_columns(columns)
-    val_data = data["validation"].select_columns(columns)
-    seq_len = len(train_blocks[0]["input_ids"])
-    max_position = max(seq_len, spec.get("max_position_embeddings", 512))
-    tokenizer.model_max_length = max_position
+    keep_state_if_same_run(spec, state_dir, dataset_dir, tokenizer_dir, start, is_main)
+    tokenizer, train_blocks, val_data, max_position = load_data(dataset_dir, tokenizer_dir, spec)
     order = BlockOrder(len(train_blocks), spec["seed"])
 
     first_step = adopt_start(state_dir, start, is_main) if start else 0
@@ -728,22 +709,58 @@ def train(
         where = f"resuming at step {resume_step} from {resume}" if resume else "training from scratch"
         log.info("%s: %s, training to %d", run_dir, where, last_step)
         schedule = ScheduleCallback(wanted, evaluate)
-        trainer = new_trainer(last_step, schedule)
-        previous_handler = signal.signal(signal.SIGTERM, lambda *_, s=schedule: setattr(s, "terminated", True))
-        try:
-            trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        finally:
-            signal.signal(signal.SIGTERM, previous_handler)
-        if schedule.terminated:
-            raise TrainingInterrupted(
-                f"SIGTERM at step {trainer.state.global_step}: checkpoint saved in {state_dir}; rerun to resume"
-            )
+        train_segment(new_trainer(last_step, schedule), schedule, resume, state_dir)
     if is_main and part_dir is not None:
         after = first_step - 1 if publish_after is None else publish_after
         scheduled = set(spec["checkpoint_steps"]) | {first_step}  # not the part's end, unless scheduled
         publish_checkpoints(state_dir, [s for s in wanted if s > after and s in scheduled], Path(part_dir))
     elif is_main:
         publish(run_dir, wanted, spec["max_steps"], first_step)
+
+
+def keep_state_if_same_run(
+    spec: dict, state_dir: Path, dataset_dir: str, tokenizer_dir: str, start: Path | None, is_main: bool
+) -> None:
+    """Discard ``state_dir`` unless it was trained by this very run: the same spec, data,
+    tokenizer and (a release run) start weights (see ``run_identity``)."""
+    if start is not None and not (start / "trainer_state.json").is_file():
+        raise InputError(f"{start}: not a resumable checkpoint (no trainer_state.json)")
+    identity = run_identity(
+        spec,
+        data_fingerprint=fingerprint(dataset_dir, tokenizer_dir),
+        start_fingerprint=fingerprint(start / "model.safetensors") if start else None,
+    )
+    if is_main:
+        discard_stale_state(state_dir, identity)
+    barrier()
+
+
+def load_data(dataset_dir: str, tokenizer_dir: str, spec: dict):
+    """(tokenizer, train blocks, validation blocks, max_position_embeddings) of a tokenized corpus."""
+    from datasets import load_from_disk
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    data = load_from_disk(dataset_dir)
+    columns = ["input_ids", "attention_mask", "heads"]
+    train_blocks = data["train"].select_columns(columns)
+    val_data = data["validation"].select_columns(columns)
+    seq_len = len(train_blocks[0]["input_ids"])
+    max_position = max(seq_len, spec.get("max_position_embeddings", 512))
+    tokenizer.model_max_length = max_position
+    return tokenizer, train_blocks, val_data, max_position
+
+
+def train_segment(trainer: SASTrainer, schedule: ScheduleCallback, resume: Path | None, state_dir: Path) -> None:
+    """Train one stretch; a SIGTERM saves a checkpoint at the current step and stops the run."""
+    previous_handler = signal.signal(signal.SIGTERM, lambda *_: setattr(schedule, "terminated", True))
+    try:
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    if schedule.terminated:
+        raise TrainingInterrupted(
+            f"SIGTERM at step {trainer.state.global_step}: checkpoint saved in {state_dir}; rerun to resume"
+        )
 
 
 def barrier() -> None:

@@ -126,7 +126,8 @@ def command(*parts):
 
 
 def optional_flag(flag, value):
-    return "" if value is None else f"{flag} {value}"
+    """``flag value`` (the value shell-quoted: paths may hold spaces), or nothing for None."""
+    return "" if value is None else f"{flag} {shlex.quote(str(value))}"
 
 
 def final_outputs():
