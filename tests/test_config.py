@@ -58,6 +58,16 @@ def test_defaults_are_filled(default):
         ),
         (lambda c: c["model"].update(hidden_size=130), "model.hidden_size: 130 is not divisible"),
         (lambda c: c["train"].update(decay_horizon=10), "train.decay_horizon: 10 is before train.max_steps"),
+        (lambda c: c["train"].update(lr=float("nan")), "train.lr: nan is not a finite number"),
+        (lambda c: c["train"].update(weight_decay=float("inf")), "train.weight_decay: inf is not a finite number"),
+        (lambda c: c.update(phases={"min_rise": float("-inf")}), "phases.min_rise: -inf is not a finite number"),
+        (
+            lambda c: c["runs"][2].update(resume_from={"run": "sas_minus_release_200", "step": 100}),
+            "runs[2].resume_from: the runs resume from each other in a cycle "
+            "(sas_minus -> sas_minus_release_200 -> sas_minus)",
+        ),
+        (lambda c: c["probe"].pop("treebank"), "probe: 'treebank' is a required property"),
+        (lambda c: c.update(blimp={"pairs_per_paradigm": 2}), "blimp: 'data_dir' is a required property"),
     ],
 )
 def test_bad_values_name_their_key(default, edit, message):
@@ -87,3 +97,14 @@ def test_model_presets_and_overrides():
     assert sasconfig.model_config({"model": {"preset": "base"}})["intermediate_size"] == 3072
     tiny = sasconfig.model_config({"model": {"preset": "tiny", "num_hidden_layers": 2}})
     assert (tiny["num_hidden_layers"], tiny["hidden_size"]) == (2, 128)
+
+
+def test_yaml_nan_and_inf_are_refused_with_their_key(default, tmp_path):
+    """As a user writes them: YAML's .nan and .inf parse as floats and must not reach training."""
+    cfg = copy.deepcopy(default)
+    cfg["train"].update(yaml.safe_load("lr: .nan\nwarmup_steps: 10"))
+    cfg["figures"] = yaml.safe_load("width: .inf")
+    with pytest.raises(sasconfig.ConfigError) as err:
+        check(cfg)
+    assert "train.lr: nan is not a finite number" in str(err.value)
+    assert "figures.width: inf is not a finite number" in str(err.value)

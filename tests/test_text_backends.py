@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from conftest import job_counts, link_workflow, snakemake_ok
-from sasbert import corpus, parse
+from sasbert import corpus, parse, textio
 from sasbert.cli import main
 from sasbert.errors import InputError
 
@@ -312,3 +312,15 @@ def test_wiki_small_parse_then_resume_one_shard(spacy_model, tmp_path):
     assert jobs == {"parse": 1}, jobs
     run()
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / targets[1]), first[1])
+
+
+def test_a_bad_byte_deep_in_a_file_is_located_by_line_and_file_offset(tmp_path):
+    """The decoder reads in chunks: its own offset is inside a chunk. The error names the line and
+    the byte counted from the start of the file."""
+    good = "a line of plain ascii text\n" * 5000
+    path = tmp_path / "deep.txt"
+    path.write_bytes(good.encode() + b"caf\xe9 au lait\n")
+    with pytest.raises(InputError) as err:
+        list(textio.read_lines(path))
+    offset = len(good.encode()) + 3
+    assert f"deep.txt:5001: not UTF-8 text (invalid continuation byte at byte {offset} of the file)" in str(err.value)

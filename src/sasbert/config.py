@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import glob
+import math
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,11 @@ def validate(
     Raises ConfigError naming every offending key.
     """
     schema = load_schema(schema_path)
+    # JSON Schema's bounds let NaN through (every comparison with it is false), and YAML reads
+    # .nan and .inf as numbers: no key of this schema may hold one.
+    not_finite = [f"{key}: {value} is not a finite number" for key, value in _non_finite(config)]
+    if not_finite:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(not_finite))
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
@@ -100,6 +106,32 @@ def validate(
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     return config
+
+
+def _non_finite(value, path=()) -> list[tuple[str, float]]:
+    """(key, value) of every NaN or infinite number in a parsed config."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(_key_path(path), value)]
+    if isinstance(value, dict):
+        return [hit for key, item in value.items() for hit in _non_finite(item, (*path, key))]
+    if isinstance(value, list):
+        return [hit for i, item in enumerate(value) for hit in _non_finite(item, (*path, i))]
+    return []
+
+
+def _resume_cycles(runs: list[dict]) -> list[str]:
+    """runs[i].resume_from problems: a chain of resume_from that comes back to where it began."""
+    parent = {run["name"]: (run.get("resume_from") or {}).get("run") for run in runs}
+    problems = []
+    for i, run in enumerate(runs):
+        seen, name = [run["name"]], parent.get(run["name"])
+        while name is not None and name not in seen and name in parent:
+            seen.append(name)
+            name = parent[name]
+        if name == run["name"] and len(seen) > 1:
+            chain = " -> ".join([*seen, name])
+            problems.append(f"runs[{i}].resume_from: the runs resume from each other in a cycle ({chain})")
+    return problems
 
 
 def _missing_paths(config: dict, base_dir: Path) -> list[str]:
@@ -168,7 +200,7 @@ def _semantic_problems(config: dict) -> list[str]:
             problems.append(f"{key}.run: a run cannot resume from itself")
         if parent["step"] >= train["max_steps"]:
             problems.append(f"{key}.step: {parent['step']} is not before train.max_steps ({train['max_steps']})")
-    return problems
+    return problems + _resume_cycles(config["runs"])
 
 
 def _lambda_stage_problems(key: str, stages: list[dict], max_steps: int) -> list[str]:

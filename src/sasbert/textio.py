@@ -37,9 +37,25 @@ def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
                     raise InputError(f"{path}:{number}: binary data (NUL byte); is this a text file?")
                 yield number, line.rstrip("\r\n")
         except UnicodeDecodeError as err:
-            raise InputError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
+            # err.start counts from the start of a decoding chunk, not of the file: find the spot.
+            line, offset, reason = _first_bad_utf8(path) or ("?", "?", err.reason)
+            raise InputError(f"{path}:{line}: not UTF-8 text ({reason} at byte {offset} of the file)") from None
         except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
             raise InputError(f"{path}: cannot read: {err}") from err
+
+
+def _first_bad_utf8(path: str | Path) -> tuple[int, int, str] | None:
+    """(line number, byte offset in the file, reason) of the first bytes that are not UTF-8."""
+    opener = gzip.open if Path(path).suffix == ".gz" else open
+    offset = 0
+    with opener(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                return number, offset + err.start, err.reason
+            offset += len(raw)
+    return None
 
 
 def blocks(path: str | Path) -> Iterator[tuple[int, list[str]]]:
