@@ -41,9 +41,18 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
     except BaseException:
         _remove(tmp)
         raise
+    # mkstemp and mkdtemp make owner-only temporaries (0600, 0700); the result gets the mode any
+    # new file or folder would, so a group sharing a results folder can read it.
+    os.chmod(tmp, (0o777 if is_dir else 0o666) & ~_umask())
     if is_dir and final.exists():
         _remove(final)
     os.replace(tmp, final)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_parquet(df, path: str | os.PathLike) -> None:
