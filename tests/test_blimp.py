@@ -578,3 +578,29 @@ def test_overall_interval_contains_the_accuracy_and_narrows_with_more_pairs():
         widths.append(overall.ci_high - overall.ci_low)
     # 67 x 20 pairs: within +/-0.03 (what the default scores); 4x the pairs, about half the width
     assert widths[1] / 2 <= 0.03 and widths[1] == pytest.approx(widths[0] / 2, rel=0.25)
+
+
+def test_progress_off_a_terminal_is_plain_lines(tmp_path, ckpt, small_data, capsys):
+    rc = main(
+        [
+            "blimp",
+            "score",
+            "--checkpoint",
+            str(ckpt),
+            "--step",
+            "0",
+            "--data-dir",
+            str(small_data),
+            "--pairs-per-paradigm",
+            "2",
+            "--device",
+            "cpu",
+            "--out-pairs",
+            str(tmp_path / "p.parquet"),
+            "--out-summary",
+            str(tmp_path / "s.parquet"),
+        ]
+    )
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "PLL original" in err

@@ -312,3 +312,18 @@ def test_lambda_means_the_same_on_two_processes_and_with_accumulation(tiny_corpu
     single = pd.read_parquet(tmp_path / "single" / "metrics" / "steps.parquet")
     accumulated = pd.read_parquet(tmp_path / "accumulated" / "metrics" / "steps.parquet")
     np.testing.assert_allclose(single["sas"], accumulated["sas"], rtol=1e-5)
+
+
+def test_a_log_file_gets_plain_progress_lines(tiny_corpus, tmp_path):
+    """Off a terminal (a job's log) there is no tqdm bar of carriage returns: progress and metric
+    lines each stand on their own line."""
+    log = tmp_path / "train.log"
+    with open(log, "w") as handle:
+        result = subprocess.run(
+            pretrain_cmd(tiny_corpus, tmp_path / "run", tiny_spec()), env=ENV, stdout=handle, stderr=subprocess.STDOUT
+        )
+    text = log.read_text()
+    assert result.returncode == 0, text[-2000:]
+    assert "\r" not in text
+    assert "step 12/12 (100%)" in text and "ETA" in text
+    assert any(line.startswith("{'loss'") for line in text.splitlines())

@@ -61,6 +61,7 @@ import pandas as pd
 
 from sasbert.checkpoints import load_masked_lm, newer_than_checkpoint, resolve_checkpoints, resolve_device
 from sasbert.errors import InputError
+from sasbert.progress import progress
 from sasbert.tables import read_table
 from sasbert.textio import read_lines
 
@@ -297,9 +298,7 @@ class PLLScorer:
         torch = self.torch
         starts = range(0, len(sent), self.batch_size)
         if self.progress:
-            from tqdm.auto import tqdm
-
-            starts = tqdm(starts, desc=f"PLL {variant}", unit="batch", leave=False)
+            starts = progress(starts, desc=f"PLL {variant}", unit="batch", leave=False)
         with torch.inference_mode():
             for s in starts:
                 e = min(s + self.batch_size, len(sent))

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
 from sasbert.atomic import write_parquet
 from sasbert.errors import InputError
+from sasbert.progress import progress
 from sasbert.treebank import read_sentence
 
 log = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ def parse_stanza_shard(units: pd.DataFrame, options: StanzaOptions | None = None
     docs = [stanza.Document([], text=text) for text in units["text"]]
     rows = []
     chunk = STANZA_PARAGRAPHS_PER_CALL
-    for start in tqdm(range(0, len(docs), chunk), desc="stanza", unit="chunk", mininterval=10):
+    for start in progress(range(0, len(docs), chunk), desc="stanza", unit="chunk", mininterval=10):
         done = nlp.bulk_process(docs[start : start + chunk])
         for unit, doc in zip(units.iloc[start : start + chunk].itertuples(index=False), done):
             for k, sentence in enumerate(doc.sentences):

@@ -69,6 +69,7 @@ from transformers import (
 from sasbert.atomic import atomic_path, write_parquet, write_text
 from sasbert.checkpoints import step_from_name
 from sasbert.errors import InputError, TrainingDiverged, TrainingInterrupted
+from sasbert.progress import LOG_INTERVAL_S, is_terminal
 from sasbert.regularizer import arc_indices, combine_arcs, install_arc_taps, sas_weight
 from sasbert.schedules import decay_horizon, lambda_at
 
@@ -411,6 +412,37 @@ class SASTrainer(Trainer):
         return super().create_scheduler(decay_horizon(self.spec), optimizer)
 
 
+class ProgressLog(TrainerCallback):
+    """Off a terminal (a job's log), one plain progress line every ``LOG_INTERVAL_S`` seconds and
+    at the end: step, share done, time a step and ETA (tqdm's bar would be one line of thousands
+    of carriage returns)."""
+
+    def __init__(self, interval_s: float = LOG_INTERVAL_S):
+        self.interval_s = interval_s
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start_time = self.last_time = time.monotonic()
+        self.start_step = state.global_step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = time.monotonic()
+        if now - self.last_time < self.interval_s and state.global_step < state.max_steps:
+            return
+        self.last_time = now
+        done = state.global_step - self.start_step
+        per_step = (now - self.start_time) / max(done, 1)
+        eta = per_step * (state.max_steps - state.global_step)
+        log.info(
+            "step %d/%d (%.0f%%), %.3f s a step, ETA %d min %02d s",
+            state.global_step,
+            state.max_steps,
+            100 * state.global_step / state.max_steps,
+            per_step,
+            eta // 60,
+            eta % 60,
+        )
+
+
 class ScheduleCallback(TrainerCallback):
     """Save at the scheduled steps; save and stop on SIGTERM; evaluate every saved checkpoint."""
 
@@ -597,7 +629,7 @@ def training_arguments(spec: dict, state_dir: Path, per_device: int, last_step: 
         logging_strategy="steps",
         logging_steps=spec["logging_steps"],
         report_to=[],
-        disable_tqdm=False,
+        disable_tqdm=not is_terminal(),  # off a terminal ProgressLog writes plain lines instead
         dataloader_num_workers=0,
         ddp_backend="gloo" if not torch.cuda.is_available() and world > 1 else None,
         use_cpu=not torch.cuda.is_available(),
@@ -687,7 +719,7 @@ def train(
             train_dataset=StreamBlocks(train_blocks, order),
             data_collator=BlockCollator(tokenizer, spec["mlm_probability"], seed=spec["seed"]),
             processing_class=tokenizer,
-            callbacks=[schedule],
+            callbacks=[schedule] if is_terminal() else [schedule, ProgressLog()],
             spec=spec,
             recorder=recorder,
         )
