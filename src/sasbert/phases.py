@@ -128,6 +128,7 @@ import numpy as np
 import pandas as pd
 
 from sasbert.atomic import atomic_path, write_parquet
+from sasbert.blimp import SUMMARY_COLUMNS as BLIMP_SUMMARY_COLUMNS
 from sasbert.errors import InputError
 from sasbert.schedules import final_lambda
 from sasbert.tables import read_table
@@ -166,20 +167,7 @@ UAS_COLUMNS = [
     "n_sentences",
 ]
 HEAD_COLUMNS = ["run", "seed", "step", "treebank", "layer", "head", "direction", "accuracy", "soft_score", "count"]
-BLIMP_COLUMNS = [
-    "run",
-    "seed",
-    "step",
-    "variant",
-    "level",
-    "name",
-    "phenomenon",
-    "accuracy",
-    "ci_low",
-    "ci_high",
-    "n_pairs",
-    "n_paradigms",
-]
+BLIMP_COLUMNS = ["run", "seed", *BLIMP_SUMMARY_COLUMNS]
 INTERVAL_COLUMNS = ("ci_low", "ci_high")  # 95% intervals: absent from tables written before them
 PHASE_COLUMNS = [
     "run",
