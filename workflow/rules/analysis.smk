@@ -99,7 +99,7 @@ for figure, spec in sasfigures.FIGURES.items():
         name:
             sasfigures.figure_rule(figure)
         input:
-            **{table: f"results/tables/{table}.parquet" for table in spec.tables},
+            tables=[f"results/tables/{table}.parquet" for table in spec.tables],
             phases="results/tables/phases.parquet",
             code=stage_code("figures", "phases", "tables"),
         output:
@@ -123,10 +123,8 @@ for figure, spec in sasfigures.FIGURES.items():
             flags=FIGURE_FLAGS,
         shell:
             command(
-                "sasbert figures --tables",
-                " ".join(f"{{input.{table}:q}}" for table in spec.tables),
-                "--phases {input.phases:q} --out {output.png:q} {output.pdf:q}",
-                "--figure {params.figure} {params.flags} > {log} 2>&1",
+                "sasbert figures --tables {input.tables:q} --phases {input.phases:q}",
+                "--out {output.png:q} {output.pdf:q} --figure {params.figure} {params.flags} > {log} 2>&1",
             )
 
 
