@@ -356,16 +356,25 @@ def _finish(fig, handles, notes: list[str], ncols: int | None = None) -> None:
         text = "; ".join(notes)
         text = text[0].upper() + text[1:] + "."
         title = "\n".join(textwrap.wrap(text, width=int(18 * fig.get_figwidth())))
-    legend = fig.legend(
-        handles=handles,
-        loc="outside lower center",
-        ncols=max(1, ncols or min(len(handles), 3)),
-        fontsize=7.5,
-        handlelength=1.8,
-        columnspacing=1.2,
-        title=title,
-        title_fontproperties={"size": 7.5, "style": "italic"},
-    )
+    columns = max(1, ncols or min(len(handles), 3))
+    while True:
+        legend = fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncols=columns,
+            fontsize=7.5,
+            handlelength=1.8,
+            columnspacing=1.2,
+            title=title,
+            title_fontproperties={"size": 7.5, "style": "italic"},
+        )
+        # Long labels in many columns run past the figure's edges (cut off in the saved file):
+        # fewer columns until the legend fits.
+        width = legend.get_window_extent().width
+        if columns == 1 or width <= fig.bbox.width:
+            break
+        legend.remove()
+        columns -= 1
     if title:
         legend.get_title().set_color("0.3")
         legend.get_title().set_gid("note")
