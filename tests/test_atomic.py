@@ -46,3 +46,15 @@ def test_a_failed_write_leaves_nothing(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_new_write_clears_what_a_killed_one_left(tmp_path):
+    stale_dir = tmp_path / ".tokenizer.tmp-abc123"
+    stale_dir.mkdir()
+    (stale_dir / "vocab.txt").write_text("half")
+    (tmp_path / ".tokenizer.tmp-def456").write_text("half")
+    other = tmp_path / ".other.tmp-xyz"  # another output's temporary is left alone
+    other.write_text("x")
+    with atomic_path(tmp_path / "tokenizer", is_dir=True) as tmp:
+        (tmp / "vocab.txt").write_text("whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp-xyz", "tokenizer"]

@@ -7,6 +7,7 @@ the final path behind. Every stage writes through these helpers.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -17,6 +18,10 @@ from pathlib import Path
 def _temp_sibling(path: Path, is_dir: bool) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{path.name}.tmp-"
+    # A write killed before its rename (kill -9, a lost node) leaves its temporary behind; each
+    # output has one writer (Snakemake's), so a new write of it clears them.
+    for stale in path.parent.glob(f"{glob.escape(prefix)}*"):
+        _remove(stale)
     if is_dir:
         return Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
     fd, name = tempfile.mkstemp(prefix=prefix, dir=path.parent)
