@@ -324,3 +324,11 @@ def test_a_bad_byte_deep_in_a_file_is_located_by_line_and_file_offset(tmp_path):
         list(textio.read_lines(path))
     offset = len(good.encode()) + 3
     assert f"deep.txt:5001: not UTF-8 text (invalid continuation byte at byte {offset} of the file)" in str(err.value)
+
+
+def test_gzip_is_recognised_by_its_content_too(tmp_path):
+    """The probe's treebank reader used to sniff gzip by its magic bytes, the other readers by the
+    name; the one reader does both (a compressed file named .conllu still reads)."""
+    path = tmp_path / "dev.conllu"
+    path.write_bytes(gzip.compress(b"1\ta\t_\t_\t_\t_\t0\troot\t_\t_\n\n"))
+    assert list(textio.read_lines(path)) == [(1, "1\ta\t_\t_\t_\t_\t0\troot\t_\t_"), (2, "")]

@@ -12,14 +12,25 @@ from pathlib import Path
 
 from sasbert.errors import InputError
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def is_gzip(path: str | Path) -> bool:
+    """Named .gz, or gzip inside whatever the name (a treebank saved as .conllu but compressed)."""
+    path = Path(path)
+    if path.suffix == ".gz":
+        return True
+    with open(path, "rb") as handle:
+        return handle.read(2) == GZIP_MAGIC
+
 
 def open_text(path: str | Path) -> io.TextIOBase:
-    """Open a plain or .gz text file as UTF-8; a missing, unreadable or binary file is an InputError."""
+    """Open a plain or gzip text file as UTF-8; a missing, unreadable or binary file is an InputError."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     try:
-        if path.suffix == ".gz":
+        if is_gzip(path):
             handle = gzip.open(path, "rt", encoding="utf-8", newline="")
         else:
             handle = open(path, encoding="utf-8", newline="")
@@ -46,7 +57,7 @@ def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
 
 def _first_bad_utf8(path: str | Path) -> tuple[int, int, str] | None:
     """(line number, byte offset in the file, reason) of the first bytes that are not UTF-8."""
-    opener = gzip.open if Path(path).suffix == ".gz" else open
+    opener = gzip.open if is_gzip(path) else open
     offset = 0
     with opener(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
