@@ -140,3 +140,14 @@ def test_reduced_default_runs_end_to_end_then_nothing_to_do(workdir):
     assert jobs["pretrain"] == jobs["probe"] == jobs["blimp"] == 3
     assert "tokenize" not in jobs and "corpus" not in jobs
     assert jobs["tables"] == jobs["phases"] == jobs["figure_training"] == 1
+
+    # blimp.every_steps chooses which checkpoints are scored, not how: changing it reruns the BLiMP
+    # jobs (and what reads them), which take every score already made from their cache folder
+    (workdir / "thin.yaml").write_text("blimp:\n  every_steps: 20\n")
+    jobs = job_counts(snakemake_ok("-n", "--cores", "2", *E2E, "thin.yaml", cwd=workdir))
+    assert jobs["blimp"] == 3 and "pretrain" not in jobs and "probe" not in jobs
+    snakemake_ok("--cores", "2", *E2E, "thin.yaml", cwd=workdir)
+    log = (results / "logs" / "blimp" / "baseline" / "seed0.log").read_text()
+    assert log.count("kept from") == 2 and "overall accuracy" not in log
+    summary = pd.read_parquet(results / "blimp" / "baseline" / "seed0" / "summary.parquet")
+    assert sorted(summary["step"].unique()) == [0, 20]
