@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -75,6 +76,25 @@ def tiny_corpus(tmp_path_factory):
     dataset, _ = tokenization.build_dataset(parsed, tokenizer, seq_len=32, n_validation=8, keep_relations=True)
     dataset.save_to_disk(str(out / "dataset"))
     return {"dataset": str(out / "dataset"), "tokenizer": str(out / "tokenizer")}
+
+
+def pretrain_cmd(corpus, run_dir, spec, *extra):
+    """The real pretrain CLI on a tokenized corpus (the ``tiny_corpus`` fixture) and a spec."""
+    return [
+        sys.executable,
+        "-m",
+        "sasbert",
+        "pretrain",
+        "--dataset",
+        corpus["dataset"],
+        "--tokenizer",
+        corpus["tokenizer"],
+        "--run-dir",
+        str(run_dir),
+        "--spec",
+        json.dumps(spec),
+        *extra,
+    ]
 
 
 def tiny_spec(**overrides):

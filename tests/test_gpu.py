@@ -2,11 +2,9 @@
 regularizer, resume after kill -9, and the probe, BLiMP and stanza parses on the GPU agreeing with
 the same computation on the CPU."""
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -14,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import EWT, RESOURCES, tiny_spec
+from conftest import EWT, RESOURCES, pretrain_cmd, tiny_spec
 from sasbert.cli import main
 
 pytestmark = [
@@ -23,23 +21,6 @@ pytestmark = [
 ]
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
-
-
-def pretrain_cmd(corpus, run_dir, spec):
-    return [
-        sys.executable,
-        "-m",
-        "sasbert",
-        "pretrain",
-        "--dataset",
-        corpus["dataset"],
-        "--tokenizer",
-        corpus["tokenizer"],
-        "--run-dir",
-        str(run_dir),
-        "--spec",
-        json.dumps(spec),
-    ]
 
 
 def gpu_spec(precision):

@@ -16,28 +16,10 @@ import pytest
 import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer, BertForMaskedLM
 
-from conftest import assert_same_weights, tiny_spec, weights
+from conftest import assert_same_weights, pretrain_cmd, tiny_spec, weights
 from sasbert.pretrain import BlockCollator, build_model, train
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def pretrain_cmd(corpus, run_dir, spec, *extra):
-    return [
-        sys.executable,
-        "-m",
-        "sasbert",
-        "pretrain",
-        "--dataset",
-        corpus["dataset"],
-        "--tokenizer",
-        corpus["tokenizer"],
-        "--run-dir",
-        str(run_dir),
-        "--spec",
-        json.dumps(spec),
-        *extra,
-    ]
 
 
 @pytest.fixture(scope="module")
