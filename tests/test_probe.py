@@ -450,7 +450,21 @@ def test_bad_conllu_names_file_and_line(tmp_path, text, message):
 
 
 @pytest.mark.parametrize(
-    "name, step", [("step-0001000", 1000), ("checkpoint-2000", 2000), ("seed_0_step_20000", 20000), ("final", None)]
+    "name, step",
+    [
+        ("step-0001000", 1000),
+        ("checkpoint-2000", 2000),
+        ("seed_0_step_20000", 20000),
+        ("final", None),
+        ("step-400", 400),
+        ("multiberts-seed_0-step_20k", 20_000),  # MultiBERTs
+        ("multiberts-seed_4-step_2000k", 2_000_000),
+        ("step20000-tokens84B", 20_000),  # OLMo revisions
+        ("step143000", 143_000),  # Pythia revisions
+        ("bert-base-seed2-ckpt-180000", 180_000),  # the paper's own checkpoints
+        ("3f1e" * 10, None),  # a HF cache snapshot: a commit hash, no step
+        ("epoch3-5000", 5000),  # no step or checkpoint word: the last integer
+    ],
 )
 def test_parse_step(name, step):
     assert step_from_name(Path("/x/run-7") / name) == step

@@ -1,5 +1,6 @@
 """The real Snakefile: dry runs of the shipped configs, config errors, and a real run + rerun."""
 
+import shlex
 import shutil
 
 import pandas as pd
@@ -66,6 +67,87 @@ def test_pretrain_launcher_follows_the_gpu_request(workdir, overrides, launcher)
 
 
 E2E = ["--configfile", str(REPO / "tests" / "configs" / "e2e.yaml")]
+
+
+def shell_arguments(dry_run_output: str) -> list[list[str]]:
+    """Each job's command of a dry run with -p, split into arguments as bash splits it."""
+    prefix = "Shell command: "
+    return [shlex.split(line[len(prefix) :]) for line in dry_run_output.splitlines() if line.startswith(prefix)]
+
+
+UD = "resources/ud/UD_English-EWT"
+# Every config key that names a file or folder, with a space in the name, in four configs (one per
+# corpus source): (key, override, the path its job must get, what to put there: a file or folder
+# to link, or None for an empty folder).
+SPACED = {
+    "conllu": [
+        (
+            "corpus.conllu",
+            "corpus: {conllu: ['my corpus/train.conllu.gz']}",
+            "my corpus/train.conllu.gz",
+            f"{UD}/en_ewt-ud-train.conllu.gz",
+        ),
+        (
+            "tokenizer.vocab",
+            "tokenizer: {vocab: 'my vocab/vocab.txt'}",
+            "my vocab/vocab.txt",
+            "resources/tokenizer/bert-base-uncased-vocab.txt",
+        ),
+        (
+            "probe.treebank",
+            "probe: {treebank: 'my gold/dev.conllu.gz'}",
+            "my gold/dev.conllu.gz",
+            f"{UD}/en_ewt-ud-dev.conllu.gz",
+        ),
+        ("blimp.data_dir", "blimp: {data_dir: 'my blimp'}", "my blimp", "resources/blimp"),
+    ],
+    "stanza": [
+        (
+            "corpus.text",
+            "corpus: {backend: stanza, text: ['my text/*.txt.gz']}",
+            "my text/wiki.txt.gz",
+            "resources/text/enwiki2015_300k.txt.gz",
+        ),
+        ("corpus.stanza.resources_dir", "corpus: {stanza: {resources_dir: 'my stanza'}}", "my stanza", None),
+    ],
+    "spacy": [
+        (
+            "corpus.hf_dataset.data_files",
+            "corpus: {backend: spacy, hf_dataset: {path: text, data_files: ['my hf/part.txt.gz']}}",
+            "my hf/part.txt.gz",
+            "resources/text/enwiki2015_300k.txt.gz",
+        ),
+        ("corpus.spacy.model", "corpus: {spacy: {model: 'my models/en core'}}", "my models/en core", None),
+    ],
+    "saved": [
+        (
+            "corpus.hf_dataset.path",
+            "corpus: {backend: spacy, hf_dataset: {path: 'my saved/dataset'}}",
+            "my saved/dataset",
+            None,
+        ),
+    ],
+}
+
+
+@pytest.mark.parametrize("source", SPACED)
+def test_each_path_key_with_a_space_reaches_its_job_as_one_argument(workdir, source):
+    """A dry run prints each job's command; split as bash splits it, each path with a space must be
+    one argument (an unquoted one reaches its job as two, as tokenizer.vocab's once did)."""
+    configs = []
+    for i, (_key, override, path, target) in enumerate(SPACED[source]):
+        (workdir / path).parent.mkdir(parents=True, exist_ok=True)
+        if target is None:
+            (workdir / path).mkdir()
+        else:
+            (workdir / path).symlink_to(REPO / target)
+        (workdir / f"spaced{i}.yaml").write_text(override + "\n")
+        configs.append(f"spaced{i}.yaml")
+    output = snakemake_ok("-n", "-p", "--cores", "2", *E2E, *configs, cwd=workdir)
+    arguments = [argument for command in shell_arguments(output) for argument in command]
+    for key, _override, path, _target in SPACED[source]:
+        assert path in arguments, f"{key}: {path!r} is not one argument of any job"
+        assert path.split(" ")[0] not in arguments, f"{key}: {path!r} reaches a job split in two"
 
 
 @pytest.mark.slow
@@ -151,3 +233,22 @@ def test_reduced_default_runs_end_to_end_then_nothing_to_do(workdir):
     assert log.count("kept from") == 2 and "overall accuracy" not in log
     summary = pd.read_parquet(results / "blimp" / "baseline" / "seed0" / "summary.parquet")
     assert sorted(summary["step"].unique()) == [0, 20]
+
+    # a deleted checkpoint is named: the dry run warns (the tables built from it stay), a job that
+    # rescores its run stops at its folder, and --forcerun of the folder republishes it from the
+    # training state (hard links: the very files the tables were built from)
+    release_dir = results / "pretrain" / "sas_minus_release_10" / "seed0"
+    shutil.rmtree(release_dir / "checkpoints" / "step-20")
+    plan = snakemake_ok("-n", "--cores", "2", *E2E, "thin.yaml", cwd=workdir)
+    assert "Published checkpoints are missing" in plan and "sas_minus_release_10/seed0/checkpoints/step-20" in plan
+    assert "Nothing to be done" in plan
+    target = "results/probe/sas_minus_release_10/seed0/summary.parquet"
+    rescore = snakemake("--cores", "2", target, "--forcerun", target, *E2E, "thin.yaml", cwd=workdir)
+    output = rescore.stdout + rescore.stderr
+    assert rescore.returncode != 0 and "checkpoints/step-20: checkpoint directory not found" in output
+    assert "Traceback" not in output and not (workdir / target).exists()
+    folder = "results/pretrain/sas_minus_release_10/seed0/checkpoints"
+    snakemake_ok("--cores", "2", folder, "--forcerun", folder, *E2E, "thin.yaml", cwd=workdir)
+    published = release_dir / "checkpoints" / "step-20" / "model.safetensors"
+    assert published.stat().st_ino == (release_dir / "state" / "checkpoint-20" / "model.safetensors").stat().st_ino
+    assert "Published checkpoints are missing" not in snakemake_ok("-n", "--cores", "2", *E2E, "thin.yaml", cwd=workdir)

@@ -2,8 +2,11 @@
 both load a checkpoint and pick a device.
 
 A series is a list of folders and/or globs (``run/checkpoints/step-*``, a user's MultiBERTs
-download, ...). The step of each comes from its folder name (the last integer in it:
-``step-1000``, ``checkpoint-2000``, ``seed_0_step_20000``) unless given explicitly.
+download, ...). The step of each comes from its folder name unless given explicitly
+(``step_from_name``): the number after ``step``, else after ``ckpt``/``checkpoint``, a ``k`` or
+``M`` suffix multiplying it (``multiberts-seed_0-step_20k`` is 20,000; OLMo's
+``step20000-tokens84B`` is 20,000), else the last integer in the name. A HF cache snapshot folder
+(a 40-digit commit hash) has no step in its name.
 """
 
 from __future__ import annotations
@@ -23,10 +26,48 @@ WEIGHT_FILES = (
 )
 
 
+# The number after "step" (step-400, step_20k, step20000-tokens84B), else after "ckpt" or
+# "checkpoint" (ckpt-180000, checkpoint-500); "k"/"M" multiply it, as in MultiBERTs' step_2000k.
+STEP_IN_NAME = (
+    re.compile(r"step[_-]?(\d+)([kKmM]?)(?![A-Za-z0-9])"),
+    re.compile(r"(?:ckpt|checkpoint)[_-]?(\d+)([kKmM]?)(?![A-Za-z0-9])"),
+)
+STEP_SUFFIX = {"": 1, "k": 1_000, "m": 1_000_000}
+COMMIT_HASH = re.compile(r"[0-9a-f]{40}")
+
+
 def step_from_name(path: str | Path) -> int | None:
-    """The last integer in the folder name (``step-0001000`` -> 1000), or None."""
-    numbers = re.findall(r"\d+", Path(path).name)
+    """The training step a checkpoint folder's name gives (rules in the module docstring), or None."""
+    name = Path(path).name
+    if COMMIT_HASH.fullmatch(name):
+        return None
+    for pattern in STEP_IN_NAME:
+        matches = pattern.findall(name)
+        if matches:
+            digits, suffix = matches[-1]
+            return int(digits) * STEP_SUFFIX[suffix.lower()]
+    numbers = re.findall(r"\d+", name)
     return int(numbers[-1]) if numbers else None
+
+
+def missing_published(run_dir: str | Path) -> list[str]:
+    """The checkpoint folders a finished training job published and that are gone.
+
+    ``metrics/eval.parquet`` lists the steps the job published into ``checkpoints/``; the probe
+    and BLiMP tables were built from them. Snakemake does not look inside a directory output,
+    and does not rebuild a missing intermediate whose consumers are done, so without this check
+    a deleted ``checkpoints/step-40`` (or the whole folder) goes unnoticed while the tables still
+    list step 40. Empty when the job has not finished (nothing was promised yet).
+    """
+    import pyarrow.parquet as pq
+
+    run_dir = Path(run_dir)
+    eval_table = run_dir / "metrics" / "eval.parquet"
+    if not eval_table.is_file():
+        return []
+    steps = sorted(set(pq.read_table(eval_table, columns=["step"]).column("step").to_pylist()))
+    folder = run_dir / "checkpoints"
+    return [str(folder / f"step-{step}") for step in steps if not (folder / f"step-{step}").is_dir()]
 
 
 def check_checkpoint_dir(path: str | Path) -> Path:

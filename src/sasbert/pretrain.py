@@ -48,6 +48,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import time
@@ -67,7 +68,6 @@ from transformers import (
 )
 
 from sasbert.atomic import atomic_path, write_parquet, write_text
-from sasbert.checkpoints import step_from_name
 from sasbert.errors import InputError, TrainingDiverged, TrainingInterrupted
 from sasbert.progress import LOG_INTERVAL_S, is_terminal
 from sasbert.regularizer import arc_indices, combine_arcs, install_arc_taps, sas_weight
@@ -470,10 +470,14 @@ class ScheduleCallback(TrainerCallback):
 
 
 def checkpoint_step(path: Path) -> int:
-    step = step_from_name(path)
-    if step is None:
-        raise InputError(f"{path}: cannot read a step from the checkpoint's name")
-    return step
+    """The step of a checkpoint this stage saved: a Trainer working state (``checkpoint-<step>``)
+    or a published one (``step-<step>``, where a release run starts). Parsed here, not by
+    ``checkpoints.step_from_name``: a change to how outside series are named must not rerun
+    training (each stage's code inputs follow its imports)."""
+    match = re.fullmatch(r"(?:checkpoint|step)-(\d+)", Path(path).name)
+    if match is None:
+        raise InputError(f"{path}: not a checkpoint name this stage writes (checkpoint-<step> or step-<step>)")
+    return int(match.group(1))
 
 
 def is_complete(checkpoint: Path) -> bool:

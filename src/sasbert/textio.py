@@ -40,7 +40,9 @@ def open_text(path: str | Path) -> io.TextIOBase:
 
 
 def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """Yield (1-based line number, line without its newline)."""
+    """Yield (1-based line number, line without its newline); an error names the file and the line
+    it stopped at (a bad byte's line, or the line a truncated or corrupt gzip ends in)."""
+    number = 0
     with open_text(path) as handle:
         try:
             for number, line in enumerate(handle, start=1):
@@ -49,23 +51,27 @@ def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
                 yield number, line.rstrip("\r\n")
         except UnicodeDecodeError as err:
             # err.start counts from the start of a decoding chunk, not of the file: find the spot.
-            line, offset, reason = _first_bad_utf8(path) or ("?", "?", err.reason)
+            line, offset, reason = _first_bad_utf8(path) or (number + 1, "?", err.reason)
             raise InputError(f"{path}:{line}: not UTF-8 text ({reason} at byte {offset} of the file)") from None
         except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
-            raise InputError(f"{path}: cannot read: {err}") from err
+            raise InputError(f"{path}:{number + 1}: cannot read: {err}") from None
 
 
 def _first_bad_utf8(path: str | Path) -> tuple[int, int, str] | None:
-    """(line number, byte offset in the file, reason) of the first bytes that are not UTF-8."""
+    """(line number, byte offset in the file, reason) of the first bytes that are not UTF-8; None
+    when the file cannot be read that far (a corrupt gzip: the caller reports where it stopped)."""
     opener = gzip.open if is_gzip(path) else open
     offset = 0
-    with opener(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                return number, offset + err.start, err.reason
-            offset += len(raw)
+    try:
+        with opener(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    return number, offset + err.start, err.reason
+                offset += len(raw)
+    except (OSError, EOFError, zlib.error):
+        return None
     return None
 
 

@@ -6,7 +6,7 @@
 
 
 BLIMP_SCORE = (
-    "OMP_NUM_THREADS={threads} sasbert blimp score --checkpoint '{input.checkpoints}/step-*'"
+    "OMP_NUM_THREADS={threads} sasbert blimp score --checkpoint {params.checkpoints}"
     " --data-dir {input.data:q} --pairs-per-paradigm {params.pairs_per_paradigm}"
     " --subset-seed {params.subset_seed} --variant {params.variant} --batch-size {params.batch_size}"
     " --every-steps {params.every_steps}"
@@ -34,6 +34,7 @@ rule blimp_part:
         gpu=0,
         mem_mb=4000,
     params:
+        checkpoints=checkpoint_args,
         pairs_per_paradigm=config["blimp"]["pairs_per_paradigm"] or "all",
         subset_seed=config["blimp"]["subset_seed"],
         variant=config["blimp"]["variant"],
@@ -66,6 +67,7 @@ rule blimp:
         gpu=0,
         mem_mb=4000,
     params:
+        checkpoints=checkpoint_args,
         pairs_per_paradigm=config["blimp"]["pairs_per_paradigm"] or "all",
         subset_seed=config["blimp"]["subset_seed"],
         variant=config["blimp"]["variant"],

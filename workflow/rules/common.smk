@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from sasbert import checkpoints as sascheckpoints  # noqa: E402
 from sasbert import config as sasconfig  # noqa: E402
 from sasbert import textio  # noqa: E402
 from sasbert import figures as sasfigures  # noqa: E402
@@ -170,6 +172,12 @@ def run_spec(run, seed):
     }
 
 
+def missing_published_checkpoints():
+    """Checkpoints a finished training job published that are gone (see `missing_published`):
+    the tables built from them stay valid, but nothing could score them again."""
+    return [p for run in RUNS for seed in SEEDS for p in sascheckpoints.missing_published(run_dir(run, seed))]
+
+
 def run_start_step(run):
     parent = RUNS[run].get("resume_from")
     return parent["step"] if parent else 0
@@ -190,6 +198,25 @@ def run_schedule(run):
 def run_checkpoint_steps(run):
     """The checkpoints a run publishes: a release run's start at its parent's step."""
     return [s for s in run_schedule(run) if s >= run_start_step(run)]
+
+
+def published_steps(run, end=None):
+    """The steps whose checkpoints a run's training job publishes; with ``end``, those of the part
+    that ends there (after the previous part's end, or after the run's start)."""
+    steps = run_checkpoint_steps(run)
+    if end is None:
+        return steps
+    after = previous_end(run, end)
+    after = run_start_step(run) - 1 if after is None else after
+    return [s for s in steps if after < s <= int(end)]
+
+
+def checkpoint_args(wildcards, input):
+    """The scored checkpoint folders, one per published step, shell-quoted: a job that scores a
+    series names each folder it expects, so a deleted one stops it with the folder's name instead
+    of leaving a silent gap in its table."""
+    steps = published_steps(wildcards.run, getattr(wildcards, "end", None))
+    return " ".join(shlex.quote(f"{input.checkpoints}/step-{s}") for s in steps)
 
 
 def part_ends(run):
@@ -340,3 +367,14 @@ def backend_flags():
 def parse_gpus():
     corpus = config["corpus"]
     return corpus["stanza"]["gpus"] if corpus["backend"] == "stanza" else 0
+
+
+# Only the invocation a user runs warns (a job's own Snakemake, on a cluster node, does not).
+if workflow.is_main_process and (missing := missing_published_checkpoints()):
+    logger.warning(
+        "Published checkpoints are missing; the probe and BLiMP tables built from them remain, but a job that"
+        " rescores their run will stop:\n  "
+        + "\n  ".join(missing)
+        + "\nTo republish them (their training job relinks them from state/, or retrains them where the state is"
+        " gone), add to the command:\n  --forcerun " + " ".join(sorted({str(Path(p).parent) for p in missing}))
+    )

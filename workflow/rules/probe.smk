@@ -5,7 +5,7 @@
 
 
 PROBE_SCORE = (
-    "sasbert probe score --checkpoint '{input.checkpoints}/step-*' --treebank {input.treebank:q}"
+    "sasbert probe score --checkpoint {params.checkpoints} --treebank {input.treebank:q}"
     " --out-scores '{params.by_step}/step-{{step}}.scores.parquet'"
     " --out-summary '{params.by_step}/step-{{step}}.summary.parquet'"
     " --max-pieces {params.max_pieces} {params.max_sentences} --batch-size {params.batch_size}"
@@ -32,6 +32,7 @@ rule probe_part:
         gpu=0,
         mem_mb=4000,
     params:
+        checkpoints=checkpoint_args,
         by_step=probe_by_step,
         max_pieces=config["probe"]["max_pieces"],
         max_sentences=optional_flag("--max-sentences", config["probe"]["max_sentences"]),
@@ -61,6 +62,7 @@ rule probe:
         gpu=0,
         mem_mb=4000,
     params:
+        checkpoints=checkpoint_args,
         by_step=probe_by_step,
         summaries=probe_step_tables("summary"),
         scores=probe_step_tables("scores"),
