@@ -486,36 +486,33 @@ def test_wsj_sample_scores_all_only_without_punctuation(model, tokenizer):
 # 4. the CLI, end to end
 
 
+SCORE_ARGS = ["--treebank", str(EWT_DEV), "--max-sentences", "40", "--max-pieces", "48", "--min-relation-count", "10"]
+
+
 def test_cli_score_and_gather(series, tmp_path):
     checkpoint, _ = series
     out = tmp_path / "out"
-    rc = main(
-        [
-            "probe",
-            "score",
-            "--checkpoint",
-            str(checkpoint.parent / "*"),
-            "--treebank",
-            str(EWT_DEV),
-            "--max-sentences",
-            "40",
-            "--max-pieces",
-            "48",
-            "--min-relation-count",
-            "10",
-            "--out-scores",
-            str(out / "{name}.scores.parquet"),
-            "--out-summary",
-            str(out / "{step}.summary.parquet"),
-        ]
-    )
-    assert rc == 0
+    for name in ("step-0001000", "checkpoint-2000"):  # each checkpoint on its own, then gathered
+        rc = main(
+            [
+                "probe",
+                "score",
+                "--checkpoint",
+                str(checkpoint.parent / name),
+                *SCORE_ARGS,
+                "--out-scores",
+                str(out / f"{name}.scores.parquet"),
+                "--out-summary",
+                str(out / f"{name}.summary.parquet"),
+            ]
+        )
+        assert rc == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [
             "step-0001000.scores.parquet",
             "checkpoint-2000.scores.parquet",
-            "1000.summary.parquet",
-            "2000.summary.parquet",
+            "step-0001000.summary.parquet",
+            "checkpoint-2000.summary.parquet",
         ]
     )
     scores = pd.read_parquet(out / "step-0001000.scores.parquet")
@@ -524,7 +521,7 @@ def test_cli_score_and_gather(series, tmp_path):
     assert set(scores["treebank"]) == {EWT_DEV.name}
     attention = scores[scores["method"] == "attention"]
     assert len(attention) == 2 * 2 * 2 * attention["relation"].nunique()
-    summary = pd.read_parquet(out / "1000.summary.parquet")
+    summary = pd.read_parquet(out / "step-0001000.summary.parquet")
     assert list(summary.columns) == probe.SUMMARY_COLUMNS
     assert {"all", "mean", "nsubj"} <= set(summary["relation"])
     assert "punct" not in set(summary["relation"]) and "root" not in set(summary["relation"])
@@ -535,8 +532,8 @@ def test_cli_score_and_gather(series, tmp_path):
             "probe",
             "gather",
             "--inputs",
-            str(out / "2000.summary.parquet"),
-            str(out / "1000.summary.parquet"),
+            str(out / "checkpoint-2000.summary.parquet"),
+            str(out / "step-0001000.summary.parquet"),
             "--out",
             str(tmp_path / "run.parquet"),
         ]
@@ -553,16 +550,34 @@ def test_cli_score_and_gather(series, tmp_path):
             "probe",
             "gather",
             "--inputs",
-            str(out / "1000.summary.parquet"),
-            str(out / "1000.summary.parquet"),
+            str(out / "step-0001000.summary.parquet"),
+            str(out / "step-0001000.summary.parquet"),
             "--out",
             str(tmp_path / "dup.parquet"),
         ]
     )
     assert rc == 2 and not (tmp_path / "dup.parquet").exists()
 
+    # a series scored in one call: one table per kind with every checkpoint, in step order,
+    # equal to the gathered single-checkpoint tables
+    rc = main(
+        [
+            "probe",
+            "score",
+            "--checkpoint",
+            str(checkpoint.parent / "*"),
+            *SCORE_ARGS,
+            "--out-scores",
+            str(tmp_path / "series.scores.parquet"),
+            "--out-summary",
+            str(tmp_path / "series.summary.parquet"),
+        ]
+    )
+    assert rc == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "series.summary.parquet"), gathered)
 
-def test_cli_several_checkpoints_need_placeholders(series, tmp_path, capsys):
+
+def test_cli_outputs_must_differ(series, tmp_path, capsys):
     checkpoint, _ = series
     rc = main(
         [
@@ -576,19 +591,19 @@ def test_cli_several_checkpoints_need_placeholders(series, tmp_path, capsys):
             "--out-scores",
             str(tmp_path / "s.parquet"),
             "--out-summary",
-            str(tmp_path / "u.parquet"),
+            str(tmp_path / "s.parquet"),
         ]
     )
-    assert rc == 2 and "output paths collide" in capsys.readouterr().err
+    assert rc == 2 and "are the same file" in capsys.readouterr().err
 
 
-def test_keep_done_skips_finished_checkpoints_and_redoes_stale_ones(series, tmp_path, caplog):
+def test_cache_dir_keeps_finished_checkpoints_and_redoes_stale_ones(series, tmp_path, caplog):
     """A retried job over a series keeps what an interrupted attempt finished."""
     import logging
     import os
 
     checkpoint, _ = series
-    out = tmp_path / "out"
+    cache = tmp_path / "cache"
     args = [
         "probe",
         "score",
@@ -602,30 +617,34 @@ def test_keep_done_skips_finished_checkpoints_and_redoes_stale_ones(series, tmp_
         "48",
         "--min-relation-count",
         "10",
-        "--keep-done",
+        "--cache-dir",
+        str(cache),
         "--out-scores",
-        str(out / "{step}.scores.parquet"),
+        str(tmp_path / "scores.parquet"),
         "--out-summary",
-        str(out / "{step}.summary.parquet"),
+        str(tmp_path / "summary.parquet"),
     ]
     assert main(args) == 0
-    first = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    (out / "2000.summary.parquet").unlink()  # as if stopped before this checkpoint finished
-    stale = out / "1000.scores.parquet"
+    first = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    assert set(first) == {f"step-{s}.{t}.parquet" for s in (1000, 2000) for t in ("scores", "summary")}
+    (cache / "step-2000.summary.parquet").unlink()  # as if stopped before this checkpoint finished
+    stale = cache / "step-1000.scores.parquet"
     old = (checkpoint / "config.json").stat().st_mtime - 10
-    os.utime(out / "1000.summary.parquet", (old, old))  # older than the checkpoint: redone
+    os.utime(cache / "step-1000.summary.parquet", (old, old))  # older than the checkpoint: redone
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="sasbert.probe"):
         assert main(args) == 0
-    again = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    again = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
     assert set(again) == set(first)
-    assert again["2000.scores.parquet"] != first["2000.scores.parquet"]
+    assert again["step-2000.scores.parquet"] != first["step-2000.scores.parquet"]
     assert again[stale.name] != first[stale.name]
     assert "kept" not in caplog.text  # both checkpoints needed work
+    summary = pd.read_parquet(tmp_path / "summary.parquet")
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="sasbert.probe"):
         assert main(args) == 0
-    assert caplog.text.count("kept, its tables are newer") == 2
+    assert caplog.text.count("kept from") == 2
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "summary.parquet"), summary)
 
 
 def test_best_head_interval_bootstraps_sentences_and_reselects_the_head():

@@ -59,7 +59,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sasbert.checkpoints import load_masked_lm, newer_than_checkpoint, resolve_checkpoints, resolve_device
+from sasbert.checkpoints import load_masked_lm, resolve_checkpoints, resolve_device, score_series
 from sasbert.errors import InputError
 from sasbert.progress import progress
 from sasbert.tables import read_table
@@ -553,20 +553,14 @@ def run(args: argparse.Namespace) -> None:
         len(checkpoints),
         args.variant,
     )
-    tables = []
-    for path, step in checkpoints:
-        cached = Path(args.cache_dir) / f"step-{step}.pairs.parquet" if args.cache_dir else None
-        if cached is not None and newer_than_checkpoint([cached], path):
-            log.info("step %d (%s): kept from %s", step, path, cached)
-            tables.append(pd.read_parquet(cached))
-            continue
+
+    def score(path: Path, step: int) -> dict:
         scorer = PLLScorer.from_pretrained(path, device=args.device, batch_size=args.batch_size, progress=True)
-        t = score_pairs(scorer, pairs, args.variant, step)
-        log.info("step %d (%s): overall accuracy %.4f", step, path, t.groupby("UID")["correct"].mean().mean())
-        if cached is not None:
-            write_parquet(t, cached)
-        tables.append(t)
-    all_pairs = pd.concat(tables, ignore_index=True)
+        scored = score_pairs(scorer, pairs, args.variant, step)
+        log.info("step %d (%s): overall accuracy %.4f", step, path, scored.groupby("UID")["correct"].mean().mean())
+        return {"pairs": scored}
+
+    all_pairs = score_series(checkpoints, score, ["pairs"], args.cache_dir, log)["pairs"]
     summary = _sort_summary(summarize(all_pairs, args.variant))
     write_parquet(all_pairs, args.out_pairs)
     write_parquet(summary, args.out_summary)

@@ -11,8 +11,9 @@ download, ...). The step of each comes from its folder name unless given explici
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sasbert.errors import InputError
@@ -112,14 +113,45 @@ def resolve_checkpoints(specs: Sequence[str], steps: Sequence[int] | None = None
 
 
 def newer_than_checkpoint(outputs: Sequence[str | Path], checkpoint: str | Path) -> bool:
-    """True when every output exists and was written after the checkpoint's files.
-
-    Lets a job over a series keep what an earlier, interrupted attempt finished (Slurm time
-    limit, preemption) and redo only what is missing or stale (a retrained checkpoint).
-    """
+    """True when every output exists and was written after the checkpoint's files."""
     checkpoint = Path(checkpoint)
     newest_input = max(p.stat().st_mtime for p in checkpoint.iterdir() if p.is_file())
     return all(Path(o).is_file() and Path(o).stat().st_mtime > newest_input for o in outputs)
+
+
+def score_series(
+    series: Sequence[tuple[Path, int]],
+    score: Callable[[Path, int], dict],
+    tables: Sequence[str],
+    cache_dir: str | Path | None,
+    log: logging.Logger,
+) -> dict:
+    """Score every (folder, step) of a series: ``score(folder, step)`` returns one DataFrame per
+    name in ``tables``; the result stacks each table over the series, in its order.
+
+    The one way a stage resumes per-checkpoint work: with ``cache_dir``, each checkpoint's tables
+    are kept there (``step-<step>.<table>.parquet``) and reused while newer than the checkpoint,
+    so a retried job (Slurm time limit, preemption) redoes only what is missing or stale (a
+    retrained checkpoint), and a run's job takes what its parts' jobs scored.
+    """
+    import pandas as pd
+
+    from sasbert.atomic import write_parquet
+
+    stacked: dict = {name: [] for name in tables}
+    for path, step in series:
+        cached = {name: Path(cache_dir) / f"step-{step}.{name}.parquet" for name in tables} if cache_dir else None
+        if cached is not None and newer_than_checkpoint(list(cached.values()), path):
+            log.info("step %d (%s): kept from %s", step, path, Path(cache_dir))
+            result = {name: pd.read_parquet(cached[name]) for name in tables}
+        else:
+            result = score(path, step)
+            if cached is not None:
+                for name in tables:
+                    write_parquet(result[name], cached[name])
+        for name in tables:
+            stacked[name].append(result[name])
+    return {name: pd.concat(frames, ignore_index=True) for name, frames in stacked.items()}
 
 
 def resolve_device(name: str):

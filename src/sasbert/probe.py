@@ -61,7 +61,7 @@ Outputs (parquet, written atomically), one pair per checkpoint:
 CLI::
 
     sasbert probe score --checkpoint DIR [DIR|GLOB ...] --treebank FILE \\
-        --out-scores X.parquet --out-summary Y.parquet [--step N ...] [--max-pieces 128] ...
+        --out-scores X.parquet --out-summary Y.parquet [--cache-dir D] [--step N ...] [--max-pieces 128] ...
     sasbert probe gather --inputs A.parquet B.parquet ... --out Z.parquet
 """
 
@@ -79,12 +79,7 @@ import pandas as pd
 
 from sasbert import textio, treebank
 from sasbert.atomic import write_parquet
-from sasbert.checkpoints import (
-    load_masked_lm,
-    newer_than_checkpoint,
-    resolve_checkpoints,
-    resolve_device,
-)
+from sasbert.checkpoints import load_masked_lm, resolve_checkpoints, resolve_device, score_series
 from sasbert.errors import InputError
 from sasbert.tables import read_table
 
@@ -779,13 +774,6 @@ def load_checkpoint(path: str | Path, device="cpu", dtype: str = "float32"):
     return load_masked_lm(path, device=device, dtype=dtype, attn_implementation="eager")
 
 
-def _output_path(template: str, option: str, step: int, name: str) -> Path:
-    try:
-        return Path(template.format(step=step, name=name))
-    except (KeyError, IndexError, ValueError) as err:
-        raise InputError(f"{option} {template}: bad placeholder ({err}); use {{step}} or {{name}}") from None
-
-
 # ----------------------------------------------------------------------------------------------
 # CLI
 
@@ -802,22 +790,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         required=True,
         metavar="DIR",
-        help="HF checkpoint dir(s) or quoted glob(s); the step is the last integer "
-        "in the dir name unless --step is given",
+        help="HF checkpoint dir(s) or quoted glob(s); the step is read from the dir name "
+        "(step-400, checkpoint-500, step_20k, ...) unless --step is given",
     )
     score.add_argument("--treebank", required=True, help="gold CoNLL-U file (plain or .gz)")
-    score.add_argument(
-        "--out-scores",
-        required=True,
-        help="per-head scores parquet; with several checkpoints it must contain {step} or {name}",
-    )
-    score.add_argument("--out-summary", required=True, help="summary parquet (same placeholders)")
+    score.add_argument("--out-scores", required=True, help="per-head scores parquet of every checkpoint")
+    score.add_argument("--out-summary", required=True, help="summary parquet of every checkpoint")
     score.add_argument("--step", type=int, nargs="+", help="step(s), one per checkpoint")
     score.add_argument(
-        "--keep-done",
-        action="store_true",
-        help="skip a checkpoint whose two output tables exist and are newer than it "
-        "(resume a job that was stopped part-way through a series)",
+        "--cache-dir",
+        default=None,
+        help="keep each checkpoint's tables here and reuse those newer than the checkpoint "
+        "(resume a job that was stopped part-way through a series); the folder must be "
+        "specific to the treebank and the scoring options",
     )
     score.add_argument(
         "--max-pieces",
@@ -874,22 +859,9 @@ def _run_score(args: argparse.Namespace) -> None:
     ):
         if value is not None and value < low:
             raise InputError(f"{option} must be >= {low} (got {value})")
-    checkpoints, steps = zip(*resolve_checkpoints(args.checkpoint, args.step))
-    outputs = []
-    for path, step in zip(checkpoints, steps):
-        outputs.append(
-            (
-                _output_path(args.out_scores, "--out-scores", step, path.name),
-                _output_path(args.out_summary, "--out-summary", step, path.name),
-            )
-        )
-    flat = [p.resolve() for pair in outputs for p in pair]
-    if len(set(flat)) != len(flat):
-        raise InputError(
-            "output paths collide: with several checkpoints use {step} or {name} "
-            "in --out-scores and --out-summary (and make them differ)"
-        )
-
+    if Path(args.out_scores).resolve() == Path(args.out_summary).resolve():
+        raise InputError("--out-scores and --out-summary are the same file")
+    series = resolve_checkpoints(args.checkpoint, args.step)
     treebank = Path(args.treebank)
     sentences = read_treebank(treebank, args.max_sentences)
     name = args.treebank_name or treebank.name
@@ -904,10 +876,8 @@ def _run_score(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    for path, step, (out_scores, out_summary) in zip(checkpoints, steps, outputs):
-        if args.keep_done and newer_than_checkpoint([out_scores, out_summary], path):
-            log.info("%s (step %d): kept, its tables are newer than the checkpoint", path, step)
-            continue
+
+    def score(path: Path, step: int) -> dict:
         t0 = time.perf_counter()
         model, tokenizer = load_checkpoint(path, device=device, dtype=args.dtype)
         result = score_model(
@@ -924,14 +894,12 @@ def _run_score(args: argparse.Namespace) -> None:
             checkpoint=path.name,
             treebank=name,
         )
-        write_parquet(result.scores, out_scores)
-        write_parquet(result.summary, out_summary)
         uas = result.summary.query("method == 'attention' and relation == 'all'")["accuracy"].iloc[0]
         log.info(
-            "%s (step %d): UAS(all) %.4f over %d sentences, %d skipped too long, %d unaligned; "
+            "step %d (%s): UAS(all) %.4f over %d sentences, %d skipped too long, %d unaligned; "
             "probe %.1fs, total %.1fs",
-            path,
             step,
+            path,
             uas,
             result.n_sentences,
             result.n_skipped_too_long,
@@ -939,7 +907,11 @@ def _run_score(args: argparse.Namespace) -> None:
             result.seconds,
             time.perf_counter() - t0,
         )
-        del model
+        return {"scores": result.scores, "summary": result.summary}
+
+    tables = score_series(series, score, ["scores", "summary"], args.cache_dir, log)
+    write_parquet(tables["scores"], args.out_scores)
+    write_parquet(tables["summary"], args.out_summary)
 
 
 def gather(paths: Sequence[str | Path]) -> pd.DataFrame:

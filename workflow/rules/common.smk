@@ -112,16 +112,6 @@ def blimp_by_step(wildcards):
     return by_step_dir("blimp", wildcards)
 
 
-def probe_step_tables(kind):
-    """The per-checkpoint probe tables of a run x seed, in schedule order."""
-
-    def tables(wildcards):
-        folder = by_step_dir("probe", wildcards)
-        return " ".join(f"{folder}/step-{s}.{kind}.parquet" for s in run_checkpoint_steps(wildcards.run))
-
-    return tables
-
-
 def command(*parts):
     """A shell command from parts (a shared command and what one rule adds to it)."""
     return " ".join(parts)

@@ -1,15 +1,14 @@
 # Stage 5: attention-head UAS of every checkpoint of a run x seed against the gold treebank, in one
-# job per run x seed (torch start-up and treebank tokenization are paid once). Per-checkpoint
-# tables go to <dir>/by_step-<options>/ (undeclared, so they survive a failed attempt) and are
-# gathered into one table per run x seed; a retried job keeps the checkpoints it had finished.
+# job per run x seed (torch start-up and treebank tokenization are paid once). Each checkpoint's
+# tables are kept in <dir>/by_step-<options>/ (undeclared, so they survive a failed attempt), so a
+# retried job keeps the checkpoints it had finished and a run's job takes what its parts scored.
 
 
 PROBE_SCORE = (
     "sasbert probe score --checkpoint {params.checkpoints} --treebank {input.treebank:q}"
-    " --out-scores '{params.by_step}/step-{{step}}.scores.parquet'"
-    " --out-summary '{params.by_step}/step-{{step}}.summary.parquet'"
     " --max-pieces {params.max_pieces} {params.max_sentences} --batch-size {params.batch_size}"
-    " --min-relation-count {params.min_relation_count} --threads {threads} --keep-done"
+    " --min-relation-count {params.min_relation_count} --threads {threads}"
+    " --cache-dir {params.by_step:q} --out-scores {output.scores:q} --out-summary {output.summary:q}"
 )
 
 
@@ -20,7 +19,8 @@ rule probe_part:
         treebank=config["probe"]["treebank"],
         code=stage_code("probe", "checkpoints", "tables"),
     output:
-        done=touch("results/probe/{run}/seed{seed}/parts/until-{end}.done"),
+        summary="results/probe/{run}/seed{seed}/parts/until-{end}.summary.parquet",
+        scores="results/probe/{run}/seed{seed}/parts/until-{end}.scores.parquet",
     log:
         "results/logs/probe/{run}/seed{seed}.until-{end}.log",
     benchmark:
@@ -39,13 +39,15 @@ rule probe_part:
         batch_size=config["probe"]["batch_size"],
         min_relation_count=config["probe"]["min_relation_count"],
     shell:
-        command("(", PROBE_SCORE, ") > {log} 2>&1")
+        command(PROBE_SCORE, "> {log} 2>&1")
 
 
 rule probe:
     input:
         checkpoints="results/pretrain/{run}/seed{seed}/checkpoints",
-        parts=lambda w: [f"results/probe/{w.run}/seed{w.seed}/parts/until-{e}.done" for e in part_ends(w.run)],
+        parts=lambda w: [
+            f"results/probe/{w.run}/seed{w.seed}/parts/until-{e}.summary.parquet" for e in part_ends(w.run)
+        ],
         treebank=config["probe"]["treebank"],
         code=stage_code("probe", "checkpoints", "tables"),
     output:
@@ -64,17 +66,9 @@ rule probe:
     params:
         checkpoints=checkpoint_args,
         by_step=probe_by_step,
-        summaries=probe_step_tables("summary"),
-        scores=probe_step_tables("scores"),
         max_pieces=config["probe"]["max_pieces"],
         max_sentences=optional_flag("--max-sentences", config["probe"]["max_sentences"]),
         batch_size=config["probe"]["batch_size"],
         min_relation_count=config["probe"]["min_relation_count"],
     shell:
-        command(
-            "(",
-            PROBE_SCORE,
-            "&& sasbert probe gather --inputs {params.summaries} --out {output.summary:q}",
-            "&& sasbert probe gather --inputs {params.scores} --out {output.scores:q}",
-            ") > {log} 2>&1",
-        )
+        command(PROBE_SCORE, "> {log} 2>&1")
