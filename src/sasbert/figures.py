@@ -584,6 +584,10 @@ def _final(df: pd.DataFrame, value: str) -> pd.DataFrame:
     return df.groupby(["run", "seed"], as_index=False).last()[["run", "seed", "step", value]]
 
 
+RELEASE_METRICS = ("val_mlm_loss", "uas", "blimp")
+FINAL_LABELS = {"val_mlm_loss": "final loss (nats)", "uas": "final UAS", "blimp": "final BLiMP accuracy"}
+
+
 def figure_release(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, options: FigureOptions = FigureOptions()):
     """Release runs' curves (stitched onto their parents) and their final loss/UAS/BLiMP against k."""
     from matplotlib.lines import Line2D
@@ -594,11 +598,10 @@ def figure_release(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, option
     parents = [p for p in dict.fromkeys(release["parent"].dropna()) if p in set(runs["run"])]
     baselines = _runs_of(runs, ["baseline"])
     fig = new_figure(options.width, 5.0)
-    axes = fig.subplots(2, 3)
-    top, bottom = axes[0], axes[1]
-    for ax, metric in zip(top, ("val_mlm_loss", "uas", "blimp")):
+    top, bottom = fig.subplots(2, 3)
+    for ax, metric in zip(top, RELEASE_METRICS):
         ax.set_title(METRIC_LABELS[metric][0].upper() + METRIC_LABELS[metric][1:])
-    notes, handles = [], []
+    notes = []
     if release.empty:
         notes.append("no release run (λ staged to 0 at step k) in this config")
     if not baselines:
@@ -606,107 +609,106 @@ def figure_release(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, option
     context = baselines[:1] + [p for p in parents if p not in baselines]
     if release.empty:
         context = baselines[:1] + _runs_of(runs, ["sas_minus"])
+    handles = []
     for run in context:
-        color = colors[run]
-        for ax, metric in zip(top, ("val_mlm_loss", "uas", "blimp")):
+        for ax, metric in zip(top, RELEASE_METRICS):
             df = curves[metric]
-            _plot_curve(ax, df[df["run"] == run], metric, run, metric, color, options, lw=1.2, alpha=0.9)
-        handles.append(Line2D([], [], color=color, lw=1.2, label=labels[run]))
+            _plot_curve(ax, df[df["run"] == run], metric, run, metric, colors[run], options, lw=1.2, alpha=0.9)
+        handles.append(Line2D([], [], color=colors[run], lw=1.2, label=labels[run]))
     for row in release.itertuples():
-        color = colors[row.run]
-        for ax, metric in zip(top, ("val_mlm_loss", "uas", "blimp")):
-            df = stitch(curves[metric][curves[metric]["run"].isin([row.run, row.parent])], runs)
-            df = df[df["run"] == row.run]
-            if df.empty:
-                continue
-            k = int(row.start_step) if row.parent else int(row.release_step)
-            before = df[df["step"] <= k]
-            after = df[df["step"] >= k]
-            if len(before) > 1:
-                agg = _aggregate(_visible(before.dropna(subset=[metric]), options.xscale), metric, "none")
-                ax.plot(agg["step"], agg["mean"], color=color, lw=1.0, ls=":", gid=f"stitched:{row.run}:{metric}")
-            _plot_curve(ax, after, metric, row.run, metric, color, options, lw=1.5)
-            agg = _aggregate(df.dropna(subset=[metric]), metric, "none")
-            if not agg.empty and (options.xscale != "log" or k > 0):
-                ax.plot(
-                    [k],
-                    [float(np.interp(k, agg["step"], agg["mean"]))],
-                    ls="",
-                    marker="|",
-                    ms=9,
-                    mew=1.5,
-                    color=color,
-                    gid=f"release:{row.run}",
-                )
-        handles.append(Line2D([], [], color=color, lw=1.5, label=labels[row.run]))
-    shown = context + list(release["run"])
-    _decorate_panels(top, curves, shown, options)
+        for ax, metric in zip(top, RELEASE_METRICS):
+            _plot_release_curve(ax, row, metric, curves, runs, colors[row.run], options)
+        handles.append(Line2D([], [], color=colors[row.run], lw=1.5, label=labels[row.run]))
+    _decorate_panels(top, curves, context + list(release["run"]), options)
 
-    # Bottom: final values against k.
-    ylabels = {"val_mlm_loss": "final loss (nats)", "uas": "final UAS", "blimp": "final BLiMP accuracy"}
-    for ax, metric in zip(bottom, ("val_mlm_loss", "uas", "blimp")):
-        ax.set_xlabel("release step k")
-        ax.set_ylabel(ylabels[metric])
-        if release.empty:
-            _empty(ax, "no release runs")
-            continue
-        finals = _final(curves[metric], metric)
-        rel = finals.merge(release[["run", "release_step"]], on="run")
-        if rel.empty:
-            _empty(ax, "no tables for the release runs")
-            continue
-        means = rel.groupby("release_step", as_index=False)[metric].mean().sort_values("release_step")
-        ax.plot(means["release_step"], means[metric], color="0.35", lw=1.0, zorder=2, gid=f"final:mean:{metric}")
-        for r in rel.itertuples():
-            ax.plot(
-                [r.release_step],
-                [getattr(r, metric)],
-                ls="",
-                marker="o",
-                ms=3.5,
-                alpha=0.6,
-                color=colors[r.run],
-                zorder=3,
-            )
-        for r in release.itertuples():
-            m = rel[rel["run"] == r.run][metric]
-            if not m.empty:
-                ax.plot(
-                    [r.release_step],
-                    [m.mean()],
-                    ls="",
-                    marker="o",
-                    ms=6.5,
-                    color=colors[r.run],
-                    mec="black",
-                    mew=0.7,
-                    zorder=4,
-                    gid=f"final:{r.run}:{metric}",
-                )
-        for ref, ls in [(b, "--") for b in baselines[:1]] + [(p, ":") for p in parents]:
-            m = finals[finals["run"] == ref][metric]
-            if not m.empty:
-                ax.axhline(m.mean(), color=colors[ref], ls=ls, lw=1.1, zorder=1, gid=f"ref:{ref}:{metric}")
-        if baselines:
-            _shade_window(ax, phases, baselines[0])
-        ks = release["release_step"].dropna().astype(float)
-        pad = max(1.0, 0.08 * (ks.max() - ks.min())) if len(ks) else 1.0
-        lo, hi = ax.get_xlim()
-        ax.set_xlim(min(lo, ks.min() - pad), max(hi, ks.max() + pad))
+    for ax, metric in zip(bottom, RELEASE_METRICS):  # final values against k
+        _plot_finals_against_k(ax, metric, curves, release, baselines, parents, colors, phases)
     if not release.empty:
-        if baselines:
-            handles.append(Line2D([], [], color=colors[baselines[0]], ls="--", lw=1.1, label=f"final: {baselines[0]}"))
-        for p in parents:
-            handles.append(Line2D([], [], color=colors[p], ls=":", lw=1.1, label=f"final: {p} (never released)"))
-        from matplotlib.patches import Patch
-
-        if baselines and onset_summary(phases, baselines[0], "structure_onset"):
-            handles.append(Patch(color="0.85", alpha=0.6, label=f"{baselines[0]}: ▲ → ● window"))
-        handles.append(
-            Line2D([], [], ls="", marker="|", ms=8, mew=1.5, color="0.3", label="release at k (dotted: before k)")
-        )
+        handles += _release_reference_handles(baselines, parents, colors, phases)
     _finish(fig, handles, notes, ncols=3 if len(handles) > 4 else 2)
     return fig
+
+
+def _plot_release_curve(ax, row, metric: str, curves, runs, color, options: FigureOptions) -> None:
+    """A release run's curve stitched onto its parent's: dotted up to k, solid after, a tick at k."""
+    df = stitch(curves[metric][curves[metric]["run"].isin([row.run, row.parent])], runs)
+    df = df[df["run"] == row.run]
+    if df.empty:
+        return
+    k = int(row.start_step) if row.parent else int(row.release_step)
+    before = df[df["step"] <= k]
+    if len(before) > 1:
+        agg = _aggregate(_visible(before.dropna(subset=[metric]), options.xscale), metric, "none")
+        ax.plot(agg["step"], agg["mean"], color=color, lw=1.0, ls=":", gid=f"stitched:{row.run}:{metric}")
+    _plot_curve(ax, df[df["step"] >= k], metric, row.run, metric, color, options, lw=1.5)
+    agg = _aggregate(df.dropna(subset=[metric]), metric, "none")
+    if not agg.empty and (options.xscale != "log" or k > 0):
+        k_value = float(np.interp(k, agg["step"], agg["mean"]))
+        ax.plot([k], [k_value], ls="", marker="|", ms=9, mew=1.5, color=color, gid=f"release:{row.run}")
+
+
+def _plot_finals_against_k(ax, metric: str, curves, release, baselines, parents, colors, phases) -> None:
+    """Each release run's final value at its k (seeds small, their mean large), the mean over k, and
+    the baseline's and the never-released parents' finals as reference lines."""
+    ax.set_xlabel("release step k")
+    ax.set_ylabel(FINAL_LABELS[metric])
+    if release.empty:
+        _empty(ax, "no release runs")
+        return
+    finals = _final(curves[metric], metric)
+    rel = finals.merge(release[["run", "release_step"]], on="run")
+    if rel.empty:
+        _empty(ax, "no tables for the release runs")
+        return
+    means = rel.groupby("release_step", as_index=False)[metric].mean().sort_values("release_step")
+    ax.plot(means["release_step"], means[metric], color="0.35", lw=1.0, zorder=2, gid=f"final:mean:{metric}")
+    for r in rel.itertuples():
+        ax.plot(
+            [r.release_step], [getattr(r, metric)], ls="", marker="o", ms=3.5, alpha=0.6, color=colors[r.run], zorder=3
+        )
+    for r in release.itertuples():
+        m = rel[rel["run"] == r.run][metric]
+        if not m.empty:
+            ax.plot(
+                [r.release_step],
+                [m.mean()],
+                ls="",
+                marker="o",
+                ms=6.5,
+                color=colors[r.run],
+                mec="black",
+                mew=0.7,
+                zorder=4,
+                gid=f"final:{r.run}:{metric}",
+            )
+    for ref, ls in [(b, "--") for b in baselines[:1]] + [(p, ":") for p in parents]:
+        m = finals[finals["run"] == ref][metric]
+        if not m.empty:
+            ax.axhline(m.mean(), color=colors[ref], ls=ls, lw=1.1, zorder=1, gid=f"ref:{ref}:{metric}")
+    if baselines:
+        _shade_window(ax, phases, baselines[0])
+    ks = release["release_step"].dropna().astype(float)
+    pad = max(1.0, 0.08 * (ks.max() - ks.min())) if len(ks) else 1.0
+    lo, hi = ax.get_xlim()
+    ax.set_xlim(min(lo, ks.min() - pad), max(hi, ks.max() + pad))
+
+
+def _release_reference_handles(baselines, parents, colors, phases) -> list:
+    """Legend entries of the reference lines, the onset window and the release tick."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = []
+    if baselines:
+        handles.append(Line2D([], [], color=colors[baselines[0]], ls="--", lw=1.1, label=f"final: {baselines[0]}"))
+    for p in parents:
+        handles.append(Line2D([], [], color=colors[p], ls=":", lw=1.1, label=f"final: {p} (never released)"))
+    if baselines and onset_summary(phases, baselines[0], "structure_onset"):
+        handles.append(Patch(color="0.85", alpha=0.6, label=f"{baselines[0]}: ▲ → ● window"))
+    handles.append(
+        Line2D([], [], ls="", marker="|", ms=8, mew=1.5, color="0.3", label="release at k (dotted: before k)")
+    )
+    return handles
 
 
 # ----------------------------------------------------------------------------------------------
@@ -899,6 +901,9 @@ def figure_phenomena(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, opti
 # Figure 5: cross-seed scatter
 
 
+SEED_PAIRS = [("val_mlm_loss", "uas"), ("uas", "blimp"), ("val_mlm_loss", "blimp")]
+
+
 def figure_seeds(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, options: FigureOptions = FigureOptions()):
     """UAS vs loss, BLiMP vs UAS, BLiMP vs loss: every run x seed's checkpoints as trajectories."""
     from matplotlib.lines import Line2D
@@ -913,75 +918,12 @@ def figure_seeds(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, options:
     seed_marker = {s: SEED_MARKERS[i % len(SEED_MARKERS)] for i, s in enumerate(seeds)}
     fig = new_figure(options.width, 3.0)
     axes = fig.subplots(1, 3)
-    pairs = [("val_mlm_loss", "uas"), ("uas", "blimp"), ("val_mlm_loss", "blimp")]
     notes = []
-    # The unigram-learning start (loss far above the rest) would squeeze every later checkpoint
-    # into a corner: the loss axis starts at the earliest structure onset when there is one.
-    clip_loss = None
-    onsets = phases[(phases["event"] == "structure_onset") & phases["detected"]] if phases is not None else None
-    if onsets is not None and not onsets.empty:
-        first_onset = float(onsets["step"].min())
-        later = merged[merged["step"] >= first_onset]["val_mlm_loss"].dropna()
-        if not later.empty and merged["val_mlm_loss"].max() > later.max():
-            clip_loss = float(later.max())
-            notes.append(
-                f"the loss axes start at the earliest structure onset (step {first_onset:g}); "
-                "earlier checkpoints lie off to the right"
-            )
-    for ax, (x, y) in zip(axes, pairs):
-        ax.set_xlabel(METRIC_LABELS[x])
-        ax.set_ylabel(METRIC_LABELS[y])
-        data = merged.dropna(subset=[x, y])
-        if data.empty:
-            _empty(ax, f"no {METRIC_LABELS[x]} / {METRIC_LABELS[y]} pairs")
-            continue
-        for (run, seed), df in data.groupby(["run", "seed"], sort=False):
-            color = colors.get(run, "0.5")
-            ax.plot(
-                df[x], df[y], color=color, lw=0.7, alpha=0.45, marker=".", ms=2.5, gid=f"curve:{run}:{y}_vs_{x}:{seed}"
-            )
-            last = df.iloc[-1]
-            ax.plot(
-                [last[x]],
-                [last[y]],
-                ls="",
-                marker=seed_marker[int(seed)],
-                ms=6,
-                color=color,
-                mec="black",
-                mew=0.6,
-                zorder=4,
-                gid=f"final:{run}:{seed}",
-            )
-            for event in ("structure_onset", "capabilities_onset"):
-                s = onset_summary(phases, run, event, int(seed))
-                if s is None:
-                    continue
-                hit = df[df["step"] == s[0]]
-                if hit.empty:
-                    continue
-                marker, _, _ = ONSET_STYLE[event]
-                ax.plot(
-                    [hit[x].iloc[0]],
-                    [hit[y].iloc[0]],
-                    ls="",
-                    marker=marker,
-                    ms=5,
-                    color=color,
-                    mec="black",
-                    mew=0.5,
-                    zorder=5,
-                    gid=f"onset:{event}:{run}",
-                )
-        finals = data.groupby(["run", "seed"]).last()
-        if len(finals) >= 3 and finals[x].nunique() > 1 and finals[y].nunique() > 1:
-            rho = finals[x].rank().corr(finals[y].rank())
-            ax.set_title(
-                f"Spearman ρ = {rho:.2f} (final, n = {len(finals)})", fontsize=7, fontweight="normal", gid="spearman"
-            )
-        if x == "val_mlm_loss" and clip_loss is not None and data[x].max() > clip_loss:
-            span = clip_loss - data[x].min()
-            ax.set_xlim(data[x].min() - 0.05 * span, clip_loss + 0.05 * span)
+    clip_loss, note = _loss_clip(merged, phases)
+    if note:
+        notes.append(note)
+    for ax, (x, y) in zip(axes, SEED_PAIRS):
+        _plot_trajectories(ax, merged, x, y, colors, seed_marker, phases, clip_loss)
     if "blimp" in merged:
         axes[1].axhline(0.5, color="0.5", lw=0.7, ls=":")
         axes[2].axhline(0.5, color="0.5", lw=0.7, ls=":")
@@ -1001,6 +943,78 @@ def figure_seeds(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, options:
         h.set_label(h.get_label().split(" (")[0])
     _finish(fig, handles, notes, ncols=3)
     return fig
+
+
+def _loss_clip(merged: pd.DataFrame, phases) -> tuple[float | None, str | None]:
+    """Where the loss axes end, and the note saying so. The unigram-learning start (loss far above
+    the rest) would squeeze every later checkpoint into a corner: the loss axis starts at the
+    earliest structure onset when there is one."""
+    onsets = phases[(phases["event"] == "structure_onset") & phases["detected"]] if phases is not None else None
+    if onsets is None or onsets.empty:
+        return None, None
+    first_onset = float(onsets["step"].min())
+    later = merged[merged["step"] >= first_onset]["val_mlm_loss"].dropna()
+    if later.empty or not merged["val_mlm_loss"].max() > later.max():
+        return None, None
+    note = (
+        f"the loss axes start at the earliest structure onset (step {first_onset:g}); "
+        "earlier checkpoints lie off to the right"
+    )
+    return float(later.max()), note
+
+
+def _plot_trajectories(ax, merged, x: str, y: str, colors, seed_marker, phases, clip_loss) -> None:
+    """One panel: each run x seed's checkpoints as a path in (x, y), its final checkpoint marked by
+    seed, its onsets marked, and the rank correlation of the finals in the title."""
+    ax.set_xlabel(METRIC_LABELS[x])
+    ax.set_ylabel(METRIC_LABELS[y])
+    data = merged.dropna(subset=[x, y])
+    if data.empty:
+        _empty(ax, f"no {METRIC_LABELS[x]} / {METRIC_LABELS[y]} pairs")
+        return
+    for (run, seed), df in data.groupby(["run", "seed"], sort=False):
+        color = colors.get(run, "0.5")
+        ax.plot(df[x], df[y], color=color, lw=0.7, alpha=0.45, marker=".", ms=2.5, gid=f"curve:{run}:{y}_vs_{x}:{seed}")
+        last = df.iloc[-1]
+        ax.plot(
+            [last[x]],
+            [last[y]],
+            ls="",
+            marker=seed_marker[int(seed)],
+            ms=6,
+            color=color,
+            mec="black",
+            mew=0.6,
+            zorder=4,
+            gid=f"final:{run}:{seed}",
+        )
+        for event in ("structure_onset", "capabilities_onset"):
+            s = onset_summary(phases, run, event, int(seed))
+            hit = df[df["step"] == s[0]] if s is not None else df.iloc[:0]
+            if hit.empty:
+                continue
+            marker, _, _ = ONSET_STYLE[event]
+            ax.plot(
+                [hit[x].iloc[0]],
+                [hit[y].iloc[0]],
+                ls="",
+                marker=marker,
+                ms=5,
+                color=color,
+                mec="black",
+                mew=0.5,
+                zorder=5,
+                gid=f"onset:{event}:{run}",
+            )
+    finals = data.groupby(["run", "seed"]).last()
+    if len(finals) >= 3 and finals[x].nunique() > 1 and finals[y].nunique() > 1:
+        rho = finals[x].rank().corr(finals[y].rank())
+        ax.set_title(
+            f"Spearman ρ = {rho:.2f} (final, n = {len(finals)})", fontsize=7, fontweight="normal", gid="spearman"
+        )
+    if x == "val_mlm_loss" and clip_loss is not None and data[x].max() > clip_loss:
+        span = clip_loss - data[x].min()
+        ax.set_xlim(data[x].min() - 0.05 * span, clip_loss + 0.05 * span)
 
 
 # ----------------------------------------------------------------------------------------------

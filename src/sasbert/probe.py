@@ -632,6 +632,73 @@ def _chunks(lengths: Sequence[int], ratio: float = 0.8) -> list[tuple[int, int]]
     return chunks
 
 
+def fitting_sentences(encoded: Sequence, limit: int) -> tuple[list[int], int, int]:
+    """The indices of the encoded sentences that align and fit in ``limit`` pieces, and how many
+    were left out as too long and as unaligned (a word without pieces, encoded as None)."""
+    keep, too_long, unaligned = [], 0, 0
+    for k, enc in enumerate(encoded):
+        if enc is None:
+            unaligned += 1
+        elif len(enc[0]) > limit:
+            too_long += 1
+        else:
+            keep.append(k)
+    return keep, too_long, unaligned
+
+
+def padded_batch(rows: Sequence[int], encoded: Sequence, golds: Sequence, rels: Sequence, pad_id: int) -> dict:
+    """The arrays of one batch of sentences, padded to its longest: piece ids, attention mask,
+    piece -> word, gold head and relation id of each word (-1 where padded)."""
+    S = max(len(encoded[i][0]) for i in rows)
+    N = max(len(golds[i]) for i in rows)
+    arrays = {
+        "ids": np.full((len(rows), S), pad_id, dtype=np.int64),
+        "mask": np.zeros((len(rows), S), dtype=np.int64),
+        "piece_word": np.full((len(rows), S), -1, dtype=np.int64),
+        "gold": np.full((len(rows), N), -1, dtype=np.int64),
+        "rel": np.full((len(rows), N), -1, dtype=np.int64),
+    }
+    for row, i in enumerate(rows):
+        tok_ids, piece_word = encoded[i]
+        arrays["ids"][row, : len(tok_ids)] = tok_ids
+        arrays["mask"][row, : len(tok_ids)] = 1
+        arrays["piece_word"][row, : len(tok_ids)] = piece_word
+        arrays["gold"][row, : len(golds[i])] = golds[i]
+        arrays["rel"][row, : len(rels[i])] = rels[i]
+    return arrays
+
+
+def score_batches(model, scorer, encoded, golds, rels, *, batch_size, pad_id, device, checkpoint) -> None:
+    """Run the sentences through the model in batches, longest first, adding each batch's
+    attention maps to ``scorer``. Sentences without a scored word cannot change any score: they
+    are not run."""
+    import torch
+
+    base = model.base_model if hasattr(model, "base_model") else model
+    order = sorted((i for i in range(len(encoded)) if (rels[i] >= 0).any()), key=lambda i: -len(encoded[i][0]))
+    with torch.inference_mode():
+        for b in range(0, len(order), batch_size):
+            rows = order[b : b + batch_size]
+            arrays = padded_batch(rows, encoded, golds, rels, pad_id)
+            t = {name: torch.from_numpy(a).to(device, non_blocking=True) for name, a in arrays.items()}
+            out = base(input_ids=t["ids"], attention_mask=t["mask"], output_attentions=True)
+            if not out.attentions or out.attentions[0] is None:
+                raise InputError(f"{checkpoint or 'model'}: the model returns no attention weights")
+            # Pooling costs ~pieces^3 per sentence, so a batch's rows (longest first) are pooled
+            # in chunks of similar length, each cut to its own longest sentence.
+            for r0, r1 in _chunks([len(encoded[i][0]) for i in rows]):
+                s1 = len(encoded[rows[r0]][0])
+                n1 = max(len(golds[i]) for i in rows[r0:r1])
+                used = np.flatnonzero((arrays["piece_word"][r0:r1, :s1] >= 0).any(0))
+                scorer.add(
+                    [a[r0:r1, :, :s1, :s1] for a in out.attentions],
+                    t["piece_word"][r0:r1, :s1],
+                    t["gold"][r0:r1, :n1],
+                    t["rel"][r0:r1, :n1],
+                    span=(used[0], used[-1] + 1),
+                )
+
+
 def score_model(
     model,
     tokenizer,
@@ -657,15 +724,7 @@ def score_model(
     labelled = is_labelled(sentences)
     limit = min(max_pieces, max_model_pieces(model))
     encoded = encode_sentences(tokenizer, sentences)
-
-    keep, too_long, unaligned = [], 0, 0
-    for k, enc in enumerate(encoded):
-        if enc is None:
-            unaligned += 1
-        elif len(enc[0]) > limit:
-            too_long += 1
-        else:
-            keep.append(k)
+    keep, too_long, unaligned = fitting_sentences(encoded, limit)
     if too_long or unaligned:
         log.info(
             "skipped %d sentences longer than %d pieces and %d with a word without pieces (of %d)",
@@ -685,50 +744,22 @@ def score_model(
     golds = [np.asarray(sentences[k].heads, dtype=np.int64) - 1 for k in keep]
     rels = [np.array([-1 if r is None else index[r] for r in rs], dtype=np.int64) for rs in word_rels]
 
-    base = model.base_model if hasattr(model, "base_model") else model
     was_training = model.training
     model.eval()
-    cfg = model.config
-    scorer = AttentionScorer(cfg.num_hidden_layers, cfg.num_attention_heads, names, device=device)
+    scorer = AttentionScorer(model.config.num_hidden_layers, model.config.num_attention_heads, names, device=device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    # Sentences without a scored word cannot change any score: they are not run.
-    order = sorted((i for i in range(len(keep)) if (rels[i] >= 0).any()), key=lambda i: -len(encoded[keep[i]][0]))
     try:
-        with torch.inference_mode():
-            for b in range(0, len(order), batch_size):
-                batch = order[b : b + batch_size]
-                S = max(len(encoded[keep[i]][0]) for i in batch)
-                N = max(len(golds[i]) for i in batch)
-                ids = np.full((len(batch), S), pad_id, dtype=np.int64)
-                mask = np.zeros((len(batch), S), dtype=np.int64)
-                pw = np.full((len(batch), S), -1, dtype=np.int64)
-                gold = np.full((len(batch), N), -1, dtype=np.int64)
-                rel = np.full((len(batch), N), -1, dtype=np.int64)
-                for row, i in enumerate(batch):
-                    tok_ids, piece_word = encoded[keep[i]]
-                    ids[row, : len(tok_ids)] = tok_ids
-                    mask[row, : len(tok_ids)] = 1
-                    pw[row, : len(tok_ids)] = piece_word
-                    gold[row, : len(golds[i])] = golds[i]
-                    rel[row, : len(rels[i])] = rels[i]
-                t = lambda a: torch.from_numpy(a).to(device, non_blocking=True)  # noqa: E731
-                out = base(input_ids=t(ids), attention_mask=t(mask), output_attentions=True)
-                if not out.attentions or out.attentions[0] is None:
-                    raise InputError(f"{checkpoint or 'model'}: the model returns no attention weights")
-                # Pooling costs ~pieces^3 per sentence, so a batch's rows (longest first) are pooled
-                # in chunks of similar length, each cut to its own longest sentence.
-                pw_t, gold_t, rel_t = t(pw), t(gold), t(rel)
-                for r0, r1 in _chunks([len(encoded[keep[i]][0]) for i in batch]):
-                    s1 = len(encoded[keep[batch[r0]]][0])
-                    n1 = max(len(golds[i]) for i in batch[r0:r1])
-                    used = np.flatnonzero((pw[r0:r1, :s1] >= 0).any(0))
-                    scorer.add(
-                        [a[r0:r1, :, :s1, :s1] for a in out.attentions],
-                        pw_t[r0:r1, :s1],
-                        gold_t[r0:r1, :n1],
-                        rel_t[r0:r1, :n1],
-                        span=(used[0], used[-1] + 1),
-                    )
+        score_batches(
+            model,
+            scorer,
+            [encoded[k] for k in keep],
+            golds,
+            rels,
+            batch_size=batch_size,
+            pad_id=pad_id,
+            device=device,
+            checkpoint=checkpoint,
+        )
     finally:
         model.train(was_training)
 
