@@ -61,6 +61,8 @@ import pandas as pd
 
 from sasbert.checkpoints import load_masked_lm, resolve_checkpoints, resolve_device, score_series
 from sasbert.errors import InputError
+from sasbert.options import add_options_argument, flag_help
+from sasbert.options import resolve as resolve_options
 from sasbert.progress import progress
 from sasbert.tables import read_table
 from sasbert.textio import read_lines
@@ -490,22 +492,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         nargs="+",
         default=None,
-        help="step(s), one per checkpoint (default: last integer of the dir name)",
+        help="step(s), one per checkpoint (default: read from the dir name: step-400, step_20k, ...)",
     )
+    add_options_argument(sc, "blimp")
     sc.add_argument(
-        "--pairs-per-paradigm", type=_int_or_none, default=None, help="n pairs per paradigm (default/'null': all)"
+        "--pairs-per-paradigm",
+        type=_int_or_none,
+        default=argparse.SUPPRESS,
+        help=flag_help("n pairs per paradigm ('all' or 'null': all)", "blimp", "pairs_per_paradigm"),
     )
-    sc.add_argument("--subset-seed", type=int, default=0)
-    sc.add_argument("--variant", choices=VARIANTS, default="original")
-    sc.add_argument("--batch-size", type=int, default=256, help="masked copies per forward pass")
+    sc.add_argument("--subset-seed", type=int, default=argparse.SUPPRESS, help=flag_help("", "blimp", "subset_seed"))
+    sc.add_argument("--variant", choices=VARIANTS, default=argparse.SUPPRESS, help=flag_help("", "blimp", "variant"))
+    sc.add_argument(
+        "--batch-size",
+        type=int,
+        default=argparse.SUPPRESS,
+        help=flag_help("masked copies per forward pass", "blimp", "batch_size"),
+    )
     sc.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda:0 ...")
     sc.add_argument(
         "--every-steps",
         type=_int_or_none,
-        default=None,
+        default=argparse.SUPPRESS,
         metavar="N",
-        help="score only the checkpoints whose step is a multiple of N, and the first and "
-        "last of the series (default/'null': every checkpoint)",
+        help=flag_help(
+            "score only the checkpoints whose step is a multiple of N, and the first and last of the "
+            "series ('all' or 'null': every checkpoint)",
+            "blimp",
+            "every_steps",
+        ),
     )
     sc.add_argument(
         "--cache-dir",
@@ -542,25 +557,26 @@ def run(args: argparse.Namespace) -> None:
     if args.blimp_command == "gather":
         write_parquet(gather(args.inputs), args.out)
         return
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
-    checkpoints = thin_series(resolve_checkpoints(args.checkpoint, args.step), args.every_steps)
-    pairs = subset_pairs(load_blimp(args.data_dir), args.pairs_per_paradigm, args.subset_seed)
+    opts = resolve_options(args, "blimp")
+    if opts["batch_size"] < 1:
+        raise InputError(f"--batch-size must be >= 1, got {opts['batch_size']}")
+    checkpoints = thin_series(resolve_checkpoints(args.checkpoint, args.step), opts["every_steps"])
+    pairs = subset_pairs(load_blimp(args.data_dir), opts["pairs_per_paradigm"], opts["subset_seed"])
     log.info(
         "BLiMP: %d pairs from %d paradigms; %d checkpoint(s); variant %s",
         len(pairs),
         pairs["UID"].nunique(),
         len(checkpoints),
-        args.variant,
+        opts["variant"],
     )
 
     def score(path: Path, step: int) -> dict:
-        scorer = PLLScorer.from_pretrained(path, device=args.device, batch_size=args.batch_size, progress=True)
-        scored = score_pairs(scorer, pairs, args.variant, step)
+        scorer = PLLScorer.from_pretrained(path, device=args.device, batch_size=opts["batch_size"], progress=True)
+        scored = score_pairs(scorer, pairs, opts["variant"], step)
         log.info("step %d (%s): overall accuracy %.4f", step, path, scored.groupby("UID")["correct"].mean().mean())
         return {"pairs": scored}
 
     all_pairs = score_series(checkpoints, score, ["pairs"], args.cache_dir, log)["pairs"]
-    summary = _sort_summary(summarize(all_pairs, args.variant))
+    summary = _sort_summary(summarize(all_pairs, opts["variant"]))
     write_parquet(all_pairs, args.out_pairs)
     write_parquet(summary, args.out_summary)

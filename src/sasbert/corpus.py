@@ -24,6 +24,7 @@ whole).
 
 from __future__ import annotations
 
+import argparse
 import logging
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -34,6 +35,9 @@ import pandas as pd
 
 from sasbert.atomic import write_parquet
 from sasbert.errors import InputError
+from sasbert.options import add_options_argument
+from sasbert.options import defaults as schema_defaults
+from sasbert.options import resolve as resolve_options
 from sasbert.textio import blocks, expand_paths, read_lines
 
 log = logging.getLogger(__name__)
@@ -49,16 +53,20 @@ def conllu_units(path: str | Path) -> Iterator[dict]:
         yield {"doc_id": doc_id, "source": f"{path}:{start}", "text": "\n".join(block)}
 
 
+CLEANING_DEFAULTS = schema_defaults("corpus")["text_cleaning"]
+
+
 @dataclass
 class TextCleaning:
-    """How raw text lines are cleaned (config ``corpus.text_cleaning``); defaults keep every line."""
+    """How raw text lines are cleaned (config ``corpus.text_cleaning``, whose schema defaults keep
+    every line)."""
 
-    min_words: int = 1
-    normalize: str | None = None  # "NFC", "NFKC" or None
-    drop_headings: bool = False
-    heading_max_words: int = 6
-    dedup: bool = False
-    max_words: int | None = None
+    min_words: int = CLEANING_DEFAULTS["min_words"]
+    normalize: str | None = CLEANING_DEFAULTS["normalize"]  # "NFC", "NFKC" or None
+    drop_headings: bool = CLEANING_DEFAULTS["drop_headings"]
+    heading_max_words: int = CLEANING_DEFAULTS["heading_max_words"]
+    dedup: bool = CLEANING_DEFAULTS["dedup"]
+    max_words: int | None = CLEANING_DEFAULTS["max_words"]
 
     def __post_init__(self):
         if self.normalize is not None and self.normalize not in ("NFC", "NFKC"):
@@ -90,9 +98,9 @@ def clean_paragraphs(lines: Iterable[tuple[str, str]], cleaning: TextCleaning) -
             yield source, text
 
 
-def text_units(path: str | Path, min_words: int = 1, cleaning: TextCleaning | None = None) -> Iterator[dict]:
+def text_units(path: str | Path, cleaning: TextCleaning | None = None) -> Iterator[dict]:
     """Yield one unit per paragraph line; a blank line starts a new document."""
-    cleaning = cleaning or TextCleaning(min_words=min_words)
+    cleaning = cleaning or TextCleaning()
     name = Path(path).name
     doc = 0
     lines = ((f"{path}:{number}", line) for number, line in read_lines(path))
@@ -257,41 +265,55 @@ def write_shards(units: pd.DataFrame, outputs: list[str]) -> None:
         log.info("wrote %s (%d units)", out, end - start)
 
 
+# The corpus options (config corpus: max_units, text_cleaning, hf_dataset) and their flags.
+FLAG_OF_OPTION = {
+    "max_units": "max_units",
+    **{f"text_cleaning.{f.name}": f.name for f in fields(TextCleaning)},
+    **{f"hf_dataset.{f.name}": f"hf_{f.name}" for f in fields(HFDataset)},
+}
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--kind", choices=["conllu", "text", "hf"], required=True, help="input format")
     parser.add_argument("--inputs", nargs="+", default=None, help="CoNLL-U or text files (plain or .gz)")
-    parser.add_argument("--max-units", type=int, default=None, help="keep the first N sentences/paragraphs")
     parser.add_argument("--out", nargs="+", required=True, help="one parquet path per shard")
-    parser.add_argument("--min-words", type=int, default=1, help="text: drop lines with fewer words")
-    parser.add_argument("--normalize", choices=["NFC", "NFKC"], default=None, help="text: Unicode normalisation")
-    parser.add_argument("--drop-headings", action="store_true", help="text: drop heading-like lines")
-    parser.add_argument("--heading-max-words", type=int, default=6, help="text: longest line taken as a heading")
-    parser.add_argument("--dedup", action="store_true", help="text: drop exact repeats of an earlier line")
-    parser.add_argument("--max-words", type=int, default=None, help="text: stop after the first N words")
+    add_options_argument(parser, "corpus")
+    given = argparse.SUPPRESS  # an option not given comes from --options or the schema
+    parser.add_argument("--max-units", type=int, default=given, help="keep the first N sentences/paragraphs")
+    parser.add_argument("--min-words", type=int, default=given, help="text: drop lines with fewer words")
+    parser.add_argument("--normalize", choices=["NFC", "NFKC"], default=given, help="text: Unicode normalisation")
+    parser.add_argument(
+        "--drop-headings", action=argparse.BooleanOptionalAction, default=given, help="text: drop heading-like lines"
+    )
+    parser.add_argument("--heading-max-words", type=int, default=given, help="text: longest line taken as a heading")
+    parser.add_argument(
+        "--dedup", action=argparse.BooleanOptionalAction, default=given, help="text: drop exact repeats of a line"
+    )
+    parser.add_argument("--max-words", type=int, default=given, help="text: stop after the first N words")
     hf = parser.add_argument_group("HF datasets input (--kind hf)")
-    hf.add_argument("--hf-path", help="hub name, packaged builder (json, text, parquet, ...) or save_to_disk folder")
-    hf.add_argument("--hf-name", default=None, help="dataset config name")
-    hf.add_argument("--hf-split", default="train")
-    hf.add_argument("--hf-text-column", default="text")
-    hf.add_argument("--hf-data-files", nargs="+", default=None, help="local files (or globs) for a packaged builder")
-    hf.add_argument("--hf-revision", default=None)
-    hf.add_argument("--hf-streaming", action="store_true", help="stream the split instead of downloading it first")
-
-
-def _from_args(cls, args, prefix: str = ""):
-    """A dataclass from the CLI flags named after its fields (``--hf-path`` -> HFDataset.path)."""
-    return cls(**{f.name: getattr(args, prefix + f.name) for f in fields(cls)})
+    hf.add_argument(
+        "--hf-path", default=given, help="hub name, packaged builder (json, text, ...) or save_to_disk folder"
+    )
+    hf.add_argument("--hf-name", default=given, help="dataset config name")
+    hf.add_argument("--hf-split", default=given)
+    hf.add_argument("--hf-text-column", default=given)
+    hf.add_argument("--hf-data-files", nargs="+", default=given, help="local files (or globs) for a packaged builder")
+    hf.add_argument("--hf-revision", default=given)
+    hf.add_argument(
+        "--hf-streaming", action=argparse.BooleanOptionalAction, default=given, help="stream the split, not download it"
+    )
 
 
 def run(args) -> None:
-    cleaning = _from_args(TextCleaning, args)
+    opts = resolve_options(args, "corpus", FLAG_OF_OPTION)
+    cleaning = TextCleaning(**opts["text_cleaning"])
     hf_dataset = None
     if args.kind == "hf":
-        if not args.hf_path:
+        if not (opts.get("hf_dataset") or {}).get("path"):
             raise InputError("corpus.hf_dataset.path: --hf-path is required with --kind hf")
-        hf_dataset = _from_args(HFDataset, args, prefix="hf_")
+        hf_dataset = HFDataset(**opts["hf_dataset"])
     elif not args.inputs:
         raise InputError(f"--inputs is required with --kind {args.kind}")
-    units = read_units(args.inputs, args.kind, args.max_units, cleaning, hf_dataset)
+    units = read_units(args.inputs, args.kind, opts["max_units"], cleaning, hf_dataset)
     log.info("read %d units from %s", len(units), hf_dataset.label if hf_dataset else f"{len(args.inputs)} file(s)")
     write_shards(units, args.out)

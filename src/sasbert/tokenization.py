@@ -32,6 +32,8 @@ import pandas as pd
 
 from sasbert.atomic import atomic_path, write_text
 from sasbert.errors import InputError
+from sasbert.options import add_options_argument, flag_help
+from sasbert.options import resolve as resolve_options
 
 log = logging.getLogger(__name__)
 
@@ -287,37 +289,46 @@ def build_dataset(
 
 def add_arguments(parser) -> None:
     parser.add_argument("--parsed", nargs="+", required=True, help="parsed shards (parquet), in corpus order")
-    parser.add_argument("--vocab", default=None, help="existing vocab.txt; omit to train a WordPiece vocab")
-    parser.add_argument("--vocab-size", type=int, default=8000)
-    parser.add_argument("--min-frequency", type=int, default=2)
-    parser.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--seq-len", type=int, default=64)
-    parser.add_argument("--validation-blocks", type=int, default=128)
+    add_options_argument(parser, "tokenizer")
     parser.add_argument(
-        "--packing",
-        choices=PACKINGS,
-        default="stream",
-        help="stream: cut the sentence stream every seq_len - 1 pieces (run_mlm); "
-        "sentences: whole sentences per block, padded",
+        "--vocab",
+        default=argparse.SUPPRESS,
+        help=flag_help("existing vocab.txt; none: train a WordPiece vocab", "tokenizer", "vocab"),
     )
-    parser.add_argument("--keep-relations", action=argparse.BooleanOptionalAction, default=True)
+    for flag, extra, text in (
+        ("--vocab-size", {"type": int}, "size of a trained vocab"),
+        ("--min-frequency", {"type": int}, "a trained vocab's least frequent piece"),
+        ("--lowercase", {"action": argparse.BooleanOptionalAction}, "lowercase before splitting into pieces"),
+        ("--seq-len", {"type": int}, "block length in pieces"),
+        ("--validation-blocks", {"type": int}, "blocks held out for the held-out loss"),
+        (
+            "--packing",
+            {"choices": PACKINGS},
+            "stream: cut the sentence stream every seq_len - 1 pieces (run_mlm); "
+            "sentences: whole sentences per block, padded",
+        ),
+        ("--keep-relations", {"action": argparse.BooleanOptionalAction}, "keep each arc's relation label"),
+    ):
+        key = flag[2:].replace("-", "_")
+        parser.add_argument(flag, default=argparse.SUPPRESS, help=flag_help(text, "tokenizer", key), **extra)
     parser.add_argument("--out-dataset", required=True, help="HF datasets folder (save_to_disk)")
     parser.add_argument("--out-tokenizer", required=True, help="tokenizer folder (HF format)")
     parser.add_argument("--out-stats", required=True, help="stats JSON")
 
 
 def run(args) -> None:
+    opts = resolve_options(args, "tokenizer")
     parsed = read_parsed(args.parsed)
     with atomic_path(args.out_tokenizer, is_dir=True) as tok_dir:
-        if args.vocab:
-            tokenizer = load_tokenizer(args.vocab, args.lowercase)
+        if opts["vocab"]:
+            tokenizer = load_tokenizer(opts["vocab"], opts["lowercase"])
         else:
             tokenizer = train_wordpiece(
-                list(parsed["words"]), args.vocab_size, args.min_frequency, args.lowercase, tok_dir
+                list(parsed["words"]), opts["vocab_size"], opts["min_frequency"], opts["lowercase"], tok_dir
             )
         tokenizer.save_pretrained(str(tok_dir))
         dataset, stats = build_dataset(
-            parsed, tokenizer, args.seq_len, args.validation_blocks, args.keep_relations, args.packing
+            parsed, tokenizer, opts["seq_len"], opts["validation_blocks"], opts["keep_relations"], opts["packing"]
         )
         with atomic_path(args.out_dataset, is_dir=True) as data_dir:
             dataset.save_to_disk(str(data_dir))

@@ -64,32 +64,21 @@ rule phases:
     conda:
         CONDA_ENV
     params:
-        smoothing_window=config["phases"]["smoothing_window"],
-        min_rise=config["phases"]["min_rise"],
-        noise_factor=config["phases"]["noise_factor"],
-        min_points=config["phases"]["min_points"],
-        min_step=config["phases"]["min_step"],
         # the early unigram-learning drop of the loss is skipped: search from the end of warmup
-        loss_min_step=(
-            config["train"]["warmup_steps"]
-            if config["phases"]["loss_min_step"] is None
-            else config["phases"]["loss_min_step"]
+        options=stage_options(
+            "phases",
+            loss_min_step=(
+                config["train"]["warmup_steps"]
+                if config["phases"]["loss_min_step"] is None
+                else config["phases"]["loss_min_step"]
+            ),
         ),
     shell:
         "sasbert phases detect --runs {input.runs:q} --loss {input.loss:q} --uas {input.uas:q}"
         " --blimp {input.blimp:q} --out {output.table:q} --csv {output.csv:q}"
-        " --smoothing-window {params.smoothing_window} --min-rise {params.min_rise}"
-        " --noise-factor {params.noise_factor} --min-points {params.min_points}"
-        " --min-step {params.min_step} --loss-min-step {params.loss_min_step} > {log} 2>&1"
+        " --options {params.options:q} > {log} 2>&1"
 
 
-# Every figure job passes the same options (all of config["figures"]).
-FIGURE_FLAGS = (
-    f"--dpi {config['figures']['dpi']} --width {config['figures']['width']}"
-    f" --xscale {config['figures']['xscale']} --band {config['figures']['band']}"
-    f" --train-loss-window {config['figures']['train_loss_window']}"
-    f" --heads-checkpoints {config['figures']['heads_checkpoints']}"
-)
 # One rule per figure (so changing one figure's code or options reruns only what it reads), made
 # from sasbert.figures.FIGURES, the one list of figures: the tables each reads, its number and
 # section in the report. Each job is passed exactly the table files it reads and the files it writes.
@@ -120,11 +109,11 @@ for figure, spec in sasfigures.FIGURES.items():
             CONDA_ENV
         params:
             figure=figure,
-            flags=FIGURE_FLAGS,
+            options=stage_options("figures"),  # every figure job gets all of config["figures"]
         shell:
             command(
                 "sasbert figures --tables {input.tables:q} --phases {input.phases:q}",
-                "--out {output.png:q} {output.pdf:q} --figure {params.figure} {params.flags} > {log} 2>&1",
+                "--out {output.png:q} {output.pdf:q} --figure {params.figure} --options {params.options:q} > {log} 2>&1",
             )
 
 

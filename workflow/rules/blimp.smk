@@ -7,9 +7,7 @@
 
 BLIMP_SCORE = (
     "OMP_NUM_THREADS={threads} sasbert blimp score --checkpoint {params.checkpoints}"
-    " --data-dir {input.data:q} --pairs-per-paradigm {params.pairs_per_paradigm}"
-    " --subset-seed {params.subset_seed} --variant {params.variant} --batch-size {params.batch_size}"
-    " --every-steps {params.every_steps}"
+    " --data-dir {input.data:q} --options {params.options:q}"
     " --cache-dir {params.by_step:q} --out-pairs {output.pairs:q} --out-summary {output.summary:q}"
 )
 
@@ -35,11 +33,7 @@ rule blimp_part:
         mem_mb=4000,
     params:
         checkpoints=checkpoint_args,
-        pairs_per_paradigm=config["blimp"]["pairs_per_paradigm"] or "all",
-        subset_seed=config["blimp"]["subset_seed"],
-        variant=config["blimp"]["variant"],
-        batch_size=config["blimp"]["batch_size"],
-        every_steps=config["blimp"]["every_steps"] or "all",
+        options=stage_options("blimp"),
         by_step=blimp_by_step,
     shell:
         command(BLIMP_SCORE, "> {log} 2>&1")
@@ -68,11 +62,7 @@ rule blimp:
         mem_mb=4000,
     params:
         checkpoints=checkpoint_args,
-        pairs_per_paradigm=config["blimp"]["pairs_per_paradigm"] or "all",
-        subset_seed=config["blimp"]["subset_seed"],
-        variant=config["blimp"]["variant"],
-        batch_size=config["blimp"]["batch_size"],
-        every_steps=config["blimp"]["every_steps"] or "all",
+        options=stage_options("blimp"),
         by_step=blimp_by_step,
     shell:
         command(BLIMP_SCORE, "> {log} 2>&1")

@@ -112,6 +112,12 @@ def blimp_by_step(wildcards):
     return by_step_dir("blimp", wildcards)
 
 
+def stage_options(section, **derived):
+    """A stage's options: its config section (defaults filled by validation) as the JSON its CLI
+    takes with --options, with any values the workflow derives from other sections."""
+    return json.dumps({**config[section], **derived}, sort_keys=True)
+
+
 def command(*parts):
     """A shell command from parts (a shared command and what one rule adds to it)."""
     return " ".join(parts)
@@ -295,7 +301,7 @@ def launcher(wildcards, threads, resources):
     return "sasbert"
 
 
-# Command-line flags of the corpus and parse stages.
+# The corpus and parse stages' files and options.
 
 
 def corpus_files():
@@ -303,55 +309,42 @@ def corpus_files():
     return textio.expand_paths(corpus_inputs())
 
 
-def corpus_source_flags():
-    """--inputs for files; the --hf-* flags for a HF dataset (hub names are params, not files)."""
+def corpus_file_flags():
+    """The corpus files (--inputs), or a HF dataset's path and local files (hub names are
+    options, not files): paths travel as flags of their own, shell-quoted."""
     if corpus_kind() != "hf":
         return "--inputs " + " ".join(shlex.quote(f) for f in corpus_files())
     hf = config["corpus"]["hf_dataset"]
-    flags = [f"--hf-path {shlex.quote(hf['path'])}", f"--hf-split {shlex.quote(hf['split'])}"]
-    flags.append(f"--hf-text-column {shlex.quote(hf['text_column'])}")
-    if hf["name"]:
-        flags.append(f"--hf-name {shlex.quote(hf['name'])}")
-    if hf["revision"]:
-        flags.append(f"--hf-revision {shlex.quote(hf['revision'])}")
+    flags = f"--hf-path {shlex.quote(hf['path'])}"
     if hf["data_files"]:
-        flags.append("--hf-data-files " + " ".join(shlex.quote(f) for f in corpus_files()))
-    if hf["streaming"]:
-        flags.append("--hf-streaming")
-    return " ".join(flags)
+        flags += " --hf-data-files " + " ".join(shlex.quote(f) for f in corpus_files())
+    return flags
 
 
-def text_cleaning_flags():
-    if corpus_kind() == "conllu":
-        return ""
-    clean = config["corpus"].get("text_cleaning", {})
-    flags = [f"--min-words {clean.get('min_words', 1)}"]
-    if clean.get("normalize"):
-        flags.append(f"--normalize {clean['normalize']}")
-    if clean.get("drop_headings"):
-        flags.append(f"--drop-headings --heading-max-words {clean.get('heading_max_words', 6)}")
-    if clean.get("dedup"):
-        flags.append("--dedup")
-    if clean.get("max_words") is not None:
-        flags.append(f"--max-words {clean['max_words']}")
-    return " ".join(flags)
-
-
-def backend_flags():
-    """The parse command's flags for the configured backend."""
+def corpus_options():
+    """The corpus stage's options: only what it reads for this kind of corpus (a text-cleaning
+    change does not rerun a CoNLL-U corpus, nor a parser setting any corpus)."""
     corpus = config["corpus"]
-    if corpus["backend"] == "spacy":
-        spacy = corpus["spacy"]
-        return f"--spacy-model {shlex.quote(spacy['model'])} --batch-size {spacy['batch_size']}"
-    if corpus["backend"] == "stanza":
-        stanza = corpus["stanza"]
-        sizes = " ".join(f"{proc}={n}" for proc, n in stanza["batch_size"].items())
-        return (
-            f"--stanza-dir {shlex.quote(stanza['resources_dir'])} --stanza-lang {shlex.quote(stanza['lang'])}"
-            f" --stanza-package {shlex.quote(stanza['package'])} --stanza-device {shlex.quote(stanza['device'])}"
-            f" --stanza-batch-size {sizes}"
-        )
-    return ""
+    options = {"max_units": corpus["max_units"]}
+    if corpus_kind() != "conllu":
+        options["text_cleaning"] = corpus["text_cleaning"]
+    if corpus_kind() == "hf":
+        options["hf_dataset"] = corpus["hf_dataset"]
+    return json.dumps(options, sort_keys=True)
+
+
+def parse_backend_args():
+    """The parse job's backend options: only its backend's part of the corpus section (a spaCy
+    setting does not rerun a stanza parse), as --options, and its one path (the spaCy model, which
+    may be a folder, or the stanza models' folder) as a flag of its own."""
+    corpus = config["corpus"]
+    backend = corpus["backend"]
+    if backend == "conllu":
+        return ""
+    path_flag = {"spacy": f"--spacy-model {shlex.quote(corpus['spacy']['model'])}"}.get(
+        backend, f"--stanza-dir {shlex.quote(corpus['stanza']['resources_dir'])}"
+    )
+    return f"{path_flag} --options {shlex.quote(json.dumps({backend: corpus[backend]}, sort_keys=True))}"
 
 
 def parse_gpus():

@@ -15,9 +15,8 @@ rule corpus:
         CONDA_ENV
     params:
         kind=corpus_kind(),
-        source=corpus_source_flags(),
-        max_units=optional_flag("--max-units", config["corpus"]["max_units"]),
-        cleaning=text_cleaning_flags(),
+        files=corpus_file_flags(),
+        options=corpus_options(),
     shell:
-        "sasbert corpus --kind {params.kind} {params.source} {params.max_units} {params.cleaning}"
+        "sasbert corpus --kind {params.kind} {params.files} --options {params.options:q}"
         " --out {output.shards:q} > {log} 2>&1"

@@ -21,10 +21,10 @@ rule parse:
         gpu=parse_gpus(),
     params:
         backend=config["corpus"]["backend"],
-        flags=backend_flags(),
+        backend_args=parse_backend_args(),
     shell:
         "sasbert parse --backend {params.backend} --shard {input.shard:q} --out {output:q}"
-        " {params.flags} --threads {threads} > {log} 2>&1"
+        " {params.backend_args} --threads {threads} > {log} 2>&1"
 
 
 # The stanza models: checked in (or, when the machine is online, fetched into) the local

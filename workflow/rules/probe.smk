@@ -6,8 +6,7 @@
 
 PROBE_SCORE = (
     "sasbert probe score --checkpoint {params.checkpoints} --treebank {input.treebank:q}"
-    " --max-pieces {params.max_pieces} {params.max_sentences} --batch-size {params.batch_size}"
-    " --min-relation-count {params.min_relation_count} --threads {threads}"
+    " --options {params.options:q} --threads {threads}"
     " --cache-dir {params.by_step:q} --out-scores {output.scores:q} --out-summary {output.summary:q}"
 )
 
@@ -34,10 +33,7 @@ rule probe_part:
     params:
         checkpoints=checkpoint_args,
         by_step=probe_by_step,
-        max_pieces=config["probe"]["max_pieces"],
-        max_sentences=optional_flag("--max-sentences", config["probe"]["max_sentences"]),
-        batch_size=config["probe"]["batch_size"],
-        min_relation_count=config["probe"]["min_relation_count"],
+        options=stage_options("probe"),
     shell:
         command(PROBE_SCORE, "> {log} 2>&1")
 
@@ -66,9 +62,6 @@ rule probe:
     params:
         checkpoints=checkpoint_args,
         by_step=probe_by_step,
-        max_pieces=config["probe"]["max_pieces"],
-        max_sentences=optional_flag("--max-sentences", config["probe"]["max_sentences"]),
-        batch_size=config["probe"]["batch_size"],
-        min_relation_count=config["probe"]["min_relation_count"],
+        options=stage_options("probe"),
     shell:
         command(PROBE_SCORE, "> {log} 2>&1")

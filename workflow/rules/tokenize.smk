@@ -18,16 +18,8 @@ rule tokenize:
         CONDA_ENV
     params:
         vocab=optional_flag("--vocab", config["tokenizer"]["vocab"]),
-        vocab_size=config["tokenizer"]["vocab_size"],
-        min_frequency=config["tokenizer"]["min_frequency"],
-        lowercase="--lowercase" if config["tokenizer"]["lowercase"] else "--no-lowercase",
-        seq_len=config["tokenizer"]["seq_len"],
-        validation_blocks=config["tokenizer"]["validation_blocks"],
-        packing=config["tokenizer"]["packing"],
-        relations="--keep-relations" if config["tokenizer"]["keep_relations"] else "--no-keep-relations",
+        options=stage_options("tokenizer"),
     shell:
-        "sasbert tokenize --parsed {input.parsed:q} {params.vocab} --vocab-size {params.vocab_size}"
-        " --min-frequency {params.min_frequency} {params.lowercase} --seq-len {params.seq_len}"
-        " --validation-blocks {params.validation_blocks} --packing {params.packing} {params.relations}"
+        "sasbert tokenize --parsed {input.parsed:q} {params.vocab} --options {params.options:q}"
         " --out-dataset {output.dataset:q} --out-tokenizer {output.tokenizer:q}"
         " --out-stats {output.stats:q} > {log} 2>&1"
