@@ -47,10 +47,10 @@ def test_nested_options_map_to_their_flags():
     corpus.add_arguments(parser)
     given = json.dumps({"text_cleaning": {"min_words": 4, "dedup": True}})
     args = parser.parse_args(["--kind", "text", "--out", "o", "--options", given, "--min-words", "2"])
-    cleaning = options.resolve(args, "corpus", corpus.FLAG_OF_OPTION)["text_cleaning"]
+    cleaning = options.resolve(args, "corpus")["text_cleaning"]
     assert (cleaning["min_words"], cleaning["dedup"], cleaning["max_words"]) == (2, True, None)
     args = parser.parse_args(["--kind", "hf", "--out", "o", "--hf-path", "json", "--hf-split", "validation"])
-    hf = options.resolve(args, "corpus", corpus.FLAG_OF_OPTION)["hf_dataset"]
+    hf = options.resolve(args, "corpus")["hf_dataset"]
     assert hf == {**hf, "path": "json", "split": "validation", "text_column": "text"}  # the rest from the schema
 
 

@@ -61,7 +61,7 @@ import pandas as pd
 
 from sasbert.checkpoints import load_masked_lm, resolve_checkpoints, resolve_device, score_series
 from sasbert.errors import InputError
-from sasbert.options import add_options_argument, flag_help
+from sasbert.options import add_option_flags
 from sasbert.options import resolve as resolve_options
 from sasbert.progress import progress
 from sasbert.tables import read_table
@@ -494,34 +494,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="step(s), one per checkpoint (default: read from the dir name: step-400, step_20k, ...)",
     )
-    add_options_argument(sc, "blimp")
-    sc.add_argument(
-        "--pairs-per-paradigm",
-        type=_int_or_none,
-        default=argparse.SUPPRESS,
-        help=flag_help("n pairs per paradigm ('all' or 'null': all)", "blimp", "pairs_per_paradigm"),
-    )
-    sc.add_argument("--subset-seed", type=int, default=argparse.SUPPRESS, help=flag_help("", "blimp", "subset_seed"))
-    sc.add_argument("--variant", choices=VARIANTS, default=argparse.SUPPRESS, help=flag_help("", "blimp", "variant"))
-    sc.add_argument(
-        "--batch-size",
-        type=int,
-        default=argparse.SUPPRESS,
-        help=flag_help("masked copies per forward pass", "blimp", "batch_size"),
+    add_option_flags(
+        sc,
+        "blimp",
+        [
+            ("--pairs-per-paradigm", {"type": _int_or_none}, "n pairs per paradigm ('all' or 'null': all)"),
+            ("--subset-seed", {"type": int}, ""),
+            ("--variant", {"choices": VARIANTS}, ""),
+            ("--batch-size", {"type": int}, "masked copies per forward pass"),
+            (
+                "--every-steps",
+                {"type": _int_or_none, "metavar": "N"},
+                "score only the checkpoints whose step is a multiple of N, and the first and last of the "
+                "series ('all' or 'null': every checkpoint)",
+            ),
+        ],
     )
     sc.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda:0 ...")
-    sc.add_argument(
-        "--every-steps",
-        type=_int_or_none,
-        default=argparse.SUPPRESS,
-        metavar="N",
-        help=flag_help(
-            "score only the checkpoints whose step is a multiple of N, and the first and last of the "
-            "series ('all' or 'null': every checkpoint)",
-            "blimp",
-            "every_steps",
-        ),
-    )
     sc.add_argument(
         "--cache-dir",
         default=None,

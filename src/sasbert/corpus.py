@@ -28,14 +28,14 @@ import argparse
 import logging
 import unicodedata
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from sasbert.atomic import write_parquet
 from sasbert.errors import InputError
-from sasbert.options import add_options_argument
+from sasbert.options import add_option_flags
 from sasbert.options import defaults as schema_defaults
 from sasbert.options import resolve as resolve_options
 from sasbert.textio import blocks, expand_paths, read_lines
@@ -265,47 +265,47 @@ def write_shards(units: pd.DataFrame, outputs: list[str]) -> None:
         log.info("wrote %s (%d units)", out, end - start)
 
 
-# The corpus options (config corpus: max_units, text_cleaning, hf_dataset) and their flags.
-FLAG_OF_OPTION = {
-    "max_units": "max_units",
-    **{f"text_cleaning.{f.name}": f.name for f in fields(TextCleaning)},
-    **{f"hf_dataset.{f.name}": f"hf_{f.name}" for f in fields(HFDataset)},
-}
-
-
 def add_arguments(parser) -> None:
     parser.add_argument("--kind", choices=["conllu", "text", "hf"], required=True, help="input format")
     parser.add_argument("--inputs", nargs="+", default=None, help="CoNLL-U or text files (plain or .gz)")
     parser.add_argument("--out", nargs="+", required=True, help="one parquet path per shard")
-    add_options_argument(parser, "corpus")
-    given = argparse.SUPPRESS  # an option not given comes from --options or the schema
-    parser.add_argument("--max-units", type=int, default=given, help="keep the first N sentences/paragraphs")
-    parser.add_argument("--min-words", type=int, default=given, help="text: drop lines with fewer words")
-    parser.add_argument("--normalize", choices=["NFC", "NFKC"], default=given, help="text: Unicode normalisation")
-    parser.add_argument(
-        "--drop-headings", action=argparse.BooleanOptionalAction, default=given, help="text: drop heading-like lines"
-    )
-    parser.add_argument("--heading-max-words", type=int, default=given, help="text: longest line taken as a heading")
-    parser.add_argument(
-        "--dedup", action=argparse.BooleanOptionalAction, default=given, help="text: drop exact repeats of a line"
-    )
-    parser.add_argument("--max-words", type=int, default=given, help="text: stop after the first N words")
-    hf = parser.add_argument_group("HF datasets input (--kind hf)")
-    hf.add_argument(
-        "--hf-path", default=given, help="hub name, packaged builder (json, text, ...) or save_to_disk folder"
-    )
-    hf.add_argument("--hf-name", default=given, help="dataset config name")
-    hf.add_argument("--hf-split", default=given)
-    hf.add_argument("--hf-text-column", default=given)
-    hf.add_argument("--hf-data-files", nargs="+", default=given, help="local files (or globs) for a packaged builder")
-    hf.add_argument("--hf-revision", default=given)
-    hf.add_argument(
-        "--hf-streaming", action=argparse.BooleanOptionalAction, default=given, help="stream the split, not download it"
+    switch = {"action": argparse.BooleanOptionalAction}
+    add_option_flags(
+        parser,
+        "corpus",
+        [
+            ("--max-units", {"type": int}, "keep the first N sentences/paragraphs"),
+            ("--min-words", {"type": int, "option": "text_cleaning.min_words"}, "text: drop lines with fewer words"),
+            ("--normalize", {"choices": ["NFC", "NFKC"], "option": "text_cleaning.normalize"}, "text: Unicode form"),
+            ("--drop-headings", {**switch, "option": "text_cleaning.drop_headings"}, "text: drop heading-like lines"),
+            (
+                "--heading-max-words",
+                {"type": int, "option": "text_cleaning.heading_max_words"},
+                "text: longest line taken as a heading",
+            ),
+            ("--dedup", {**switch, "option": "text_cleaning.dedup"}, "text: drop exact repeats of an earlier line"),
+            ("--max-words", {"type": int, "option": "text_cleaning.max_words"}, "text: stop after the first N words"),
+            (
+                "--hf-path",
+                {"option": "hf_dataset.path"},
+                "HF dataset: hub name, packaged builder (json, text, ...) or save_to_disk folder",
+            ),
+            ("--hf-name", {"option": "hf_dataset.name"}, "HF dataset: config name"),
+            ("--hf-split", {"option": "hf_dataset.split"}, "HF dataset: split"),
+            ("--hf-text-column", {"option": "hf_dataset.text_column"}, "HF dataset: text column"),
+            (
+                "--hf-data-files",
+                {"nargs": "+", "option": "hf_dataset.data_files"},
+                "HF dataset: local files (or globs) for a packaged builder",
+            ),
+            ("--hf-revision", {"option": "hf_dataset.revision"}, "HF dataset: revision"),
+            ("--hf-streaming", {**switch, "option": "hf_dataset.streaming"}, "HF dataset: stream, not download"),
+        ],
     )
 
 
 def run(args) -> None:
-    opts = resolve_options(args, "corpus", FLAG_OF_OPTION)
+    opts = resolve_options(args, "corpus")
     cleaning = TextCleaning(**opts["text_cleaning"])
     hf_dataset = None
     if args.kind == "hf":

@@ -59,7 +59,7 @@ import pandas as pd
 
 from sasbert.atomic import atomic_path
 from sasbert.errors import InputError
-from sasbert.options import add_options_argument, flag_help
+from sasbert.options import add_option_flags
 from sasbert.options import defaults as schema_defaults
 from sasbert.options import resolve as resolve_options
 from sasbert.phases import blimp_overall, select_treebank, stitch
@@ -1146,17 +1146,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--figure", nargs="+", choices=list(FIGURES), default=list(FIGURES), help="which figures (default: all)"
     )
-    add_options_argument(parser, "figures")
-    for flag, extra, text in (
-        ("--width", {"type": float}, "figure width in inches"),
-        ("--dpi", {"type": int}, "PNG resolution"),
-        ("--xscale", {"choices": ("symlog", "log", "linear")}, "step axis: symlog keeps step 0, log drops it"),
-        ("--band", {"choices": ("range", "sd", "none")}, "band around the mean over seeds"),
-        ("--train-loss-window", {"type": int}, "rolling mean of the training loss in figure 1 (0 hides it)"),
-        ("--heads-checkpoints", {"type": int}, "checkpoints shown in the per-head heat maps"),
-    ):
-        key = flag[2:].replace("-", "_")
-        parser.add_argument(flag, default=argparse.SUPPRESS, help=flag_help(text, "figures", key), **extra)
+    add_option_flags(
+        parser,
+        "figures",
+        [
+            ("--width", {"type": float}, "figure width in inches"),
+            ("--dpi", {"type": int}, "PNG resolution"),
+            ("--xscale", {"choices": ("symlog", "log", "linear")}, "step axis: symlog keeps step 0, log drops it"),
+            ("--band", {"choices": ("range", "sd", "none")}, "band around the mean over seeds"),
+            ("--train-loss-window", {"type": int}, "rolling mean of the training loss in figure 1 (0 hides it)"),
+            ("--heads-checkpoints", {"type": int}, "checkpoints shown in the per-head heat maps"),
+        ],
+    )
     parser.add_argument("--treebank", help="UAS treebank (default: the only/first one)")
     parser.add_argument("--blimp-variant", help="BLiMP variant (default: the only/first one)")
 

@@ -44,32 +44,47 @@ def defaults(section: str) -> dict:
 
 
 def default(section: str, key: str):
-    return defaults(section)[key]
+    """The schema's default of an option, ``key`` dotted inside the section (``stanza.lang``)."""
+    value = defaults(section)
+    for part in key.split("."):
+        value = value[part]
+    return value
 
 
-def add_options_argument(parser: argparse.ArgumentParser, section: str) -> None:
+def add_option_flags(parser: argparse.ArgumentParser, section: str, flags) -> None:
+    """``--options`` and one flag per option: (flag, argparse keywords, help). The option is the
+    flag's name (``--max-pieces``: ``max_pieces``) unless the keywords name it (``option``, dotted
+    for a nested one). Each flag's help shows the schema's default; an option not given is absent
+    from the parsed arguments (``argparse.SUPPRESS``), so ``resolve`` takes it from --options or
+    the schema."""
     parser.add_argument(
         "--options",
         metavar="JSON",
         default=None,
         help=f"the config's {section} section as JSON (what the Snakemake rule passes); a flag given beside it wins",
     )
-
-
-def flag_help(text: str, section: str, key: str) -> str:
-    """A flag's help with its default, read from the schema."""
-    return f"{text} (default: {default(section, key)!r})" if text else f"default: {default(section, key)!r}"
+    dests = {}
+    for flag, keywords, text in flags:
+        keywords = dict(keywords)
+        key = keywords.pop("option", flag[2:].replace("-", "_"))
+        dests[key] = keywords.get("dest", flag[2:].replace("-", "_"))
+        try:
+            shown = default(section, key)
+            text = f"{text} (default: {shown!r})" if text else f"default: {shown!r}"
+        except (KeyError, TypeError):  # a subsection without defaults (corpus.hf_dataset)
+            pass
+        parser.add_argument(flag, default=argparse.SUPPRESS, help=text, **keywords)
+    parser.set_defaults(option_dests=dests)  # for resolve: which flag sets which option
 
 
 def resolve(args: argparse.Namespace, section: str, dests: Mapping[str, str] | None = None) -> dict:
     """The stage's options: the schema's defaults, then ``--options``, then the flags given.
 
-    ``dests`` maps an option, as a dotted key inside the section (``text_cleaning.min_words``), to
-    its argparse destination where the two differ; a top-level option's flag defaults to its own
-    name. The JSON is validated against the section's schema, so a wrong key or value is named
-    like a config error.
+    Which flag sets which option (a dotted key inside the section, ``text_cleaning.min_words``)
+    is what ``add_option_flags`` recorded, or ``dests``. The JSON is validated against the
+    section's schema, so a wrong key or value is named like a config error.
     """
-    dests = dests or {}
+    dests = {**getattr(args, "option_dests", {}), **(dests or {})}
     given = {}
     if getattr(args, "options", None):
         try:

@@ -21,7 +21,6 @@ For both raw-text backends sentence ids are ``<unit_id>-<k>`` and ``source`` is 
 
 from __future__ import annotations
 
-import argparse
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ import pandas as pd
 
 from sasbert.atomic import write_parquet
 from sasbert.errors import InputError
-from sasbert.options import add_options_argument
+from sasbert.options import add_option_flags
 from sasbert.options import defaults as schema_defaults
 from sasbert.options import resolve as resolve_options
 from sasbert.progress import progress
@@ -239,18 +238,6 @@ def parse_stanza_shard(units: pd.DataFrame, options: StanzaOptions | None = None
     return pd.DataFrame(rows, columns=PARSED_COLUMNS)
 
 
-# The parse backends' options (config corpus.spacy and corpus.stanza) and their flags.
-FLAG_OF_OPTION = {
-    "spacy.model": "spacy_model",
-    "spacy.batch_size": "batch_size",
-    "stanza.resources_dir": "stanza_dir",
-    "stanza.lang": "stanza_lang",
-    "stanza.package": "stanza_package",
-    "stanza.device": "stanza_device",
-    "stanza.batch_size": "stanza_batch_size",
-}
-
-
 def add_arguments(parser) -> None:
     parser.add_argument("--backend", choices=["conllu", "stanza", "spacy"], required=True)
     parser.add_argument("--shard", required=True, help="corpus shard (parquet) from the corpus stage")
@@ -263,44 +250,30 @@ def add_arguments(parser) -> None:
 
 def add_backend_arguments(parser) -> None:
     """The backends' options (config corpus.spacy, corpus.stanza), shared with parse-quality:
-    --options takes the config's corpus section (or just its spacy/stanza part) as JSON."""
-    add_options_argument(parser, "corpus")
-    spacy = BACKEND_DEFAULTS["spacy"]
-    parser.add_argument(
-        "--spacy-model", default=argparse.SUPPRESS, help=f"spaCy pipeline, name or path (default: {spacy['model']})"
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=argparse.SUPPRESS,
-        help=f"spaCy nlp.pipe batch size (default: {spacy['batch_size']})",
-    )
-    stanza = BACKEND_DEFAULTS["stanza"]
-    parser.add_argument(
-        "--stanza-dir",
-        default=argparse.SUPPRESS,
-        help=f"local stanza_resources folder (default: {stanza['resources_dir']})",
-    )
-    parser.add_argument("--stanza-lang", default=argparse.SUPPRESS, help=f"default: {stanza['lang']}")
-    parser.add_argument("--stanza-package", default=argparse.SUPPRESS, help=f"default: {stanza['package']}")
-    parser.add_argument(
-        "--stanza-device",
-        default=argparse.SUPPRESS,
-        help=f"auto (GPU if any), cpu, cuda:1, ... (default: {stanza['device']})",
-    )
-    parser.add_argument(
-        "--stanza-batch-size",
-        nargs="*",
-        default=argparse.SUPPRESS,
-        metavar="PROC=N",
-        help=f"stanza batch sizes, e.g. depparse=5000 (defaults: {STANZA_BATCH_SIZES})",
+    --options takes the config's corpus section (or just its spacy or stanza part) as JSON."""
+    add_option_flags(
+        parser,
+        "corpus",
+        [
+            ("--spacy-model", {"option": "spacy.model"}, "spaCy pipeline, name or path"),
+            ("--batch-size", {"type": int, "option": "spacy.batch_size"}, "spaCy nlp.pipe batch size (texts)"),
+            ("--stanza-dir", {"option": "stanza.resources_dir"}, "local stanza_resources folder"),
+            ("--stanza-lang", {"option": "stanza.lang"}, "stanza language"),
+            ("--stanza-package", {"option": "stanza.package"}, "stanza package"),
+            ("--stanza-device", {"option": "stanza.device"}, "auto (GPU if any), cpu, cuda, cuda:1, ..."),
+            (
+                "--stanza-batch-size",
+                {"nargs": "*", "metavar": "PROC=N", "option": "stanza.batch_size"},
+                "stanza batch sizes, e.g. depparse=5000",
+            ),
+        ],
     )
 
 
 def backend_options(args) -> dict:
     """The config's corpus options as the flags, --options and the schema give them, with
     --stanza-batch-size's PROC=N items read into corpus.stanza.batch_size."""
-    options = resolve_options(args, "corpus", FLAG_OF_OPTION)
+    options = resolve_options(args, "corpus")
     sizes = options["stanza"]["batch_size"]
     if isinstance(sizes, list):  # from the flag
         parsed = dict(STANZA_BATCH_SIZES)

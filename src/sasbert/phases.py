@@ -130,7 +130,7 @@ import pandas as pd
 from sasbert.atomic import atomic_path, write_parquet
 from sasbert.blimp import SUMMARY_COLUMNS as BLIMP_SUMMARY_COLUMNS
 from sasbert.errors import InputError
-from sasbert.options import add_options_argument, flag_help
+from sasbert.options import add_option_flags
 from sasbert.options import defaults as schema_defaults
 from sasbert.options import resolve as resolve_options
 from sasbert.schedules import final_lambda
@@ -912,17 +912,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     de.add_argument("--blimp", required=True, help="blimp.parquet")
     de.add_argument("--out", required=True, help="phases parquet")
     de.add_argument("--csv", help="also write the table as CSV (for the report)")
-    add_options_argument(de, "phases")
-    for flag, kind, text in (
-        ("--smoothing-window", int, "centred moving average over this many checkpoints (odd; 1 = none)"),
-        ("--min-rise", float, "smallest rise (drop for the loss) that counts as a transition, in curve units"),
-        ("--noise-factor", float, "a transition must also rise by this many noise sigmas"),
-        ("--min-points", int, "curves with fewer checkpoints report no transition"),
-        ("--min-step", int, "ignore earlier checkpoints"),
-        ("--loss-min-step", int, "ignore earlier checkpoints for the loss drop (e.g. the LR warmup)"),
-    ):
-        key = flag[2:].replace("-", "_")
-        de.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=flag_help(text, "phases", key))
+    add_option_flags(
+        de,
+        "phases",
+        [
+            ("--smoothing-window", {"type": int}, "centred moving average over this many checkpoints (odd; 1 = none)"),
+            ("--min-rise", {"type": float}, "smallest rise (drop for the loss) that counts as a transition"),
+            ("--noise-factor", {"type": float}, "a transition must also rise by this many noise sigmas"),
+            ("--min-points", {"type": int}, "curves with fewer checkpoints report no transition"),
+            ("--min-step", {"type": int}, "ignore earlier checkpoints"),
+            ("--loss-min-step", {"type": int}, "ignore earlier checkpoints for the loss drop (e.g. the LR warmup)"),
+        ],
+    )
     de.add_argument("--treebank", help="UAS treebank (default: the only/first one)")
     de.add_argument("--blimp-variant", help="BLiMP variant (default: the only/first one)")
 

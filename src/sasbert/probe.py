@@ -81,7 +81,7 @@ from sasbert import textio, treebank
 from sasbert.atomic import write_parquet
 from sasbert.checkpoints import load_masked_lm, resolve_checkpoints, resolve_device, score_series
 from sasbert.errors import InputError
-from sasbert.options import add_options_argument, flag_help
+from sasbert.options import add_option_flags
 from sasbert.options import resolve as resolve_options
 from sasbert.tables import read_table
 
@@ -837,25 +837,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(resume a job that was stopped part-way through a series); the folder must be "
         "specific to the treebank and the scoring options",
     )
-    add_options_argument(score, "probe")
-    score.add_argument(
-        "--max-pieces",
-        type=int,
-        default=argparse.SUPPRESS,
-        help=flag_help("longer sentences (pieces incl. [CLS]/[SEP]) are skipped and counted", "probe", "max_pieces"),
-    )
-    score.add_argument(
-        "--max-sentences",
-        type=int,
-        default=argparse.SUPPRESS,
-        help=flag_help("use the first N sentences", "probe", "max_sentences"),
-    )
-    score.add_argument("--batch-size", type=int, default=argparse.SUPPRESS, help=flag_help("", "probe", "batch_size"))
-    score.add_argument(
-        "--min-relation-count",
-        type=int,
-        default=argparse.SUPPRESS,
-        help=flag_help("relations with fewer words are left out of the 'mean' row", "probe", "min_relation_count"),
+    add_option_flags(
+        score,
+        "probe",
+        [
+            ("--max-pieces", {"type": int}, "longer sentences (pieces incl. [CLS]/[SEP]) are skipped and counted"),
+            ("--max-sentences", {"type": int}, "use the first N sentences"),
+            ("--batch-size", {"type": int}, ""),
+            ("--min-relation-count", {"type": int}, "relations with fewer words are left out of the 'mean' row"),
+        ],
     )
     score.add_argument(
         "--exclude-relations",

@@ -32,7 +32,7 @@ import pandas as pd
 
 from sasbert.atomic import atomic_path, write_text
 from sasbert.errors import InputError
-from sasbert.options import add_options_argument, flag_help
+from sasbert.options import add_option_flags
 from sasbert.options import resolve as resolve_options
 
 log = logging.getLogger(__name__)
@@ -289,28 +289,25 @@ def build_dataset(
 
 def add_arguments(parser) -> None:
     parser.add_argument("--parsed", nargs="+", required=True, help="parsed shards (parquet), in corpus order")
-    add_options_argument(parser, "tokenizer")
-    parser.add_argument(
-        "--vocab",
-        default=argparse.SUPPRESS,
-        help=flag_help("existing vocab.txt; none: train a WordPiece vocab", "tokenizer", "vocab"),
+    add_option_flags(
+        parser,
+        "tokenizer",
+        [
+            ("--vocab", {}, "existing vocab.txt; none: train a WordPiece vocab"),
+            ("--vocab-size", {"type": int}, "size of a trained vocab"),
+            ("--min-frequency", {"type": int}, "a trained vocab's least frequent piece"),
+            ("--lowercase", {"action": argparse.BooleanOptionalAction}, "lowercase before splitting into pieces"),
+            ("--seq-len", {"type": int}, "block length in pieces"),
+            ("--validation-blocks", {"type": int}, "blocks held out for the held-out loss"),
+            (
+                "--packing",
+                {"choices": PACKINGS},
+                "stream: cut the sentence stream every seq_len - 1 pieces (run_mlm); "
+                "sentences: whole sentences per block, padded",
+            ),
+            ("--keep-relations", {"action": argparse.BooleanOptionalAction}, "keep each arc's relation label"),
+        ],
     )
-    for flag, extra, text in (
-        ("--vocab-size", {"type": int}, "size of a trained vocab"),
-        ("--min-frequency", {"type": int}, "a trained vocab's least frequent piece"),
-        ("--lowercase", {"action": argparse.BooleanOptionalAction}, "lowercase before splitting into pieces"),
-        ("--seq-len", {"type": int}, "block length in pieces"),
-        ("--validation-blocks", {"type": int}, "blocks held out for the held-out loss"),
-        (
-            "--packing",
-            {"choices": PACKINGS},
-            "stream: cut the sentence stream every seq_len - 1 pieces (run_mlm); "
-            "sentences: whole sentences per block, padded",
-        ),
-        ("--keep-relations", {"action": argparse.BooleanOptionalAction}, "keep each arc's relation label"),
-    ):
-        key = flag[2:].replace("-", "_")
-        parser.add_argument(flag, default=argparse.SUPPRESS, help=flag_help(text, "tokenizer", key), **extra)
     parser.add_argument("--out-dataset", required=True, help="HF datasets folder (save_to_disk)")
     parser.add_argument("--out-tokenizer", required=True, help="tokenizer folder (HF format)")
     parser.add_argument("--out-stats", required=True, help="stats JSON")
