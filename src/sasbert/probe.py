@@ -134,6 +134,17 @@ SUMMARY_COLUMNS = [
     "max_pieces",
     "min_relation_count",
 ]
+# The summary's columns that describe the run rather than a row (filled per table by score_model).
+SUMMARY_METADATA = (
+    "step",
+    "checkpoint",
+    "treebank",
+    "n_sentences",
+    "n_skipped_too_long",
+    "n_skipped_unaligned",
+    "max_pieces",
+    "min_relation_count",
+)
 CONFIDENCE = 0.95
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 0  # the intervals are reproducible
@@ -491,21 +502,7 @@ def offset_table(golds, rels, relations, labelled: bool = True) -> pd.DataFrame:
 
 def _summary_columns(cols: dict[str, np.ndarray], min_relation_count: int, labelled: bool) -> dict[str, list]:
     out: dict[str, list] = {
-        c: []
-        for c in (
-            "method",
-            "relation",
-            "layer",
-            "head",
-            "direction",
-            "offset",
-            "correct",
-            "count",
-            "accuracy",
-            "soft_score",
-            "max_soft_score",
-            "n_relations",
-        )
+        c: [] for c in SUMMARY_COLUMNS if c not in SUMMARY_METADATA and c not in ("ci_low", "ci_high")
     }
 
     def emit(**row):
