@@ -143,6 +143,8 @@ def _missing_paths(config: dict, base_dir: Path) -> list[str]:
     named += [("tokenizer.vocab", config["tokenizer"].get("vocab"))]
     named += [("probe.treebank", config["probe"].get("treebank"))]
     named += [("blimp.data_dir", config["blimp"].get("data_dir"))]
+    for i, series in enumerate(config.get("series", [])):
+        named += [(f"series[{i}].checkpoints[{j}]", p) for j, p in enumerate(series["checkpoints"])]
     problems = []
     for key, path in named:
         if path is None:
@@ -185,6 +187,12 @@ def _semantic_problems(config: dict) -> list[str]:
         )
 
     names = [run["name"] for run in config["runs"]]
+    series_names = [series["name"] for series in config.get("series", [])]
+    for i, name in enumerate(series_names):
+        if name in names:
+            problems.append(f"series[{i}].name: {name!r} is also a run's name")
+        elif series_names.count(name) > 1:
+            problems.append(f"series[{i}].name: {name!r} is used by more than one series")
     for i, run in enumerate(config["runs"]):
         if names.count(run["name"]) > 1:
             problems.append(f"runs[{i}].name: {run['name']!r} is used by more than one run")

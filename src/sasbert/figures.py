@@ -73,6 +73,7 @@ KIND_COLORS = {
     "sas_minus": ["#D55E00", "#E89A6B", "#8B2C02"],
     "release": ["#009E73", "#CC79A7", "#E69F00", "#6A3D9A", "#B8A400", "#1B9E9E"],
     "other": ["#8C564B", "#BCBD22", "#7F7F7F"],
+    "external": ["#984EA3", "#4DAF4A", "#A65628", "#F781BF"],  # series trained elsewhere
 }
 CONSTANT_KINDS = ("baseline", "sas_plus", "sas_minus")
 KIND_NAMES = {"baseline": "baseline (λ = 0)", "sas_plus": "SAS+ (λ < 0)", "sas_minus": "SAS− (λ > 0)"}
@@ -458,18 +459,19 @@ def _decorate_panels(axes, curves, runs_shown, options) -> None:
 
 
 def figure_training(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, options: FigureOptions = FigureOptions()):
-    """Loss, UAS and BLiMP against step for the baseline run(s), onsets marked."""
+    """Loss, UAS and BLiMP against step for the baseline run(s) and any external series (which have
+    no loss curve here), onsets marked."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     runs, curves, uas_full = _prepare(tables, options)
     colors, labels = run_colors(runs), _labels(runs)
-    shown = _runs_of(runs, ["baseline"])
+    shown = _runs_of(runs, ["baseline", "external"])
     fig = new_figure(options.width, 2.7)
     axes = _three_panels(fig)
     notes, handles = [], []
     if not shown:
-        notes.append("no baseline run (constant λ = 0) in this config")
+        notes.append("no baseline run (constant λ = 0) or external series in this config")
     events = ["structure_onset", "capabilities_onset"]
     train = tables.get("train")
     for run in shown:
@@ -509,9 +511,13 @@ def figure_training(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, optio
                 label=f"{labels[run]}, mean of {n_seeds} seed{'s' if n_seeds != 1 else ''}",
             )
         )
+    external = set(_runs_of(runs, ["external"]))
     for metric, what in (("val_mlm_loss", "held-out loss"), ("uas", "probe"), ("blimp", "BLiMP")):
         if shown and curves[metric][curves[metric]["run"].isin(shown)].empty:
-            notes.append(f"no {what} table for the baseline")
+            if metric == "val_mlm_loss" and external >= set(shown):
+                notes.append("external series have no held-out loss here (they were trained elsewhere)")
+            else:
+                notes.append(f"no {what} table for the baseline")
     _decorate_panels(axes, curves, shown, options)
     if shown:
         if train is not None and options.train_loss_window > 0 and not train[train["run"].isin(shown)].empty:

@@ -8,8 +8,10 @@ Gathered tables (``sasbert phases gather``)
 The per-run x seed tables of the other stages are stacked into tidy all-runs tables with ``run`` and
 ``seed`` columns, one file each (``--out``; the workflow writes them to ``results/tables/``):
 
-* ``runs.parquet``: one row per configured run, in config order: ``run, order, kind, lambda,
-  lambda_schedule, parent, start_step, release_step, label``. ``kind`` comes from the lambda
+* ``runs.parquet``: one row per configured run, in config order, then one per series (checkpoints
+  trained elsewhere, ``kind`` external): ``run, order, kind, lambda, lambda_schedule, parent,
+  start_step, release_step, label, tokens_per_step`` (the series' own, where the config gives it).
+  A run's ``kind`` comes from the lambda
   schedule, never from the name: ``baseline`` (constant 0), ``sas_plus`` (constant < 0, promotes
   SAS), ``sas_minus`` (constant > 0, suppresses SAS), ``release`` (stages ending in 0 after a
   nonzero weight: SAS-(k), or SAS+(k) when that weight is negative), ``other`` (any other staged
@@ -138,7 +140,7 @@ from sasbert.tables import read_table
 
 log = logging.getLogger(__name__)
 
-KINDS = ("baseline", "sas_plus", "sas_minus", "release", "other")
+KINDS = ("baseline", "sas_plus", "sas_minus", "release", "other", "external")
 EVENTS = ("structure_onset", "breakthrough", "capabilities_onset", "loss_drop", "blimp_jump")
 EVENT_METRIC = {
     "structure_onset": "uas",
@@ -147,7 +149,18 @@ EVENT_METRIC = {
     "loss_drop": "val_mlm_loss",
     "blimp_jump": "blimp",
 }
-RUN_COLUMNS = ["run", "order", "kind", "lambda", "lambda_schedule", "parent", "start_step", "release_step", "label"]
+RUN_COLUMNS = [
+    "run",
+    "order",
+    "kind",
+    "lambda",
+    "lambda_schedule",
+    "parent",
+    "start_step",
+    "release_step",
+    "label",
+    "tokens_per_step",
+]
 TRAIN_COLUMNS = ["run", "seed", "step", "mlm_loss", "sas", "lambda", "lr", "grad_norm", "n_steps"]
 MAX_TRAIN_ROWS = 20000
 LOSS_COLUMNS = ["run", "seed", "step", "val_mlm_loss"]
@@ -239,19 +252,39 @@ def describe_run(run: dict, order: int = 0) -> dict:
         "start_step": start_step,
         "release_step": release_step,
         "label": label,
+        "tokens_per_step": run.get("tokens_per_step"),
     }
 
 
-def runs_table(runs: Sequence[dict]) -> pd.DataFrame:
-    """The ``runs`` table of a config's ``runs`` list (kinds from lambda, in config order)."""
-    names = [r.get("name") for r in runs]
+def describe_series(series: dict, order: int) -> dict:
+    """One ``runs`` row for a config series (checkpoints trained elsewhere): kind ``external``."""
+    return {
+        "run": series["name"],
+        "order": order,
+        "kind": "external",
+        "lambda": np.nan,
+        "lambda_schedule": None,
+        "parent": None,
+        "start_step": 0,
+        "release_step": None,
+        "label": f"{series['name']} (external)",
+        "tokens_per_step": series.get("tokens_per_step"),
+    }
+
+
+def runs_table(runs: Sequence[dict], series: Sequence[dict] = ()) -> pd.DataFrame:
+    """The ``runs`` table of a config's ``runs`` (kinds from lambda, in config order) and then its
+    ``series`` (kind external)."""
+    names = [r.get("name") for r in [*runs, *series]]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise InputError(f"runs: duplicate run name(s) {', '.join(dup)}")
+        raise InputError(f"runs: duplicate run or series name(s) {', '.join(dup)}")
     rows = [describe_run(run, i) for i, run in enumerate(runs)]
+    rows += [describe_series(one, len(runs) + i) for i, one in enumerate(series)]
     df = pd.DataFrame(rows, columns=RUN_COLUMNS)
     df["start_step"] = df["start_step"].astype("int64")
     df["release_step"] = df["release_step"].astype("Int64")
+    df["tokens_per_step"] = df["tokens_per_step"].astype("Int64")
     return df
 
 
@@ -312,6 +345,7 @@ def _block_average(steps: pd.DataFrame, max_rows: int) -> pd.DataFrame:
 
 
 # The per-run x seed inputs of ``gather``: CLI option -> (table, columns it must have, what it is).
+# A series has no training tables: only TRAINED_ONLY's inputs are per trained run x seed alone.
 SOURCES = {
     "steps": ("train", ["step", "mlm_loss"], "pretrain steps"),
     "eval": ("loss", ["step", "val_mlm_loss"], "pretrain eval"),
@@ -327,6 +361,7 @@ SOURCES = {
     ),
     "blimp_summary": ("blimp", [c for c in BLIMP_COLUMNS[2:] if c not in INTERVAL_COLUMNS], "BLiMP summary"),
 }
+TRAINED_ONLY = ("steps", "eval")
 
 
 def gather_tables(
@@ -335,30 +370,35 @@ def gather_tables(
     seeds: Sequence[int],
     allow_missing: bool = False,
     max_train_rows: int = MAX_TRAIN_ROWS,
+    series: Sequence[dict] = (),
 ) -> dict[str, pd.DataFrame]:
     """Stack every run x seed's tables into the all-runs tables named in ``TABLES``.
 
     ``files`` maps each key of ``SOURCES`` to one path per run x seed, runs in config order and
-    seeds within each run (what the workflow's ``expand(..., run=RUNS, seed=SEEDS)`` lists). A
+    seeds within each run (what the workflow's ``expand(..., run=RUNS, seed=SEEDS)`` lists), and
+    then, except for the training tables (``TRAINED_ONLY``), one per series (at its own seed). A
     missing file is an error unless ``allow_missing`` (then it is skipped with a warning: e.g. a
     results folder copied before every job finished)."""
-    runs_df = runs_table(runs)
-    pairs = [(run, int(seed)) for run in runs_df["run"] for seed in seeds]
+    runs_df = runs_table(runs, series)
+    trained = [(run["name"], int(seed)) for run in runs for seed in seeds]
+    measured = trained + [(one["name"], int(one.get("seed", 0))) for one in series]
     unknown = sorted(set(files) - set(SOURCES))
     if unknown:
         raise InputError(f"unknown input kind(s): {', '.join(unknown)}")
     for key in SOURCES:
         given = files.get(key) or []
-        if len(given) != len(pairs):
+        expected = trained if key in TRAINED_ONLY else measured
+        if len(given) != len(expected):
             raise InputError(
-                f"--{key.replace('_', '-')}: {len(given)} file(s) for {len(pairs)} run x seed pair(s) "
-                "(one per run x seed, runs in config order, seeds within each run)"
+                f"--{key.replace('_', '-')}: {len(given)} file(s) for {len(expected)} run x seed pair(s) "
+                "(one per run x seed, runs in config order, seeds within each run"
+                + (", then one per series)" if key not in TRAINED_ONLY else ")")
             )
     sources = {key: (table, required, what) for key, (table, required, what) in SOURCES.items()}
     frames: dict[str, list[pd.DataFrame]] = {table: [] for table, _, _ in sources.values()}
     missing = []
     for key, (name, required, what) in sources.items():
-        for (run, seed), path in zip(pairs, files[key]):
+        for (run, seed), path in zip(trained if key in TRAINED_ONLY else measured, files.get(key) or []):
             path = Path(path)
             if not path.is_file():
                 missing.append(str(path))
@@ -873,15 +913,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for key, (_, _, what) in SOURCES.items():
         ga.add_argument(
             f"--{key.replace('_', '-')}",
-            nargs="+",
-            required=True,
+            nargs="*",
+            default=[],
             metavar="PARQUET",
-            help=f"the {what} table of each run x seed (runs in config order, seeds within each run)",
+            help=f"the {what} table of each run x seed (runs in config order, seeds within each run"
+            + (")" if key in TRAINED_ONLY else ", then each series)"),
         )
     src = ga.add_mutually_exclusive_group(required=True)
     src.add_argument("--runs", help="the config's runs list as JSON")
     src.add_argument("--config", help="a workflow config YAML (its runs and seeds)")
     ga.add_argument("--seeds", type=int, nargs="+", help="seeds (required with --runs)")
+    ga.add_argument("--series", help="with --runs: the config's series list as JSON (external checkpoint series)")
     ga.add_argument(
         "--out",
         nargs="+",
@@ -928,7 +970,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     de.add_argument("--blimp-variant", help="BLiMP variant (default: the only/first one)")
 
 
-def _load_config_runs(path: str) -> tuple[list[dict], list[int]]:
+def _load_config_runs(path: str) -> tuple[list[dict], list[int], list[dict]]:
+    """A config's runs, seeds and series."""
     import yaml
 
     try:
@@ -937,19 +980,20 @@ def _load_config_runs(path: str) -> tuple[list[dict], list[int]]:
         raise InputError(f"{path}: cannot read the config ({err})") from None
     if not isinstance(config, dict) or "runs" not in config or "seeds" not in config:
         raise InputError(f"{path}: a config needs 'runs' and 'seeds'")
-    return config["runs"], [int(s) for s in config["seeds"]]
+    return config["runs"], [int(s) for s in config["seeds"]], config.get("series") or []
 
 
 def run(args: argparse.Namespace) -> None:
     if args.phases_command == "gather":
         if args.config:
-            runs, seeds = _load_config_runs(args.config)
+            runs, seeds, series = _load_config_runs(args.config)
             seeds = args.seeds or seeds
         else:
             try:
                 runs = json.loads(args.runs)
+                series = json.loads(args.series) if args.series else []
             except json.JSONDecodeError as err:
-                raise InputError(f"--runs: not JSON ({err})") from None
+                raise InputError(f"--runs/--series: not JSON ({err})") from None
             if not args.seeds:
                 raise InputError("--seeds is required with --runs")
             seeds = args.seeds
@@ -959,7 +1003,7 @@ def run(args: argparse.Namespace) -> None:
         if sorted(outputs) != sorted(TABLES) or len(outputs) != len(args.out):
             raise InputError(f"--out: give one file named <table>.parquet for each of {', '.join(TABLES)}")
         files = {key: getattr(args, key) for key in SOURCES}
-        tables = gather_tables(files, runs, seeds, args.allow_missing, args.max_train_rows)
+        tables = gather_tables(files, runs, seeds, args.allow_missing, args.max_train_rows, series)
         for name, df in tables.items():
             write_parquet(df, outputs[name])
             log.info("%s: %d rows", name, len(df))

@@ -14,9 +14,9 @@ rule tables:
     input:
         steps=expand("results/pretrain/{run}/seed{seed}/metrics/steps.parquet", run=RUNS, seed=SEEDS),
         eval=expand("results/pretrain/{run}/seed{seed}/metrics/eval.parquet", run=RUNS, seed=SEEDS),
-        probe=expand("results/probe/{run}/seed{seed}/summary.parquet", run=RUNS, seed=SEEDS),
-        scores=expand("results/probe/{run}/seed{seed}/scores.parquet", run=RUNS, seed=SEEDS),
-        blimp=expand("results/blimp/{run}/seed{seed}/summary.parquet", run=RUNS, seed=SEEDS),
+        probe=measured("probe", "summary.parquet"),
+        scores=measured("probe", "scores.parquet"),
+        blimp=measured("blimp", "summary.parquet"),
         code=stage_code("phases", "tables"),
     output:
         runs="results/tables/runs.parquet",
@@ -34,9 +34,10 @@ rule tables:
         CONDA_ENV
     params:
         runs=json.dumps(config["runs"], sort_keys=True),
+        series=json.dumps(config["series"], sort_keys=True),
         seeds=" ".join(str(seed) for seed in SEEDS),
     shell:
-        "sasbert phases gather --runs {params.runs:q} --seeds {params.seeds}"
+        "sasbert phases gather --runs {params.runs:q} --series {params.series:q} --seeds {params.seeds}"
         " --steps {input.steps:q} --eval {input.eval:q} --probe-summary {input.probe:q}"
         " --probe-scores {input.scores:q} --blimp-summary {input.blimp:q} --out {output:q} > {log} 2>&1"
 

@@ -41,10 +41,8 @@ rule blimp_part:
 
 rule blimp:
     input:
-        checkpoints="results/pretrain/{run}/seed{seed}/checkpoints",
-        parts=lambda w: [
-            f"results/blimp/{w.run}/seed{w.seed}/parts/until-{e}.summary.parquet" for e in part_ends(w.run)
-        ],
+        checkpoints=scored_checkpoints,
+        parts=scored_parts("blimp", "summary.parquet"),
         data=config["blimp"]["data_dir"],
         code=stage_code("blimp", "checkpoints", "tables"),
     output:

@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from sasbert import checkpoints as sascheckpoints  # noqa: E402
 from sasbert import config as sasconfig  # noqa: E402
 from sasbert import textio  # noqa: E402
+from sasbert.errors import InputError  # noqa: E402
 from sasbert import figures as sasfigures  # noqa: E402
 from sasbert.schedules import decay_horizon  # noqa: E402
 
@@ -35,12 +36,21 @@ SHARDS = list(range(config["corpus"]["shards"]))
 RUNS = {run["name"]: run for run in config["runs"]}
 SEEDS = config["seeds"]
 CHECKPOINT_STEPS = sasconfig.checkpoint_steps(config)
+# Checkpoint series trained elsewhere: their (folder, step) pairs, resolved and checked now, so that
+# a missing folder, an unreadable step or a step given twice stops the run before any job.
+SERIES = {series["name"]: series for series in config["series"]}
+SERIES_CHECKPOINTS = {}
+for _i, (_name, _series) in enumerate(SERIES.items()):
+    try:
+        SERIES_CHECKPOINTS[_name] = sascheckpoints.resolve_checkpoints(_series["checkpoints"], _series["steps"])
+    except InputError as err:
+        raise WorkflowError(f"series[{_i}] ({_name}): {err}") from None
 
 
 wildcard_constraints:
     corpus=CORPUS,
     shard=r"\d+",
-    run="|".join(RUNS),
+    run="|".join([*RUNS, *SERIES]),
     seed=r"\d+",
     step=r"\d+",
     end=r"\d+",
@@ -128,13 +138,23 @@ def optional_flag(flag, value):
     return "" if value is None else f"{flag} {shlex.quote(str(value))}"
 
 
-def final_outputs():
-    """What `snakemake` builds by default: every stage implemented so far."""
+def measured(stage, table):
+    """A stage's table of every run x seed (runs in config order, seeds within each run), then of
+    every series (at its own seed): the order `phases gather` reads them in."""
     return [
-        f"results/tokenize/{CORPUS}/stats.json",
+        *expand(f"results/{stage}/{{run}}/seed{{seed}}/{table}", run=RUNS, seed=SEEDS),
+        *[f"results/{stage}/{name}/seed{series['seed']}/{table}" for name, series in SERIES.items()],
+    ]
+
+
+def final_outputs():
+    """What `snakemake` builds by default: every stage implemented so far (without training runs,
+    a config that only measures series has no corpus, tokenize or pretrain job)."""
+    return [
+        *([f"results/tokenize/{CORPUS}/stats.json"] if RUNS else []),
         *expand(f"{run_dir('{run}', '{seed}')}/metrics/eval.parquet", run=RUNS, seed=SEEDS),
-        *expand("results/probe/{run}/seed{seed}/summary.parquet", run=RUNS, seed=SEEDS),
-        *expand("results/blimp/{run}/seed{seed}/summary.parquet", run=RUNS, seed=SEEDS),
+        *measured("probe", "summary.parquet"),
+        *measured("blimp", "summary.parquet"),
         "results/tables/phases.csv",
         *expand(
             "results/figures/{figure}.{ext}",
@@ -207,10 +227,32 @@ def published_steps(run, end=None):
     return [s for s in steps if after < s <= int(end)]
 
 
+def scored_checkpoints(wildcards):
+    """What a probe or BLiMP job of a run x seed reads: the run's published checkpoints folder,
+    or a series' checkpoint folders."""
+    if wildcards.run in SERIES:
+        return [str(folder) for folder, _ in SERIES_CHECKPOINTS[wildcards.run]]
+    return f"{run_dir_of(wildcards)}/checkpoints"
+
+
+def scored_parts(stage, suffix):
+    """The part jobs a probe or BLiMP job of a run takes over from (none for a series)."""
+
+    def parts(wildcards):
+        ends = [] if wildcards.run in SERIES else part_ends(wildcards.run)
+        return [f"results/{stage}/{wildcards.run}/seed{wildcards.seed}/parts/until-{e}.{suffix}" for e in ends]
+
+    return parts
+
+
 def checkpoint_args(wildcards, input):
     """The scored checkpoint folders, one per published step, shell-quoted: a job that scores a
     series names each folder it expects, so a deleted one stops it with the folder's name instead
-    of leaving a silent gap in its table."""
+    of leaving a silent gap in its table. A series' steps are given with --step."""
+    if wildcards.run in SERIES:
+        pairs = SERIES_CHECKPOINTS[wildcards.run]
+        folders = " ".join(shlex.quote(str(folder)) for folder, _ in pairs)
+        return f"{folders} --step {' '.join(str(step) for _, step in pairs)}"
     steps = published_steps(wildcards.run, getattr(wildcards, "end", None))
     return " ".join(shlex.quote(f"{input.checkpoints}/step-{s}") for s in steps)
 

@@ -40,10 +40,8 @@ rule probe_part:
 
 rule probe:
     input:
-        checkpoints="results/pretrain/{run}/seed{seed}/checkpoints",
-        parts=lambda w: [
-            f"results/probe/{w.run}/seed{w.seed}/parts/until-{e}.summary.parquet" for e in part_ends(w.run)
-        ],
+        checkpoints=scored_checkpoints,
+        parts=scored_parts("probe", "summary.parquet"),
         treebank=config["probe"]["treebank"],
         code=stage_code("probe", "checkpoints", "tables"),
     output:
