@@ -139,3 +139,29 @@ def assert_same_weights(a, b):
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory):
+    """A tiny GPT-2 (random weights) with a byte-level BPE tokenizer trained on real EWT text, as
+    a folder laid out like a hub checkpoint (no hub here): a causal LM for the series tests."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    from sasbert import treebank
+
+    folder = tmp_path_factory.mktemp("gpt2") / "step-1000"
+    texts = [" ".join(s.words) for s in treebank.read_sentences(EWT / "en_ewt-ud-dev.conllu.gz")]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        texts, vocab_size=600, min_frequency=2, special_tokens=["<|endoftext|>"], show_progress=False
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>"
+    )
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=256, n_embd=32, n_layer=2, n_head=2)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -97,6 +97,7 @@ def synthetic_tables(runs=RUNS, seeds=(0, 1, 2), n_layers=4, n_heads=4):
                         "dependent_to_parent",
                         0.3 * uas[i],
                         0.35 * uas[i],
+                        1.0,  # reachable: a bidirectional model
                         uas[i] - 0.05,
                         0.31,
                         -1,

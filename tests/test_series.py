@@ -98,24 +98,138 @@ def test_a_series_checkpoint_without_weights_stops_the_dag_with_its_name(tmp_pat
 
 
 @pytest.mark.slow
-def test_a_series_alone_runs_through_probe_blimp_tables_phases_and_figures(tmp_path, multiberts_like):
+def test_series_alone_run_through_probe_blimp_tables_phases_and_figures(tmp_path, multiberts_like, tiny_gpt2):
+    """A masked series (MultiBERTs-named) and a causal one (a GPT-2), with no training run."""
     workdir = link_workflow(tmp_path / "work")
-    (workdir / "series.yaml").write_text(yaml.safe_dump(series_config(multiberts_like)))
+    config = series_config(multiberts_like)
+    config["series"].append({"name": "gpt2_tiny", "checkpoints": [str(tiny_gpt2)], "seed": 3})
+    (workdir / "series.yaml").write_text(yaml.safe_dump(config))
     plan = job_counts(snakemake_ok("-n", "--cores", "2", "--configfile", "series.yaml", cwd=workdir))
     assert {"corpus", "parse", "tokenize", "pretrain"}.isdisjoint(plan), plan
-    assert plan["probe"] == plan["blimp"] == plan["tables"] == plan["phases"] == 1
+    assert plan["probe"] == plan["blimp"] == 2 and plan["tables"] == plan["phases"] == 1
     snakemake_ok("--cores", "2", "--configfile", "series.yaml", cwd=workdir)
     tables = workdir / "results" / "tables"
     runs = pd.read_parquet(tables / "runs.parquet")
-    assert runs[["run", "kind", "tokens_per_step"]].values.tolist() == [["multiberts_s0", "external", 131072]]
-    uas = pd.read_parquet(tables / "uas.parquet")
-    assert sorted(uas["step"]) == list(STEPS) and set(uas["seed"]) == {0}
+    assert runs[["run", "kind"]].values.tolist() == [["multiberts_s0", "external"], ["gpt2_tiny", "external"]]
+    assert runs["tokens_per_step"].iloc[0] == 131072 and pd.isna(runs["tokens_per_step"].iloc[1])
+    uas = pd.read_parquet(tables / "uas.parquet").set_index("run")
+    assert sorted(uas.loc["multiberts_s0", "step"]) == list(STEPS) and uas.loc["gpt2_tiny", "seed"] == 3
+    assert (uas.loc["multiberts_s0", "reachable"] == 1).all() and 0 < uas.loc["gpt2_tiny", "reachable"] < 1
     blimp = pd.read_parquet(tables / "blimp.parquet")
-    assert sorted(blimp["step"].unique()) == list(STEPS)
+    assert sorted(blimp[blimp["run"] == "multiberts_s0"]["step"].unique()) == list(STEPS)
+    variants = blimp.groupby("run")["variant"].unique().map(list).to_dict()
+    assert variants == {"multiberts_s0": ["original"], "gpt2_tiny": ["causal_logprob"]}
     assert pd.read_parquet(tables / "loss.parquet").empty  # trained elsewhere: no held-out loss here
-    events = pd.read_parquet(tables / "phases.parquet").set_index("event")
-    assert set(events["kind"]) == {"external"}
-    assert not events.at["loss_drop", "detected"]
+    events = pd.read_parquet(tables / "phases.parquet")
+    assert set(events["kind"]) == {"external"} and set(events["run"]) == {"multiberts_s0", "gpt2_tiny"}
+    assert not events[events["event"] == "loss_drop"]["detected"].any()
     for figure in ("fig1_training", "fig5_seeds"):
         assert (workdir / "results" / "figures" / f"{figure}.png").stat().st_size > 0
     assert "Nothing to be done" in snakemake_ok("-n", "--cores", "2", "--configfile", "series.yaml", cwd=workdir)
+
+
+# ----------------------------------------------------------------------------------------------
+# Causal LMs (GPT-2 here; GPT-NeoX/Pythia and Llama-style models load the same way)
+
+
+def test_a_causal_checkpoint_is_recognised_from_its_config(tiny_gpt2, multiberts_like):
+    from sasbert.checkpoints import model_kind
+
+    assert model_kind(tiny_gpt2) == "causal"
+    assert model_kind(next(multiberts_like.iterdir())) == "masked"
+
+
+def test_causal_blimp_score_is_the_summed_token_log_probability(tiny_gpt2):
+    """Equal to a hand loop over log_softmax of the logits, one sentence at a time, and to
+    minicons' IncrementalLMScorer (an independent implementation) with its BOS token."""
+    import torch
+    from minicons import scorer as mscorer
+
+    from sasbert import blimp
+
+    sentences = ["The cat sat on the mat .", "Who did you see ?", "The cat sat on the mat .", "Dogs bark ."]
+    ours = blimp.CausalScorer.from_pretrained(tiny_gpt2, batch_size=3).score(sentences)
+    model, tokenizer = blimp.load_language_model(tiny_gpt2, kind="causal")
+    for sentence, score in zip(sentences, ours):
+        ids = [tokenizer.bos_token_id] + tokenizer(sentence, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), dim=-1)
+        assert score == pytest.approx(sum(float(logp[t - 1, ids[t]]) for t in range(1, len(ids))), abs=1e-4)
+    theirs = mscorer.IncrementalLMScorer(str(tiny_gpt2), "cpu").sequence_score(
+        sentences, reduction=lambda x: x.sum(0).item(), bos_token=True
+    )
+    assert ours == pytest.approx(theirs, abs=1e-3)
+
+
+def test_the_blimp_cli_names_the_causal_method_in_its_tables(tiny_gpt2, tmp_path):
+    from sasbert.cli import main
+
+    out = tmp_path / "summary.parquet"
+    args = ["blimp", "score", "--checkpoint", str(tiny_gpt2), "--data-dir", str(REPO / "resources" / "blimp")]
+    assert (
+        main(
+            [*args, "--pairs-per-paradigm", "1", "--out-pairs", str(tmp_path / "p.parquet"), "--out-summary", str(out)]
+        )
+        == 0
+    )
+    summary = pd.read_parquet(out)
+    assert set(summary["variant"]) == {"causal_logprob"} and set(summary["step"]) == {1000}
+    assert summary.query("level == 'overall'")["n_pairs"].iloc[0] == 67
+
+
+def test_the_probe_reads_a_causal_lm_as_a_plain_loop_does_and_names_what_each_direction_can_reach(tiny_gpt2):
+    """Per-head UAS of a GPT-2 against a deliberately plain loop (one sentence at a time, each
+    word's pieces tokenized on their own, with the space before it, as byte-level BPE does), and
+    the reachable fractions: left-headed arcs for dependent_to_parent, right-headed ones for
+    parent_to_dependent, which bound each direction's accuracy under the causal mask."""
+    import torch
+
+    from sasbert import probe
+
+    ewt = REPO / "resources" / "ud" / "UD_English-EWT" / "en_ewt-ud-dev.conllu.gz"
+    model, tokenizer = probe.load_checkpoint(tiny_gpt2)
+    model = model.double()
+    sentences = probe.read_treebank(ewt, max_sentences=40)
+    result = probe.score_model(model, tokenizer, sentences, max_pieces=200, batch_size=7, min_relation_count=1)
+    tally, left, total = {}, 0, 0
+    for sentence in sentences:
+        pieces = [
+            tokenizer(w if k == 0 else " " + w, add_special_tokens=False)["input_ids"]
+            for k, w in enumerate(sentence.words)
+        ]
+        ids = [p for ps in pieces for p in ps]
+        assert ids == tokenizer(" ".join(sentence.words))["input_ids"]
+        owner = [w for w, ps in enumerate(pieces) for _ in ps]
+        n = len(sentence.words)
+        with torch.no_grad():
+            attentions = model(torch.tensor([ids]), output_attentions=True).attentions
+        scored = [
+            (i, sentence.heads[i] - 1)
+            for i in range(n)
+            if sentence.heads[i] != 0 and sentence.relations[i] not in probe.DEFAULT_EXCLUDED_RELATIONS
+        ]
+        left += sum(parent < i for i, parent in scored)
+        total += len(scored)
+        for layer, a in enumerate(attentions):
+            for head in range(a.shape[1]):
+                att = a[0, head].tolist()
+                W = [[0.0] * n for _ in range(n)]
+                for i in range(n):
+                    rows = [p for p in range(len(ids)) if owner[p] == i]
+                    for j in range(n):
+                        if j != i:  # a word's attention to itself is not a prediction
+                            W[i][j] = sum(att[p][q] for p in rows for q in range(len(ids)) if owner[q] == j) / len(rows)
+                for i, parent in scored:
+                    for direction, pred in (
+                        ("dependent_to_parent", max(range(n), key=lambda j: W[i][j])),
+                        ("parent_to_dependent", max(range(n), key=lambda j: W[j][i])),
+                    ):
+                        tally[(layer, head, direction)] = tally.get((layer, head, direction), 0) + (pred == parent)
+    ours = result.scores.query("method == 'attention' and relation == 'all'")
+    assert {(int(r.layer), int(r.head), r.direction): int(r.correct) for r in ours.itertuples()} == tally
+    reach = result.summary.query("method == 'attention' and relation == 'all'").iloc[0]
+    fraction = left / total if reach["direction"] == "dependent_to_parent" else 1 - left / total
+    assert reach["reachable"] == pytest.approx(fraction)
+    for r in ours.itertuples():  # no head beats what its direction can reach
+        bound = left if r.direction == "dependent_to_parent" else total - left
+        assert r.correct <= bound

@@ -59,7 +59,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sasbert.checkpoints import load_masked_lm, resolve_checkpoints, resolve_device, score_series
+from sasbert.checkpoints import (
+    load_language_model,
+    load_masked_lm,
+    model_kind,
+    resolve_checkpoints,
+    resolve_device,
+    score_series,
+)
 from sasbert.errors import InputError
 from sasbert.options import add_option_flags
 from sasbert.options import resolve as resolve_options
@@ -333,8 +340,82 @@ class PLLScorer:
         return lp.double().cpu().numpy()
 
 
-def score_pairs(scorer: PLLScorer, pairs: pd.DataFrame, variant: str, step: int) -> pd.DataFrame:
-    """Per-pair table with PLLs and decisions (all sentences scored in one pass)."""
+# A causal LM's sentence score, as the tables name it (their "variant" column).
+CAUSAL_METHOD = "causal_logprob"
+
+
+class CausalScorer:
+    """Summed token log-probability of each sentence under a HF causal LM (GPT-2, GPT-NeoX /
+    Pythia, OLMo, Llama): log p(t_1 | BOS) + log p(t_2 | BOS t_1) + ..., the standard BLiMP score of
+    a causal LM. The sentence follows the tokenizer's BOS token (its EOS where it has no BOS, as
+    GPT-2's); with neither, the first token has no context and is not scored."""
+
+    def __init__(self, model, tokenizer, device: str | None = None, batch_size: int = 256, progress: bool = False):
+        import torch
+
+        if batch_size < 1:
+            raise InputError(f"batch size must be >= 1, got {batch_size}")
+        self.torch = torch
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.progress = progress
+        self.start_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        pad = tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else (self.start_id if self.start_id is not None else 0)
+
+    @classmethod
+    def from_pretrained(cls, checkpoint: str | Path, **kw) -> CausalScorer:
+        model, tokenizer = load_language_model(checkpoint, kind="causal")
+        return cls(model, tokenizer, **kw)
+
+    def score(self, sentences: Sequence[str], variant: str = CAUSAL_METHOD) -> np.ndarray:
+        """Summed log-probability (natural log) of each sentence; identical sentences scored once."""
+        torch = self.torch
+        if len(sentences) == 0:
+            return np.zeros(0)
+        for i, s in enumerate(sentences):
+            if not isinstance(s, str) or not s.strip():
+                raise InputError(f"sentence {i} is empty: {s!r}")
+        uniq = list(dict.fromkeys(sentences))
+        prefix = [] if self.start_id is None else [self.start_id]
+        ids = [prefix + self.tokenizer(s, add_special_tokens=False)["input_ids"] for s in uniq]
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        totals = np.zeros(len(uniq), dtype=np.float64)
+        starts = range(0, len(uniq), self.batch_size)
+        if self.progress:
+            starts = progress(starts, desc="log-prob", unit="batch", leave=False)
+        with torch.inference_mode():
+            for s in starts:
+                rows = order[s : s + self.batch_size]
+                width = max(len(ids[r]) for r in rows)
+                x = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+                attention = np.zeros((len(rows), width), dtype=np.int64)
+                for i, r in enumerate(rows):
+                    x[i, : len(ids[r])] = ids[r]
+                    attention[i, : len(ids[r])] = 1
+                input_ids = torch.from_numpy(x).to(self.device)
+                mask = torch.from_numpy(attention).to(self.device)
+                logits = self.model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
+                target = input_ids[:, 1:]
+                token_logp = logits.gather(2, target[..., None])[..., 0] - torch.logsumexp(logits, dim=-1)
+                totals[rows] = (token_logp * mask[:, 1:]).sum(1).double().cpu().numpy()
+        by_sentence = dict(zip(uniq, totals))
+        return np.array([by_sentence[s] for s in sentences], dtype=np.float64)
+
+
+def scorer_for(checkpoint: str | Path, variant: str, **kw):
+    """The scorer of a checkpoint and the method its scores are named by: PLL (``variant``) for
+    a masked LM, the summed log-probability for a causal one."""
+    if model_kind(checkpoint) == "causal":
+        return CausalScorer.from_pretrained(checkpoint, **kw), CAUSAL_METHOD
+    return PLLScorer.from_pretrained(checkpoint, **kw), variant
+
+
+def score_pairs(scorer: PLLScorer | CausalScorer, pairs: pd.DataFrame, variant: str, step: int) -> pd.DataFrame:
+    """Per-pair table with the sentences' scores (PLLs, or a causal LM's log-probabilities, in the
+    pll_* columns) and decisions (all sentences scored in one pass)."""
     n = len(pairs)
     sentences = pairs["sentence_good"].tolist() + pairs["sentence_bad"].tolist()
     pll = scorer.score(sentences, variant=variant)
@@ -550,22 +631,26 @@ def run(args: argparse.Namespace) -> None:
     if opts["batch_size"] < 1:
         raise InputError(f"--batch-size must be >= 1, got {opts['batch_size']}")
     checkpoints = thin_series(resolve_checkpoints(args.checkpoint, args.step), opts["every_steps"])
+    kinds = {model_kind(path) for path, _ in checkpoints}
+    if len(kinds) > 1:
+        raise InputError("the checkpoints mix masked and causal LMs: score each kind as its own series")
+    method = CAUSAL_METHOD if kinds == {"causal"} else opts["variant"]
     pairs = subset_pairs(load_blimp(args.data_dir), opts["pairs_per_paradigm"], opts["subset_seed"])
     log.info(
-        "BLiMP: %d pairs from %d paradigms; %d checkpoint(s); variant %s",
+        "BLiMP: %d pairs from %d paradigms; %d checkpoint(s); %s",
         len(pairs),
         pairs["UID"].nunique(),
         len(checkpoints),
-        opts["variant"],
+        f"PLL variant {method}" if method != CAUSAL_METHOD else "causal LM: summed token log-probability",
     )
 
     def score(path: Path, step: int) -> dict:
-        scorer = PLLScorer.from_pretrained(path, device=args.device, batch_size=opts["batch_size"], progress=True)
-        scored = score_pairs(scorer, pairs, opts["variant"], step)
+        scorer, _ = scorer_for(path, opts["variant"], device=args.device, batch_size=opts["batch_size"], progress=True)
+        scored = score_pairs(scorer, pairs, method, step)
         log.info("step %d (%s): overall accuracy %.4f", step, path, scored.groupby("UID")["correct"].mean().mean())
         return {"pairs": scored}
 
     all_pairs = score_series(checkpoints, score, ["pairs"], args.cache_dir, log)["pairs"]
-    summary = _sort_summary(summarize(all_pairs, opts["variant"]))
+    summary = _sort_summary(summarize(all_pairs, method))
     write_parquet(all_pairs, args.out_pairs)
     write_parquet(summary, args.out_summary)

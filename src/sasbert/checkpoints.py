@@ -170,24 +170,55 @@ def resolve_device(name: str):
     return device
 
 
+def model_kind(path: str | Path) -> str:
+    """``masked`` or ``causal``: what a checkpoint folder's model is, from the architecture its
+    config.json names (``BertForMaskedLM``; ``GPT2LMHeadModel``, ``GPTNeoXForCausalLM``,
+    ``OlmoForCausalLM``, ...). A config that names neither is taken as a masked LM."""
+    import json
+
+    try:
+        architectures = json.loads((Path(path) / "config.json").read_text()).get("architectures") or []
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot read config.json ({err})") from None
+    return architecture_kind(architectures)
+
+
+def architecture_kind(architectures: Sequence[str]) -> str:
+    """``masked`` or ``causal`` from HF architecture (model class) names; neither: masked."""
+    if any(a.endswith("ForMaskedLM") for a in architectures):
+        return "masked"
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
+        return "causal"
+    return "masked"
+
+
 def load_masked_lm(path: str | Path, device="cpu", dtype: str = "float32", attn_implementation: str | None = None):
     """(model in eval mode on ``device``, fast tokenizer) from a local HF checkpoint folder; a
     folder that does not load is an InputError naming it. ``dtype``: a torch dtype name or "auto"."""
+    return load_language_model(path, device, dtype, attn_implementation, kind="masked")
+
+
+def load_language_model(
+    path: str | Path, device="cpu", dtype: str = "float32", attn_implementation: str | None = None, kind=None
+):
+    """``load_masked_lm`` for a masked or a causal LM (``kind``; default: ``model_kind``)."""
     import torch
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
     path = check_checkpoint_dir(path)
+    kind = kind or model_kind(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, use_fast=True)
     except Exception as err:  # noqa: BLE001 - transformers raises many kinds
         raise InputError(f"{path}: cannot load the tokenizer ({type(err).__name__}: {err})") from None
+    auto = AutoModelForCausalLM if kind == "causal" else AutoModelForMaskedLM
     try:
-        model = AutoModelForMaskedLM.from_pretrained(
+        model = auto.from_pretrained(
             path,
             local_files_only=True,
             attn_implementation=attn_implementation,
             dtype="auto" if dtype == "auto" else getattr(torch, dtype),
         )
     except Exception as err:  # noqa: BLE001
-        raise InputError(f"{path}: cannot load the model ({type(err).__name__}: {err})") from None
+        raise InputError(f"{path}: cannot load the {kind} LM ({type(err).__name__}: {err})") from None
     return model.to(device).eval(), tokenizer

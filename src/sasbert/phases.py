@@ -177,6 +177,7 @@ UAS_COLUMNS = [
     "direction",
     "soft_score",
     "max_soft_score",
+    "reachable",
     "uas_mean",
     "offset_uas",
     "offset",
@@ -297,6 +298,8 @@ def _uas_rows(summary: pd.DataFrame) -> pd.DataFrame:
     att = summary[summary["method"] == "attention"]
     if "ci_low" not in att.columns:  # tables written before intervals were added
         att = att.assign(ci_low=np.nan, ci_high=np.nan)
+    if "reachable" not in att.columns:  # tables written before causal LMs were probed
+        att = att.assign(reachable=np.nan)
     best = att[att["relation"] == "all"][
         [
             "step",
@@ -309,6 +312,7 @@ def _uas_rows(summary: pd.DataFrame) -> pd.DataFrame:
             "direction",
             "soft_score",
             "max_soft_score",
+            "reachable",
             "n_sentences",
         ]
     ]
@@ -833,10 +837,13 @@ def blimp_overall(blimp: pd.DataFrame, variant: str | None = None) -> pd.DataFra
         return rows[columns]
     variants = sorted(rows["variant"].dropna().unique())
     if variant is None:
-        if len(variants) > 1:
-            log.warning("BLiMP variants %s: using %s", ", ".join(variants), variants[0])
-        variant = variants[0]
-    elif variant not in variants:
+        # each run x seed's first variant: a causal series (causal_logprob) beside masked runs
+        # (original) keeps its curve
+        first = rows.groupby(["run", "seed"])["variant"].transform("min")
+        if rows.groupby(["run", "seed"])["variant"].nunique().max() > 1:
+            log.warning("BLiMP variants %s: using each run's first", ", ".join(variants))
+        return rows[rows["variant"] == first][columns]
+    if variant not in variants:
         raise InputError(f"BLiMP variant {variant!r} not in the table (has: {', '.join(variants)})")
     return rows[rows["variant"] == variant][columns]
 

@@ -71,6 +71,7 @@ import argparse
 import dataclasses
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -79,7 +80,13 @@ import pandas as pd
 
 from sasbert import textio, treebank
 from sasbert.atomic import write_parquet
-from sasbert.checkpoints import load_masked_lm, resolve_checkpoints, resolve_device, score_series
+from sasbert.checkpoints import (
+    architecture_kind,
+    load_language_model,
+    resolve_checkpoints,
+    resolve_device,
+    score_series,
+)
 from sasbert.errors import InputError
 from sasbert.options import add_option_flags
 from sasbert.options import resolve as resolve_options
@@ -127,6 +134,7 @@ SUMMARY_COLUMNS = [
     "ci_high",
     "soft_score",
     "max_soft_score",
+    "reachable",
     "n_relations",
     "n_sentences",
     "n_skipped_too_long",
@@ -502,7 +510,7 @@ def offset_table(golds, rels, relations, labelled: bool = True) -> pd.DataFrame:
 
 def _summary_columns(cols: dict[str, np.ndarray], min_relation_count: int, labelled: bool) -> dict[str, list]:
     out: dict[str, list] = {
-        c: [] for c in SUMMARY_COLUMNS if c not in SUMMARY_METADATA and c not in ("ci_low", "ci_high")
+        c: [] for c in SUMMARY_COLUMNS if c not in SUMMARY_METADATA and c not in ("ci_low", "ci_high", "reachable")
     }
 
     def emit(**row):
@@ -569,6 +577,7 @@ def summarize(scores: pd.DataFrame, min_relation_count: int = 100, labelled: boo
         cols[col] = scores[col].to_numpy(dtype=np.float64, na_value=np.nan)
     summary = _summary_columns(cols, min_relation_count, labelled)
     summary["ci_low"] = summary["ci_high"] = [np.nan] * len(summary["method"])  # needs per-sentence tallies
+    summary["reachable"] = [np.nan] * len(summary["method"])  # needs the gold trees
     return _frame(summary)
 
 
@@ -765,6 +774,11 @@ def score_model(
     att_cols, off_cols = scorer.columns(labelled), offset_columns(golds, rels, names, labelled)
     cols = {c: np.concatenate([att_cols[c], off_cols[c]]) for c in att_cols}
     summary = _summary_columns(cols, min_relation_count, labelled)
+    reach = reachable_fractions(golds, rels, names, causal=architecture_kind([type(model).__name__]) == "causal")
+    summary["reachable"] = [
+        reach.get((r, d), np.nan) if m == "attention" else np.nan
+        for m, r, d in zip(summary["method"], summary["relation"], summary["direction"])
+    ]
     low, high = scorer.best_head_interval()
     best_all = [m == "attention" and r == ALL for m, r in zip(summary["method"], summary["relation"])]
     summary["ci_low"] = [low if b else np.nan for b in best_all]
@@ -800,8 +814,29 @@ _DTYPES = ("float32", "float64", "bfloat16", "float16", "auto")
 
 
 def load_checkpoint(path: str | Path, device="cpu", dtype: str = "float32"):
-    """(model, tokenizer) from a HF checkpoint dir, with eager attention (attentions returned)."""
-    return load_masked_lm(path, device=device, dtype=dtype, attn_implementation="eager")
+    """(model, tokenizer) from a HF checkpoint dir, masked or causal LM, with eager attention
+    (attentions returned)."""
+    return load_language_model(path, device=device, dtype=dtype, attn_implementation="eager")
+
+
+def reachable_fractions(golds, rels, names, causal: bool) -> dict:
+    """{(relation, direction): the fraction of its scored words whose parent that direction can
+    find}. A causal LM's word attends only to itself and words before it, so dependent_to_parent
+    can find only parents to the left of their dependent, and parent_to_dependent only parents to
+    its right: each direction's accuracy is at most this fraction. 1 for a bidirectional model."""
+    if not causal:
+        return {(relation, direction): 1.0 for relation in [*names, ALL] for direction in DIRECTIONS}
+    left, total = Counter(), Counter()
+    for gold, rel in zip(golds, rels):
+        for i in np.flatnonzero(rel >= 0):
+            for relation in {names[rel[i]], ALL}:
+                total[relation] += 1
+                left[relation] += int(gold[i]) < i
+    out = {}
+    for relation, n in total.items():
+        out[(relation, DIRECTIONS[0])] = left[relation] / n
+        out[(relation, DIRECTIONS[1])] = (n - left[relation]) / n
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
