@@ -98,6 +98,7 @@ def synthetic_tables(runs=RUNS, seeds=(0, 1, 2), n_layers=4, n_heads=4):
                         0.3 * uas[i],
                         0.35 * uas[i],
                         1.0,  # reachable: a bidirectional model
+                        None,  # same_weights_as
                         uas[i] - 0.05,
                         0.31,
                         -1,

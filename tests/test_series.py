@@ -233,3 +233,87 @@ def test_the_probe_reads_a_causal_lm_as_a_plain_loop_does_and_names_what_each_di
     for r in ours.itertuples():  # no head beats what its direction can reach
         bound = left if r.direction == "dependent_to_parent" else total - left
         assert r.correct <= bound
+
+
+# ----------------------------------------------------------------------------------------------
+# Hub series, offline: a HF cache laid out as huggingface_hub lays it
+
+
+def fill_hf_cache(cache, repo: str, revisions: dict) -> None:
+    """``models--<owner>--<name>/{refs/<revision>, snapshots/<commit>/<file> -> ../../blobs/<sha256>}``."""
+    import hashlib
+    import os
+
+    base = cache / f"models--{repo.replace('/', '--')}"
+    for revision, folder in revisions.items():
+        commit = hashlib.sha1(f"{repo}@{revision}".encode()).hexdigest()
+        (base / "refs").mkdir(parents=True, exist_ok=True)
+        (base / "refs" / revision).write_text(commit)
+        snap = base / "snapshots" / commit
+        snap.mkdir(parents=True)
+        for path in folder.iterdir():
+            data = path.read_bytes()
+            blob = base / "blobs" / hashlib.sha256(data).hexdigest()
+            blob.parent.mkdir(exist_ok=True)
+            if not blob.exists():
+                blob.write_bytes(data)
+            (snap / path.name).symlink_to(os.path.relpath(blob, snap))
+
+
+def test_hub_series_steps_come_from_revisions_or_repo_names():
+    from sasbert import hub
+
+    pythia = hub.series_checkpoints({"repo": "EleutherAI/pythia-70m", "revisions": ["step0", "step1000", "step143000"]})
+    assert pythia == [(f"hub:EleutherAI/pythia-70m@step{s}", s) for s in (0, 1000, 143000)]
+    multiberts = hub.series_checkpoints(
+        {"repos": ["google/multiberts-seed_0-step_0k", "google/multiberts-seed_0-step_20k"]}
+    )
+    assert [step for _, step in multiberts] == [0, 20000]
+    assert hub.parse("hub:allenai/OLMo-1B@step20000-tokens84B") == ("allenai/OLMo-1B", "step20000-tokens84B")
+    assert hub.step_of("hub:allenai/OLMo-1B@step20000-tokens84B") == 20000
+    with pytest.raises(hub.InputError, match="no step number"):
+        hub.series_checkpoints({"repo": "org/model", "revisions": ["main"]})
+
+
+def test_hub_checkpoints_are_read_from_the_cache_and_identical_weights_flagged(tmp_path, monkeypatch, multiberts_like):
+    import json
+    import subprocess
+    import sys
+
+    cache = tmp_path / "hub"
+    folders = sorted(multiberts_like.iterdir())
+    # step2000 repeats step1000's files: the same blobs, as some published branch series do
+    fill_hf_cache(cache, "org/tiny-bert", {"step0": folders[0], "step1000": folders[1], "step2000": folders[1]})
+    env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    specs = [f"hub:org/tiny-bert@step{s}" for s in (0, 1000, 2000)]
+    out = tmp_path / "fetched.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "sasbert", "series-fetch", "--checkpoint", *specs, "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())
+    assert [r["same_weights_as"] for r in rows] == [None, None, specs[1]]
+    assert all((cache / "models--org--tiny-bert" / "snapshots" / r["commit"]).is_dir() for r in rows)
+    assert "has the same weights as" in result.stderr
+    # the probe and BLiMP read the same cache offline (huggingface_hub reads HF_HUB_CACHE at import:
+    # a fresh process, as a job is)
+    code = "import sys; from sasbert.checkpoints import resolve_checkpoints; print(resolve_checkpoints(sys.argv[1:]))"
+    resolved = subprocess.run([sys.executable, "-c", code, *specs], capture_output=True, text=True)
+    assert resolved.returncode == 0, resolved.stderr
+    assert "step-" not in resolved.stdout and ", 0), " in resolved.stdout and ", 2000)]" in resolved.stdout
+
+    # a revision the cache does not hold: named, with how to fill the cache, no traceback, no output
+    missing = subprocess.run(
+        [sys.executable, "-m", "sasbert", "series-fetch", "--checkpoint", "hub:org/tiny-bert@step3000"]
+        + ["--out", str(tmp_path / "none.json")],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "org/tiny-bert at revision step3000: cannot download it" in missing.stderr
+    assert "huggingface-cli download org/tiny-bert --revision step3000" in missing.stderr
+    assert not (tmp_path / "none.json").exists()

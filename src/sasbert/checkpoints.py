@@ -86,29 +86,33 @@ def check_checkpoint_dir(path: str | Path) -> Path:
 
 
 def resolve_checkpoints(specs: Sequence[str], steps: Sequence[int] | None = None) -> list[tuple[Path, int]]:
-    """Expand globs, attach steps (explicit, else parsed from the name), check each folder.
+    """Expand globs, read hub checkpoints (``hub:<repo>@<revision>``) from the local HF cache,
+    attach steps (explicit, else parsed from the name), check each folder.
 
     Returns (folder, step) pairs sorted by step; a step given twice is an error.
     """
-    paths = list(dict.fromkeys(Path(p) for p in expand_paths(specs, what="checkpoint")))
+    from sasbert import hub
+
+    names = list(dict.fromkeys(str(p) for p in expand_paths(specs, what="checkpoint")))
     if steps:
-        if len(steps) != len(paths):
-            raise InputError(f"--step gives {len(steps)} step(s) for {len(paths)} checkpoint(s)")
+        if len(steps) != len(names):
+            raise InputError(f"--step gives {len(steps)} step(s) for {len(names)} checkpoint(s)")
         step_list = [int(s) for s in steps]
     else:
         step_list = []
-        for path in paths:
-            step = step_from_name(path)
+        for name in names:
+            step = hub.step_of(name) if hub.is_spec(name) else step_from_name(name)
             if step is None:
-                raise InputError(f"{path}: no step number in the directory name; give --step")
+                raise InputError(f"{name}: no step number in the name; give --step")
             step_list.append(step)
+    paths = [hub.snapshot(name) if hub.is_spec(name) else Path(name) for name in names]
     for path in paths:
         check_checkpoint_dir(path)
-    seen: dict[int, Path] = {}
-    for path, step in zip(paths, step_list):
+    seen: dict[int, str] = {}
+    for name, step in zip(names, step_list):
         if step in seen:
-            raise InputError(f"step {step} given by both {seen[step]} and {path}")
-        seen[step] = path
+            raise InputError(f"step {step} given by both {seen[step]} and {name}")
+        seen[step] = name
     return sorted(zip(paths, step_list), key=lambda pair: pair[1])
 
 

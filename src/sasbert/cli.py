@@ -25,6 +25,7 @@ STAGES = {
     ),
     "tokenize": ("sasbert.tokenization", "train/load a WordPiece vocab, map heads to pieces, pack blocks"),
     "pretrain": ("sasbert.pretrain", "MLM pretraining with the SAS regularizer"),
+    "series-fetch": ("sasbert.hub", "download hub checkpoints (hub:<repo>@<revision>) into the HF cache, once"),
     "probe": ("sasbert.probe", "attention-head UAS of checkpoints against a gold treebank"),
     "blimp": ("sasbert.blimp", "BLiMP accuracy of checkpoints by pseudo-log-likelihood"),
     "phases": ("sasbert.phases", "all-runs tables (gather) and phase-transition onsets (detect)"),

@@ -144,7 +144,7 @@ def _missing_paths(config: dict, base_dir: Path) -> list[str]:
     named += [("probe.treebank", config["probe"].get("treebank"))]
     named += [("blimp.data_dir", config["blimp"].get("data_dir"))]
     for i, series in enumerate(config.get("series", [])):
-        named += [(f"series[{i}].checkpoints[{j}]", p) for j, p in enumerate(series["checkpoints"])]
+        named += [(f"series[{i}].checkpoints[{j}]", p) for j, p in enumerate(series.get("checkpoints", []))]
     problems = []
     for key, path in named:
         if path is None:
@@ -188,6 +188,14 @@ def _semantic_problems(config: dict) -> list[str]:
 
     names = [run["name"] for run in config["runs"]]
     series_names = [series["name"] for series in config.get("series", [])]
+    for i, series in enumerate(config.get("series", [])):
+        if ("checkpoints" in series) == ("hub" in series):
+            problems.append(f"series[{i}]: give exactly one of checkpoints (local folders) and hub")
+        hub = series.get("hub") or {}
+        if "hub" in series and ("repo" in hub) == ("repos" in hub):
+            problems.append(f"series[{i}].hub: give repo with revisions, or repos (one per step)")
+        elif "repo" in hub and not hub.get("revisions"):
+            problems.append(f"series[{i}].hub.revisions: required with hub.repo")
     for i, name in enumerate(series_names):
         if name in names:
             problems.append(f"series[{i}].name: {name!r} is also a run's name")

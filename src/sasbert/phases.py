@@ -178,6 +178,7 @@ UAS_COLUMNS = [
     "soft_score",
     "max_soft_score",
     "reachable",
+    "same_weights_as",
     "uas_mean",
     "offset_uas",
     "offset",
@@ -324,6 +325,25 @@ def _uas_rows(summary: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _repeated_weights(hub_series: Sequence[dict], fetched: Sequence[str | Path]) -> dict:
+    """{(series, step): the checkpoint whose weights it repeats} from the series-fetch manifests."""
+    from sasbert import hub
+
+    if len(fetched) != len(hub_series):
+        raise InputError(f"--fetched: {len(fetched)} manifest(s) for {len(hub_series)} hub series")
+    repeats = {}
+    for one, path in zip(hub_series, fetched):
+        steps = dict(hub.series_checkpoints(one["hub"], one.get("steps")))
+        try:
+            rows = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as err:
+            raise InputError(f"{path}: cannot read the series-fetch manifest ({err})") from None
+        for row in rows:
+            if row.get("same_weights_as") and row["checkpoint"] in steps:
+                repeats[(one["name"], steps[row["checkpoint"]])] = row["same_weights_as"]
+    return repeats
+
+
 def _block_average(steps: pd.DataFrame, max_rows: int) -> pd.DataFrame:
     """Per-step training metrics, averaged over blocks of consecutive steps when there are more
     than ``max_rows`` of them (``n_steps`` = steps per row)."""
@@ -375,6 +395,7 @@ def gather_tables(
     allow_missing: bool = False,
     max_train_rows: int = MAX_TRAIN_ROWS,
     series: Sequence[dict] = (),
+    fetched: Sequence[str | Path] = (),
 ) -> dict[str, pd.DataFrame]:
     """Stack every run x seed's tables into the all-runs tables named in ``TABLES``.
 
@@ -382,7 +403,9 @@ def gather_tables(
     seeds within each run (what the workflow's ``expand(..., run=RUNS, seed=SEEDS)`` lists), and
     then, except for the training tables (``TRAINED_ONLY``), one per series (at its own seed). A
     missing file is an error unless ``allow_missing`` (then it is skipped with a warning: e.g. a
-    results folder copied before every job finished)."""
+    results folder copied before every job finished). ``fetched``: the ``series-fetch`` manifest
+    of each hub series, in config order; a checkpoint whose weights repeat an earlier one's gets
+    that one in ``uas.same_weights_as``."""
     runs_df = runs_table(runs, series)
     trained = [(run["name"], int(seed)) for run in runs for seed in seeds]
     measured = trained + [(one["name"], int(one.get("seed", 0))) for one in series]
@@ -428,6 +451,12 @@ def gather_tables(
         "heads": HEAD_COLUMNS,
         "blimp": BLIMP_COLUMNS,
     }
+    repeats = _repeated_weights([one for one in series if "hub" in one], fetched)
+    if frames["uas"] and repeats:
+        frames["uas"] = [
+            df.assign(same_weights_as=[repeats.get((run, step)) for run, step in zip(df["run"], df["step"])])
+            for df in frames["uas"]
+        ]
     out = {"runs": runs_df}
     for name, cols in columns.items():
         if frames[name]:
@@ -932,6 +961,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ga.add_argument("--seeds", type=int, nargs="+", help="seeds (required with --runs)")
     ga.add_argument("--series", help="with --runs: the config's series list as JSON (external checkpoint series)")
     ga.add_argument(
+        "--fetched", nargs="*", default=[], metavar="JSON", help="the series-fetch manifest of each hub series"
+    )
+    ga.add_argument(
         "--out",
         nargs="+",
         required=True,
@@ -1010,7 +1042,7 @@ def run(args: argparse.Namespace) -> None:
         if sorted(outputs) != sorted(TABLES) or len(outputs) != len(args.out):
             raise InputError(f"--out: give one file named <table>.parquet for each of {', '.join(TABLES)}")
         files = {key: getattr(args, key) for key in SOURCES}
-        tables = gather_tables(files, runs, seeds, args.allow_missing, args.max_train_rows, series)
+        tables = gather_tables(files, runs, seeds, args.allow_missing, args.max_train_rows, series, args.fetched)
         for name, df in tables.items():
             write_parquet(df, outputs[name])
             log.info("%s: %d rows", name, len(df))

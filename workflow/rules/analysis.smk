@@ -17,6 +17,7 @@ rule tables:
         probe=measured("probe", "summary.parquet"),
         scores=measured("probe", "scores.parquet"),
         blimp=measured("blimp", "summary.parquet"),
+        fetched=[f"results/series/{name}/fetched.json" for name in HUB_SERIES],
         code=stage_code("phases", "tables"),
     output:
         runs="results/tables/runs.parquet",
@@ -39,7 +40,8 @@ rule tables:
     shell:
         "sasbert phases gather --runs {params.runs:q} --series {params.series:q} --seeds {params.seeds}"
         " --steps {input.steps:q} --eval {input.eval:q} --probe-summary {input.probe:q}"
-        " --probe-scores {input.scores:q} --blimp-summary {input.blimp:q} --out {output:q} > {log} 2>&1"
+        " --probe-scores {input.scores:q} --blimp-summary {input.blimp:q} --fetched {input.fetched:q}"
+        " --out {output:q} > {log} 2>&1"
 
 
 rule phases:

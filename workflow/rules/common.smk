@@ -14,6 +14,7 @@ from snakemake.logging import logger
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from sasbert import checkpoints as sascheckpoints  # noqa: E402
 from sasbert import config as sasconfig  # noqa: E402
+from sasbert import hub as sashub  # noqa: E402
 from sasbert import textio  # noqa: E402
 from sasbert.errors import InputError  # noqa: E402
 from sasbert import figures as sasfigures  # noqa: E402
@@ -38,11 +39,18 @@ SEEDS = config["seeds"]
 CHECKPOINT_STEPS = sasconfig.checkpoint_steps(config)
 # Checkpoint series trained elsewhere: their (folder, step) pairs, resolved and checked now, so that
 # a missing folder, an unreadable step or a step given twice stops the run before any job.
+# A hub series' checkpoints are hub:<repo>@<revision> specs (its folders exist once series_fetch
+# has filled the HF cache), with their steps from the config or their names.
 SERIES = {series["name"]: series for series in config["series"]}
+HUB_SERIES = [name for name, series in SERIES.items() if "hub" in series]
 SERIES_CHECKPOINTS = {}
 for _i, (_name, _series) in enumerate(SERIES.items()):
     try:
-        SERIES_CHECKPOINTS[_name] = sascheckpoints.resolve_checkpoints(_series["checkpoints"], _series["steps"])
+        if "hub" in _series:
+            SERIES_CHECKPOINTS[_name] = sashub.series_checkpoints(_series["hub"], _series["steps"])
+        else:
+            _pairs = sascheckpoints.resolve_checkpoints(_series["checkpoints"], _series["steps"])
+            SERIES_CHECKPOINTS[_name] = [(str(folder), step) for folder, step in _pairs]
     except InputError as err:
         raise WorkflowError(f"series[{_i}] ({_name}): {err}") from None
 
@@ -51,6 +59,7 @@ wildcard_constraints:
     corpus=CORPUS,
     shard=r"\d+",
     run="|".join([*RUNS, *SERIES]),
+    series="|".join(HUB_SERIES) or "(?!)",
     seed=r"\d+",
     step=r"\d+",
     end=r"\d+",
@@ -230,8 +239,10 @@ def published_steps(run, end=None):
 def scored_checkpoints(wildcards):
     """What a probe or BLiMP job of a run x seed reads: the run's published checkpoints folder,
     or a series' checkpoint folders."""
+    if wildcards.run in HUB_SERIES:
+        return f"results/series/{wildcards.run}/fetched.json"
     if wildcards.run in SERIES:
-        return [str(folder) for folder, _ in SERIES_CHECKPOINTS[wildcards.run]]
+        return [folder for folder, _ in SERIES_CHECKPOINTS[wildcards.run]]
     return f"{run_dir_of(wildcards)}/checkpoints"
 
 
@@ -251,8 +262,8 @@ def checkpoint_args(wildcards, input):
     of leaving a silent gap in its table. A series' steps are given with --step."""
     if wildcards.run in SERIES:
         pairs = SERIES_CHECKPOINTS[wildcards.run]
-        folders = " ".join(shlex.quote(str(folder)) for folder, _ in pairs)
-        return f"{folders} --step {' '.join(str(step) for _, step in pairs)}"
+        names = " ".join(shlex.quote(name) for name, _ in pairs)
+        return f"{names} --step {' '.join(str(step) for _, step in pairs)}"
     steps = published_steps(wildcards.run, getattr(wildcards, "end", None))
     return " ".join(shlex.quote(f"{input.checkpoints}/step-{s}") for s in steps)
 
