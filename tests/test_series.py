@@ -98,19 +98,34 @@ def test_a_series_checkpoint_without_weights_stops_the_dag_with_its_name(tmp_pat
 
 
 @pytest.mark.slow
-def test_series_alone_run_through_probe_blimp_tables_phases_and_figures(tmp_path, multiberts_like, tiny_gpt2):
-    """A masked series (MultiBERTs-named) and a causal one (a GPT-2), with no training run."""
+def test_series_alone_run_through_probe_blimp_tables_phases_and_figures(
+    tmp_path, monkeypatch, multiberts_like, tiny_gpt2
+):
+    """A masked series (MultiBERTs-named), a causal one (a GPT-2) and a hub one (read from a filled
+    HF cache, offline, one revision repeating another's weights), with no training run."""
     workdir = link_workflow(tmp_path / "work")
+    folders = sorted(multiberts_like.iterdir())
+    fill_hf_cache(
+        tmp_path / "hub", "org/tiny-bert", {"step0": folders[0], "step1000": folders[1], "step2000": folders[1]}
+    )
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     config = series_config(multiberts_like)
     config["series"].append({"name": "gpt2_tiny", "checkpoints": [str(tiny_gpt2)], "seed": 3})
+    config["series"].append(
+        {"name": "tiny_hub", "hub": {"repo": "org/tiny-bert", "revisions": ["step0", "step1000", "step2000"]}}
+    )
     (workdir / "series.yaml").write_text(yaml.safe_dump(config))
     plan = job_counts(snakemake_ok("-n", "--cores", "2", "--configfile", "series.yaml", cwd=workdir))
     assert {"corpus", "parse", "tokenize", "pretrain"}.isdisjoint(plan), plan
-    assert plan["probe"] == plan["blimp"] == 2 and plan["tables"] == plan["phases"] == 1
+    assert plan["probe"] == plan["blimp"] == 3 and plan["series_fetch"] == plan["tables"] == plan["phases"] == 1
     snakemake_ok("--cores", "2", "--configfile", "series.yaml", cwd=workdir)
     tables = workdir / "results" / "tables"
     runs = pd.read_parquet(tables / "runs.parquet")
-    assert runs[["run", "kind"]].values.tolist() == [["multiberts_s0", "external"], ["gpt2_tiny", "external"]]
+    assert runs["run"].tolist() == ["multiberts_s0", "gpt2_tiny", "tiny_hub"] and set(runs["kind"]) == {"external"}
+    hub_uas = pd.read_parquet(tables / "uas.parquet").query("run == 'tiny_hub'").set_index("step")
+    assert hub_uas["same_weights_as"].to_dict() == {0: None, 1000: None, 2000: "hub:org/tiny-bert@step1000"}
+    assert hub_uas.at[2000, "uas"] == hub_uas.at[1000, "uas"]
     assert runs["tokens_per_step"].iloc[0] == 131072 and pd.isna(runs["tokens_per_step"].iloc[1])
     uas = pd.read_parquet(tables / "uas.parquet").set_index("run")
     assert sorted(uas.loc["multiberts_s0", "step"]) == list(STEPS) and uas.loc["gpt2_tiny", "seed"] == 3
@@ -118,10 +133,10 @@ def test_series_alone_run_through_probe_blimp_tables_phases_and_figures(tmp_path
     blimp = pd.read_parquet(tables / "blimp.parquet")
     assert sorted(blimp[blimp["run"] == "multiberts_s0"]["step"].unique()) == list(STEPS)
     variants = blimp.groupby("run")["variant"].unique().map(list).to_dict()
-    assert variants == {"multiberts_s0": ["original"], "gpt2_tiny": ["causal_logprob"]}
+    assert variants == {"multiberts_s0": ["original"], "gpt2_tiny": ["causal_logprob"], "tiny_hub": ["original"]}
     assert pd.read_parquet(tables / "loss.parquet").empty  # trained elsewhere: no held-out loss here
     events = pd.read_parquet(tables / "phases.parquet")
-    assert set(events["kind"]) == {"external"} and set(events["run"]) == {"multiberts_s0", "gpt2_tiny"}
+    assert set(events["kind"]) == {"external"} and set(events["run"]) == {"multiberts_s0", "gpt2_tiny", "tiny_hub"}
     assert not events[events["event"] == "loss_drop"]["detected"].any()
     for figure in ("fig1_training", "fig5_seeds"):
         assert (workdir / "results" / "figures" / f"{figure}.png").stat().st_size > 0
