@@ -1,10 +1,16 @@
 """The embedded default shows the paper's phenomenon: the claims README.md makes about `make run`,
-checked on a real run of the real Snakefile with config.yaml (BLiMP lighter, see the config)."""
+checked on a real run of the real Snakefile with config.yaml (BLiMP lighter, see the config); the
+same run then checks what reruns of a finished workflow redo."""
+
+import shutil
 
 import pandas as pd
 import pytest
 
-from conftest import REPO, link_workflow, snakemake_ok
+from conftest import REPO, job_counts, link_workflow, snakemake, snakemake_ok
+from sasbert.figures import FIGURES
+
+FIGURE_RULES = {f"figure_{name.split('_', 1)[1]}" for name in FIGURES}
 
 LIGHT_BLIMP = [
     "--configfile",
@@ -67,10 +73,86 @@ def phenomenon_failures(tables) -> list[str]:
     return failures
 
 
+RELEASE = "sas_minus_release_200"
+
+
 @pytest.mark.slow
-def test_the_default_shows_the_transition(tmp_path):
+def test_the_default_shows_the_transition_and_reruns_only_what_changes(tmp_path):
+    """One real run of the embedded default serves two purposes (it is the suite's longest job):
+    issue 14's claims about its results, then what a rerun of a finished workflow may redo."""
     workdir = link_workflow(tmp_path)
     snakemake_ok("--cores", "2", *LIGHT_BLIMP, cwd=workdir, timeout=1500)
-    folder = workdir / "results" / "tables"
+    results = workdir / "results"
+    folder = results / "tables"
     tables = {name: pd.read_parquet(folder / f"{name}.parquet") for name in ("runs", "phases", "uas", "loss")}
     assert phenomenon_failures(tables) == []
+
+    # every stage's outputs and logs; a release run publishes from its start k on
+    assert (results / "tokenize" / "ewt" / "stats.json").is_file()
+    assert (results / "logs" / "tokenize" / "ewt.log").is_file()
+    release = results / "pretrain" / RELEASE / "seed0" / "checkpoints"
+    assert sorted(int(p.name[5:]) for p in release.glob("step-*")) == list(range(200, 2001, 100))
+    uas = pd.read_parquet(results / "probe" / RELEASE / "seed0" / "summary.parquet")
+    assert sorted(uas["step"].unique()) == list(range(200, 2001, 100))
+    assert "Nothing to be done" in snakemake_ok("--cores", "2", *LIGHT_BLIMP, cwd=workdir)
+
+    # the report holds every figure under its caption (what `make run` writes)
+    snakemake_ok("--report", "report.html", *LIGHT_BLIMP, cwd=workdir, timeout=600)
+    html = (workdir / "report.html").read_text(errors="replace")
+    for figure in FIGURES:
+        assert f"{figure}.png" in html, figure
+
+    # code inputs follow the imports: editing cli.py (dispatch only) reruns nothing, figures.py only
+    # the figures (Snakemake checksums inputs, so the edit must change their content; the edits go to
+    # a copy of src/ in this working directory, which is what its rules track)
+    (workdir / "src").unlink()
+    shutil.copytree(REPO / "src", workdir / "src")
+    for name in ("cli.py", "figures.py"):
+        shutil.copystat(REPO / "src" / "sasbert" / name, workdir / "src" / "sasbert" / name)
+    assert "Nothing to be done" in snakemake_ok("-n", "--cores", "2", *LIGHT_BLIMP, cwd=workdir)
+    with open(workdir / "src" / "sasbert" / "cli.py", "a") as handle:
+        handle.write("# an edit\n")
+    assert "Nothing to be done" in snakemake_ok("-n", "--cores", "2", *LIGHT_BLIMP, cwd=workdir)
+    with open(workdir / "src" / "sasbert" / "figures.py", "a") as handle:
+        handle.write("# an edit\n")
+    jobs = job_counts(snakemake_ok("-n", "--cores", "2", *LIGHT_BLIMP, cwd=workdir))
+    assert set(jobs) - {"all"} == {rule for rule in FIGURE_RULES}, jobs
+    snakemake_ok("--cores", "2", *LIGHT_BLIMP, cwd=workdir)
+
+    # a new seed trains and evaluates only that seed's jobs
+    (workdir / "seed1.yaml").write_text("seeds: [0, 1]\n")
+    jobs = job_counts(snakemake_ok("-n", "--cores", "2", *LIGHT_BLIMP, "seed1.yaml", cwd=workdir))
+    assert jobs["pretrain"] == jobs["probe"] == jobs["blimp"] == 4
+    assert "tokenize" not in jobs and "corpus" not in jobs
+    assert jobs["tables"] == jobs["phases"] == jobs["figure_training"] == 1
+
+    # blimp.every_steps chooses which checkpoints are scored, not how: changing it reruns the BLiMP
+    # jobs (and what reads them), which take every score already made from their cache folder
+    (workdir / "thin.yaml").write_text("blimp:\n  every_steps: 2000\n")
+    jobs = job_counts(snakemake_ok("-n", "--cores", "2", *LIGHT_BLIMP, "thin.yaml", cwd=workdir))
+    assert jobs["blimp"] == 4 and "pretrain" not in jobs and "probe" not in jobs
+    snakemake_ok("--cores", "2", *LIGHT_BLIMP, "thin.yaml", cwd=workdir)
+    log = (results / "logs" / "blimp" / "baseline" / "seed0.log").read_text()
+    assert log.count("kept from") == 2 and "overall accuracy" not in log
+    summary = pd.read_parquet(results / "blimp" / "baseline" / "seed0" / "summary.parquet")
+    assert sorted(summary["step"].unique()) == [0, 2000]
+
+    # a deleted checkpoint is named: the dry run warns (the tables built from it stay), a job that
+    # rescores its run stops at its folder, and --forcerun of the folder republishes it from the
+    # training state (hard links: the very files the tables were built from)
+    run_dir = results / "pretrain" / RELEASE / "seed0"
+    shutil.rmtree(run_dir / "checkpoints" / "step-2000")
+    plan = snakemake_ok("-n", "--cores", "2", *LIGHT_BLIMP, "thin.yaml", cwd=workdir)
+    assert "Published checkpoints are missing" in plan and f"{RELEASE}/seed0/checkpoints/step-2000" in plan
+    assert "Nothing to be done" in plan
+    target = f"results/probe/{RELEASE}/seed0/summary.parquet"
+    rescore = snakemake("--cores", "2", target, "--forcerun", target, *LIGHT_BLIMP, "thin.yaml", cwd=workdir)
+    output = rescore.stdout + rescore.stderr
+    assert rescore.returncode != 0 and "checkpoints/step-2000: checkpoint directory not found" in output
+    assert "Traceback" not in output and not (workdir / target).exists()
+    checkpoints = f"results/pretrain/{RELEASE}/seed0/checkpoints"
+    snakemake_ok("--cores", "2", checkpoints, "--forcerun", checkpoints, *LIGHT_BLIMP, "thin.yaml", cwd=workdir)
+    published = run_dir / "checkpoints" / "step-2000" / "model.safetensors"
+    assert published.stat().st_ino == (run_dir / "state" / "checkpoint-2000" / "model.safetensors").stat().st_ino
+    plan = snakemake_ok("-n", "--cores", "2", *LIGHT_BLIMP, "thin.yaml", cwd=workdir)
+    assert "Published checkpoints are missing" not in plan

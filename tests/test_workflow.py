@@ -1,12 +1,12 @@
-"""The real Snakefile: dry runs of the shipped configs, config errors, and a real run + rerun."""
+"""The real Snakefile: dry runs of the shipped configs, config errors, paths with spaces, the launcher
+(the real run of the default and its reruns: test_default.py)."""
 
 import shlex
 import shutil
 
-import pandas as pd
 import pytest
 
-from conftest import REPO, job_counts, link_workflow, snakemake, snakemake_ok
+from conftest import REPO, link_workflow, snakemake, snakemake_ok
 
 
 @pytest.fixture
@@ -159,96 +159,3 @@ def test_a_vocab_path_with_a_space_reaches_the_tokenize_job(workdir):
     snakemake_ok("--cores", "2", "results/tokenize/ewt/stats.json", *E2E, "spaced.yaml", cwd=workdir)
     stats = (workdir / "results" / "tokenize" / "ewt" / "stats.json").read_text()
     assert '"vocab_size": 30522' in stats
-
-
-@pytest.mark.slow
-def test_reduced_default_runs_end_to_end_then_nothing_to_do(workdir):
-    first = snakemake("--cores", "2", *E2E, cwd=workdir)
-    assert first.returncode == 0, (first.stdout + first.stderr)[-5000:]
-    results = workdir / "results"
-    assert (results / "tokenize" / "ewt" / "stats.json").is_file()
-    assert (results / "logs" / "tokenize" / "ewt.log").is_file()
-    release = results / "pretrain" / "sas_minus_release_10" / "seed0" / "checkpoints"
-    assert sorted(p.name for p in release.glob("step-*")) == ["step-10", "step-20"]
-    assert (results / "blimp" / "baseline" / "seed0" / "summary.parquet").is_file()
-    uas = pd.read_parquet(results / "probe" / "sas_minus_release_10" / "seed0" / "summary.parquet")
-    assert sorted(uas["step"].unique()) == [10, 20]
-    second = snakemake("--cores", "2", *E2E, cwd=workdir)
-    assert second.returncode == 0
-    assert "Nothing to be done" in second.stdout + second.stderr
-    # the report holds every figure under its caption (what `make run` writes)
-    report = snakemake("--report", "report.html", *E2E, cwd=workdir, timeout=600)
-    assert report.returncode == 0, (report.stdout + report.stderr)[-3000:]
-    html = (workdir / "report.html").read_text(errors="replace")
-    for figure in [
-        "fig1_training",
-        "fig2_regularizers",
-        "fig3_release",
-        "fig4a_heads",
-        "fig4b_phenomena",
-        "fig5_seeds",
-    ]:
-        assert f"{figure}.png" in html, figure
-
-    # code inputs follow the imports: editing cli.py (dispatch only) reruns nothing, figures.py only
-    # the figures (Snakemake checksums inputs, so the edit must change their content; the edits go to
-    # a copy of src/ in this working directory, which is what its rules track)
-    (workdir / "src").unlink()
-    shutil.copytree(REPO / "src", workdir / "src")
-    for name in ("cli.py", "figures.py"):
-        shutil.copystat(REPO / "src" / "sasbert" / name, workdir / "src" / "sasbert" / name)
-    assert "Nothing to be done" in snakemake_ok("-n", "--cores", "2", *E2E, cwd=workdir)
-    with open(workdir / "src" / "sasbert" / "cli.py", "a") as handle:
-        handle.write("# an edit\n")
-    assert "Nothing to be done" in snakemake_ok("-n", "--cores", "2", *E2E, cwd=workdir)
-    with open(workdir / "src" / "sasbert" / "figures.py", "a") as handle:
-        handle.write("# an edit\n")
-    jobs = job_counts(snakemake_ok("-n", "--cores", "2", *E2E, cwd=workdir))
-    assert set(jobs) - {"all"} == {
-        "figure_training",
-        "figure_regularizers",
-        "figure_release",
-        "figure_heads",
-        "figure_phenomena",
-        "figure_seeds",
-    }, jobs
-    assert snakemake("--cores", "2", *E2E, cwd=workdir).returncode == 0
-
-    # a new seed trains and evaluates only that seed's jobs
-    (workdir / "seed1.yaml").write_text("seeds: [0, 1]\n")
-    plan = snakemake("-n", "--cores", "2", *E2E, "seed1.yaml", cwd=workdir)
-    assert plan.returncode == 0
-    jobs = job_counts(plan.stdout)
-    assert jobs["pretrain"] == jobs["probe"] == jobs["blimp"] == 3
-    assert "tokenize" not in jobs and "corpus" not in jobs
-    assert jobs["tables"] == jobs["phases"] == jobs["figure_training"] == 1
-
-    # blimp.every_steps chooses which checkpoints are scored, not how: changing it reruns the BLiMP
-    # jobs (and what reads them), which take every score already made from their cache folder
-    (workdir / "thin.yaml").write_text("blimp:\n  every_steps: 20\n")
-    jobs = job_counts(snakemake_ok("-n", "--cores", "2", *E2E, "thin.yaml", cwd=workdir))
-    assert jobs["blimp"] == 3 and "pretrain" not in jobs and "probe" not in jobs
-    snakemake_ok("--cores", "2", *E2E, "thin.yaml", cwd=workdir)
-    log = (results / "logs" / "blimp" / "baseline" / "seed0.log").read_text()
-    assert log.count("kept from") == 2 and "overall accuracy" not in log
-    summary = pd.read_parquet(results / "blimp" / "baseline" / "seed0" / "summary.parquet")
-    assert sorted(summary["step"].unique()) == [0, 20]
-
-    # a deleted checkpoint is named: the dry run warns (the tables built from it stay), a job that
-    # rescores its run stops at its folder, and --forcerun of the folder republishes it from the
-    # training state (hard links: the very files the tables were built from)
-    release_dir = results / "pretrain" / "sas_minus_release_10" / "seed0"
-    shutil.rmtree(release_dir / "checkpoints" / "step-20")
-    plan = snakemake_ok("-n", "--cores", "2", *E2E, "thin.yaml", cwd=workdir)
-    assert "Published checkpoints are missing" in plan and "sas_minus_release_10/seed0/checkpoints/step-20" in plan
-    assert "Nothing to be done" in plan
-    target = "results/probe/sas_minus_release_10/seed0/summary.parquet"
-    rescore = snakemake("--cores", "2", target, "--forcerun", target, *E2E, "thin.yaml", cwd=workdir)
-    output = rescore.stdout + rescore.stderr
-    assert rescore.returncode != 0 and "checkpoints/step-20: checkpoint directory not found" in output
-    assert "Traceback" not in output and not (workdir / target).exists()
-    folder = "results/pretrain/sas_minus_release_10/seed0/checkpoints"
-    snakemake_ok("--cores", "2", folder, "--forcerun", folder, *E2E, "thin.yaml", cwd=workdir)
-    published = release_dir / "checkpoints" / "step-20" / "model.safetensors"
-    assert published.stat().st_ino == (release_dir / "state" / "checkpoint-20" / "model.safetensors").stat().st_ino
-    assert "Published checkpoints are missing" not in snakemake_ok("-n", "--cores", "2", *E2E, "thin.yaml", cwd=workdir)
