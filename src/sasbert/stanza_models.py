@@ -20,6 +20,8 @@ from pathlib import Path
 from sasbert import parse
 from sasbert.atomic import write_text
 from sasbert.errors import InputError
+from sasbert.options import add_option_flags
+from sasbert.options import resolve as resolve_options
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +77,24 @@ def ensure_models(options: parse.StanzaOptions) -> dict:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--dir", required=True, help="the stanza_resources folder (config corpus.stanza.resources_dir)")
-    parser.add_argument("--lang", default="en")
-    parser.add_argument("--package", default="default")
-    parser.add_argument("--resources-url", default=None, help="where resources.json is fetched from (stanza's default)")
     parser.add_argument("--out", required=True, help="manifest (JSON)")
+    add_option_flags(
+        parser,
+        "corpus",
+        [
+            ("--dir", {"option": "stanza.resources_dir"}, "the stanza_resources folder"),
+            ("--lang", {"option": "stanza.lang"}, "stanza language"),
+            ("--package", {"option": "stanza.package"}, "stanza package"),
+            ("--resources-url", {"option": "stanza.resources_url"}, "where resources.json is fetched from"),
+        ],
+    )
 
 
 def run(args) -> None:
-    options = parse.StanzaOptions(args.dir, args.lang, args.package, resources_url=args.resources_url)
+    stanza = resolve_options(args, "corpus")["stanza"]
+    options = parse.StanzaOptions(
+        stanza["resources_dir"], stanza["lang"], stanza["package"], resources_url=stanza["resources_url"]
+    )
     manifest = ensure_models(options)
     write_text(json.dumps(manifest, indent=2) + "\n", args.out)
     log.info("%d model files, %.1f MB", len(manifest["files"]), sum(manifest["files"].values()) / 1e6)

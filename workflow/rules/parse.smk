@@ -46,12 +46,17 @@ rule stanza_models:
         CONDA_ENV
     params:
         dir=config["corpus"]["stanza"]["resources_dir"],
-        lang=config["corpus"]["stanza"]["lang"],
-        package=config["corpus"]["stanza"]["package"],
-        url=optional_flag("--resources-url", config["corpus"]["stanza"]["resources_url"]),
+        # only what chooses the models (a batch size or device change does not recheck them)
+        options=json.dumps(
+            {
+                "stanza": {
+                    k: config["corpus"]["stanza"][k] for k in ("resources_dir", "lang", "package", "resources_url")
+                }
+            },
+            sort_keys=True,
+        ),
     shell:
-        "sasbert stanza-models --dir {params.dir:q} --lang {params.lang:q} --package {params.package:q}"
-        " {params.url} --out {output:q} > {log} 2>&1"
+        "sasbert stanza-models --dir {params.dir:q} --options {params.options:q} --out {output:q} > {log} 2>&1"
 
 
 # Not part of `all`: request it by path (results/parse/<corpus>/report.csv) to tabulate the corpus.
