@@ -141,17 +141,16 @@ def assert_same_weights(a, b):
         assert torch.equal(a[name], b[name]), name
 
 
-@pytest.fixture(scope="session")
-def tiny_gpt2(tmp_path_factory):
-    """A tiny GPT-2 (random weights) with a byte-level BPE tokenizer trained on real EWT text, as
-    a folder laid out like a hub checkpoint (no hub here): a causal LM for the series tests."""
+def save_tiny_causal_lm(folder, architecture: str):
+    """A tiny causal LM (random weights) of ``architecture`` (gpt2 or gpt_neox, Pythia's) with a
+    byte-level BPE tokenizer trained on real EWT text, as a folder laid out like a hub checkpoint
+    (no hub here)."""
     import torch
     from tokenizers import ByteLevelBPETokenizer
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+    from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
 
     from sasbert import treebank
 
-    folder = tmp_path_factory.mktemp("gpt2") / "step-1000"
     texts = [" ".join(s.words) for s in treebank.read_sentences(EWT / "en_ewt-ud-dev.conllu.gz")]
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(
@@ -161,7 +160,29 @@ def tiny_gpt2(tmp_path_factory):
         tokenizer_object=bpe, bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>"
     )
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=256, n_embd=32, n_layer=2, n_head=2)
-    GPT2LMHeadModel(config).save_pretrained(folder)
+    if architecture == "gpt2":
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=256, n_embd=32, n_layer=2, n_head=2))
+    else:
+        config = GPTNeoXConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=256,
+        )
+        model = GPTNeoXForCausalLM(config)
+    model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory):
+    return save_tiny_causal_lm(tmp_path_factory.mktemp("gpt2") / "step-1000", "gpt2")
+
+
+@pytest.fixture(scope="session", params=["gpt2", "gpt_neox"])
+def tiny_causal_lm(request, tmp_path_factory):
+    """A tiny GPT-2 and a tiny GPT-NeoX (Pythia's architecture)."""
+    return save_tiny_causal_lm(tmp_path_factory.mktemp(request.param) / "step-1000", request.param)

@@ -147,14 +147,14 @@ def test_series_alone_run_through_probe_blimp_tables_phases_and_figures(
 # Causal LMs (GPT-2 here; GPT-NeoX/Pythia and Llama-style models load the same way)
 
 
-def test_a_causal_checkpoint_is_recognised_from_its_config(tiny_gpt2, multiberts_like):
+def test_a_causal_checkpoint_is_recognised_from_its_config(tiny_causal_lm, multiberts_like):
     from sasbert.checkpoints import model_kind
 
-    assert model_kind(tiny_gpt2) == "causal"
+    assert model_kind(tiny_causal_lm) == "causal"
     assert model_kind(next(multiberts_like.iterdir())) == "masked"
 
 
-def test_causal_blimp_score_is_the_summed_token_log_probability(tiny_gpt2):
+def test_causal_blimp_score_is_the_summed_token_log_probability(tiny_causal_lm):
     """Equal to a hand loop over log_softmax of the logits, one sentence at a time, and to
     minicons' IncrementalLMScorer (an independent implementation) with its BOS token."""
     import torch
@@ -163,14 +163,14 @@ def test_causal_blimp_score_is_the_summed_token_log_probability(tiny_gpt2):
     from sasbert import blimp
 
     sentences = ["The cat sat on the mat .", "Who did you see ?", "The cat sat on the mat .", "Dogs bark ."]
-    ours = blimp.CausalScorer.from_pretrained(tiny_gpt2, batch_size=3).score(sentences)
-    model, tokenizer = blimp.load_language_model(tiny_gpt2, kind="causal")
+    ours = blimp.CausalScorer.from_pretrained(tiny_causal_lm, batch_size=3).score(sentences)
+    model, tokenizer = blimp.load_language_model(tiny_causal_lm, kind="causal")
     for sentence, score in zip(sentences, ours):
         ids = [tokenizer.bos_token_id] + tokenizer(sentence, add_special_tokens=False)["input_ids"]
         with torch.no_grad():
             logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), dim=-1)
         assert score == pytest.approx(sum(float(logp[t - 1, ids[t]]) for t in range(1, len(ids))), abs=1e-4)
-    theirs = mscorer.IncrementalLMScorer(str(tiny_gpt2), "cpu").sequence_score(
+    theirs = mscorer.IncrementalLMScorer(str(tiny_causal_lm), "cpu").sequence_score(
         sentences, reduction=lambda x: x.sum(0).item(), bos_token=True
     )
     assert ours == pytest.approx(theirs, abs=1e-3)
@@ -192,8 +192,8 @@ def test_the_blimp_cli_names_the_causal_method_in_its_tables(tiny_gpt2, tmp_path
     assert summary.query("level == 'overall'")["n_pairs"].iloc[0] == 67
 
 
-def test_the_probe_reads_a_causal_lm_as_a_plain_loop_does_and_names_what_each_direction_can_reach(tiny_gpt2):
-    """Per-head UAS of a GPT-2 against a deliberately plain loop (one sentence at a time, each
+def test_the_probe_reads_a_causal_lm_as_a_plain_loop_does_and_names_what_each_direction_can_reach(tiny_causal_lm):
+    """Per-head UAS of a GPT-2 and a GPT-NeoX against a deliberately plain loop (one sentence at a time, each
     word's pieces tokenized on their own, with the space before it, as byte-level BPE does), and
     the reachable fractions: left-headed arcs for dependent_to_parent, right-headed ones for
     parent_to_dependent, which bound each direction's accuracy under the causal mask."""
@@ -202,7 +202,7 @@ def test_the_probe_reads_a_causal_lm_as_a_plain_loop_does_and_names_what_each_di
     from sasbert import probe
 
     ewt = REPO / "resources" / "ud" / "UD_English-EWT" / "en_ewt-ud-dev.conllu.gz"
-    model, tokenizer = probe.load_checkpoint(tiny_gpt2)
+    model, tokenizer = probe.load_checkpoint(tiny_causal_lm)
     model = model.double()
     sentences = probe.read_treebank(ewt, max_sentences=40)
     result = probe.score_model(model, tokenizer, sentences, max_pieces=200, batch_size=7, min_relation_count=1)
