@@ -236,14 +236,12 @@ def _split_model(model):
     return None
 
 
-class PLLScorer:
-    """Batched pseudo-log-likelihood scorer for a HF masked LM."""
+class SentenceScorer:
+    """What the two sentence scorers share: the model in eval mode on its device, the batch size."""
 
     def __init__(self, model, tokenizer, device: str | None = None, batch_size: int = 256, progress: bool = False):
         import torch
 
-        if not getattr(tokenizer, "is_fast", False):
-            raise InputError("PLL scoring needs a fast tokenizer (for word ids)")
         if batch_size < 1:
             raise InputError(f"batch size must be >= 1, got {batch_size}")
         self.torch = torch
@@ -252,6 +250,15 @@ class PLLScorer:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.progress = progress
+
+
+class PLLScorer(SentenceScorer):
+    """Batched pseudo-log-likelihood scorer for a HF masked LM."""
+
+    def __init__(self, model, tokenizer, **kw):
+        if not getattr(tokenizer, "is_fast", False):
+            raise InputError("PLL scoring needs a fast tokenizer (for word ids)")
+        super().__init__(model, tokenizer, **kw)
         self.max_len = getattr(model.config, "max_position_embeddings", None)
         self.mask_id = tokenizer.mask_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -344,23 +351,14 @@ class PLLScorer:
 CAUSAL_METHOD = "causal_logprob"
 
 
-class CausalScorer:
+class CausalScorer(SentenceScorer):
     """Summed token log-probability of each sentence under a HF causal LM (GPT-2, GPT-NeoX /
     Pythia, OLMo, Llama): log p(t_1 | BOS) + log p(t_2 | BOS t_1) + ..., the standard BLiMP score of
     a causal LM. The sentence follows the tokenizer's BOS token (its EOS where it has no BOS, as
     GPT-2's); with neither, the first token has no context and is not scored."""
 
-    def __init__(self, model, tokenizer, device: str | None = None, batch_size: int = 256, progress: bool = False):
-        import torch
-
-        if batch_size < 1:
-            raise InputError(f"batch size must be >= 1, got {batch_size}")
-        self.torch = torch
-        self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
-        self.tokenizer = tokenizer
-        self.batch_size = batch_size
-        self.progress = progress
+    def __init__(self, model, tokenizer, **kw):
+        super().__init__(model, tokenizer, **kw)
         self.start_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (self.start_id if self.start_id is not None else 0)
