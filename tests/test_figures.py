@@ -226,6 +226,27 @@ def test_fig1_training(full, tmp_path):
     assert paths[0].read_bytes()[:4] == b"\x89PNG" and paths[1].read_bytes()[:4] == b"%PDF"
 
 
+def test_tokens_on_the_x_axis_scale_each_run_by_its_tokens_per_step(full):
+    tables, ph = full
+    runs = tables["runs"].copy()
+    runs["tokens_per_step"] = pd.array([2048 if r == "baseline" else pd.NA for r in runs["run"]], dtype="Int64")
+    tokens = {**tables, "runs": runs}
+    by_step, by_tokens = draw("fig1_training", tables, ph), draw("fig1_training", tokens, ph, x_axis="tokens")
+
+    def line(fig, gid):
+        return next(ln for ax in fig.axes[1:2] for ln in ax.lines if ln.get_gid() == gid)
+
+    steps, scaled = line(by_step, "curve:baseline:uas").get_xdata(), line(by_tokens, "curve:baseline:uas").get_xdata()
+    assert list(scaled) == [2048 * s for s in steps]
+    marker = line(by_tokens, "onset:structure_onset:baseline").get_xdata()[0]
+    assert marker == 2048 * line(by_step, "onset:structure_onset:baseline").get_xdata()[0]
+    assert by_tokens.axes[1].get_xlabel() == "tokens"
+    assert figures._step_label(2_048_000) == "2048K" and figures._step_label(2_500_000) == "2.5M"
+    assert figures._step_label(84e9) == "84B" and figures._step_label(20000) == "20K"
+    text = " ".join(t.get_text() for t in by_tokens.texts)
+    assert "no tokens_per_step for" in text and "sas_plus" in text
+
+
 def test_fig1_log_axis_drops_step_zero(full):
     tables, ph = full
     fig = draw("fig1_training", tables, ph, xscale="log")
@@ -282,6 +303,23 @@ def test_fig4_heads_and_phenomena(full):
     assert "onset:structure_onset:baseline" in g
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == PHENOMENA
+
+
+def test_an_external_series_appears_in_figures_1_4_and_5_beside_the_trained_runs(full):
+    """A series trained elsewhere (kind external): the baseline's tables copied under its name."""
+    tables, ph = full
+    runs = tables["runs"]
+    external = runs[runs["run"] == "baseline"].assign(run="multiberts", kind="external", order=len(runs))
+    extended = {"runs": pd.concat([runs, external], ignore_index=True)}
+    for name, df in tables.items():
+        if name != "runs":
+            extended[name] = pd.concat([df, df[df["run"] == "baseline"].assign(run="multiberts")], ignore_index=True)
+    copied = ph[ph["run"] == "baseline"].assign(run="multiberts", kind="external")
+    ph2 = pd.concat([ph, copied], ignore_index=True)
+    assert "curve:multiberts:uas" in gids(draw("fig1_training", extended, ph2))
+    assert any(x.startswith("heads:multiberts:") for x in gids(draw("fig4a_heads", extended, ph2)))
+    assert "phenomena:multiberts" in gids(draw("fig4b_phenomena", extended, ph2))
+    assert "final:multiberts:0" in gids(draw("fig5_seeds", extended, ph2))
 
 
 def test_fig5_seeds(full):

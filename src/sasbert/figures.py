@@ -100,6 +100,7 @@ class FigureOptions:
     band: str = DEFAULTS["band"]  # range | sd | none
     train_loss_window: int = DEFAULTS["train_loss_window"]  # rolling mean over optimizer steps; 0 hides it
     heads_checkpoints: int = DEFAULTS["heads_checkpoints"]
+    x_axis: str = DEFAULTS["x_axis"]  # step | tokens
     treebank: str | None = None
     blimp_variant: str | None = None
 
@@ -110,6 +111,8 @@ class FigureOptions:
             raise InputError(f"band must be range, sd or none (got {self.band!r})")
         if self.width <= 0 or self.dpi <= 0:
             raise InputError("width and dpi must be > 0")
+        if self.x_axis not in ("step", "tokens"):
+            raise InputError(f"x_axis must be step or tokens (got {self.x_axis!r})")
         if self.train_loss_window < 0 or self.heads_checkpoints < 1:
             raise InputError("train_loss_window must be >= 0 and heads_checkpoints >= 1")
 
@@ -173,16 +176,19 @@ def _runs_of(runs: pd.DataFrame, kinds) -> list[str]:
 
 
 def _shown_runs(runs: pd.DataFrame, have: set) -> tuple[list[str], list[str]]:
-    """The baseline / SAS+ / SAS- runs that have data (else the first three runs that do), and a
-    note for each of those kinds the config lacks."""
+    """The baseline / SAS+ / SAS- runs that have data (else the first three runs that do), then the
+    external series that do, and a note for each of those kinds the config lacks."""
     notes = [f"no {KIND_NAMES[k]} run in this config" for k in CONSTANT_KINDS if not _runs_of(runs, [k])]
     shown = [r for r in _runs_of(runs, CONSTANT_KINDS) if r in have]
     if not shown:
-        shown = [r for r in runs.sort_values("order")["run"] if r in have][:3]
+        shown = [r for r in runs.sort_values("order")["run"] if r in have and r not in _runs_of(runs, ["external"])][:3]
+    shown += [r for r in _runs_of(runs, ["external"]) if r in have and r not in shown]
+    if shown and set(shown) <= set(_runs_of(runs, ["external"])):
+        notes = []  # a config that measures series alone lacks no kind
     return shown, notes
 
 
-def _set_step_axis(ax, steps, xscale: str) -> None:
+def _set_step_axis(ax, steps, xscale: str, unit: str = "step") -> None:
     steps = np.asarray([s for s in steps if np.isfinite(s)], dtype=float)
     positive = steps[steps > 0]
     if xscale == "symlog" and len(positive):
@@ -201,10 +207,10 @@ def _set_step_axis(ax, steps, xscale: str) -> None:
         ax.xaxis.set_major_locator(FixedLocator(major))
         ax.xaxis.set_minor_locator(FixedLocator(minor))
         ax.xaxis.set_major_formatter(FuncFormatter(_step_label))
-        ax.set_xlabel("step")
+        ax.set_xlabel(unit)
     elif xscale == "log" and len(positive):
         ax.set_xscale("log")
-        ax.set_xlabel("step (log; step 0 not shown)" if (steps <= 0).any() else "step (log)")
+        ax.set_xlabel(f"{unit} (log; {unit} 0 not shown)" if (steps <= 0).any() else f"{unit} (log)")
     else:
         # linear: the training window at even spacing, with the run's first and last steps labelled
         # (a tick that would crowd the last one is dropped)
@@ -220,15 +226,40 @@ def _set_step_axis(ax, steps, xscale: str) -> None:
             ]
             ax.xaxis.set_major_locator(FixedLocator([first, *auto, last]))
             ax.xaxis.set_major_formatter(FuncFormatter(_step_label))
-        ax.set_xlabel("step")
+        ax.set_xlabel(unit)
 
 
 def _step_label(x, _pos=None) -> str:
+    """1000 -> 1K, 2500000 -> 2.5M, 8.4e10 -> 84B (steps or tokens)."""
     if x == 0:
         return "0"
-    if x >= 1000 and x % 1000 == 0:
-        return f"{x / 1000:g}K"
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(x) >= scale and (x / scale) * 10 == round((x / scale) * 10):
+            return f"{x / scale:g}{suffix}"
     return f"{x:g}"
+
+
+def in_tokens(tables: dict[str, pd.DataFrame], phases: pd.DataFrame) -> tuple[dict, pd.DataFrame, list[str]]:
+    """The tables and phases with every step as tokens seen (the step times its run's
+    ``tokens_per_step``), and a note naming the runs left out for want of one."""
+    runs = tables["runs"]
+    per_step = runs.set_index("run")["tokens_per_step"].astype("Float64").dropna().astype(float)
+    left_out = [r for r in runs["run"] if r not in per_step.index]
+
+    def scale(df: pd.DataFrame | None, columns=("step",)) -> pd.DataFrame | None:
+        if df is None or "run" not in df.columns:
+            return df
+        df = df[df["run"].isin(per_step.index)].copy()
+        factor = df["run"].map(per_step).astype(float)
+        for column in columns:
+            if column in df.columns:
+                df[column] = df[column].astype(float) * factor
+        return df
+
+    converted = {name: scale(df) for name, df in tables.items() if name != "runs"}
+    converted["runs"] = scale(runs, ("start_step", "release_step"))
+    notes = [f"no tokens_per_step for {', '.join(left_out)}: left out"] if left_out else []
+    return converted, scale(phases), notes
 
 
 def _visible(df: pd.DataFrame, xscale: str) -> pd.DataFrame:
@@ -439,7 +470,7 @@ def _decorate_panels(axes, curves, runs_shown, options) -> None:
     """Step axes, y labels, and the chance line of BLiMP."""
     steps = pd.concat([c[c["run"].isin(runs_shown)]["step"] for c in curves.values()])
     for ax, metric in zip(axes, ("val_mlm_loss", "uas", "blimp")):
-        _set_step_axis(ax, steps, options.xscale)
+        _set_step_axis(ax, steps, options.xscale, "tokens" if options.x_axis == "tokens" else "step")
         ax.set_ylabel({"val_mlm_loss": "loss (nats)", "uas": "UAS", "blimp": "accuracy"}[metric])
     axes[2].axhline(0.5, color="0.5", lw=0.7, ls=":", zorder=1)
     axes[2].text(
@@ -1089,8 +1120,14 @@ def draw(name: str, tables: dict[str, pd.DataFrame], phases: pd.DataFrame, optio
     if name not in FIGURES:
         raise InputError(f"unknown figure {name!r} (choose from {', '.join(FIGURES)})")
     func = FIGURES[name].draw
+    notes = []
+    if options.x_axis == "tokens":
+        tables, phases, notes = in_tokens(tables, phases)
     with style():
-        return func(tables, phases, options)
+        fig = func(tables, phases, options)
+    if notes:
+        fig.text(0.01, 0.995, "; ".join(notes), ha="left", va="top", fontsize=6.5, style="italic", color="0.35")
+    return fig
 
 
 def split_format(path: str | Path) -> tuple[Path, tuple[str]]:

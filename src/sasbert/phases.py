@@ -10,7 +10,8 @@ The per-run x seed tables of the other stages are stacked into tidy all-runs tab
 
 * ``runs.parquet``: one row per configured run, in config order, then one per series (checkpoints
   trained elsewhere, ``kind`` external): ``run, order, kind, lambda, lambda_schedule, parent,
-  start_step, release_step, label, tokens_per_step`` (the series' own, where the config gives it).
+  start_step, release_step, label, tokens_per_step`` (a series' own, where the config gives it; a
+  trained run's, train.batch_size x tokenizer.seq_len, from the workflow).
   A run's ``kind`` comes from the lambda
   schedule, never from the name: ``baseline`` (constant 0), ``sas_plus`` (constant < 0, promotes
   SAS), ``sas_minus`` (constant > 0, suppresses SAS), ``release`` (stages ending in 0 after a

@@ -34,7 +34,14 @@ rule tables:
     conda:
         CONDA_ENV
     params:
-        runs=json.dumps(config["runs"], sort_keys=True),
+        # a trained run's tokens per step: the global batch's sequence positions
+        runs=json.dumps(
+            [
+                {**run, "tokens_per_step": config["train"]["batch_size"] * config["tokenizer"]["seq_len"]}
+                for run in config["runs"]
+            ],
+            sort_keys=True,
+        ),
         series=json.dumps(config["series"], sort_keys=True),
         seeds=" ".join(str(seed) for seed in SEEDS),
     shell:
