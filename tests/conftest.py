@@ -142,12 +142,21 @@ def assert_same_weights(a, b):
 
 
 def save_tiny_causal_lm(folder, architecture: str):
-    """A tiny causal LM (random weights) of ``architecture`` (gpt2 or gpt_neox, Pythia's) with a
+    """A tiny causal LM (random weights) of ``architecture`` (gpt2, gpt_neox: Pythia's, or llama:
+    OLMo's and Llama's) with a
     byte-level BPE tokenizer trained on real EWT text, as a folder laid out like a hub checkpoint
     (no hub here)."""
     import torch
     from tokenizers import ByteLevelBPETokenizer
-    from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
+    from transformers import (
+        GPT2Config,
+        GPT2LMHeadModel,
+        GPTNeoXConfig,
+        GPTNeoXForCausalLM,
+        LlamaConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+    )
 
     from sasbert import treebank
 
@@ -162,6 +171,17 @@ def save_tiny_causal_lm(folder, architecture: str):
     torch.manual_seed(0)
     if architecture == "gpt2":
         model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=256, n_embd=32, n_layer=2, n_head=2))
+    elif architecture == "llama":
+        config = LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=256,
+        )
+        model = LlamaForCausalLM(config)
     else:
         config = GPTNeoXConfig(
             vocab_size=len(tokenizer),
@@ -182,7 +202,7 @@ def tiny_gpt2(tmp_path_factory):
     return save_tiny_causal_lm(tmp_path_factory.mktemp("gpt2") / "step-1000", "gpt2")
 
 
-@pytest.fixture(scope="session", params=["gpt2", "gpt_neox"])
+@pytest.fixture(scope="session", params=["gpt2", "gpt_neox", "llama"])
 def tiny_causal_lm(request, tmp_path_factory):
-    """A tiny GPT-2 and a tiny GPT-NeoX (Pythia's architecture)."""
+    """A tiny GPT-2, GPT-NeoX (Pythia's architecture) and Llama (OLMo's family)."""
     return save_tiny_causal_lm(tmp_path_factory.mktemp(request.param) / "step-1000", request.param)
