@@ -85,6 +85,31 @@ def check_checkpoint_dir(path: str | Path) -> Path:
     return path
 
 
+def attach_steps(names: Sequence[str], steps: Sequence[int] | None = None, given_as: str = "--step") -> list[int]:
+    """The step of each checkpoint (folder or ``hub:`` spec): ``steps`` when given (one each), else
+    read from its name; a name without a step or a step given twice is an InputError (``given_as``:
+    where the user gives steps, for the message)."""
+    from sasbert import hub
+
+    if steps:
+        if len(steps) != len(names):
+            raise InputError(f"{given_as} gives {len(steps)} step(s) for {len(names)} checkpoint(s)")
+        step_list = [int(s) for s in steps]
+    else:
+        step_list = []
+        for name in names:
+            step = hub.step_of(name) if hub.is_spec(name) else step_from_name(name)
+            if step is None:
+                raise InputError(f"{name}: no step number in the name; give {given_as}")
+            step_list.append(step)
+    seen: dict[int, str] = {}
+    for name, step in zip(names, step_list):
+        if step in seen:
+            raise InputError(f"step {step} given by both {seen[step]} and {name}")
+        seen[step] = name
+    return step_list
+
+
 def resolve_checkpoints(specs: Sequence[str], steps: Sequence[int] | None = None) -> list[tuple[Path, int]]:
     """Expand globs, read hub checkpoints (``hub:<repo>@<revision>``) from the local HF cache,
     attach steps (explicit, else parsed from the name), check each folder.
@@ -94,25 +119,10 @@ def resolve_checkpoints(specs: Sequence[str], steps: Sequence[int] | None = None
     from sasbert import hub
 
     names = list(dict.fromkeys(str(p) for p in expand_paths(specs, what="checkpoint")))
-    if steps:
-        if len(steps) != len(names):
-            raise InputError(f"--step gives {len(steps)} step(s) for {len(names)} checkpoint(s)")
-        step_list = [int(s) for s in steps]
-    else:
-        step_list = []
-        for name in names:
-            step = hub.step_of(name) if hub.is_spec(name) else step_from_name(name)
-            if step is None:
-                raise InputError(f"{name}: no step number in the name; give --step")
-            step_list.append(step)
+    step_list = attach_steps(names, steps)
     paths = [hub.snapshot(name) if hub.is_spec(name) else Path(name) for name in names]
     for path in paths:
         check_checkpoint_dir(path)
-    seen: dict[int, str] = {}
-    for name, step in zip(names, step_list):
-        if step in seen:
-            raise InputError(f"step {step} given by both {seen[step]} and {name}")
-        seen[step] = name
     return sorted(zip(paths, step_list), key=lambda pair: pair[1])
 
 

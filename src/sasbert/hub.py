@@ -57,25 +57,14 @@ def step_of(text: str) -> int | None:
 def series_checkpoints(hub: dict, steps: list[int] | None = None) -> list[tuple[str, int]]:
     """(spec, step) of each checkpoint of a config's ``series[].hub`` (one repo's revisions, or
     one repo per step), steps from ``steps`` or the names; the cache is not read."""
+    from sasbert.checkpoints import attach_steps
+
     specs = (
         [spec(hub["repo"], r) for r in hub["revisions"]]
         if "repo" in hub
         else [spec(r, hub.get("revision", "main")) for r in hub["repos"]]
     )
-    if steps is not None and len(steps) != len(specs):
-        raise InputError(f"steps gives {len(steps)} step(s) for {len(specs)} checkpoint(s)")
-    pairs = []
-    for i, text in enumerate(specs):
-        step = steps[i] if steps is not None else step_of(text)
-        if step is None:
-            raise InputError(f"{text}: no step number in its revision or repo name; give steps")
-        pairs.append((text, int(step)))
-    seen: dict[int, str] = {}
-    for text, step in pairs:
-        if step in seen:
-            raise InputError(f"step {step} given by both {seen[step]} and {text}")
-        seen[step] = text
-    return pairs
+    return list(zip(specs, attach_steps(specs, steps, given_as="steps")))
 
 
 def snapshot(text: str, download: bool = False) -> Path:
