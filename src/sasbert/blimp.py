@@ -69,12 +69,14 @@ from sasbert.checkpoints import (
 )
 from sasbert.errors import InputError
 from sasbert.options import add_option_flags
+from sasbert.options import defaults as schema_defaults
 from sasbert.options import resolve as resolve_options
 from sasbert.progress import progress
 from sasbert.tables import read_table
 from sasbert.textio import read_lines
 
 log = logging.getLogger(__name__)
+BLIMP_DEFAULTS = schema_defaults("blimp")  # the config schema's: defaults live there only
 
 VARIANTS = ("original", "within_word_l2r")
 REQUIRED_FIELDS = ("sentence_good", "sentence_bad", "UID", "linguistics_term", "pairID")
@@ -212,7 +214,7 @@ def mask_rows(ids: np.ndarray, wids: np.ndarray, pos: np.ndarray, variant: str, 
     return out
 
 
-def masked_copies(tokenizer, sentence: str, variant: str = "original"):
+def masked_copies(tokenizer, sentence: str, variant: str = BLIMP_DEFAULTS["variant"]):
     """The masked inputs used to score one sentence: list of (masked ids, position, target id)."""
     enc = tokenizer(sentence)
     ids = np.asarray(enc["input_ids"], dtype=np.int64)
@@ -239,7 +241,14 @@ def _split_model(model):
 class SentenceScorer:
     """What the two sentence scorers share: the model in eval mode on its device, the batch size."""
 
-    def __init__(self, model, tokenizer, device: str | None = None, batch_size: int = 256, progress: bool = False):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        device: str | None = None,
+        batch_size: int = BLIMP_DEFAULTS["batch_size"],
+        progress: bool = False,
+    ):
         import torch
 
         if batch_size < 1:
@@ -289,7 +298,7 @@ class PLLScorer(SentenceScorer):
                 )
         return ids, wids
 
-    def score(self, sentences: Sequence[str], variant: str = "original") -> np.ndarray:
+    def score(self, sentences: Sequence[str], variant: str = BLIMP_DEFAULTS["variant"]) -> np.ndarray:
         """Summed PLL (natural log) of each sentence; identical sentences are scored once."""
         if variant not in VARIANTS:
             raise InputError(f"unknown PLL variant {variant!r} (choose from {', '.join(VARIANTS)})")
@@ -403,14 +412,6 @@ class CausalScorer(SentenceScorer):
         return np.array([by_sentence[s] for s in sentences], dtype=np.float64)
 
 
-def scorer_for(checkpoint: str | Path, variant: str, **kw):
-    """The scorer of a checkpoint and the method its scores are named by: PLL (``variant``) for
-    a masked LM, the summed log-probability for a causal one."""
-    if model_kind(checkpoint) == "causal":
-        return CausalScorer.from_pretrained(checkpoint, **kw), CAUSAL_METHOD
-    return PLLScorer.from_pretrained(checkpoint, **kw), variant
-
-
 def score_pairs(scorer: PLLScorer | CausalScorer, pairs: pd.DataFrame, variant: str, step: int) -> pd.DataFrame:
     """Per-pair table with the sentences' scores (PLLs, or a causal LM's log-probabilities, in the
     pll_* columns) and decisions (all sentences scored in one pass)."""
@@ -452,7 +453,7 @@ def bootstrap_mean_interval(
     return float(low), float(high)
 
 
-def summarize(pairs: pd.DataFrame, variant: str = "original") -> pd.DataFrame:
+def summarize(pairs: pd.DataFrame, variant: str = BLIMP_DEFAULTS["variant"]) -> pd.DataFrame:
     """Accuracy per paradigm, per phenomenon (mean of its paradigms) and overall (mean of
     paradigms), for every step in ``pairs`` (a missing step column counts as step 0), each with a
     95% interval: Wilson for a paradigm (one binomial), a bootstrap over pairs for the means."""
@@ -632,7 +633,7 @@ def run(args: argparse.Namespace) -> None:
     kinds = {model_kind(path) for path, _ in checkpoints}
     if len(kinds) > 1:
         raise InputError("the checkpoints mix masked and causal LMs: score each kind as its own series")
-    method = CAUSAL_METHOD if kinds == {"causal"} else opts["variant"]
+    scorer_class, method = (CausalScorer, CAUSAL_METHOD) if kinds == {"causal"} else (PLLScorer, opts["variant"])
     pairs = subset_pairs(load_blimp(args.data_dir), opts["pairs_per_paradigm"], opts["subset_seed"])
     log.info(
         "BLiMP: %d pairs from %d paradigms; %d checkpoint(s); %s",
@@ -643,7 +644,7 @@ def run(args: argparse.Namespace) -> None:
     )
 
     def score(path: Path, step: int) -> dict:
-        scorer, _ = scorer_for(path, opts["variant"], device=args.device, batch_size=opts["batch_size"], progress=True)
+        scorer = scorer_class.from_pretrained(path, device=args.device, batch_size=opts["batch_size"], progress=True)
         scored = score_pairs(scorer, pairs, method, step)
         log.info("step %d (%s): overall accuracy %.4f", step, path, scored.groupby("UID")["correct"].mean().mean())
         return {"pairs": scored}

@@ -54,6 +54,7 @@ def conllu_units(path: str | Path) -> Iterator[dict]:
 
 
 CLEANING_DEFAULTS = schema_defaults("corpus")["text_cleaning"]
+HF_DEFAULTS = schema_defaults("corpus", "hf_dataset")
 
 
 @dataclass
@@ -76,7 +77,7 @@ class TextCleaning:
 _SENTENCE_END = tuple(".!?:;,\"'”’)]")
 
 
-def is_heading(text: str, max_words: int = 6) -> bool:
+def is_heading(text: str, max_words: int = CLEANING_DEFAULTS["heading_max_words"]) -> bool:
     """A short line ending in "." or in no punctuation at all (a section title)."""
     if len(text.split()) > max_words:
         return False
@@ -116,12 +117,12 @@ class HFDataset:
     """A HF ``datasets`` corpus (config ``corpus.hf_dataset``; errors name its keys)."""
 
     path: str  # hub name, packaged builder (json, text, parquet, ...) or a save_to_disk folder
-    name: str | None = None  # the dataset's config name (e.g. 20231101.en)
-    split: str = "train"
-    text_column: str = "text"
-    data_files: list[str] | None = None  # local files (globs expanded) for a packaged builder
-    revision: str | None = None
-    streaming: bool = False  # iterate without downloading the whole split first
+    name: str | None = HF_DEFAULTS["name"]  # the dataset's config name (e.g. 20231101.en)
+    split: str = HF_DEFAULTS["split"]
+    text_column: str = HF_DEFAULTS["text_column"]
+    data_files: list[str] | None = HF_DEFAULTS["data_files"]  # local files (globs expanded) for a packaged builder
+    revision: str | None = HF_DEFAULTS["revision"]
+    streaming: bool = HF_DEFAULTS["streaming"]  # iterate without downloading the whole split first
 
     @property
     def label(self) -> str:

@@ -36,10 +36,14 @@ def section_schema(section: str) -> dict:
     return {**schema, "$defs": root.get("$defs", {})}
 
 
-def defaults(section: str) -> dict:
-    """The schema's defaults of a section (what a config that leaves the section out gets)."""
+def defaults(section: str, subsection: str | None = None) -> dict:
+    """The schema's defaults of a section (what a config that leaves the section out gets), or of
+    one of its subsections (``corpus``, ``hf_dataset``: even one without a default of its own)."""
+    schema = section_schema(section)
+    if subsection is not None:
+        schema = schema["properties"][subsection]
     options: dict = {}
-    sasconfig._fill_defaults(options, section_schema(section), _root())
+    sasconfig._fill_defaults(options, schema, _root())
     return options
 
 

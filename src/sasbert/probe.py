@@ -89,12 +89,14 @@ from sasbert.checkpoints import (
 )
 from sasbert.errors import InputError
 from sasbert.options import add_option_flags
+from sasbert.options import defaults as schema_defaults
 from sasbert.options import resolve as resolve_options
 from sasbert.tables import read_table
 
 log = logging.getLogger(__name__)
 
 DIRECTIONS = ("dependent_to_parent", "parent_to_dependent")
+PROBE_DEFAULTS = schema_defaults("probe")  # the config schema's: defaults live there only
 DEFAULT_EXCLUDED_RELATIONS = ("root", "punct")
 # PTB punctuation tags (as excluded in the usual WSJ dependency evaluations).
 PTB_PUNCT_TAGS = ("``", "''", ",", ".", ":", "-LRB-", "-RRB-", "#", "$")
@@ -562,7 +564,9 @@ def _summary_columns(cols: dict[str, np.ndarray], min_relation_count: int, label
     return out
 
 
-def summarize(scores: pd.DataFrame, min_relation_count: int = 100, labelled: bool = True) -> pd.DataFrame:
+def summarize(
+    scores: pd.DataFrame, min_relation_count: int = PROBE_DEFAULTS["min_relation_count"], labelled: bool = True
+) -> pd.DataFrame:
     """Best head (resp. offset) per relation and "all", plus the "mean" over frequent relations.
 
     The first row with the most correct words wins, so ties go to the canonical order of
@@ -712,9 +716,9 @@ def score_model(
     tokenizer,
     sentences: Sequence[Sentence],
     *,
-    max_pieces: int = 128,
-    batch_size: int = 32,
-    min_relation_count: int = 100,
+    max_pieces: int = PROBE_DEFAULTS["max_pieces"],
+    batch_size: int = PROBE_DEFAULTS["batch_size"],
+    min_relation_count: int = PROBE_DEFAULTS["min_relation_count"],
     excluded_relations: Iterable[str] = DEFAULT_EXCLUDED_RELATIONS,
     punct_tags: Iterable[str] = PTB_PUNCT_TAGS,
     device=None,
