@@ -179,11 +179,12 @@ def _shown_runs(runs: pd.DataFrame, have: set) -> tuple[list[str], list[str]]:
     """The baseline / SAS+ / SAS- runs that have data (else the first three runs that do), then the
     external series that do, and a note for each of those kinds the config lacks."""
     notes = [f"no {KIND_NAMES[k]} run in this config" for k in CONSTANT_KINDS if not _runs_of(runs, [k])]
+    external = [r for r in _runs_of(runs, ["external"]) if r in have]
     shown = [r for r in _runs_of(runs, CONSTANT_KINDS) if r in have]
     if not shown:
-        shown = [r for r in runs.sort_values("order")["run"] if r in have and r not in _runs_of(runs, ["external"])][:3]
-    shown += [r for r in _runs_of(runs, ["external"]) if r in have and r not in shown]
-    if shown and set(shown) <= set(_runs_of(runs, ["external"])):
+        shown = [r for r in runs.sort_values("order")["run"] if r in have and r not in external][:3]
+    shown += external
+    if shown and set(shown) <= set(external):
         notes = []  # a config that measures series alone lacks no kind
     return shown, notes
 

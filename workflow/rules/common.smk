@@ -394,9 +394,10 @@ def parse_backend_args():
     backend = corpus["backend"]
     if backend == "conllu":
         return ""
-    path_flag = {"spacy": f"--spacy-model {shlex.quote(corpus['spacy']['model'])}"}.get(
-        backend, f"--stanza-dir {shlex.quote(corpus['stanza']['resources_dir'])}"
-    )
+    if backend == "spacy":
+        path_flag = f"--spacy-model {shlex.quote(corpus['spacy']['model'])}"
+    else:
+        path_flag = f"--stanza-dir {shlex.quote(corpus['stanza']['resources_dir'])}"
     return f"{path_flag} --options {shlex.quote(json.dumps({backend: corpus[backend]}, sort_keys=True))}"
 
 
