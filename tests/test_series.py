@@ -2,6 +2,9 @@
 through probe, BLiMP, tables, phases and figures with kind "external"; a config may measure
 series alone, with no training run."""
 
+import re
+import shutil
+
 import pandas as pd
 import pytest
 import yaml
@@ -104,13 +107,15 @@ def test_series_alone_run_through_probe_blimp_tables_phases_and_figures(
     """A masked series (MultiBERTs-named), a causal one (a GPT-2) and a hub one (read from a filled
     HF cache, offline, one revision repeating another's weights), with no training run."""
     workdir = link_workflow(tmp_path / "work")
+    local = tmp_path / "multiberts"  # a copy: this test changes a checkpoint
+    shutil.copytree(multiberts_like, local)
     folders = sorted(multiberts_like.iterdir())
     fill_hf_cache(
         tmp_path / "hub", "org/tiny-bert", {"step0": folders[0], "step1000": folders[1], "step2000": folders[1]}
     )
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    config = series_config(multiberts_like)
+    config = series_config(local)
     config["series"].append({"name": "gpt2_tiny", "checkpoints": [str(tiny_gpt2)], "seed": 3})
     config["series"].append(
         {"name": "tiny_hub", "hub": {"repo": "org/tiny-bert", "revisions": ["step0", "step1000", "step2000"]}}
@@ -141,6 +146,25 @@ def test_series_alone_run_through_probe_blimp_tables_phases_and_figures(
     for figure in ("fig1_training", "fig5_seeds"):
         assert (workdir / "results" / "figures" / f"{figure}.png").stat().st_size > 0
     assert "Nothing to be done" in snakemake_ok("-n", "--cores", "2", "--configfile", "series.yaml", cwd=workdir)
+
+    # a series checkpoint changed between runs (retrained elsewhere): only that series' jobs and
+    # what reads them rerun, and only the changed checkpoint is scored again
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    changed = local / "multiberts-seed_0-step_1k"
+    torch.manual_seed(99)
+    BertForMaskedLM(BertConfig.from_pretrained(changed)).save_pretrained(changed)
+    plan = job_counts(snakemake_ok("-n", "--cores", "2", "--configfile", "series.yaml", cwd=workdir))
+    assert plan["probe"] == plan["blimp"] == 1 and "series_fetch" not in plan, plan
+    before = uas.loc["multiberts_s0"].set_index("step")["uas"]
+    snakemake_ok("--cores", "2", "--configfile", "series.yaml", cwd=workdir)
+    log = (workdir / "results" / "logs" / "probe" / "multiberts_s0" / "seed0.log").read_text()
+    assert log.count("kept from") == 2 and re.search(r"step 1000 \(.*\): UAS\(all\)", log)
+    after = pd.read_parquet(tables / "uas.parquet").query("run == 'multiberts_s0'").set_index("step")["uas"]
+    assert after[0] == before[0] and after[2000] == before[2000]
+    blimp_log = (workdir / "results" / "logs" / "blimp" / "multiberts_s0" / "seed0.log").read_text()
+    assert blimp_log.count("kept from") == 2 and blimp_log.count("overall accuracy") == 1
 
 
 # ----------------------------------------------------------------------------------------------
