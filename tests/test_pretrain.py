@@ -93,7 +93,6 @@ def test_regularizer_moves_arc_attention(tiny_corpus):
 
     def arc_attention_after(lam, steps=15):
         model = build_model(tiny_spec()["model"], tokenizer.vocab_size, seed=0, max_position=64)
-        model.sas_options = {"type": "max", "direction": "both", "reduction": "mean"}
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
         for _ in range(steps):
             out = model(**batch, compute_sas=True)

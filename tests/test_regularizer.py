@@ -122,7 +122,7 @@ def test_training_taps_give_the_reference_regularizer_and_gradients(type, direct
     import torch.nn.functional as F
 
     model, batch = tiny_bert_batch()
-    model.sas_options = {"type": type, "direction": direction, "reduction": "sum"}
+    model.sas_options = {"type": type, "direction": direction, "reduction": "sum", "attention": "post_dropout"}
     results = []
     for use_taps in (False, True):
         model.zero_grad(set_to_none=True)
@@ -136,7 +136,7 @@ def test_training_taps_give_the_reference_regularizer_and_gradients(type, direct
             mlm = F.cross_entropy(
                 model.cls(hidden.last_hidden_state[masked]).float(), batch["labels"][masked], reduction="sum"
             )
-            sas = sas_regularizer(hidden.attentions, batch["heads"], **model.sas_options)
+            sas = sas_regularizer(hidden.attentions, batch["heads"], type, direction, "sum")
             loss = mlm + 3.0 * sas
         loss.backward()
         results.append((sas.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
@@ -147,12 +147,15 @@ def test_training_taps_give_the_reference_regularizer_and_gradients(type, direct
         torch.testing.assert_close(grads_tap[name], grads_ref[name], rtol=1e-5, atol=1e-7, msg=name)
 
 
-def test_taps_are_inert_without_the_regularizer():
-    """Installed but idle taps change nothing: the eager path (train mode, dropout on) gives the
-    same outputs as an untapped copy, and checkpoints keep BERT's keys."""
+@pytest.mark.parametrize("attention", ["post_dropout", "pre_dropout"])
+def test_arc_readers_are_inert_without_the_regularizer(attention):
+    """Installed but idle arc readers (eager taps, fused self-attention) change nothing: the model
+    (train mode, dropout on) gives the same outputs, SDPA and eager, as an untouched copy, and
+    checkpoints keep BERT's keys."""
     from sasbert.pretrain import build_model
 
     model, batch = tiny_bert_batch()
+    model.sas_options = {**model.sas_options, "attention": attention}
     fresh = build_model(
         {"num_hidden_layers": 2, "num_attention_heads": 4, "hidden_size": 32, "intermediate_size": 64},
         120,
@@ -160,16 +163,22 @@ def test_taps_are_inert_without_the_regularizer():
         max_position=64,
     )
     fresh.train()
-    model(**batch, compute_sas=True)  # installs the taps, then leaves them idle
-    assert all(layer.attention.self.dropout.arcs is None for layer in model.bert.encoder.layer)
-    assert all(layer.attention.self.dropout.values is None for layer in model.bert.encoder.layer)
-    outputs = []
-    for net in (fresh, model):
-        torch.manual_seed(3)
-        out = net.bert(batch["input_ids"], attention_mask=batch["attention_mask"], output_attentions=True)
-        outputs.append((out.last_hidden_state, out.attentions))
-    assert torch.equal(outputs[0][0], outputs[1][0])
-    assert all(torch.equal(a, b) for a, b in zip(outputs[0][1], outputs[1][1]))
+    model(**batch, compute_sas=True)  # installs the readers, then leaves them idle
+    readers = [
+        layer.attention.self.dropout if attention == "post_dropout" else layer.attention.self
+        for layer in model.bert.encoder.layer
+    ]
+    assert all(reader.arcs is None and reader.values is None for reader in readers)
+    for output_attentions in (False, True):
+        outputs = []
+        for net in (fresh, model):
+            torch.manual_seed(3)
+            out = net.bert(
+                batch["input_ids"], attention_mask=batch["attention_mask"], output_attentions=output_attentions
+            )
+            outputs.append((out.last_hidden_state, out.attentions or ()))
+        assert torch.equal(outputs[0][0], outputs[1][0])
+        assert all(torch.equal(a, b) for a, b in zip(outputs[0][1], outputs[1][1]))
     assert list(model.state_dict()) == list(fresh.state_dict())
 
 
@@ -178,3 +187,147 @@ def test_gradient_checkpointing_is_refused_with_the_regularizer():
     model.gradient_checkpointing_enable()
     with pytest.raises(ValueError, match="gradient checkpointing"):
         model(**batch, compute_sas=True)
+
+
+def fused_case(seed=0, padded=True, tied=False):
+    """A tiny BERT with every dropout off and a batch whose second and third sequences end in
+    padding (no arcs into it); ``tied``: in every layer heads 0 and 1 share their query and key
+    weights, so ``max`` meets exact ties between heads."""
+    from sasbert.pretrain import build_model
+
+    model = build_model(
+        {
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "hidden_dropout_prob": 0.0,
+            "attention_probs_dropout_prob": 0.0,
+        },
+        120,
+        seed=seed,
+        max_position=64,
+    )
+    model.train()
+    _, batch = tiny_bert_batch(seed)
+    if tied:
+        with torch.no_grad():
+            for layer in model.bert.encoder.layer:
+                for linear in (layer.attention.self.query, layer.attention.self.key):
+                    linear.weight[8:16] = linear.weight[0:8]
+                    linear.bias[8:16] = linear.bias[0:8]
+    if padded:
+        for row, length in ((1, 11), (2, 6)):
+            batch["attention_mask"][row, length:] = 0
+            batch["heads"][row, length:] = -1
+            batch["heads"][row][batch["heads"][row] >= length] = -1
+    return model, batch
+
+
+def loss_and_grads(model, batch, attention, type, direction, reduction):
+    from sasbert.regularizer import sas_weight
+
+    model.sas_options = {"type": type, "direction": direction, "reduction": reduction, "attention": attention}
+    model.sas_options["reference_sequences"] = 64
+    model.zero_grad(set_to_none=True)
+    out = model(**batch, compute_sas=True)
+    n_arcs = int((batch["heads"] >= 0).sum())
+    sas = out["sas"] * sas_weight(model.sas_options, n_arcs, len(batch["heads"]))
+    sas.backward()  # R's own gradient: the MLM loss's would swamp an error in it
+    return sas.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize(
+    "type, direction, reduction, tied",
+    [
+        (t, d, r, tied)
+        for t in ("max", "uniform")
+        for d in ("both", "dependent_to_parent", "parent_to_dependent")
+        for r, tied in (("sum", False), ("mean", True))
+    ],
+)
+def test_fused_path_gives_the_eager_regularizer_and_gradients(type, direction, reduction, tied):
+    """pre_dropout (fused kernel, R from q, k and the rows' log-sum-exp) against post_dropout
+    (eager attention, R read from the probabilities) with dropout off, where the two are the same
+    quantity: R and every parameter's gradient to 1e-5 relative, in fp32, with padding, unlabelled
+    positions (heads -1) and, in the tied cases, exact ties for ``max``."""
+    model, batch = fused_case(tied=tied)
+    sas_eager, grads_eager = loss_and_grads(model, batch, "post_dropout", type, direction, reduction)
+    sas_fused, grads_fused = loss_and_grads(model, batch, "pre_dropout", type, direction, reduction)
+    assert sas_eager.item() > 0
+    torch.testing.assert_close(sas_fused, sas_eager, rtol=1e-5, atol=0)
+    assert grads_eager.keys() == grads_fused.keys()
+    # the key biases' gradients are 0 up to rounding (a shift of every key's score in a row
+    # leaves its softmax unchanged): an absolute tolerance at 1e-5 of the largest gradient
+    largest = max(grad.abs().max() for grad in grads_eager.values())
+    for name in grads_eager:
+        torch.testing.assert_close(grads_fused[name], grads_eager[name], rtol=1e-5, atol=1e-5 * largest, msg=name)
+
+
+def test_ties_are_real_in_the_tied_case():
+    """The tied case does meet ties: heads 0 and 1 give bitwise-equal arc attentions, in both paths."""
+    from sasbert.regularizer import arc_indices, gather_arcs, install_fused_arcs
+
+    model, batch = fused_case(tied=True)
+    arcs = arc_indices(batch["heads"])
+    eager = model.bert(batch["input_ids"], attention_mask=batch["attention_mask"], output_attentions=True)
+    readers = install_fused_arcs(model.bert)
+    for reader in readers:
+        reader.arcs = arcs
+    model.bert(batch["input_ids"], attention_mask=batch["attention_mask"])
+    for layer, reader in enumerate(readers):
+        for values in (*reader.values, *gather_arcs(eager.attentions[layer], arcs)):
+            assert torch.equal(values[:, 0], values[:, 1])
+            assert not torch.equal(values[:, 0], values[:, 2])
+
+
+def test_fused_path_reads_the_attention_before_dropout():
+    """With attention dropout on, the fused path's first-layer arc values are the softmax
+    probabilities without dropout (the same weights in eval mode), while the eager path's are the
+    dropped ones."""
+    from sasbert.regularizer import arc_indices, gather_arcs, install_fused_arcs
+
+    model, batch = fused_case(padded=False)
+    arcs = arc_indices(batch["heads"])
+    with torch.no_grad():
+        model.eval()
+        clean = model.bert(batch["input_ids"], attention_mask=batch["attention_mask"], output_attentions=True)
+        clean_arcs = gather_arcs(clean.attentions[0], arcs)[0]
+        model.train()
+        for layer in model.bert.encoder.layer:
+            layer.attention.self.dropout_prob = 0.5
+            layer.attention.self.dropout.p = 0.5
+        readers = install_fused_arcs(model.bert)
+        for reader in readers:
+            reader.arcs = arcs
+        torch.manual_seed(0)
+        model.bert(batch["input_ids"], attention_mask=batch["attention_mask"])
+        fused_arcs = readers[0].values[0]
+        for reader in readers:
+            reader.arcs = None
+        dropped = model.bert(batch["input_ids"], attention_mask=batch["attention_mask"], output_attentions=True)
+    torch.testing.assert_close(fused_arcs, clean_arcs, rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(gather_arcs(dropped.attentions[0], arcs)[0], clean_arcs)
+
+
+@pytest.mark.parametrize("attention", ["pre_dropout", "post_dropout"])
+def test_what_a_regularized_step_keeps_for_the_backward_pass(attention):
+    """The fused path keeps no (B, H, S, S) tensor for the backward pass; the eager path keeps one
+    per layer (which shows the check sees them)."""
+    model, batch = fused_case(padded=False)
+    model.sas_options = {**model.sas_options, "attention": attention}
+    batch_size, size = batch["input_ids"].shape
+    n_heads = model.config.num_attention_heads
+    saved = []
+
+    def keep(tensor):
+        saved.append(tuple(tensor.shape))
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        model(**batch, compute_sas=True)
+    maps = [shape for shape in saved if len(shape) == 4 and shape[-2:] == (size, size) and shape[1] == n_heads]
+    if attention == "pre_dropout":
+        assert maps == []
+    else:
+        assert len(maps) >= model.config.num_hidden_layers

@@ -69,8 +69,9 @@ from transformers import (
 
 from sasbert.atomic import atomic_path, write_parquet, write_text
 from sasbert.errors import InputError, TrainingDiverged, TrainingInterrupted
+from sasbert.options import defaults
 from sasbert.progress import LOG_INTERVAL_S, is_terminal
-from sasbert.regularizer import arc_indices, combine_arcs, install_arc_taps, sas_weight
+from sasbert.regularizer import arc_indices, combine_arcs, install_arc_taps, install_fused_arcs, sas_weight
 from sasbert.schedules import decay_horizon, lambda_at
 
 log = logging.getLogger(__name__)
@@ -87,37 +88,39 @@ class MaskedHeadBertForMaskedLM(BertForMaskedLM):
     and config are BertForMaskedLM's.
     """
 
-    sas_options: dict = {}
+    sas_options: dict = defaults("train", "regularizer")  # training sets the run's own
 
     def forward(self, input_ids, attention_mask=None, labels=None, heads=None, compute_sas=False):
         if not compute_sas:
             out = self.bert(input_ids, attention_mask=attention_mask, return_dict=True)
             sas = None
         else:
-            # output_attentions makes HF take the eager attention path, whose dropout the taps wrap;
-            # they read the arc attentions as they pass (see regularizer.ArcTap).
             if self.training and self.bert.is_gradient_checkpointing:
-                # recomputed layers would run without the taps (the regularizer silently does
-                # nothing, or the recomputation fails): refuse rather than train unregularized
+                # recomputed layers would run without the arc readers (the regularizer silently
+                # does nothing, or the recomputation fails): refuse rather than train unregularized
                 raise ValueError("the SAS regularizer does not work with gradient checkpointing")
             options = self.sas_options
             arcs = arc_indices(heads)
-            taps = install_arc_taps(self.bert)
-            for tap in taps:
-                tap.arcs, tap.direction = arcs, options.get("direction", "both")
+            # post_dropout: output_attentions makes HF take the eager attention path, whose dropout
+            # the taps wrap (regularizer.ArcTap); pre_dropout: the fused kernels, read at the arcs
+            # from q, k and the rows' log-sum-exp (regularizer.FusedArcSelfAttention)
+            fused = options["attention"] == "pre_dropout"
+            readers = install_fused_arcs(self.bert) if fused else install_arc_taps(self.bert)
+            for reader in readers:
+                reader.arcs, reader.direction = arcs, options["direction"]
             try:
-                out = self.bert(input_ids, attention_mask=attention_mask, output_attentions=True, return_dict=True)
+                out = self.bert(input_ids, attention_mask=attention_mask, output_attentions=not fused, return_dict=True)
                 # the sum over this micro-batch's arcs; the trainer normalises it over the whole step
                 sas = combine_arcs(
-                    [tap.values for tap in taps],
+                    [reader.values for reader in readers],
                     len(arcs[0]),
-                    type=options.get("type", "max"),
-                    direction=options.get("direction", "both"),
+                    type=options["type"],
+                    direction=options["direction"],
                     reduction="sum",
                 )
             finally:
-                for tap in taps:
-                    tap.arcs = tap.values = None
+                for reader in readers:
+                    reader.arcs = reader.values = None
         masked = labels != -100
         logits = self.cls(out.last_hidden_state[masked])
         mlm_sum = F.cross_entropy(logits.float(), labels[masked], reduction="sum")

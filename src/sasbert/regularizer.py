@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+from transformers.models.bert.modeling_bert import BertSdpaSelfAttention
 
 TYPES = ("max", "uniform")
 DIRECTIONS = ("both", "dependent_to_parent", "parent_to_dependent")
@@ -169,3 +170,242 @@ def sas_weight(options: dict, n_arcs: int, n_sequences: int) -> float:
     if options["reduction"] == "mean":
         return 1.0 / max(n_arcs, 1)
     return options["reference_sequences"] / max(n_sequences, 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# The fused path (``regularizer.attention: pre_dropout``): the attention runs in a fused SDPA
+# kernel, which never materialises the S x S probabilities, and R reads them only at the arcs:
+#
+#     A[b,h,t,p] = exp(scale * q[b,h,t] . k[b,h,p] + bias[b,t,p] - lse[b,h,t])
+#
+# with lse the row's log-sum-exp, which the kernel computes anyway. Its backward recomputes only
+# the query rows whose arc values carry gradient (under ``max``, one layer and head per arc), in
+# bounded chunks, so no S x S tensor per layer is kept for the backward pass. A fused kernel
+# applies attention dropout internally, so R here is taken on the probabilities before dropout.
+# ----------------------------------------------------------------------------------------------
+
+ROW_CHUNK_ELEMENTS = 1 << 24  # gathered keys per backward chunk (rows x S x head dim), 64 MB in fp32
+
+
+def _kernel_attention(query, key, value, bias, dropout_p, scale):
+    """Fused attention output and its rows' log-sum-exp, or None where no kernel returns it."""
+    if query.device.type == "cuda":
+        if bias is None and query.dtype in (torch.float16, torch.bfloat16):
+            out, lse = torch.ops.aten._scaled_dot_product_flash_attention(
+                query, key, value, dropout_p, False, False, scale=scale
+            )[:2]
+        else:
+            out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(
+                query, key, value, bias, True, dropout_p, False, scale=scale
+            )[:2]
+        return out, lse[..., : query.shape[-2]]
+    if query.device.type == "cpu" and dropout_p == 0.0:
+        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            query, key, value, dropout_p, False, attn_mask=bias, scale=scale
+        )
+    return None
+
+
+def row_logsumexp(query, key, bias, scale):
+    """log sum_p exp(scale * q_t . k_p + bias_tp) for every row, (B, H, S) in fp32, in chunks of
+    rows (no gradient: ``ArcAttention`` differentiates it itself)."""
+    batch, heads, size, dim = query.shape
+    rows = max(1, ROW_CHUNK_ELEMENTS // (heads * size * batch))
+    out = torch.empty(batch, heads, size, dtype=torch.float32, device=query.device)
+    with torch.no_grad():
+        keys = key.float().transpose(-1, -2)
+        for first in range(0, size, rows):
+            scores = query[:, :, first : first + rows].float() @ keys * scale
+            if bias is not None:
+                scores = scores + bias[:, :, first : first + rows].float()
+            out[:, :, first : first + rows] = torch.logsumexp(scores, dim=-1)
+    return out
+
+
+def attention_with_lse(query, key, value, bias, dropout_p, scale):
+    """SDPA's output (dropout inside the kernel) and the fp32 log-sum-exp of its rows (pre-dropout).
+
+    ``bias``: the additive mask HF hands SDPA, broadcastable to (B, H, S, S), or None.
+    """
+    fused = _kernel_attention(query, key, value, bias, dropout_p, scale)
+    if fused is not None:
+        out, lse = fused
+        return out, lse.detach().float()
+    # no kernel returns the log-sum-exp here (CPU with attention dropout): the public SDPA, and
+    # the log-sum-exp computed beside it
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=bias, dropout_p=dropout_p, scale=scale
+    )
+    return out, row_logsumexp(query, key, bias, scale)
+
+
+def _bias_rows(bias, batch, head, row):
+    """The additive mask's rows for (batch, head, query row) index vectors, (n, S) in fp32."""
+    if bias is None:
+        return None
+    bias = bias.expand(bias.shape[0], bias.shape[1], bias.shape[2], bias.shape[3])
+    head = head if bias.shape[1] > 1 else torch.zeros_like(head)
+    row = row if bias.shape[2] > 1 else torch.zeros_like(row)
+    return bias[batch, head, row].float()
+
+
+class ArcAttention(torch.autograd.Function):
+    """The attention probabilities at given (batch, query, key) positions for every head, from
+    q, k and the rows' log-sum-exp, with their exact gradient with respect to q and k.
+
+    Forward: (n, H). Backward, for a value with gradient g at (b, h, t, p), through the softmax:
+    d/ds[t,u] = g A[t,p] (delta_up - P[t,u]). The delta term is a product of two gathered rows;
+    the P term needs row t of P, recomputed here only for the (position, head) pairs whose
+    gradient is not zero (under ``max``, one layer and head per arc), grouped by (batch, head)
+    so that each group's rows meet its keys in one batched product, in bounded chunks.
+    """
+
+    @staticmethod
+    def forward(ctx, query, key, bias, lse, batch, row, column, scale):
+        n_batch, n_heads, size, dim = query.shape
+        # (B, S, H, d) rows: the layout the projections produced, so these gathers are contiguous
+        q_rows = _position_major(query).index_select(0, batch * size + row).float()  # (n, H, d)
+        k_rows = _position_major(key).index_select(0, batch * size + column).float()
+        lse_rows = lse.transpose(1, 2).reshape(n_batch * size, n_heads).index_select(0, batch * size + row)
+        values = torch.einsum("nhd,nhd->nh", q_rows, k_rows).mul_(scale).sub_(lse_rows)
+        if bias is not None:
+            heads = torch.arange(n_heads, device=query.device)
+            full = bias.expand(n_batch, n_heads, size, key.shape[2])
+            values = values + full[batch[:, None], heads, row[:, None], column[:, None]].float()
+        values = values.exp_()
+        ctx.save_for_backward(query, key, lse, batch, row, column, values)
+        ctx.bias, ctx.scale = bias, scale
+        return values
+
+    @staticmethod
+    def backward(ctx, grad_values):
+        query, key, lse, batch, row, column, values = ctx.saved_tensors
+        bias, scale = ctx.bias, ctx.scale
+        n_batch, n_heads, size, dim = query.shape
+        grad_scores = grad_values.float() * values  # g A[t,p]: the gradient of the arc's score
+        pair, head = torch.nonzero(grad_scores, as_tuple=True)
+        # the pairs with gradient, sorted by (batch, head) group; each group's pairs are laid out
+        # in a row of a (groups, width) grid, so a batched product meets them with their keys
+        slot, order = torch.sort(batch[pair] * n_heads + head)
+        pair, head = pair[order], head[order]
+        b, t, u = batch[pair], row[pair], column[pair]
+        g = grad_scores[pair, head] * scale
+        groups, counts = torch.unique_consecutive(slot, return_counts=True)
+        group_start = torch.cumsum(counts, 0) - counts
+        group_of = torch.repeat_interleave(torch.arange(len(groups), device=slot.device), counts)
+        rank = torch.arange(len(slot), device=slot.device) - group_start[group_of]
+        width = int(counts.max()) if len(counts) else 0
+        group_batch, group_head = groups // n_heads, groups % n_heads
+
+        # position (b, h, t) is row (b * S + t) * H + h of the (B * S * H, d) views
+        at_t = (b * size + t) * n_heads + head
+        q_t = _position_major(query).view(-1, dim).index_select(0, at_t).float()  # (c, d)
+        # each pair's row of scores is offset by its bias and normalised by its log-sum-exp
+        offsets = -lse.transpose(1, 2).reshape(-1).index_select(0, at_t)[:, None]
+        bias_rows = _bias_rows(bias, b, head, t)
+        offsets = offsets.expand(-1, size) if bias_rows is None else offsets + bias_rows
+
+        grad_query = q_t.new_zeros(n_batch * size * n_heads, dim)
+        grad_key = q_t.new_zeros(n_batch, size, n_heads, dim)
+        grad_key_groups = grad_key.transpose(1, 2)  # (B, H, S, d) view
+        per_chunk = max(1, ROW_CHUNK_ELEMENTS // max(1, width * size))
+        for first in range(0, len(groups), per_chunk):
+            chunk = slice(first, first + per_chunk)
+            # a chunk of groups is a contiguous run of the sorted pairs
+            last = first + per_chunk
+            members = slice(int(group_start[first]), int(group_start[last]) if last < len(groups) else len(slot))
+            local, at = group_of[members] - first, rank[members]
+            n_groups = len(groups[chunk])
+            rows, weights, row_offsets = (
+                q_t.new_zeros(n_groups, width, dim),
+                q_t.new_zeros(n_groups, width),
+                q_t.new_zeros(n_groups, width, size),
+            )
+            rows[local, at], weights[local, at], row_offsets[local, at] = q_t[members], g[members], offsets[members]
+            keys = key[group_batch[chunk], group_head[chunk]].float()  # (groups, S, d)
+            # d/ds[t,.] = g (e_p - P[t,.]): rows t of P, less one at each pair's key p
+            delta = torch.baddbmm(row_offsets, rows, keys.transpose(1, 2), alpha=scale).exp_()
+            delta[local, at, u[members]] -= 1.0
+            weighted = weights[:, :, None]
+            grad_query.index_add_(0, at_t[members], -(weighted * torch.bmm(delta, keys))[local, at])
+            grad_key_groups[group_batch[chunk], group_head[chunk]] -= torch.bmm(delta.transpose(1, 2), weighted * rows)
+
+        def heads_first(grad, like):
+            return grad.view(n_batch, size, n_heads, dim).transpose(1, 2).to(like.dtype)
+
+        return heads_first(grad_query, query), heads_first(grad_key, key), *(None,) * 6
+
+
+def _position_major(states):
+    """(B, H, S, d) attention states as (B * S, H, d): a view of what the projections produced
+    (their (B, S, H, d) layout), a copy only for other layouts."""
+    n_batch, n_heads, size, dim = states.shape
+    return states.transpose(1, 2).reshape(n_batch * size, n_heads, dim)
+
+
+def fused_arc_values(query, key, bias, lse, arcs, direction, scale):
+    """One layer's attention at the arcs, (to_parent, to_dependent), (n_arcs, H) each or None,
+    from q, k and the rows' log-sum-exp (the fused path's counterpart of ``gather_arcs``).
+    Both directions go through one ``ArcAttention``: (query, key) = (dependent, parent) for
+    dependent->parent and (parent, dependent) for parent->dependent."""
+    batch, dependent, parent = arcs
+    to_parent = direction != "parent_to_dependent"
+    to_dependent = direction != "dependent_to_parent"
+    parts = [(dependent, parent)] * to_parent + [(parent, dependent)] * to_dependent
+    values = ArcAttention.apply(
+        query,
+        key,
+        bias,
+        lse,
+        batch.repeat(len(parts)),
+        torch.cat([rows for rows, _ in parts]),
+        torch.cat([columns for _, columns in parts]),
+        scale,
+    )
+    n_arcs = len(batch)
+    return (values[:n_arcs] if to_parent else None, values[-n_arcs:] if to_dependent else None)
+
+
+class FusedArcSelfAttention(BertSdpaSelfAttention):
+    """HF BERT's SDPA self-attention that, while ``arcs`` is set, runs a kernel that also returns
+    the rows' log-sum-exp and records the pre-dropout attention at the arcs (``values``).
+
+    Installed by changing the class of each layer's existing module (``install_fused_arcs``): the
+    parameters, their names and the checkpoints are untouched. Without arcs it is the parent class.
+    """
+
+    arcs = None
+    direction = "both"
+    values = None
+
+    def forward(self, hidden_states, attention_mask=None, *args, **kwargs):
+        if self.arcs is None:
+            return super().forward(hidden_states, attention_mask, *args, **kwargs)
+        if args or any(kwargs.get(k) is not None for k in ("head_mask", "encoder_hidden_states", "past_key_values")):
+            raise ValueError("the fused SAS regularizer supports plain encoder self-attention only")
+        if self.position_embedding_type != "absolute":
+            raise ValueError("the fused SAS regularizer needs absolute position embeddings")
+        batch, size, _ = hidden_states.shape
+
+        def heads_first(layer):
+            return layer(hidden_states).view(batch, size, self.num_attention_heads, -1).transpose(1, 2)
+
+        query, key, value = heads_first(self.query), heads_first(self.key), heads_first(self.value)
+        scale = self.attention_head_size**-0.5
+        dropout_p = self.dropout_prob if self.training else 0.0
+        out, lse = attention_with_lse(query, key, value, attention_mask, dropout_p, scale)
+        self.values = fused_arc_values(query, key, attention_mask, lse, self.arcs, self.direction, scale)
+        return out.transpose(1, 2).reshape(batch, size, self.all_head_size), None
+
+
+def install_fused_arcs(bert_model) -> list[FusedArcSelfAttention]:
+    """Make every layer's self-attention of a HF BertModel (built with SDPA attention) a
+    ``FusedArcSelfAttention`` (idempotent); returns them."""
+    modules = []
+    for layer in bert_model.encoder.layer:
+        attention = layer.attention.self
+        if not isinstance(attention, BertSdpaSelfAttention):
+            raise ValueError("the fused SAS regularizer needs a model built with attn_implementation='sdpa'")
+        attention.__class__ = FusedArcSelfAttention
+        modules.append(attention)
+    return modules
