@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from sasbert.options import defaults
+
 REPO = Path(__file__).resolve().parents[1]
 RESOURCES = REPO / "resources"
 EWT = RESOURCES / "ud" / "UD_English-EWT"
@@ -103,7 +105,7 @@ def tiny_spec(**overrides):
         "model": {"num_hidden_layers": 2, "num_attention_heads": 2, "hidden_size": 32, "intermediate_size": 64},
         "seed": 0,
         "lambda": 0.0,
-        "regularizer": {"type": "max", "direction": "both", "reduction": "mean", "reference_sequences": 64},
+        "regularizer": defaults("train", "regularizer"),
         "checkpoint_steps": [0, 4, 8, 12],
         "max_steps": 12,
         "batch_size": 8,
