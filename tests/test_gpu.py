@@ -77,6 +77,60 @@ def test_kill_9_on_the_gpu_then_resume(tiny_corpus, tmp_path):
     np.testing.assert_allclose(ours["mlm_loss"], theirs["mlm_loss"], rtol=0.02)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("padded", [False, True])  # flash (bf16, no mask) or memory-efficient kernel
+def test_fused_regularizer_on_the_gpu_matches_eager(precision, padded):
+    """The fused path's R and gradients on the GPU against the eager path's, dropout off: the
+    CPU test's comparison, at fp32 (TF32 off) to 1e-4 and under bf16 autocast to bf16 rounding."""
+    from test_regularizer import fused_case, loss_and_grads
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    model, batch = fused_case(padded=padded)
+    model.cuda()
+    batch = {k: v.cuda() for k, v in batch.items()}
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    results = {}
+    for attention in ("post_dropout", "pre_dropout"):
+        with torch.autocast("cuda", dtype=dtype, enabled=precision == "bf16"):
+            results[attention] = loss_and_grads(model, batch, attention, "max", "both", "mean")
+    (sas_eager, grads_eager), (sas_fused, grads_fused) = results["post_dropout"], results["pre_dropout"]
+    tolerance = 1e-4 if precision == "fp32" else 3e-2
+    torch.testing.assert_close(sas_fused, sas_eager, rtol=tolerance, atol=0)
+    largest = max(grad.abs().max() for grad in grads_eager.values())
+    for name in grads_eager:
+        torch.testing.assert_close(
+            grads_fused[name], grads_eager[name], rtol=tolerance, atol=tolerance * largest, msg=name
+        )
+
+
+def test_fused_and_eager_training_give_the_same_loss_curve_on_the_gpu(tiny_corpus, tmp_path):
+    """bf16 training for 300 steps, R read by the fused path and by the eager path (attention
+    dropout off, where they are the same quantity): the loss curves agree within bf16 noise,
+    measured as the gap between two eager runs that differ only in the GPU's nondeterminism."""
+    curves = {}
+    for name, attention in (("eager", "post_dropout"), ("eager_again", "post_dropout"), ("fused", "pre_dropout")):
+        spec = tiny_spec(
+            precision="bf16",
+            max_steps=300,
+            checkpoint_steps=[0, 300],
+            decay_horizon=600,
+            logging_steps=1,
+            **{"lambda": 1.0},
+        )
+        spec["model"] = {**spec["model"], "attention_probs_dropout_prob": 0.0, "hidden_dropout_prob": 0.0}
+        spec["regularizer"] = {**spec["regularizer"], "attention": attention}
+        result = subprocess.run(
+            pretrain_cmd(tiny_corpus, tmp_path / name, spec), env=ENV, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        steps = pd.read_parquet(tmp_path / name / "metrics" / "steps.parquet")
+        curves[name] = steps.set_index("step")[["mlm_loss", "sas"]].rolling(20).mean().dropna()
+    noise = (curves["eager_again"] - curves["eager"]).abs().max()
+    gap = (curves["fused"] - curves["eager"]).abs().max()
+    for column in ("mlm_loss", "sas"):
+        assert gap[column] <= max(3 * noise[column], 0.02 * curves["eager"][column].abs().mean()), (column, gap, noise)
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tiny_corpus, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")

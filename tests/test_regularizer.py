@@ -331,3 +331,22 @@ def test_what_a_regularized_step_keeps_for_the_backward_pass(attention):
         assert maps == []
     else:
         assert len(maps) >= model.config.num_hidden_layers
+
+
+def test_chunked_backward_and_log_sum_exp_give_the_same_results(monkeypatch):
+    """Chunks as small as one (batch, head) group in the backward and a few rows in the
+    log-sum-exp beside SDPA give the unchunked R, gradients and log-sum-exp."""
+    from sasbert import regularizer
+
+    model, batch = fused_case()
+    reference = loss_and_grads(model, batch, "pre_dropout", "uniform", "both", "mean")
+    query, key = torch.randn(2, 3, 9, 4), torch.randn(2, 3, 9, 4)
+    bias = torch.zeros(2, 1, 9, 9)
+    bias[1, :, :, 6:] = torch.finfo(torch.float32).min
+    expected = torch.logsumexp(query @ key.transpose(-1, -2) * 0.5 + bias, dim=-1)
+    monkeypatch.setattr(regularizer, "ROW_CHUNK_ELEMENTS", 1)
+    torch.testing.assert_close(regularizer.row_logsumexp(query, key, bias, 0.5), expected)
+    chunked = loss_and_grads(model, batch, "pre_dropout", "uniform", "both", "mean")
+    torch.testing.assert_close(chunked[0], reference[0], rtol=1e-6, atol=0)
+    for name, grad in reference[1].items():
+        torch.testing.assert_close(chunked[1][name], grad, rtol=1e-5, atol=1e-8, msg=name)

@@ -25,6 +25,7 @@ the reference it is tested against.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 import torch
@@ -188,22 +189,40 @@ ROW_CHUNK_ELEMENTS = 1 << 24  # gathered keys per backward chunk (rows x S x hea
 
 
 def _kernel_attention(query, key, value, bias, dropout_p, scale):
-    """Fused attention output and its rows' log-sum-exp, or None where no kernel returns it."""
+    """Fused attention output and its rows' log-sum-exp, or None where no kernel returns it.
+
+    The kernels are PyTorch's own (the ones SDPA dispatches to), called directly because the
+    public function does not return the log-sum-exp; each has its autograd formula."""
+    size = query.shape[-2]
     if query.device.type == "cuda":
-        if bias is None and query.dtype in (torch.float16, torch.bfloat16):
-            out, lse = torch.ops.aten._scaled_dot_product_flash_attention(
-                query, key, value, dropout_p, False, False, scale=scale
-            )[:2]
-        else:
-            out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(
-                query, key, value, bias, True, dropout_p, False, scale=scale
-            )[:2]
-        return out, lse[..., : query.shape[-2]]
+        try:
+            if bias is None and query.dtype in (torch.float16, torch.bfloat16):
+                out, lse = torch.ops.aten._scaled_dot_product_flash_attention(
+                    query, key, value, dropout_p, False, False, scale=scale
+                )[:2]
+            else:
+                full_bias = None if bias is None else bias.to(query.dtype).expand(*query.shape[:3], key.shape[-2])
+                out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(
+                    query, key, value, full_bias, True, dropout_p, False, scale=scale
+                )[:2]
+        except RuntimeError as err:  # a shape or dtype the kernel does not take
+            _warn_once(f"fused attention kernel refused this input ({err}); R's log-sum-exp is computed beside SDPA")
+            return None
+        return out, lse[..., :size]
     if query.device.type == "cpu" and dropout_p == 0.0:
         return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
             query, key, value, dropout_p, False, attn_mask=bias, scale=scale
         )
     return None
+
+
+_warned = set()
+
+
+def _warn_once(message):
+    if message not in _warned:
+        _warned.add(message)
+        logging.getLogger(__name__).warning(message)
 
 
 def row_logsumexp(query, key, bias, scale):
