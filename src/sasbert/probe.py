@@ -34,6 +34,21 @@ Sentences longer than ``max_pieces`` pieces (with [CLS]/[SEP]), or with a word t
 maps to no piece at all, are skipped and counted (``n_skipped_too_long``, ``n_skipped_unaligned``).
 The offset baselines are computed on exactly the scored words, so they are comparable.
 
+Scoring "authors" (``probe.scoring: authors``) reproduces the authors' attention_depparse_probe.py
+and the truncation of their extract_attention_pt.py, on the same word-level maps:
+
+* every word is scored, the root and punctuation too, under its relation as written (subtypes
+  kept); a head predicts only words of the sentence (their argmax + 1: the ROOT, index 0, is never
+  predicted), so every root word is a miss;
+* a sentence longer than ``max_pieces`` is cut (``truncate``), not skipped: attention scores, and
+  predicts, only the words whose pieces all fit; the offsets score every word;
+* their "poss" special case (``poss_limits``);
+* a relation a predictor gets right on every word scores 0 (``authors_accuracy``);
+* offsets -3..+2 (0 included), the prediction clamped to the root and the last word;
+* ties go to the highest (layer, head, direction) and offset (their ``sorted(...)[-1]``);
+* "mean" is over their Table 1's relations: not root or punct, at least ``min_relation_count``
+  words in the treebank.
+
 Speed: sentences are tokenized in one call, sorted by length and batched, the encoder (without the
 MLM head, which the probe does not need) runs under ``torch.inference_mode`` on the GPU when there is
 one, and word pooling is two batched matmuls over all layers and heads at once (W = Mean @ A @ Sum,
@@ -71,7 +86,6 @@ import argparse
 import dataclasses
 import logging
 import time
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -101,6 +115,15 @@ DEFAULT_EXCLUDED_RELATIONS = ("root", "punct")
 # PTB punctuation tags (as excluded in the usual WSJ dependency evaluations).
 PTB_PUNCT_TAGS = ("``", "''", ",", ".", ":", "-LRB-", "-RRB-", "#", "$")
 OFFSETS = (-3, -2, -1, 1, 2, 3)
+SCORINGS = ("spec", "authors")
+# The authors' attention_depparse_probe.py (scoring "authors"): its offsets are range(-3, 3), its
+# Table 1 leaves out these relations, and its "poss" special case looks at these next words.
+AUTHORS_OFFSETS = (-3, -2, -1, 0, 1, 2)
+AUTHORS_TABLE_EXCLUDED = ("root", "punct")
+POSS_RELATION = "poss"
+POSS_MARKERS = ("'s", "s'")
+# The columns read from a parquet treebank in the layout of the authors' WSJ set.
+PARQUET_COLUMNS = ("words", "heads", "relns")
 ALL = "all"
 MEAN = "mean"
 
@@ -173,7 +196,11 @@ class Sentence:
     heads: tuple[int, ...]  # 1-based gold head per word; 0 = root
     relations: tuple[str | None, ...]  # universal relation (subtype stripped); None if unlabelled
     xpos: tuple[str | None, ...]
-    line: int  # line of the sentence's first line in the file (1-based)
+    line: int  # line of the sentence's first line in the file (1-based); a parquet's row (0-based)
+    labels: tuple[str | None, ...] | None = None  # the relations as written (subtypes kept); None: = relations
+
+    def full_labels(self) -> tuple[str | None, ...]:
+        return self.relations if self.labels is None else self.labels
 
 
 def _sentence(path: Path, start: int, lines: list[str]) -> Sentence | None:
@@ -182,15 +209,21 @@ def _sentence(path: Path, start: int, lines: list[str]) -> Sentence | None:
     tree = treebank.read_sentence(lines, path, start)
     if tree is None:
         return None
-    relations = tuple(None if rel is None else rel.split(":")[0] for rel in tree.deprels)
-    return Sentence(tree.words, tree.heads, relations, tree.xpos, start)
+    return Sentence(tree.words, tree.heads, _universal(tree.deprels), tree.xpos, start, tree.deprels)
+
+
+def _universal(labels) -> tuple[str | None, ...]:
+    return tuple(None if rel is None else rel.split(":")[0] for rel in labels)
 
 
 def read_treebank(path: str | Path, max_sentences: int | None = None) -> list[Sentence]:
-    """Read a CoNLL-U treebank (plain or gzip), validating heads; errors name file and line."""
+    """Read a CoNLL-U treebank (plain or gzip), or a parquet one (``read_parquet_treebank``),
+    validating heads; errors name file and line (row)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: treebank file not found")
+    if path.suffix == ".parquet":
+        return read_parquet_treebank(path, max_sentences)
     sentences: list[Sentence] = []
     labelled_line = unlabelled_line = None
     for start, lines in textio.blocks(path):
@@ -212,6 +245,49 @@ def read_treebank(path: str | Path, max_sentences: int | None = None) -> list[Se
             f"{path}:{unlabelled_line}: sentence with a word without DEPREL, but the sentence "
             f"at line {labelled_line} has relations (all or none must be labelled)"
         )
+    return sentences
+
+
+def read_parquet_treebank(path: str | Path, max_sentences: int | None = None) -> list[Sentence]:
+    """A parquet treebank in the layout of the authors' WSJ set (angie-chen55/wsj-dep-parses-1k):
+    one row per sentence with list columns ``words`` (strings), ``heads`` (integers, 1-based, 0 =
+    root) and ``relns`` (relation labels, kept as written); other columns are ignored. Rows are
+    numbered from 0 in errors, as pandas and the datasets viewer number them; the heads must form a
+    tree (``treebank.check_tree``, the CoNLL-U reader's rule)."""
+    path = Path(path)
+    table = read_table(path, PARQUET_COLUMNS, "treebank")
+    if max_sentences is not None:
+        table = table.head(max_sentences)
+    sentences = []
+    for row, values in enumerate(zip(*(table[c] for c in PARQUET_COLUMNS))):
+        columns = {}
+        for name, value in zip(PARQUET_COLUMNS, values):
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+                raise InputError(f"{path}: row {row}: column '{name}' is not a list ({value!r})")
+            columns[name] = list(value)
+        words, heads, labels = columns["words"], columns["heads"], columns["relns"]
+        if not words:
+            raise InputError(f"{path}: row {row}: sentence has no words")
+        for name in ("heads", "relns"):
+            if len(columns[name]) != len(words):
+                raise InputError(f"{path}: row {row}: {len(words)} words but {len(columns[name])} {name}")
+        for k, (word, head, label) in enumerate(zip(words, heads, labels), start=1):
+            if not isinstance(word, str) or not word:
+                raise InputError(f"{path}: row {row}, word {k}: words entry {word!r} is not a non-empty string")
+            # a float column (pandas writes one where a value is missing) holds integers too
+            if isinstance(head, (bool, np.bool_)) or not (
+                isinstance(head, (int, np.integer))
+                or (isinstance(head, (float, np.floating)) and float(head).is_integer())
+            ):
+                raise InputError(f"{path}: row {row}, word {k}: heads entry {head} is not an integer")
+            if not isinstance(label, str) or not label:
+                raise InputError(f"{path}: row {row}, word {k}: relns entry {label!r} is not a non-empty string")
+        heads = [int(h) for h in heads]
+        treebank.check_tree(heads, [f"row {row}, word {k}" for k in range(1, len(words) + 1)], path)
+        labels = tuple(labels)
+        sentences.append(Sentence(tuple(words), tuple(heads), _universal(labels), (None,) * len(words), row, labels))
+    if not sentences:
+        raise InputError(f"{path}: no sentences")
     return sentences
 
 
@@ -240,6 +316,30 @@ def scored_relations(
             out.append(None if rel in excluded else rel)
         else:
             out.append(None if tag in punct else ALL)
+    return out
+
+
+def authors_relations(sentence: Sentence, labelled: bool) -> list[str]:
+    """Scoring "authors": every word is scored, the root and punctuation too, under its relation
+    as written (``nmod:poss`` stays ``nmod:poss``), or under "all" in an unlabelled treebank."""
+    return list(sentence.full_labels()) if labelled else [ALL] * len(sentence.words)
+
+
+def poss_limits(sentence: Sentence, n_candidates: int) -> np.ndarray:
+    """The authors' "poss" special case, per word: where it may apply, the sentence's word count n,
+    else 0. It applies to word i (1-based) labelled exactly "poss" whose next word is 's or s' when
+    its predicted parent p < n; the word is then right when the NEXT word's prediction is i's gold
+    parent. Their condition reads ``i < len(words) and words[i + 1] == "'s" or words[i + 1] ==
+    "s'"``, which Python groups as ``(a and b) or c``; ``a`` (i below the word count) always holds,
+    so the grouping changes nothing, and its missing bound on i + 1 makes their code fail on a
+    "poss" last word. Here the rule does not apply where the next word has no prediction: the last
+    word, or the last of the ``n_candidates`` words a truncated sentence keeps."""
+    n = len(sentence.words)
+    labels, words = sentence.full_labels(), sentence.words
+    out = np.zeros(n, dtype=np.int64)
+    for i in range(min(n, n_candidates) - 1):
+        if labels[i] == POSS_RELATION and words[i + 1] in POSS_MARKERS:
+            out[i] = n
     return out
 
 
@@ -363,10 +463,13 @@ class AttentionScorer:
         self.sentence_correct: list[np.ndarray] = []
         self.sentence_count: list[np.ndarray] = []
 
-    def add(self, attentions, piece_word, gold, relation, span: tuple[int, int] | None = None) -> None:
+    def add(self, attentions, piece_word, gold, relation, span: tuple[int, int] | None = None, poss_limit=None) -> None:
         """attentions: L tensors [B, H, S, S]; piece_word [B, S] (-1: not a word);
-        gold [B, N] 0-based gold parent word; relation [B, N] index into ``relations``, -1 = unscored;
-        span: (lo, hi) such that every word piece lies in positions lo..hi-1 (found if not given).
+        gold [B, N] 0-based gold parent word (-1: the root, never predicted; a word without pieces,
+        cut off by truncation, is never predicted either); relation [B, N] index into
+        ``relations``, -1 = unscored; span: (lo, hi) such that every word piece lies in positions
+        lo..hi-1 (found if not given); poss_limit [B, N] (scoring "authors", ``poss_limits``): where
+        > 0, word i is scored by word i + 1's prediction when its own is below poss_limit - 1.
         """
         import torch
 
@@ -389,21 +492,28 @@ class AttentionScorer:
         to_word = att.view(batch, -1, n_pieces) @ summ  # [B, S_p * K, N_j]
         w = (mean @ to_word.view(batch, n_pieces, K * n_words)).view(batch, n_words, K, n_words)
         # w[b, i, k, j] = W_k[i, j] for head k = layer * H + head. Soft scores: W[i, gold] and
-        # W[gold, i] (gold != i, so zeroing the diagonal does not touch them).
+        # W[gold, i] (gold != i, so zeroing the diagonal does not touch them); 0 for the root.
         g = gold.clamp(min=0)  # [B, N]
+        has_parent = (gold >= 0).unsqueeze(1)  # [B, 1, N]
         soft_dp = w.gather(-1, g[:, :, None, None].expand(batch, n_words, K, 1))
-        soft_dp = soft_dp.view(batch, n_words, K).transpose(1, 2)  # [B, K, N]
-        soft_pd = w.gather(1, g[:, None, None, :].expand(batch, 1, K, n_words)).view(batch, K, n_words)
+        soft_dp = soft_dp.view(batch, n_words, K).transpose(1, 2) * has_parent  # [B, K, N]
+        soft_pd = w.gather(1, g[:, None, None, :].expand(batch, 1, K, n_words)).view(batch, K, n_words) * has_parent
         # Zero the diagonal. Padding words need no mask: their rows and columns of W are 0 and come
         # after the real words, and attention weights are >= 0, so the FIRST maximum (which torch's
         # max/argmax return, as the spec's argmax does) is always a real word.
         w.diagonal(dim1=1, dim2=3).zero_()
         pred_dp = w.max(-1).indices.transpose(1, 2)  # parent of i = argmax_j W[i, j]  [B, K, N]
         pred_pd = w.max(1).indices  # parent of i = argmax_j W[j, i]  [B, K, N]
-        g = g.unsqueeze(1)
+        g = gold.unsqueeze(1)  # [B, 1, N]; the root's -1 matches no prediction
+        hits = [pred_dp == g, pred_pd == g]
+        if poss_limit is not None:
+            limit = poss_limit.unsqueeze(1)
+            for d, pred in enumerate((pred_dp, pred_pd)):
+                following = torch.cat([pred[..., 1:], pred[..., -1:]], -1)  # word i + 1's prediction
+                hits[d] = torch.where((limit > 0) & (pred + 1 < limit), following == g, hits[d])
         stats = torch.stack(
             [
-                torch.stack([pred_dp == g, pred_pd == g], 1).to(torch.float64),
+                torch.stack(hits, 1).to(torch.float64),
                 torch.stack([soft_dp, soft_pd], 1).to(torch.float64),
             ],
             1,
@@ -469,26 +579,51 @@ class AttentionScorer:
 
 
 def offset_columns(
-    golds: Sequence[np.ndarray], rels: Sequence[np.ndarray], relations: Sequence[str], labelled: bool = True
+    golds: Sequence[np.ndarray],
+    rels: Sequence[np.ndarray],
+    relations: Sequence[str],
+    labelled: bool = True,
+    scoring: str = "spec",
+    poss: Sequence[np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Fixed-offset baselines: predicted parent of word i = word i + offset (outside = wrong).
+    """Fixed-offset baselines: predicted parent of word i = word i + offset.
 
-    ``golds``: per sentence, 0-based gold parent per word; ``rels``: relation index, -1 unscored.
+    ``golds``: per sentence, 0-based gold parent per word (-1: the root); ``rels``: relation
+    index, -1 unscored. Scoring "spec": offsets -3..+3 without 0, a parent outside the sentence is
+    simply wrong. Scoring "authors": offsets -3..+2 (their ``range(-3, 3)``, 0 included: the word
+    itself, always wrong), the 1-based prediction clamped to [0, n] (0 = the root, so a root word
+    near the start can be right), and the "poss" rule where ``poss`` (``poss_limits``) says.
     """
+    authors = scoring == "authors"
+    offsets = AUTHORS_OFFSETS if authors else OFFSETS
     names = list(relations)
     R = len(names)
-    gold = np.concatenate(list(golds)) if len(golds) else np.zeros(0, dtype=np.int64)
-    rel = np.concatenate(list(rels)) if len(rels) else np.zeros(0, dtype=np.int64)
-    position = np.concatenate([np.arange(len(g)) for g in golds]) if len(golds) else rel
+    empty = np.zeros(0, dtype=np.int64)
+    gold = np.concatenate(list(golds)) if len(golds) else empty
+    rel = np.concatenate(list(rels)) if len(rels) else empty
+    position = np.concatenate([np.arange(len(g)) for g in golds]) if len(golds) else empty
+    length = np.concatenate([np.full(len(g), len(g)) for g in golds]) if len(golds) else empty
+    limit = np.concatenate(list(poss)) if poss is not None and len(golds) else np.zeros_like(gold)
     keep = rel >= 0
-    dist, rel = (gold - position)[keep], rel[keep]
-    count = np.bincount(rel, minlength=R).astype(np.int64)
-    correct = np.stack([np.bincount(rel[dist == off], minlength=R) for off in OFFSETS]).astype(np.int64)
+
+    def predicted(i, off):  # 0-based prediction for the words at positions i
+        return np.clip(i + off, -1, length - 1) if authors else i + off
+
+    correct = []
+    for off in offsets:
+        pred = predicted(position, off)
+        hit = pred == gold
+        # the poss rule: word i + 1's prediction stands for word i's (limit > 0 only where i + 1 exists)
+        use = (limit > 0) & (pred + 1 < limit)
+        hit = np.where(use, predicted(position + 1, off) == gold, hit)
+        correct.append(np.bincount(rel[keep & hit], minlength=R))
+    correct = np.stack(correct).astype(np.int64)
+    count = np.bincount(rel[keep], minlength=R).astype(np.int64)
     if labelled:
         correct = np.concatenate([correct, correct.sum(-1, keepdims=True)], -1)
         count = np.append(count, count.sum())
         names.append(ALL)
-    off, rel = (a.ravel() for a in np.meshgrid(np.arange(len(OFFSETS)), np.arange(len(names)), indexing="ij"))
+    off, rel = (a.ravel() for a in np.meshgrid(np.arange(len(offsets)), np.arange(len(names)), indexing="ij"))
     n = len(rel)
     cnt = count[rel]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -497,7 +632,7 @@ def offset_columns(
             "layer": np.full(n, np.nan),
             "head": np.full(n, np.nan),
             "direction": np.full(n, None, dtype=object),
-            "offset": np.array(OFFSETS, dtype=np.float64)[off],
+            "offset": np.array(offsets, dtype=np.float64)[off],
             "relation": np.array(names, dtype=object)[rel],
             "correct": correct.ravel(),
             "count": cnt,
@@ -506,11 +641,28 @@ def offset_columns(
         }
 
 
-def offset_table(golds, rels, relations, labelled: bool = True) -> pd.DataFrame:
-    return _frame(offset_columns(golds, rels, relations, labelled))
+def offset_table(golds, rels, relations, labelled: bool = True, scoring: str = "spec", poss=None) -> pd.DataFrame:
+    return _frame(offset_columns(golds, rels, relations, labelled, scoring, poss))
 
 
-def _summary_columns(cols: dict[str, np.ndarray], min_relation_count: int, labelled: bool) -> dict[str, list]:
+def authors_accuracy(correct: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """The accuracy the authors' evaluate_predictor reports: correct / count, but 0 for a
+    relation with no wrong word (it fills its scores from the relations that have a miss, and a
+    defaultdict answers 0.0 for the others), so a head right on every word of a relation scores 0
+    there and is never that relation's best head."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(correct == count, 0.0, correct / count)
+
+
+def _summary_columns(
+    cols: dict[str, np.ndarray], min_relation_count: int, labelled: bool, scoring: str = "spec"
+) -> dict[str, list]:
+    authors = scoring == "authors"
+    # Scoring "authors": their Table 1 lists the relations (root and punct left out) with at least
+    # min_relation_count words in the treebank, as the offset rows count them (offsets score every
+    # word; the attention rows leave out words cut off by truncation).
+    offsets = cols["method"] == "offset"
+    treebank_count = dict(zip(cols["relation"][offsets], cols["count"][offsets]))
     out: dict[str, list] = {
         c: [] for c in SUMMARY_COLUMNS if c not in SUMMARY_METADATA and c not in ("ci_low", "ci_high", "reachable")
     }
@@ -527,7 +679,10 @@ def _summary_columns(cols: dict[str, np.ndarray], min_relation_count: int, label
         best = {}
         for name in dict.fromkeys(relation):  # table order: relations, then "all"
             group = rows[relation == name]
-            i = group[int(np.argmax(cols["correct"][group]))]  # the first maximum
+            if authors:  # their sorted(...)[-1]: ties go to the highest (layer, head, direction), offset
+                i = group[len(group) - 1 - int(np.argmax(cols["accuracy"][group][::-1]))]
+            else:  # the first maximum
+                i = group[int(np.argmax(cols["correct"][group]))]
             best[name] = i
             emit(
                 method=method,
@@ -544,7 +699,16 @@ def _summary_columns(cols: dict[str, np.ndarray], min_relation_count: int, label
                 n_relations=np.nan,
             )
         if labelled:
-            frequent = [i for name, i in best.items() if name != ALL and cols["count"][i] >= min_relation_count]
+            if authors:
+                frequent = [
+                    i
+                    for name, i in best.items()
+                    if name != ALL
+                    and name not in AUTHORS_TABLE_EXCLUDED
+                    and treebank_count.get(name, cols["count"][i]) >= min_relation_count
+                ]
+            else:
+                frequent = [i for name, i in best.items() if name != ALL and cols["count"][i] >= min_relation_count]
             emit(
                 method=method,
                 relation=MEAN,
@@ -565,21 +729,27 @@ def _summary_columns(cols: dict[str, np.ndarray], min_relation_count: int, label
 
 
 def summarize(
-    scores: pd.DataFrame, min_relation_count: int = PROBE_DEFAULTS["min_relation_count"], labelled: bool = True
+    scores: pd.DataFrame,
+    min_relation_count: int = PROBE_DEFAULTS["min_relation_count"],
+    labelled: bool = True,
+    scoring: str = PROBE_DEFAULTS["scoring"],
 ) -> pd.DataFrame:
     """Best head (resp. offset) per relation and "all", plus the "mean" over frequent relations.
 
-    The first row with the most correct words wins, so ties go to the canonical order of
-    ``scores`` (lowest layer, head, then dependent_to_parent; offsets in -3..+3 order). The "mean"
-    row (labelled treebanks only) averages the best accuracies of the relations with at least
-    ``min_relation_count`` words (``n_relations`` of them).
+    Scoring "spec": the first row with the most correct words wins, so ties go to the canonical
+    order of ``scores`` (lowest layer, head, then dependent_to_parent; offsets in -3..+3 order);
+    the "mean" row (labelled treebanks only) averages the best accuracies of the relations with at
+    least ``min_relation_count`` words (``n_relations`` of them). Scoring "authors" (``scores``
+    from that scoring): the highest ``accuracy`` wins and ties go to the LAST such row (highest
+    layer, head, then parent_to_dependent; highest offset), and the "mean" is over the relations of
+    their Table 1 (not root or punct, at least ``min_relation_count`` words in the treebank).
     """
     cols = {}
     for col in ("method", "relation", "direction"):
         cols[col] = scores[col].to_numpy(dtype=object)
     for col in ("layer", "head", "offset", "correct", "count", "accuracy", "soft_score"):
         cols[col] = scores[col].to_numpy(dtype=np.float64, na_value=np.nan)
-    summary = _summary_columns(cols, min_relation_count, labelled)
+    summary = _summary_columns(cols, min_relation_count, labelled, scoring)
     summary["ci_low"] = summary["ci_high"] = [np.nan] * len(summary["method"])  # needs per-sentence tallies
     summary["reachable"] = [np.nan] * len(summary["method"])  # needs the gold trees
     return _frame(summary)
@@ -658,9 +828,42 @@ def fitting_sentences(encoded: Sequence, limit: int) -> tuple[list[int], int, in
     return keep, too_long, unaligned
 
 
-def padded_batch(rows: Sequence[int], encoded: Sequence, golds: Sequence, rels: Sequence, pad_id: int) -> dict:
+def aligned_sentences(encoded: Sequence) -> tuple[list[int], int]:
+    """Scoring "authors": the indices of the encoded sentences that align (long ones are cut, not
+    skipped: ``truncate``), and how many did not (a word without pieces, encoded as None; the
+    authors' code would fail on such a sentence)."""
+    keep = [k for k, enc in enumerate(encoded) if enc is not None]
+    return keep, len(encoded) - len(keep)
+
+
+def truncate(enc: tuple[list[int], np.ndarray], limit: int) -> tuple[tuple[list[int], np.ndarray], int]:
+    """Scoring "authors": a sentence cut to ``limit`` pieces as the authors' extraction cuts it,
+    and the number of its words that are scored by attention.
+
+    Their tokenizer call truncates to 128 pieces keeping [CLS] and [SEP]; their piece -> word map
+    then ends with the word that holds piece 127 (cut in two, or starting there) and their probe
+    drops that map's last word as if it were [SEP]. So the words scored by attention, and the
+    parents an attention head can predict, are the words whose pieces all fit: the first ``n``.
+    The leading and trailing special tokens of any tokenizer are kept as HF's truncation keeps
+    them; the pieces of the word cut in two stay in the input but belong to no word.
+    """
+    ids, piece_word = enc
+    if len(ids) <= limit:
+        return enc, int(piece_word.max()) + 1
+    trailing = len(piece_word) - 1 - int(np.flatnonzero(piece_word >= 0)[-1])
+    end = limit - trailing  # the first piece that does not fit
+    n = int(piece_word[end])  # that piece's word is cut off, with every later word
+    kept_word = np.concatenate([piece_word[:end], piece_word[len(ids) - trailing :]])
+    kept_word[kept_word >= n] = -1
+    return (list(ids[:end]) + list(ids[len(ids) - trailing :]), kept_word), n
+
+
+def padded_batch(
+    rows: Sequence[int], encoded: Sequence, golds: Sequence, rels: Sequence, pad_id: int, poss: Sequence | None = None
+) -> dict:
     """The arrays of one batch of sentences, padded to its longest: piece ids, attention mask,
-    piece -> word, gold head and relation id of each word (-1 where padded)."""
+    piece -> word, gold head and relation id of each word (-1 where padded), and (scoring
+    "authors") each word's ``poss_limits`` (0 where padded)."""
     S = max(len(encoded[i][0]) for i in rows)
     N = max(len(golds[i]) for i in rows)
     arrays = {
@@ -677,10 +880,14 @@ def padded_batch(rows: Sequence[int], encoded: Sequence, golds: Sequence, rels: 
         arrays["piece_word"][row, : len(tok_ids)] = piece_word
         arrays["gold"][row, : len(golds[i])] = golds[i]
         arrays["rel"][row, : len(rels[i])] = rels[i]
+    if poss is not None:
+        arrays["poss"] = np.zeros((len(rows), N), dtype=np.int64)
+        for row, i in enumerate(rows):
+            arrays["poss"][row, : len(poss[i])] = poss[i]
     return arrays
 
 
-def score_batches(model, scorer, encoded, golds, rels, *, batch_size, pad_id, device, checkpoint) -> None:
+def score_batches(model, scorer, encoded, golds, rels, *, batch_size, pad_id, device, checkpoint, poss=None) -> None:
     """Run the sentences through the model in batches, longest first, adding each batch's
     attention maps to ``scorer``. Sentences without a scored word cannot change any score: they
     are not run."""
@@ -691,7 +898,7 @@ def score_batches(model, scorer, encoded, golds, rels, *, batch_size, pad_id, de
     with torch.inference_mode():
         for b in range(0, len(order), batch_size):
             rows = order[b : b + batch_size]
-            arrays = padded_batch(rows, encoded, golds, rels, pad_id)
+            arrays = padded_batch(rows, encoded, golds, rels, pad_id, poss)
             t = {name: torch.from_numpy(a).to(device, non_blocking=True) for name, a in arrays.items()}
             out = base(input_ids=t["ids"], attention_mask=t["mask"], output_attentions=True)
             if not out.attentions or out.attentions[0] is None:
@@ -708,6 +915,7 @@ def score_batches(model, scorer, encoded, golds, rels, *, batch_size, pad_id, de
                     t["gold"][r0:r1, :n1],
                     t["rel"][r0:r1, :n1],
                     span=(used[0], used[-1] + 1),
+                    poss_limit=t["poss"][r0:r1, :n1] if poss is not None else None,
                 )
 
 
@@ -725,18 +933,32 @@ def score_model(
     step: int | None = None,
     checkpoint: str | None = None,
     treebank: str | None = None,
+    scoring: str = PROBE_DEFAULTS["scoring"],
 ) -> ProbeResult:
-    """Probe a loaded masked LM (any HF model with attentions) on gold sentences."""
+    """Probe a loaded masked LM (any HF model with attentions) on gold sentences, with SPEC.md's
+    scoring or (``scoring="authors"``) the authors' (``excluded_relations`` and ``punct_tags``
+    then play no part: every word is scored)."""
     import torch
 
     t0 = time.perf_counter()
     if batch_size < 1 or max_pieces < 3:
         raise InputError(f"batch_size must be >= 1 and max_pieces >= 3 (got {batch_size}, {max_pieces})")
+    if scoring not in SCORINGS:
+        raise InputError(f"scoring must be one of {', '.join(SCORINGS)} (got {scoring!r})")
+    authors = scoring == "authors"
     device = torch.device(device) if device is not None else next(model.parameters()).device
     labelled = is_labelled(sentences)
     limit = min(max_pieces, max_model_pieces(model))
     encoded = encode_sentences(tokenizer, sentences)
-    keep, too_long, unaligned = fitting_sentences(encoded, limit)
+    if authors:
+        keep, unaligned = aligned_sentences(encoded)
+        too_long = 0
+        cut = [truncate(encoded[k], limit) for k in keep]
+        encoded = {k: enc for k, (enc, _) in zip(keep, cut)}
+        n_candidates = [n for _, n in cut]
+        truncated = sum(n < len(sentences[k].words) for k, n in zip(keep, n_candidates))
+    else:
+        keep, too_long, unaligned = fitting_sentences(encoded, limit)
     if too_long or unaligned:
         log.info(
             "skipped %d sentences longer than %d pieces and %d with a word without pieces (of %d)",
@@ -748,13 +970,25 @@ def score_model(
     if not keep:
         raise InputError(f"{treebank or 'treebank'}: no sentence fits in {limit} pieces")
 
-    word_rels = [scored_relations(sentences[k], labelled, excluded_relations, punct_tags) for k in keep]
+    if authors:
+        log.info("authors' scoring: %d sentences cut to %d pieces (their later words not scored)", truncated, limit)
+        word_rels = [authors_relations(sentences[k], labelled) for k in keep]
+    else:
+        word_rels = [scored_relations(sentences[k], labelled, excluded_relations, punct_tags) for k in keep]
     names = sorted({r for rels in word_rels for r in rels if r is not None}) if labelled else [ALL]
     if not names:
         raise InputError(f"{treebank or 'treebank'}: no word to score (every relation is excluded)")
     index = {r: i for i, r in enumerate(names)}
     golds = [np.asarray(sentences[k].heads, dtype=np.int64) - 1 for k in keep]
     rels = [np.array([-1 if r is None else index[r] for r in rs], dtype=np.int64) for rs in word_rels]
+    if authors:
+        # attention scores the words that fit (``truncate``), the offsets every word
+        offset_rels = rels
+        rels = [np.where(np.arange(len(r)) < n, r, -1) for r, n in zip(rels, n_candidates)]
+        poss = [poss_limits(sentences[k], n) for k, n in zip(keep, n_candidates)]
+        offset_poss = [poss_limits(sentences[k], len(sentences[k].words)) for k in keep]
+    else:
+        offset_rels, poss, offset_poss, n_candidates = rels, None, None, None
 
     was_training = model.training
     model.eval()
@@ -771,14 +1005,20 @@ def score_model(
             pad_id=pad_id,
             device=device,
             checkpoint=checkpoint,
+            poss=poss,
         )
     finally:
         model.train(was_training)
 
-    att_cols, off_cols = scorer.columns(labelled), offset_columns(golds, rels, names, labelled)
+    att_cols = scorer.columns(labelled)
+    off_cols = offset_columns(golds, offset_rels, names, labelled, scoring, offset_poss)
     cols = {c: np.concatenate([att_cols[c], off_cols[c]]) for c in att_cols}
-    summary = _summary_columns(cols, min_relation_count, labelled)
-    reach = reachable_fractions(golds, rels, names, causal=architecture_kind([type(model).__name__]) == "causal")
+    if authors:
+        cols["accuracy"] = authors_accuracy(cols["correct"], cols["count"])
+    summary = _summary_columns(cols, min_relation_count, labelled, scoring)
+    reach = reachable_fractions(
+        golds, rels, names, causal=architecture_kind([type(model).__name__]) == "causal", n_candidates=n_candidates
+    )
     summary["reachable"] = [
         reach.get((r, d), np.nan) if m == "attention" else np.nan
         for m, r, d in zip(summary["method"], summary["relation"], summary["direction"])
@@ -823,23 +1063,35 @@ def load_checkpoint(path: str | Path, device="cpu", dtype: str = "float32"):
     return load_language_model(path, device=device, dtype=dtype, attn_implementation="eager")
 
 
-def reachable_fractions(golds, rels, names, causal: bool) -> dict:
+def reachable_fractions(golds, rels, names, causal: bool, n_candidates: Sequence[int] | None = None) -> dict:
     """{(relation, direction): the fraction of its scored words whose parent that direction can
-    find}. A causal LM's word attends only to itself and words before it, so dependent_to_parent
-    can find only parents to the left of their dependent, and parent_to_dependent only parents to
-    its right: each direction's accuracy is at most this fraction. 1 for a bidirectional model."""
-    if not causal:
+    find}: each direction's accuracy is at most this fraction. A parent can be found when it is a
+    word of the attention map (not the root, not cut off by truncation: the first
+    ``n_candidates`` words of each sentence, all by default); with a causal LM, whose word attends
+    only to itself and words before it, dependent_to_parent can also find only parents to the left
+    of their dependent, and parent_to_dependent only parents to its right. With SPEC scoring, 1
+    for a bidirectional model."""
+    if not causal and n_candidates is None:
         return {(relation, direction): 1.0 for relation in [*names, ALL] for direction in DIRECTIONS}
-    left, total = Counter(), Counter()
-    for gold, rel in zip(golds, rels):
-        for i in np.flatnonzero(rel >= 0):
-            for relation in {names[rel[i]], ALL}:
-                total[relation] += 1
-                left[relation] += int(gold[i]) < i
+    gold, rel = np.concatenate(list(golds)), np.concatenate(list(rels))
+    position = np.concatenate([np.arange(len(g)) for g in golds])
+    counts = [len(g) for g in golds] if n_candidates is None else n_candidates
+    limit = np.concatenate([np.full(len(g), n) for g, n in zip(golds, counts)])
+    scored = rel >= 0
+    found = (gold >= 0) & (gold < limit)
+    if causal:
+        reach = {DIRECTIONS[0]: found & (gold < position), DIRECTIONS[1]: found & (gold > position)}
+    else:
+        reach = {DIRECTIONS[0]: found, DIRECTIONS[1]: found}
+    R = len(names)
+    total = np.bincount(rel[scored], minlength=R).astype(np.float64)
     out = {}
-    for relation, n in total.items():
-        out[(relation, DIRECTIONS[0])] = left[relation] / n
-        out[(relation, DIRECTIONS[1])] = (n - left[relation]) / n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for direction, ok in reach.items():
+            hits = np.bincount(rel[scored & ok], minlength=R)
+            for r, relation in enumerate(names):
+                out[(relation, direction)] = hits[r] / total[r] if total[r] else np.nan
+            out[(ALL, direction)] = hits.sum() / total.sum() if total.sum() else np.nan
     return out
 
 
@@ -862,7 +1114,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="HF checkpoint dir(s) or quoted glob(s); the step is read from the dir name "
         "(step-400, checkpoint-500, step_20k, ...) unless --step is given",
     )
-    score.add_argument("--treebank", required=True, help="gold CoNLL-U file (plain or .gz)")
+    score.add_argument(
+        "--treebank",
+        required=True,
+        help="gold CoNLL-U file (plain or .gz), or a .parquet in the authors' WSJ layout (words, heads, relns)",
+    )
     score.add_argument("--out-scores", required=True, help="per-head scores parquet of every checkpoint")
     score.add_argument("--out-summary", required=True, help="summary parquet of every checkpoint")
     score.add_argument("--step", type=int, nargs="+", help="step(s), one per checkpoint")
@@ -877,7 +1133,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         score,
         "probe",
         [
-            ("--max-pieces", {"type": int}, "longer sentences (pieces incl. [CLS]/[SEP]) are skipped and counted"),
+            (
+                "--max-pieces",
+                {"type": int},
+                "longer sentences (pieces incl. [CLS]/[SEP]) are skipped and counted (spec) or cut (authors)",
+            ),
+            ("--scoring", {"choices": SCORINGS}, "SPEC.md's scoring, or the authors' attention_depparse_probe.py's"),
             ("--max-sentences", {"type": int}, "use the first N sentences"),
             ("--batch-size", {"type": int}, ""),
             ("--min-relation-count", {"type": int}, "relations with fewer words are left out of the 'mean' row"),
@@ -887,13 +1148,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--exclude-relations",
         nargs="*",
         default=list(DEFAULT_EXCLUDED_RELATIONS),
-        help="relations not scored (labelled treebanks; subtypes are stripped first)",
+        help="relations not scored (labelled treebanks; subtypes are stripped first; scoring spec only)",
     )
     score.add_argument(
         "--punct-tags",
         nargs="*",
         default=list(PTB_PUNCT_TAGS),
-        help="XPOS tags not scored in unlabelled treebanks (default: PTB punctuation)",
+        help="XPOS tags not scored in unlabelled treebanks (default: PTB punctuation; scoring spec only)",
     )
     score.add_argument("--treebank-name", default=None, help="treebank column (default: file name)")
     score.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
@@ -935,10 +1196,11 @@ def _run_score(args: argparse.Namespace) -> None:
     sentences = read_treebank(treebank, opts["max_sentences"])
     name = args.treebank_name or treebank.name
     log.info(
-        "%s: %d sentences (%s)",
+        "%s: %d sentences (%s), scoring %s",
         treebank,
         len(sentences),
         "labelled" if is_labelled(sentences) else "unlabelled: scoring 'all' only",
+        opts["scoring"],
     )
     device = resolve_device(args.device)
     if args.threads > 0:
@@ -962,6 +1224,7 @@ def _run_score(args: argparse.Namespace) -> None:
             step=step,
             checkpoint=path.name,
             treebank=name,
+            scoring=opts["scoring"],
         )
         uas = result.summary.query("method == 'attention' and relation == 'all'")["accuracy"].iloc[0]
         log.info(

@@ -80,8 +80,9 @@ def read_sentence(lines: list[str], path: str | Path, start: int) -> TreeSentenc
     )
 
 
-def check_tree(heads: list[int], lines: list[int], path: str | Path) -> None:
-    """Heads in range, none its own head, no cycle, exactly one root; errors name the line."""
+def check_tree(heads: list[int], lines: list[int] | list[str], path: str | Path) -> None:
+    """Heads in range, none its own head, no cycle, exactly one root; errors name the line (each
+    word's location: its file line, or e.g. "row 3, word 2" in a parquet treebank)."""
     n = len(heads)
     for i, head in enumerate(heads):
         if not 0 <= head <= n:
