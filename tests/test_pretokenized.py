@@ -249,6 +249,10 @@ def test_arrow_files_a_save_to_disk_folder_and_a_hub_dataset_give_the_same_rows(
         ]
         assert cli.main(argv) == 0, name
         assert all(np.array_equal(a, b) for a, b in zip(rows(out), reference)), name
+    # the alignment check reads the same cache offline
+    check = ["pretokenized", "check", "--repo", "org/pretraining-rows", "--offline", "--vocab", str(VOCAB)]
+    assert cli.main([*check, "--out", str(tmp_path / "check.json")]) == 0
+    assert json.loads((tmp_path / "check.json").read_text())["best"] == "input_ids"
     manifest = json.loads((tmp_path / "from-hub" / "dataset" / "manifest.json").read_text())
     assert manifest["source"]["repo"] == "org/pretraining-rows" and len(manifest["source"]["commit"]) == 40
     assert manifest["source_files"]["train"] == ["train-00000-of-00002.parquet", "train-00001-of-00002.parquet"]
@@ -407,5 +411,9 @@ def test_the_paper_configs_dry_run_from_a_fresh_clone(fresh_clone, config_file, 
     counts = job_counts(output)
     assert counts["pretokenized_fetch"] == 1 and counts["pretokenized"] == 1 and counts["pretrain"] == runs
     assert not {"corpus", "parse", "tokenize", "stanza_models"} & set(counts)
+    # the hub dataset is a parameter of the fetch and prepare jobs (a change of it reruns them)
+    for rule in ("pretokenized_fetch", "pretokenized"):
+        command = re.search(rf"rule {rule}:\n(?:.*\n)*?Shell command: (.*)", output).group(1)
+        assert '"repo": "angie-chen55/bert_pretraining_data", "revision": "main"' in command, command
     if profile:  # the profile sizes the prepare job
         assert re.search(r"rule pretokenized:\n(?:.*\n)*?\s+resources: .*\bmem_mb=8000\b", output)
