@@ -49,6 +49,7 @@ import numpy as np
 from sasbert.atomic import atomic_path, write_text
 from sasbert.errors import InputError
 from sasbert.options import add_option_flags
+from sasbert.options import default as schema_default
 from sasbert.options import resolve as resolve_options
 
 log = logging.getLogger(__name__)
@@ -573,7 +574,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_option_flags(ch, "corpus", SOURCE_FLAGS[:5])
     ch.add_argument("--vocab", required=True, help="the vocab.txt of the rows' pieces")
-    ch.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True)
+    ch.add_argument(
+        "--lowercase",
+        action=argparse.BooleanOptionalAction,
+        default=schema_default("tokenizer", "lowercase"),
+        help="lowercase as the vocab does (default: tokenizer.lowercase's)",
+    )
     ch.add_argument("--files", type=int, default=3, help="train files sampled, spread over the split")
     ch.add_argument("--rows", type=int, default=300, help="rows read from each file, spread over it")
     ch.add_argument("--offline", action="store_true", help="read the HF cache only")
