@@ -4,6 +4,7 @@ columns and dtypes (parquet, arrow, save_to_disk, a filled HF cache); what the r
 under each heads alignment against hand-computed positions; the alignment check on rows whose
 alignment is known; bad input; and the paper configs' dry runs from a fresh clone."""
 
+import copy
 import json
 import re
 import shutil
@@ -365,6 +366,23 @@ def test_paper_lite_is_paper_with_one_seed_three_runs_and_40k_steps():
     assert {k: v for k, v in lite.items() if k not in ("seeds", "runs", "train")} == {
         k: v for k, v in paper.items() if k not in ("seeds", "runs", "train")
     }
+
+
+@pytest.mark.parametrize("name", ["paper.yaml", "paper-lite.yaml"])
+def test_nothing_of_config_yaml_leaks_into_the_paper_configs(name):
+    """`snakemake --configfile config/paper.yaml` extends config.yaml (the Snakefile's configfile):
+    the merged config must be the paper config's own (config.yaml's tiny model has no dropout, its
+    probe reads 300 sentences). Only keys the pretokenized backend does not read may differ."""
+    from snakemake.utils import update_config
+
+    paper = yaml.safe_load((REPO / "config" / name).read_text())
+    merged = yaml.safe_load((REPO / "config.yaml").read_text())
+    update_config(merged, paper)
+    merged, alone = (sasconfig.validate(c, check_paths=False) for c in (merged, copy.deepcopy(paper)))
+    for config in (merged, alone):
+        config["corpus"].pop("conllu", None), config["corpus"].pop("shards")
+    assert merged == alone
+    assert merged["model"]["hidden_dropout_prob"] == merged["model"]["attention_probs_dropout_prob"] == 0.1
 
 
 @pytest.fixture(scope="module")
