@@ -318,6 +318,19 @@ def test_bad_rows_stop_with_the_file_and_column(tmp_path, tokenizer, case, capsy
     assert "Traceback" not in err and not (tmp_path / "out" / "dataset").exists()
 
 
+def test_a_truncated_file_stops_with_its_name(tmp_path, tokenizer, capsys):
+    ids, heads, mask = hand_row(tokenizer)
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("train", "validation"):
+        pq.write_table(authors_table(ids, heads, mask), data / f"{split}-0.parquet")
+    whole = (data / "train-0.parquet").read_bytes()
+    (data / "train-0.parquet").write_bytes(whole[: len(whole) // 2])
+    assert prepare_local(data, tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "train-0.parquet: not a readable parquet or arrow file" in err and "Traceback" not in err, err
+
+
 def test_out_of_range_heads_are_dropped_when_asked(tmp_path, tokenizer):
     ids, heads, mask = hand_row(tokenizer)
     data = tmp_path / "data"

@@ -109,23 +109,37 @@ def open_file(path: str):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    def unreadable(err):
+        return InputError(f"{path}: not a readable parquet or arrow file ({type(err).__name__}: {err})")
+
     try:
         if str(path).endswith(".parquet"):
             handle = pq.ParquetFile(path)
-            return (
-                handle.schema_arrow,
-                handle.metadata.num_rows,
-                lambda columns: handle.iter_batches(batch_size=BATCH_ROWS, columns=columns),
-            )
-        source = pa.memory_map(str(path))
-        try:
-            reader = pa.ipc.open_stream(source)  # what datasets writes
-        except pa.ArrowInvalid:
-            reader = pa.ipc.open_file(source)
-        table = reader.read_all()
+            schema, n_rows = handle.schema_arrow, handle.metadata.num_rows
+
+            def read(columns):
+                return handle.iter_batches(batch_size=BATCH_ROWS, columns=columns)
+        else:
+            source = pa.memory_map(str(path))
+            try:
+                reader = pa.ipc.open_stream(source)  # what datasets writes
+            except pa.ArrowInvalid:
+                reader = pa.ipc.open_file(source)
+            table = reader.read_all()
+            schema, n_rows = table.schema, table.num_rows
+
+            def read(columns):
+                return table.select(columns).to_batches(BATCH_ROWS)
     except (OSError, pa.ArrowException) as err:
-        raise InputError(f"{path}: not a readable parquet or arrow file ({err})") from None
-    return table.schema, table.num_rows, lambda columns: table.select(columns).to_batches(BATCH_ROWS)
+        raise unreadable(err) from None
+
+    def batches(columns):
+        try:  # a file cut short or corrupt part-way fails here, not on opening
+            yield from read(columns)
+        except (OSError, pa.ArrowException) as err:
+            raise unreadable(err) from None
+
+    return schema, n_rows, batches
 
 
 def check_schema(path: str, schema) -> list[str]:
@@ -335,11 +349,8 @@ def write_split(
             file_schema, n_rows, batches = open_file(path)
             columns = check_schema(path, file_schema)
             local = None
-            if keep_rows is not None:
+            if keep_rows is not None:  # every row is checked, only these are written
                 local = keep_rows[(keep_rows >= first_row) & (keep_rows < first_row + n_rows)] - first_row
-                if len(local) == 0:
-                    first_row += n_rows
-                    continue
             start = 0
             for batch in batches(columns):
                 arrays = batch_arrays(path, batch, start, seq_len)
@@ -402,6 +413,8 @@ def prepare(
     from sasbert.tokenization import load_tokenizer
 
     seq_len = tokenizer_options["seq_len"]
+    if seq_len > np.iinfo(np.int16).max:
+        raise InputError(f"tokenizer.seq_len: {seq_len} is too long for the pretokenized backend's int16 heads")
     tokenizer = load_tokenizer(vocab, tokenizer_options["lowercase"])
     splits, stats = {}, {}
     with atomic_path(out_dataset, is_dir=True) as tmp:
