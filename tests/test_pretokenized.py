@@ -15,8 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from test_series import fill_hf_cache
 
-from conftest import EWT, REPO, RESOURCES, SNAKEMAKE, job_counts, tiny_spec
+from conftest import EWT, REPO, RESOURCES, SNAKEMAKE, job_counts, link_workflow, snakemake, tiny_spec
 from sasbert import cli, corpus, parse, tokenization
 from sasbert import config as sasconfig
 from sasbert import pretrain as pretrain_module
@@ -341,6 +342,44 @@ def test_out_of_range_heads_are_dropped_when_asked(tmp_path, tokenizer):
     manifest = json.loads((tmp_path / "out" / "dataset" / "manifest.json").read_text())
     assert manifest["stats"]["train"]["heads_out_of_range_dropped"] == 1
     assert manifest["stats"]["train"]["arcs_kept"] == len(GOLD_ARCS) - 1
+
+
+# ------------------------------------------------------------------------------------------------
+# The real Snakefile: fetch and prepare from a filled HF cache, offline
+
+
+@pytest.mark.slow
+def test_the_workflow_fetches_and_prepares_a_hub_dataset_and_a_new_revision_reruns_both(
+    tmp_path, ewt_blocks, monkeypatch
+):
+    data = write_parquet_splits(
+        tmp_path / "repo" / "data", ewt_blocks["input_ids"], as_authors(ewt_blocks["heads"], "after_cls")
+    )
+    cache = tmp_path / "hub"
+    fill_hf_cache(cache, "org/rows", {"main": data.parent, "v2": data.parent}, repo_type="dataset")
+    work = link_workflow(tmp_path / "work")
+    config = {
+        "corpus": {"name": "authors", "backend": "pretokenized", "pretokenized": {"hub": {"repo": "org/rows"}}},
+        "tokenizer": {"vocab": "resources/tokenizer/bert-base-uncased-vocab.txt", **TOKENIZER_OPTIONS},
+    }
+    (work / "authors.yaml").write_text(yaml.safe_dump(config))
+    target = "results/pretokenized/authors/dataset"
+    args = ["--cores", "1", target, "--configfile", "config.yaml", "authors.yaml"]
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))  # the jobs read the filled cache, offline
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = snakemake(*args, cwd=work)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    manifest = json.loads((work / target / "manifest.json").read_text())
+    assert manifest["heads_alignment"] == "after_cls" and manifest["stats"]["train"]["arcs_kept"] == int(
+        (ewt_blocks["heads"] >= 0).sum()
+    )
+    config["corpus"]["pretokenized"]["hub"]["revision"] = "v2"
+    (work / "authors.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake("-n", *args, cwd=work)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    reasons = result.stdout.split("params have changed since last execution:")[1].split("\n")[1]
+    assert "pretokenized_fetch" in reasons, result.stdout[-2000:]
+    assert job_counts(result.stdout) == {"pretokenized_fetch": 1, "pretokenized": 1}
 
 
 # ------------------------------------------------------------------------------------------------
