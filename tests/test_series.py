@@ -278,25 +278,28 @@ def test_the_probe_reads_a_causal_lm_as_a_plain_loop_does_and_names_what_each_di
 # Hub series, offline: a HF cache laid out as huggingface_hub lays it
 
 
-def fill_hf_cache(cache, repo: str, revisions: dict) -> None:
-    """``models--<owner>--<name>/{refs/<revision>, snapshots/<commit>/<file> -> ../../blobs/<sha256>}``."""
+def fill_hf_cache(cache, repo: str, revisions: dict, repo_type: str = "model") -> None:
+    """``<type>s--<owner>--<name>/{refs/<revision>, snapshots/<commit>/<file> -> ../../blobs/<sha256>}``
+    (files in subfolders keep their relative paths)."""
     import hashlib
     import os
 
-    base = cache / f"models--{repo.replace('/', '--')}"
+    base = cache / f"{repo_type}s--{repo.replace('/', '--')}"
     for revision, folder in revisions.items():
         commit = hashlib.sha1(f"{repo}@{revision}".encode()).hexdigest()
         (base / "refs").mkdir(parents=True, exist_ok=True)
         (base / "refs" / revision).write_text(commit)
         snap = base / "snapshots" / commit
         snap.mkdir(parents=True)
-        for path in folder.iterdir():
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             data = path.read_bytes()
             blob = base / "blobs" / hashlib.sha256(data).hexdigest()
             blob.parent.mkdir(exist_ok=True)
             if not blob.exists():
                 blob.write_bytes(data)
-            (snap / path.name).symlink_to(os.path.relpath(blob, snap))
+            link = snap / path.relative_to(folder)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(os.path.relpath(blob, link.parent))
 
 
 def test_hub_series_steps_come_from_revisions_or_repo_names():

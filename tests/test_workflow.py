@@ -20,14 +20,6 @@ def test_dry_run_default(workdir):
     assert "tokenize" in result.stdout
 
 
-@pytest.mark.skipif(not (REPO.parent / "shared" / "data" / "corpus").is_dir(), reason="paper corpus not present")
-def test_dry_run_paper_scale(workdir):
-    # config/paper.yaml names the data kit's corpus as ../shared/data/...; resolve it from the repo.
-    result = snakemake("-n", "--configfile", "config/paper.yaml", cwd=REPO)
-    assert result.returncode == 0, result.stderr + result.stdout
-    assert "parse" in result.stdout and "64" in result.stdout
-
-
 def test_bad_config_stops_before_any_job(workdir):
     (workdir / "bad.yaml").write_text("train:\n  max_steps: -3\ncorpus:\n  shards: two\n")
     result = snakemake("-n", "--configfile", "bad.yaml", cwd=workdir)

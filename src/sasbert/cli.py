@@ -24,6 +24,10 @@ STAGES = {
         "table of documents, sentences, words and parse speed of a parsed corpus",
     ),
     "tokenize": ("sasbert.tokenization", "train/load a WordPiece vocab, map heads to pieces, pack blocks"),
+    "pretokenized": (
+        "sasbert.pretokenized",
+        "pre-tokenized, pre-parsed corpora: fetch from the hub, check and prepare for pretraining, check heads' alignment",
+    ),
     "pretrain": ("sasbert.pretrain", "MLM pretraining with the SAS regularizer"),
     "series-fetch": ("sasbert.hub", "download hub checkpoints (hub:<repo>@<revision>) into the HF cache, once"),
     "probe": ("sasbert.probe", "attention-head UAS of checkpoints against a gold treebank"),

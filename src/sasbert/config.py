@@ -140,6 +140,10 @@ def _missing_paths(config: dict, base_dir: Path) -> list[str]:
     named += [(f"corpus.text[{i}]", p) for i, p in enumerate(corpus.get("text", []))]
     hf_files = (corpus.get("hf_dataset") or {}).get("data_files") or []
     named += [(f"corpus.hf_dataset.data_files[{i}]", p) for i, p in enumerate(hf_files)]
+    pretokenized = corpus.get("pretokenized") or {}  # a hub repo is a parameter, not a path
+    for split, paths in (pretokenized.get("data_files") or {}).items():
+        named += [(f"corpus.pretokenized.data_files.{split}[{i}]", p) for i, p in enumerate(paths)]
+    named += [("corpus.pretokenized.path", pretokenized.get("path"))]
     named += [("tokenizer.vocab", config["tokenizer"].get("vocab"))]
     named += [("probe.treebank", config["probe"].get("treebank"))]
     named += [("blimp.data_dir", config["blimp"].get("data_dir"))]
@@ -163,6 +167,14 @@ def _semantic_problems(config: dict) -> list[str]:
     if corpus["backend"] == "conllu":
         if not corpus.get("conllu"):
             problems.append("corpus.conllu: required when corpus.backend is 'conllu'")
+    elif corpus["backend"] == "pretokenized":
+        given = [k for k in ("hub", "data_files", "path") if k in (corpus.get("pretokenized") or {})]
+        if "pretokenized" not in corpus:
+            problems.append("corpus.pretokenized: required when corpus.backend is 'pretokenized'")
+        elif len(given) != 1:
+            problems.append("corpus.pretokenized: give exactly one of hub, data_files and path")
+        if not config["tokenizer"].get("vocab"):
+            problems.append("tokenizer.vocab: required when corpus.backend is 'pretokenized' (the rows' pieces)")
     elif bool(corpus.get("text")) == bool(corpus.get("hf_dataset")):
         problems.append(
             f"corpus.text: give exactly one of corpus.text and corpus.hf_dataset when corpus.backend is "

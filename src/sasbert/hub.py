@@ -67,48 +67,62 @@ def series_checkpoints(hub: dict, steps: list[int] | None = None) -> list[tuple[
     return list(zip(specs, attach_steps(specs, steps, given_as="steps")))
 
 
-def snapshot(text: str, download: bool = False) -> Path:
-    """The local snapshot folder of a hub checkpoint: from the HF cache, or (``download``) fetched
-    into it first."""
+def snapshot(
+    text: str,
+    download: bool = False,
+    repo_type: str = "model",
+    allow_patterns: list[str] = CHECKPOINT_FILES,
+    fetch_rule: str = "series_fetch",
+) -> Path:
+    """The local snapshot folder of a hub checkpoint (or, ``repo_type`` dataset, of a dataset's
+    ``allow_patterns`` files): from the HF cache, or (``download``) fetched into it first."""
     from huggingface_hub import constants, snapshot_download
 
     repo, revision = parse(text)
+    cli = f"huggingface-cli download {repo} --revision {revision}" + (
+        f" --repo-type {repo_type}" if repo_type != "model" else ""
+    )
     try:
         return Path(
-            snapshot_download(repo, revision=revision, allow_patterns=CHECKPOINT_FILES, local_files_only=not download)
+            snapshot_download(
+                repo,
+                repo_type=repo_type,
+                revision=revision,
+                allow_patterns=allow_patterns,
+                local_files_only=not download,
+            )
         )
     except Exception as err:  # noqa: BLE001 - huggingface_hub raises many kinds (offline, missing, HTTP)
         where = constants.HF_HUB_CACHE
         if download:
             raise InputError(
                 f"{repo} at revision {revision}: cannot download it ({type(err).__name__}: {err}). On a machine "
-                f"offline, fill the HF cache ({where}) elsewhere: `huggingface-cli download {repo} --revision "
-                f"{revision}`, and copy it here (or point HF_HOME at it)"
+                f"offline, fill the HF cache ({where}) elsewhere: `{cli}`, and copy it here (or point HF_HOME at it)"
             ) from None
         raise InputError(
             f"{repo} at revision {revision}: not in the HF cache ({where}); jobs read it offline. Fetch it first "
-            f"where there is internet: `snakemake series_fetch` (the workflow's local rule) or `huggingface-cli "
-            f"download {repo} --revision {revision}`"
+            f"where there is internet: `snakemake {fetch_rule}` (the workflow's local rule) or `{cli}`"
         ) from None
 
 
-def weights_id(folder: Path) -> str:
-    """What identifies a snapshot's weights: the cache's blob names of its weight files (the HF
-    cache names an LFS file's blob by its SHA-256), or their own hash outside a cache."""
+def content_id(path: Path) -> str:
+    """What identifies a file's content: its blob's name in the HF cache (the cache names an LFS
+    file's blob by its SHA-256), or its own SHA-256 outside a cache."""
     import hashlib
 
-    ids = []
-    for path in sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES):
-        target = path.resolve()
-        if path.is_symlink() and target.parent.name == "blobs":
-            ids.append(target.name)
-        else:
-            digest = hashlib.sha256()
-            with open(target, "rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
-            ids.append(digest.hexdigest())
-    return ",".join(ids)
+    target = Path(path).resolve()
+    if Path(path).is_symlink() and target.parent.name == "blobs":
+        return target.name
+    digest = hashlib.sha256()
+    with open(target, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_id(folder: Path) -> str:
+    """What identifies a snapshot's weights: the content ids of its weight files."""
+    return ",".join(content_id(p) for p in sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES))
 
 
 def fetch(specs: list[str], download: bool = True) -> list[dict]:

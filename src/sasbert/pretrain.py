@@ -77,6 +77,7 @@ from sasbert.schedules import decay_horizon, lambda_at
 log = logging.getLogger(__name__)
 
 STEP_COLUMNS = ["step", "mlm_loss", "sas", "lambda", "lr", "grad_norm", "tokens_per_s", "seconds"]
+PRETOKENIZED_MANIFEST = "manifest.json"  # in a dataset folder: a pre-tokenized corpus (sasbert.pretokenized)
 EVAL_MASK_SEED = 1234  # fixed masks of the validation slice, the same for every run and checkpoint
 
 
@@ -764,9 +765,11 @@ def keep_state_if_same_run(
     tokenizer and (a release run) start weights (see ``run_identity``)."""
     if start is not None and not (start / "trainer_state.json").is_file():
         raise InputError(f"{start}: not a resumable checkpoint (no trainer_state.json)")
+    # a pre-tokenized corpus' manifest names the content of its rows: hashing it stands for them
+    manifest = Path(dataset_dir) / PRETOKENIZED_MANIFEST
     identity = run_identity(
         spec,
-        data_fingerprint=fingerprint(dataset_dir, tokenizer_dir),
+        data_fingerprint=fingerprint(manifest if manifest.is_file() else dataset_dir, tokenizer_dir),
         start_fingerprint=fingerprint(start / "model.safetensors") if start else None,
     )
     if is_main:
@@ -776,10 +779,19 @@ def keep_state_if_same_run(
 
 def load_data(dataset_dir: str, tokenizer_dir: str, spec: dict):
     """(tokenizer, train blocks, validation blocks, max_position_embeddings) of a tokenized corpus."""
-    from datasets import load_from_disk
+    from datasets import Dataset, concatenate_datasets, load_from_disk
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    data = load_from_disk(dataset_dir)
+    manifest = Path(dataset_dir) / PRETOKENIZED_MANIFEST
+    if manifest.is_file():
+        # a pre-tokenized corpus (sasbert.pretokenized prepare): its splits' Arrow files, memory-mapped
+        splits = json.loads(manifest.read_text())["splits"]
+        data = {
+            name: concatenate_datasets([Dataset.from_file(str(Path(dataset_dir) / f)) for f in split["files"]])
+            for name, split in splits.items()
+        }
+    else:
+        data = load_from_disk(dataset_dir)
     columns = ["input_ids", "attention_mask", "heads"]
     train_blocks = data["train"].select_columns(columns)
     val_data = data["validation"].select_columns(columns)

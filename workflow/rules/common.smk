@@ -33,6 +33,11 @@ os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.
 CONDA_ENV = "../../envs/sasbert.yaml"
 
 CORPUS = config["corpus"]["name"]
+# What pretraining reads: the tokenize stage's dataset and tokenizer, or a pre-tokenized corpus'
+# (corpus.backend pretokenized: no corpus, parse or tokenize job; pretokenized.smk).
+PRETOKENIZED = config["corpus"]["backend"] == "pretokenized"
+TRAINING_DATA = f"results/{'pretokenized' if PRETOKENIZED else 'tokenize'}/{CORPUS}/dataset"
+TRAINING_TOKENIZER = f"results/{'pretokenized' if PRETOKENIZED else 'tokenize'}/{CORPUS}/tokenizer"
 SHARDS = list(range(config["corpus"]["shards"]))
 RUNS = {run["name"]: run for run in config["runs"]}
 SEEDS = config["seeds"]
@@ -92,6 +97,8 @@ def corpus_inputs():
     """Corpus files (or globs) to track; a HF dataset contributes its local files or folder only."""
     corpus = config["corpus"]
     kind = corpus_kind()
+    if PRETOKENIZED:  # read by the pretokenized job (pretokenized_inputs)
+        return []
     if kind != "hf":
         return corpus[kind]
     hf = corpus["hf_dataset"]
@@ -160,7 +167,7 @@ def final_outputs():
     """What `snakemake` builds by default: every stage implemented so far (without training runs,
     a config that only measures series has no corpus, tokenize or pretrain job)."""
     return [
-        *([f"results/tokenize/{CORPUS}/stats.json"] if RUNS else []),
+        *([TRAINING_DATA if PRETOKENIZED else f"results/tokenize/{CORPUS}/stats.json"] if RUNS else []),
         *expand(f"{run_dir('{run}', '{seed}')}/metrics/eval.parquet", run=RUNS, seed=SEEDS),
         *measured("probe", "summary.parquet"),
         *measured("blimp", "summary.parquet"),
@@ -399,6 +406,55 @@ def parse_backend_args():
     else:
         path_flag = f"--stanza-dir {shlex.quote(corpus['stanza']['resources_dir'])}"
     return f"{path_flag} --options {shlex.quote(json.dumps({backend: corpus[backend]}, sort_keys=True))}"
+
+
+# The pretokenized stage's files and options.
+
+
+def pretokenized_source():
+    return config["corpus"]["pretokenized"]
+
+
+def pretokenized_fetch_options(wildcards):
+    """The fetch job's options: the hub dataset alone (repo, revision, files), so a change of any
+    of them fetches again, and nothing else does."""
+    return json.dumps({"pretokenized": {"hub": pretokenized_source()["hub"]}}, sort_keys=True)
+
+
+def pretokenized_inputs(wildcards):
+    """What the pretokenized job reads: a hub dataset's fetch manifest, local files (globs expanded,
+    so Snakemake tracks every file) or a save_to_disk folder."""
+    source = pretokenized_source()
+    if "hub" in source:
+        return {"fetched": f"results/pretokenized/{CORPUS}/fetched.json"}
+    if "data_files" in source:
+        return {split: textio.expand_paths(files) for split, files in source["data_files"].items()}
+    return {"folder": source["path"]}
+
+
+def pretokenized_file_flags(wildcards, input):
+    """The pretokenized job's files as flags of their own, shell-quoted."""
+    if "fetched" in input.keys():
+        return f"--fetched {shlex.quote(input.fetched)}"
+    if "folder" in input.keys():
+        return f"--path {shlex.quote(input.folder)}"
+    return " ".join(
+        f"--{split}-files " + " ".join(shlex.quote(f) for f in input[split]) for split in ("train", "validation")
+    )
+
+
+def pretokenized_options(wildcards):
+    """The pretokenized job's options: corpus.pretokenized (a hub dataset's repo, revision and files
+    are parameters: a change prepares again)."""
+    return json.dumps({"pretokenized": pretokenized_source()}, sort_keys=True)
+
+
+def pretokenized_tokenizer_options(wildcards):
+    """Of the tokenizer section, what the pretokenized job uses: the rows' length, the vocab's case,
+    the held-out rows."""
+    return json.dumps(
+        {k: config["tokenizer"][k] for k in ("seq_len", "lowercase", "validation_blocks")}, sort_keys=True
+    )
 
 
 def parse_gpus():

@@ -16,8 +16,8 @@ PRETRAIN = (
 
 rule pretrain_part:
     input:
-        dataset=f"results/tokenize/{CORPUS}/dataset",
-        tokenizer=f"results/tokenize/{CORPUS}/tokenizer",
+        dataset=TRAINING_DATA,
+        tokenizer=TRAINING_TOKENIZER,
         parent=parent_checkpoints,
         previous=previous_part,
         code=stage_code("pretrain", "regularizer"),
@@ -45,8 +45,8 @@ rule pretrain_part:
 
 rule pretrain:
     input:
-        dataset=f"results/tokenize/{CORPUS}/dataset",
-        tokenizer=f"results/tokenize/{CORPUS}/tokenizer",
+        dataset=TRAINING_DATA,
+        tokenizer=TRAINING_TOKENIZER,
         parent=parent_checkpoints,
         previous=previous_part,
         code=stage_code("pretrain", "regularizer"),
