@@ -224,13 +224,18 @@ def _semantic_problems(config: dict) -> list[str]:
             problems.append(f"{key}.run: a run cannot resume from itself")
         if parent["step"] >= train["max_steps"]:
             problems.append(f"{key}.step: {parent['step']} is not before train.max_steps ({train['max_steps']})")
-    return problems + _glue_problems(config.get("glue")) + _resume_cycles(config["runs"])
+    return problems + _glue_problems(config) + _resume_cycles(config["runs"])
 
 
-def _glue_problems(glue: dict | None) -> list[str]:
+def _glue_problems(config: dict) -> list[str]:
+    glue = config.get("glue")
     if not glue:
         return []
     problems = []
+    measured = {run["name"] for run in config["runs"]} | {series["name"] for series in config.get("series", [])}
+    for i, name in enumerate(glue["runs"] or []):
+        if name not in measured:
+            problems.append(f"glue.runs[{i}]: no run or series named {name!r}")
     if glue["steps"] is not None and glue["every_steps"] is not None:
         problems.append("glue.steps: give steps or every_steps, not both")
     for task, source in glue["data"].items():

@@ -7,8 +7,8 @@ GLUE's test labels are private, so every number here is a validation score, as i
 that fine-tune many checkpoints. Inputs are padded per batch instead of to 128 (run_glue's
 ``pad_to_max_length``): the attention mask makes the result the same, only faster.
 
-Tasks and metrics (GLUE's, as the ``glue`` metric of HF ``evaluate`` computes them, which calls the
-same sklearn and scipy functions as ``score``):
+Tasks and metrics (GLUE's, as the ``glue`` metric of HF ``evaluate`` computes them with sklearn and
+scipy; ``metric_value`` computes the same with numpy, and the tests check it against both):
 
 =====  ===================================  ======================================
 task   columns                              metrics
@@ -137,28 +137,38 @@ def task_of(name: str) -> Task:
 
 
 def metric_value(metric: str, labels, predictions) -> float:
-    """One GLUE metric of predictions against labels, by sklearn and scipy (the functions HF
-    ``evaluate``'s ``glue`` metric calls). F1 is the positive class's (label 1), as GLUE's MRPC
-    and QQP; a correlation of constant predictions is NaN (undefined), Matthews' 0 (sklearn)."""
-    import warnings
+    """One GLUE metric of predictions against labels, as sklearn and scipy compute them (the
+    functions HF ``evaluate``'s ``glue`` metric calls; the tests check each against them):
+    accuracy; F1 of the positive class (label 1), 0 when it is never predicted nor true; Matthews'
+    correlation from the confusion matrix, 0 when a marginal is constant (sklearn's convention);
+    Pearson's r; Spearman's rho (Pearson's r of the ranks, ties given their mean rank). A
+    correlation of a constant is NaN (undefined).
 
-    from scipy import stats
-    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
-
+    Computed here with numpy rather than by importing sklearn and scipy: with scikit-learn
+    installed, every process that imports HF Trainer imports both (transformers.data.metrics), so
+    the dependency would slow every pretraining job's start."""
     labels, predictions = np.asarray(labels), np.asarray(predictions)
     if metric == "accuracy":
-        return float(accuracy_score(labels, predictions))
+        return float(np.mean(labels == predictions))
     if metric == "f1":
-        return float(f1_score(labels, predictions, pos_label=1, average="binary", zero_division=0.0))
+        true_positive = np.sum((predictions == 1) & (labels == 1))
+        wrong = np.sum((predictions == 1) != (labels == 1))  # false positives and false negatives
+        return float(2 * true_positive / (2 * true_positive + wrong)) if true_positive + wrong else 0.0
     if metric == "matthews_correlation":
-        return float(matthews_corrcoef(labels, predictions))
+        classes, coded = np.unique(np.concatenate([labels, predictions]), return_inverse=True)
+        confusion = np.zeros((len(classes), len(classes)))
+        np.add.at(confusion, (coded[: len(labels)], coded[len(labels) :]), 1)
+        true, predicted, n = confusion.sum(axis=1), confusion.sum(axis=0), confusion.sum()
+        covariance = np.trace(confusion) * n - true @ predicted
+        variance = (n * n - true @ true) * (n * n - predicted @ predicted)
+        return float(covariance / np.sqrt(variance)) if variance else 0.0
     if metric in ("pearson", "spearman"):
-        if np.ptp(predictions) == 0 or np.ptp(labels) == 0:
-            return float("nan")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            correlation = stats.pearsonr if metric == "pearson" else stats.spearmanr
-            return float(correlation(predictions, labels)[0])
+        x, y = predictions.astype(float), labels.astype(float)
+        if metric == "spearman":
+            x, y = pd.Series(x).rank().to_numpy(), pd.Series(y).rank().to_numpy()
+        x, y = x - x.mean(), y - y.mean()
+        scale = np.sqrt((x @ x) * (y @ y))
+        return float(np.clip((x @ y) / scale, -1.0, 1.0)) if scale > 0 else float("nan")
     raise ValueError(f"unknown GLUE metric {metric!r}")
 
 
@@ -439,6 +449,7 @@ def save_task(splits: dict[str, pd.DataFrame], out: str | Path) -> None:
 
     from sasbert.atomic import atomic_path
 
+    datasets.disable_progress_bars()
     dataset = datasets.DatasetDict(
         {split: datasets.Dataset.from_pandas(frame, preserve_index=False) for split, frame in splits.items()}
     )
@@ -504,10 +515,12 @@ def finetune(
     validation splits: (metric rows, prediction rows), without run, seed and step."""
     import tempfile
 
+    import datasets
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
     from sasbert.checkpoints import resolve_device
 
+    datasets.disable_progress_bars()  # job logs hold plain lines, not redrawn bars
     spec = task_of(task)
     torch_device = resolve_device(device)
     if options["precision"] != "fp32" and torch_device.type != "cuda":

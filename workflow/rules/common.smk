@@ -526,10 +526,7 @@ def glue_source_args(wildcards):
     return f"--hub-dataset {shlex.quote(GLUE['hub_dataset'])}"
 
 
-if GLUE:
-    for _name in GLUE["runs"] or []:
-        if _name not in RUNS and _name not in SERIES:
-            raise WorkflowError(f"glue.runs: no run or series named {_name!r}")
+if GLUE:  # glue.runs is checked with the config; a series' steps are known only now
     _empty = [name for name, _ in glue_measured() if not glue_steps(name)]
     if _empty:
         raise WorkflowError(
