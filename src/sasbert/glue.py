@@ -35,7 +35,8 @@ Scores are fractions (0.84, not 84).
 
 **Intervals**: every score has a 95% percentile interval from ``bootstrap_samples`` resamples of
 its validation examples (the predictions fixed); the average's is the normal combination of its
-entries' (half-width sqrt(sum h_i^2) / k: the entries' validation sets are independent).
+entries' (half-width sqrt(sum h_i^2) / k: the entries' validation sets are independent; a single
+entry's own interval).
 
 Data (``prepare``, the workflow's local rule ``glue_data``): a task's data come from the hub
 dataset (``nyu-mll/glue``: its parquet files are fetched into the HF cache, which is what the
@@ -209,7 +210,8 @@ def score(task: str, split: str, labels, predictions, bootstrap_samples: int) ->
 def glue_average(metrics: pd.DataFrame) -> pd.DataFrame:
     """BERT's GLUE average (``AVERAGE_ENTRIES``) of each run, seed, step and fine-tuning seed:
     metric ``average`` when all nine entries are there, ``partial_average`` (the mean of those
-    there are) otherwise. Its interval: the entries' half-widths combined as independent."""
+    there are) otherwise. Its interval: the entries' half-widths combined as independent (one
+    entry's own interval when there is one)."""
     keys = ["run", "seed", "step", "finetune_seed"]
     entries = pd.DataFrame(AVERAGE_ENTRIES, columns=["task", "split", "metric"])
     rows = metrics.merge(entries, on=["task", "split", "metric"])
@@ -218,6 +220,9 @@ def glue_average(metrics: pd.DataFrame) -> pd.DataFrame:
         half = (group["ci_high"] - group["ci_low"]) / 2
         value = float(group["value"].mean())
         spread = float(np.sqrt((half**2).sum()) / len(group))
+        low, high = (
+            (value - spread, value + spread) if len(group) > 1 else (group["ci_low"].iloc[0], group["ci_high"].iloc[0])
+        )
         out.append(
             {
                 **dict(zip(keys, key)),
@@ -225,8 +230,8 @@ def glue_average(metrics: pd.DataFrame) -> pd.DataFrame:
                 "split": "validation",
                 "metric": "average" if len(group) == len(AVERAGE_ENTRIES) else "partial_average",
                 "value": value,
-                "ci_low": value - spread,
-                "ci_high": value + spread,
+                "ci_low": float(low),
+                "ci_high": float(high),
                 "n_examples": int(group["n_examples"].sum()),
             }
         )
