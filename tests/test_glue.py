@@ -299,7 +299,9 @@ def blimp_task(tmp_path_factory):
     return folder
 
 
-def test_finetuned_scores_equal_sklearn_on_the_predictions_and_learning_beats_random_init(tiny_checkpoints, blimp_task):
+def test_finetuned_scores_equal_matthews_on_the_predictions_and_learning_beats_random_init(
+    tiny_checkpoints, blimp_task
+):
     dataset = glue.load_prepared(blimp_task, "cola")
     options = {**defaults("glue"), **TINY_OPTIONS}
     scores = {}
