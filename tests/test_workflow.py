@@ -120,6 +120,19 @@ SPACED = {
         ),
         ("corpus.spacy.model", "corpus: {spacy: {model: 'my models/en core'}}", "my models/en core", None),
     ],
+    "glue": [  # the glue section's data (one task per kind of source)
+        (
+            f"glue.data.{task}.{key}",
+            f"glue: {{tasks: [cola, sst2, rte], data: {{{task}: {{{key}: {value}}}}}}}",
+            path,
+            target,
+        )
+        for task, key, value, path, target in (
+            ("cola", "blimp", "{data_dir: 'my glue blimp'}", "my glue blimp", "resources/blimp"),
+            ("sst2", "data_files", "{train: 'my glue/train.csv'}", "my glue/train.csv", "config.yaml"),
+            ("rte", "saved", "'my glue saved'", "my glue saved", None),
+        )
+    ],
     "saved": [
         (
             "corpus.hf_dataset.path",

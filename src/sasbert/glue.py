@@ -633,7 +633,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--hub-dataset", default=None, help="the hub dataset (default: the config schema's glue.hub_dataset)"
     )
     source = pr.add_mutually_exclusive_group()
-    source.add_argument("--data-files", nargs="+", metavar="SPLIT=FILE", help="local files, one per split")
+    source.add_argument(
+        "--split-file",
+        nargs=2,
+        action="append",
+        metavar=("SPLIT", "FILE"),
+        help="a local file of one split (give one for train and each validation split)",
+    )
     source.add_argument("--saved", metavar="DIR", help="a save_to_disk folder (DatasetDict)")
     source.add_argument("--blimp-dir", metavar="DIR", help="BLiMP .jsonl files: an acceptability task (cola)")
     pr.add_argument("--blimp-options", default="{}", help="with --blimp-dir: glue.data.cola.blimp as JSON")
@@ -680,14 +686,8 @@ def _prepare(args: argparse.Namespace) -> None:
 
     repo = args.hub_dataset or default("glue", "hub_dataset")
     source: dict = {}
-    if args.data_files:
-        files = {}
-        for item in args.data_files:
-            split, sep, path = item.partition("=")
-            if not sep or not split or not path:
-                raise InputError(f"--data-files {item}: give SPLIT=FILE")
-            files[split] = path
-        source = {"data_files": files}
+    if args.split_file:
+        source = {"data_files": dict(args.split_file)}
     elif args.saved:
         source = {"saved": args.saved}
     elif args.blimp_dir:

@@ -512,8 +512,8 @@ def glue_source_args(wildcards):
     """The prepare job's source: local paths as flags of their own, shell-quoted, or the hub dataset."""
     source = glue_source(wildcards.task)
     if "data_files" in source:
-        return "--data-files " + " ".join(
-            shlex.quote(f"{split}={path}") for split, path in source["data_files"].items()
+        return " ".join(
+            f"--split-file {shlex.quote(split)} {shlex.quote(path)}" for split, path in source["data_files"].items()
         )
     if "saved" in source:
         return f"--saved {shlex.quote(source['saved'])}"
