@@ -88,9 +88,9 @@ METRIC_LABELS = {
     "val_mlm_loss": "held-out MLM loss",
     "uas": "UAS (best head)",
     "blimp": "BLiMP accuracy",
-    "glue": "GLUE score",
+    "glue": "GLUE (validation)",
 }
-Y_LABELS = {"val_mlm_loss": "loss (nats)", "uas": "UAS", "blimp": "accuracy", "glue": "validation score"}
+Y_LABELS = {"val_mlm_loss": "loss (nats)", "uas": "UAS", "blimp": "accuracy", "glue": "score"}
 SEED_MARKERS = ["s", "D", "P", "X", "p", "h", "*", "<", ">", "H"]
 
 
@@ -579,8 +579,9 @@ def figure_training(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, optio
                 ("seed range" if options.band == "range" else "±1 sd over seeds")
                 if several
                 else (
-                    "95% interval (UAS: bootstrap over sentences; BLiMP: over pairs"
-                    + ("; GLUE: over validation examples)" if "glue" in curves else ")")
+                    "95% bootstrap interval (UAS: sentences, BLiMP: pairs, GLUE: examples)"
+                    if "glue" in curves
+                    else "95% interval (UAS: bootstrap over sentences; BLiMP: over pairs)"
                 )
             )
             handles.append(Patch(color="0.5", alpha=0.25, label=label))
