@@ -532,10 +532,21 @@ def finetune(
         raise InputError(f"glue.precision: {options['precision']} needs a GPU (this job runs on {torch_device})")
     set_seed(finetune_seed)  # before the head is made: its initialisation is part of the seed
     model, tokenizer = load_classifier(checkpoint, spec.num_labels)
+    # a model with fewer positions than max_length reads no further than it can
+    positions = getattr(model.config, "max_position_embeddings", None) or options["max_length"]
+    max_length = min(options["max_length"], positions)
+    if max_length < options["max_length"]:
+        log.warning(
+            "%s has %d positions: examples are cut at %d pieces, not %d",
+            checkpoint,
+            positions,
+            max_length,
+            options["max_length"],
+        )
 
     def encode(batch):
         texts = [batch[c] for c in spec.columns]
-        return tokenizer(*texts, truncation=True, max_length=options["max_length"])
+        return tokenizer(*texts, truncation=True, max_length=max_length)
 
     def prepare(split: str, limit):
         part = dataset[split]
