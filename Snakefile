@@ -27,6 +27,7 @@ include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/series.smk"
 include: "workflow/rules/probe.smk"
 include: "workflow/rules/blimp.smk"
+include: "workflow/rules/glue.smk"
 include: "workflow/rules/analysis.smk"
 
 

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from conftest import REPO, link_workflow, snakemake, snakemake_ok
+from conftest import REPO, job_counts, link_workflow, snakemake, snakemake_ok
 
 
 @pytest.fixture
@@ -18,6 +18,7 @@ def test_dry_run_default(workdir):
     result = snakemake("-n", "--cores", "2", cwd=workdir)
     assert result.returncode == 0, result.stderr + result.stdout
     assert "tokenize" in result.stdout
+    assert not [rule for rule in job_counts(result.stdout) if rule.startswith("glue")]  # only with a glue section
 
 
 def test_bad_config_stops_before_any_job(workdir):
@@ -110,6 +111,19 @@ SPACED = {
             "resources/text/enwiki2015_300k.txt.gz",
         ),
         ("corpus.spacy.model", "corpus: {spacy: {model: 'my models/en core'}}", "my models/en core", None),
+    ],
+    "glue": [  # the glue section's data (one task per kind of source)
+        (
+            f"glue.data.{task}.{key}",
+            f"glue: {{tasks: [cola, sst2, rte], data: {{{task}: {{{key}: {value}}}}}}}",
+            path,
+            target,
+        )
+        for task, key, value, path, target in (
+            ("cola", "blimp", "{data_dir: 'my glue blimp'}", "my glue blimp", "resources/blimp"),
+            ("sst2", "data_files", "{train: 'my glue/train.csv'}", "my glue/train.csv", "config.yaml"),
+            ("rte", "saved", "'my glue saved'", "my glue saved", None),
+        )
     ],
     "saved": [
         (

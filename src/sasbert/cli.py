@@ -32,6 +32,7 @@ STAGES = {
     "series-fetch": ("sasbert.hub", "download hub checkpoints (hub:<repo>@<revision>) into the HF cache, once"),
     "probe": ("sasbert.probe", "attention-head UAS of checkpoints against a gold treebank"),
     "blimp": ("sasbert.blimp", "BLiMP accuracy of checkpoints by pseudo-log-likelihood"),
+    "glue": ("sasbert.glue", "GLUE fine-tuning of checkpoints, scored on the validation splits"),
     "phases": ("sasbert.phases", "all-runs tables (gather) and phase-transition onsets (detect)"),
     "figures": ("sasbert.figures", "figures 1-5 (PNG + PDF) from the gathered tables alone"),
 }

@@ -54,6 +54,10 @@ def _fill_defaults(instance: Any, schema: dict, root: dict) -> None:
                 instance[key] = copy.deepcopy(sub["default"])
             if key in instance:
                 _fill_defaults(instance[key], sub, root)
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):  # a map of named items (glue.data: task -> source)
+            for key in set(instance) - set(schema.get("properties", {})):
+                _fill_defaults(instance[key], extra, root)
     elif isinstance(instance, list) and isinstance(schema.get("items"), dict):
         for item in instance:
             _fill_defaults(item, schema["items"], root)
@@ -149,6 +153,10 @@ def _missing_paths(config: dict, base_dir: Path) -> list[str]:
     named += [("blimp.data_dir", config["blimp"].get("data_dir"))]
     for i, series in enumerate(config.get("series", [])):
         named += [(f"series[{i}].checkpoints[{j}]", p) for j, p in enumerate(series.get("checkpoints", []))]
+    for task, source in ((config.get("glue") or {}).get("data") or {}).items():
+        named += [(f"glue.data.{task}.data_files.{split}", p) for split, p in (source.get("data_files") or {}).items()]
+        named += [(f"glue.data.{task}.saved", source.get("saved"))]
+        named += [(f"glue.data.{task}.blimp.data_dir", (source.get("blimp") or {}).get("data_dir"))]
     problems = []
     for key, path in named:
         if path is None:
@@ -228,7 +236,27 @@ def _semantic_problems(config: dict) -> list[str]:
             problems.append(f"{key}.run: a run cannot resume from itself")
         if parent["step"] >= train["max_steps"]:
             problems.append(f"{key}.step: {parent['step']} is not before train.max_steps ({train['max_steps']})")
-    return problems + _resume_cycles(config["runs"])
+    return problems + _glue_problems(config) + _resume_cycles(config["runs"])
+
+
+def _glue_problems(config: dict) -> list[str]:
+    glue = config.get("glue")
+    if not glue:
+        return []
+    problems = []
+    measured = {run["name"] for run in config["runs"]} | {series["name"] for series in config.get("series", [])}
+    for i, name in enumerate(glue["runs"] or []):
+        if name not in measured:
+            problems.append(f"glue.runs[{i}]: no run or series named {name!r}")
+    if glue["steps"] is not None and glue["every_steps"] is not None:
+        problems.append("glue.steps: give steps or every_steps, not both")
+    for task, source in glue["data"].items():
+        given = [key for key in ("data_files", "saved", "blimp") if key in source]
+        if len(given) != 1:
+            problems.append(f"glue.data.{task}: give exactly one of data_files, saved and blimp")
+        elif given == ["blimp"] and task != "cola":
+            problems.append(f"glue.data.{task}.blimp: BLiMP makes an acceptability task in CoLA's format (cola only)")
+    return problems
 
 
 def _lambda_stage_problems(key: str, stages: list[dict], max_steps: int) -> list[str]:

@@ -62,7 +62,7 @@ from sasbert.errors import InputError
 from sasbert.options import add_option_flags
 from sasbert.options import defaults as schema_defaults
 from sasbert.options import resolve as resolve_options
-from sasbert.phases import blimp_overall, select_treebank, stitch
+from sasbert.phases import blimp_overall, glue_score, select_treebank, stitch
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,15 @@ ONSET_STYLE = {  # marker, hollow, legend text
     "capabilities_onset": ("o", False, "capabilities onset (min UAS accel.)"),
     "loss_drop": ("v", True, "loss drop (max loss decrease)"),
     "blimp_jump": ("D", True, "BLiMP jump (max BLiMP increase)"),
+    "glue_jump": ("s", True, "GLUE jump (max GLUE increase)"),
 }
-METRIC_LABELS = {"val_mlm_loss": "held-out MLM loss", "uas": "UAS (best head)", "blimp": "BLiMP accuracy"}
+METRIC_LABELS = {
+    "val_mlm_loss": "held-out MLM loss",
+    "uas": "UAS (best head)",
+    "blimp": "BLiMP accuracy",
+    "glue": "GLUE (validation)",
+}
+Y_LABELS = {"val_mlm_loss": "loss (nats)", "uas": "UAS", "blimp": "accuracy", "glue": "score"}
 SEED_MARKERS = ["s", "D", "P", "X", "p", "h", "*", "<", ">", "H"]
 
 
@@ -447,7 +454,8 @@ def _empty_figure(options: FigureOptions, text: str, notes: list[str]):
 
 
 def _prepare(tables: dict[str, pd.DataFrame], options: FigureOptions):
-    """Runs table plus the three curves (loss, UAS, overall BLiMP) as ``run, seed, step, value``."""
+    """Runs table plus the curves as ``run, seed, step, value``: loss, UAS, overall BLiMP, and the
+    GLUE score (``phases.glue_score``) where GLUE was run (a glue table among the tables)."""
     runs = tables["runs"]
     loss = tables["loss"][["run", "seed", "step", "val_mlm_loss"]]
     uas_full = select_treebank(tables["uas"], options.treebank)
@@ -457,12 +465,17 @@ def _prepare(tables: dict[str, pd.DataFrame], options: FigureOptions):
     blimp = blimp_overall(tables["blimp"], options.blimp_variant).rename(
         columns={"accuracy": "blimp", "ci_low": "blimp_low", "ci_high": "blimp_high"}
     )
-    return runs, {"val_mlm_loss": loss, "uas": uas, "blimp": blimp}, uas_full
+    curves = {"val_mlm_loss": loss, "uas": uas, "blimp": blimp}
+    if tables.get("glue") is not None and not tables["glue"].empty:
+        curves["glue"] = glue_score(tables["glue"]).rename(
+            columns={"score": "glue", "ci_low": "glue_low", "ci_high": "glue_high"}
+        )
+    return runs, curves, uas_full
 
 
-def _three_panels(fig):
-    axes = fig.subplots(1, 3)
-    for ax, metric in zip(axes, ("val_mlm_loss", "uas", "blimp")):
+def _panels(fig, metrics):
+    axes = fig.subplots(1, len(metrics))
+    for ax, metric in zip(axes, metrics):
         ax.set_title(METRIC_LABELS[metric][0].upper() + METRIC_LABELS[metric][1:])
     return axes
 
@@ -470,9 +483,9 @@ def _three_panels(fig):
 def _decorate_panels(axes, curves, runs_shown, options) -> None:
     """Step axes, y labels, and the chance line of BLiMP."""
     steps = pd.concat([c[c["run"].isin(runs_shown)]["step"] for c in curves.values()])
-    for ax, metric in zip(axes, ("val_mlm_loss", "uas", "blimp")):
+    for ax, metric in zip(axes, curves):
         _set_step_axis(ax, steps, options.xscale, "tokens" if options.x_axis == "tokens" else "step")
-        ax.set_ylabel({"val_mlm_loss": "loss (nats)", "uas": "UAS", "blimp": "accuracy"}[metric])
+        ax.set_ylabel(Y_LABELS[metric])
     axes[2].axhline(0.5, color="0.5", lw=0.7, ls=":", zorder=1)
     axes[2].text(
         0.99,
@@ -500,7 +513,7 @@ def figure_training(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, optio
     colors, labels = run_colors(runs), _labels(runs)
     shown = _runs_of(runs, ["baseline", "external"])
     fig = new_figure(options.width, 2.7)
-    axes = _three_panels(fig)
+    axes = _panels(fig, list(curves))
     notes, handles = [], []
     if not shown:
         notes.append("no baseline run (constant λ = 0) or external series in this config")
@@ -519,10 +532,10 @@ def figure_training(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, optio
                 tr = _thin(tr)
                 agg = _aggregate(_visible(tr, options.xscale), "mlm_loss", "none")
                 axes[0].plot(agg["step"], agg["mean"], color=color, lw=0.7, alpha=0.45, gid=f"curve:{run}:train_loss")
-        for ax, metric in zip(axes, ("val_mlm_loss", "uas", "blimp")):
+        for ax, metric in zip(axes, curves):
             df = curves[metric]
             agg = _plot_curve(ax, df[df["run"] == run], metric, run, metric, color, options, lw=1.6, marker="o", ms=2.5)
-            extra = {"val_mlm_loss": ["loss_drop"], "uas": [], "blimp": ["blimp_jump"]}[metric]
+            extra = {"val_mlm_loss": ["loss_drop"], "uas": [], "blimp": ["blimp_jump"], "glue": ["glue_jump"]}[metric]
             _mark(ax, agg, phases, run, events + extra, color, options.xscale)
             _shade_window(ax, phases, run)
         off = uas_full[uas_full["run"] == run].dropna(subset=["offset_uas"])
@@ -544,8 +557,8 @@ def figure_training(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, optio
             )
         )
     external = set(_runs_of(runs, ["external"]))
-    for metric, what in (("val_mlm_loss", "held-out loss"), ("uas", "probe"), ("blimp", "BLiMP")):
-        if shown and curves[metric][curves[metric]["run"].isin(shown)].empty:
+    for metric, what in (("val_mlm_loss", "held-out loss"), ("uas", "probe"), ("blimp", "BLiMP"), ("glue", "GLUE")):
+        if shown and metric in curves and curves[metric][curves[metric]["run"].isin(shown)].empty:
             if metric == "val_mlm_loss" and external >= set(shown):
                 notes.append("external series have no held-out loss here (they were trained elsewhere)")
             else:
@@ -565,11 +578,15 @@ def figure_training(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, optio
             label = (
                 ("seed range" if options.band == "range" else "±1 sd over seeds")
                 if several
-                else ("95% interval (UAS: bootstrap over sentences; BLiMP: over pairs)")
+                else (
+                    "95% bootstrap interval (UAS: sentences, BLiMP: pairs, GLUE: examples)"
+                    if "glue" in curves
+                    else "95% interval (UAS: bootstrap over sentences; BLiMP: over pairs)"
+                )
             )
             handles.append(Patch(color="0.5", alpha=0.25, label=label))
         handles.append(Patch(color="0.85", alpha=0.6, label="structure → capabilities onset"))
-        handles += _onset_handles(events + ["loss_drop", "blimp_jump"])
+        handles += _onset_handles(events + ["loss_drop", "blimp_jump"] + (["glue_jump"] if "glue" in curves else []))
     _finish(fig, handles, notes, ncols=3)
     return fig
 
@@ -597,14 +614,14 @@ def figure_regularizers(
     colors, labels = run_colors(runs), _labels(runs)
     shown = _runs_of(runs, CONSTANT_KINDS)
     fig = new_figure(options.width, 2.7)
-    axes = _three_panels(fig)
+    axes = _panels(fig, list(curves))
     notes = [f"no {KIND_NAMES[k]} run in this config" for k in CONSTANT_KINDS if not _runs_of(runs, [k])]
     handles = []
     events = ["structure_onset", "capabilities_onset"]
     for run in shown:
         color = colors[run]
         drawn = False
-        for ax, metric in zip(axes, ("val_mlm_loss", "uas", "blimp")):
+        for ax, metric in zip(axes, curves):
             df = curves[metric]
             agg = _plot_curve(ax, df[df["run"] == run], metric, run, metric, color, options, lw=1.5, marker="o", ms=2.2)
             drawn |= agg is not None
@@ -630,8 +647,12 @@ def _final(df: pd.DataFrame, value: str) -> pd.DataFrame:
     return df.groupby(["run", "seed"], as_index=False).last()[["run", "seed", "step", value]]
 
 
-RELEASE_METRICS = ("val_mlm_loss", "uas", "blimp")
-FINAL_LABELS = {"val_mlm_loss": "final loss (nats)", "uas": "final UAS", "blimp": "final BLiMP accuracy"}
+FINAL_LABELS = {
+    "val_mlm_loss": "final loss (nats)",
+    "uas": "final UAS",
+    "blimp": "final BLiMP accuracy",
+    "glue": "final GLUE score",
+}
 
 
 def figure_release(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, options: FigureOptions = FigureOptions()):
@@ -644,8 +665,9 @@ def figure_release(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, option
     parents = [p for p in dict.fromkeys(release["parent"].dropna()) if p in set(runs["run"])]
     baselines = _runs_of(runs, ["baseline"])
     fig = new_figure(options.width, 5.0)
-    top, bottom = fig.subplots(2, 3)
-    for ax, metric in zip(top, RELEASE_METRICS):
+    metrics = list(curves)  # loss, UAS, BLiMP, and GLUE where it was run
+    top, bottom = fig.subplots(2, len(metrics))
+    for ax, metric in zip(top, metrics):
         ax.set_title(METRIC_LABELS[metric][0].upper() + METRIC_LABELS[metric][1:])
     notes = []
     if release.empty:
@@ -657,17 +679,17 @@ def figure_release(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, option
         context = baselines[:1] + _runs_of(runs, ["sas_minus"])
     handles = []
     for run in context:
-        for ax, metric in zip(top, RELEASE_METRICS):
+        for ax, metric in zip(top, metrics):
             df = curves[metric]
             _plot_curve(ax, df[df["run"] == run], metric, run, metric, colors[run], options, lw=1.2, alpha=0.9)
         handles.append(Line2D([], [], color=colors[run], lw=1.2, label=labels[run]))
     for row in release.itertuples():
-        for ax, metric in zip(top, RELEASE_METRICS):
+        for ax, metric in zip(top, metrics):
             _plot_release_curve(ax, row, metric, curves, runs, colors[row.run], options)
         handles.append(Line2D([], [], color=colors[row.run], lw=1.5, label=labels[row.run]))
     _decorate_panels(top, curves, context + list(release["run"]), options)
 
-    for ax, metric in zip(bottom, RELEASE_METRICS):  # final values against k
+    for ax, metric in zip(bottom, metrics):  # final values against k
         _plot_finals_against_k(ax, metric, curves, release, baselines, parents, colors, phases)
     if not release.empty:
         handles += _release_reference_handles(baselines, parents, colors, phases)
@@ -1076,6 +1098,7 @@ class FigureSpec:
     number: str
     section: str
     content: str
+    optional_tables: tuple[str, ...] = ()  # read when given (the glue table, where GLUE was run)
 
 
 def figure_rule(name: str) -> str:
@@ -1090,10 +1113,16 @@ FIGURES: dict[str, FigureSpec] = {
         ("runs", "train", "loss", "uas", "blimp"),
         "1",
         "1. Training dynamics",
-        "baseline: loss, UAS, BLiMP",
+        "baseline: loss, UAS, BLiMP (and GLUE)",
+        ("glue",),
     ),
     "fig2_regularizers": FigureSpec(
-        figure_regularizers, ("runs", "loss", "uas", "blimp"), "2", "2. Regularizers", "baseline vs SAS+ vs SAS-"
+        figure_regularizers,
+        ("runs", "loss", "uas", "blimp"),
+        "2",
+        "2. Regularizers",
+        "baseline vs SAS+ vs SAS-",
+        ("glue",),
     ),
     "fig3_release": FigureSpec(
         figure_release,
@@ -1101,6 +1130,7 @@ FIGURES: dict[str, FigureSpec] = {
         "3",
         "3. Release SAS-(k)",
         "release runs, final values against k",
+        ("glue",),
     ),
     "fig4a_heads": FigureSpec(
         figure_heads, ("runs", "heads", "uas"), "4a", "4. Heads and phenomena", "per-head UAS across checkpoints"
@@ -1216,6 +1246,9 @@ def run(args: argparse.Namespace) -> None:
     phases = pd.read_parquet(args.phases)
     needed = sorted({t for name in args.figure for t in FIGURES[name].tables})
     tables = load_tables(args.tables, needed)
+    given = table_paths(args.tables)
+    optional = sorted({t for name in args.figure for t in FIGURES[name].optional_tables if t in given})
+    tables.update(load_tables(args.tables, optional))
     if args.out and len(args.figure) != 1:
         raise InputError("--out names the files of one figure: give exactly one --figure (or use --out-dir)")
     for name in args.figure:

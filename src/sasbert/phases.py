@@ -60,7 +60,10 @@ On one curve y(step) of one run x seed, sampled at its (irregular) checkpoints:
      after the breakthrough;
    * ``loss_drop`` (``val_mlm_loss``): the step of maximal negative velocity of the held-out loss
      after its first plateau (see "The loss drop" below);
-   * ``blimp_jump`` (``blimp``): the step of maximal velocity of overall BLiMP accuracy.
+   * ``blimp_jump`` (``blimp``): the step of maximal velocity of overall BLiMP accuracy;
+   * ``glue_jump`` (``glue``, only where GLUE was run): the step of maximal velocity of the GLUE
+     score (``glue_score``: BERT's GLUE average, or the mean of the tasks run), found exactly as
+     the BLiMP jump (``jump_events``: the same no-transition rule and 95% interval test).
 4. **No transition** (a curve must say so rather than invent one): with sigma the curve's noise,
    estimated from the raw points as 1.4826 * MAD(second differences) / sqrt(6) (robust to the one
    transition; a second difference of i.i.d. noise has variance 6 sigma^2), and *rise* the largest
@@ -101,7 +104,7 @@ neighbours (rate r = -velocity of the smoothed loss):
 
 Phases table: ``run, seed, kind, metric, event, detected, step, value, smoothed_value, velocity,
 acceleration, rise, noise, threshold, n_points, reason`` -- one row per run x seed x event (five
-events), ``value`` the raw curve value at ``step``, ``velocity``/``acceleration`` the smoothed
+events, six with a GLUE table), ``value`` the raw curve value at ``step``, ``velocity``/``acceleration`` the smoothed
 curve's derivatives there (per step, per step^2).
 
 CLI::
@@ -149,6 +152,7 @@ EVENT_METRIC = {
     "capabilities_onset": "uas",
     "loss_drop": "val_mlm_loss",
     "blimp_jump": "blimp",
+    "glue_jump": "glue",  # only where GLUE was run (detect's glue table)
 }
 RUN_COLUMNS = [
     "run",
@@ -807,11 +811,11 @@ def loss_events(steps, loss, options: PhaseOptions) -> list[dict]:
     return [_event_row(curve, "loss_drop", index)]
 
 
-def blimp_events(steps, accuracy, options: PhaseOptions, interval_width=None) -> list[dict]:
-    """The BLiMP jump (maximal velocity) of one overall BLiMP accuracy curve. A rise no larger
-    than the accuracy's own 95% interval (its median width over the checkpoints) is noise, not a
-    jump."""
-    curve = analyse_curve(steps, accuracy, options, +1, options.min_step)
+def jump_events(event: str, steps, score, options: PhaseOptions, interval_width=None) -> list[dict]:
+    """The jump (maximal velocity) of one score curve: the BLiMP jump of overall BLiMP accuracy,
+    the GLUE jump of the GLUE score. A rise no larger than the score's own 95% interval (its median
+    width over the checkpoints) is noise, not a jump."""
+    curve = analyse_curve(steps, score, options, +1, options.min_step)
     width = (
         float(np.nanmedian(interval_width)) if interval_width is not None and np.isfinite(interval_width).any() else 0.0
     )
@@ -819,9 +823,29 @@ def blimp_events(steps, accuracy, options: PhaseOptions, interval_width=None) ->
         curve.detected = False
         curve.reason = f"no transition: largest rise {curve.rise:.4g} is within the 95% interval (width {width:.4g})"
     if not curve.detected:
-        return [_event_row(curve, "blimp_jump", None)]
+        return [_event_row(curve, event, None)]
     index, why = _steepest(curve, +1, "rise")
-    return [_event_row(curve, "blimp_jump", index, why)]
+    return [_event_row(curve, event, index, why)]
+
+
+def blimp_events(steps, accuracy, options: PhaseOptions, interval_width=None) -> list[dict]:
+    """The BLiMP jump of one overall BLiMP accuracy curve (``jump_events``)."""
+    return jump_events("blimp_jump", steps, accuracy, options, interval_width)
+
+
+def glue_score(glue: pd.DataFrame) -> pd.DataFrame:
+    """``run, seed, step, score, ci_low, ci_high`` of the GLUE score each run x seed's GLUE jump is
+    found on: BERT's GLUE average (``glue`` rows, metric ``average``) where the run has all its
+    tasks, else the mean of the tasks it has (``partial_average``), each the mean over the
+    fine-tuning seeds (its interval too)."""
+    columns = ["run", "seed", "step", "score", "ci_low", "ci_high"]
+    rows = glue[(glue["task"] == "glue") & glue["metric"].isin(["average", "partial_average"])]
+    if rows.empty:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
+    full = rows.groupby(["run", "seed"])["metric"].transform(lambda m: (m == "average").any())
+    rows = rows[(rows["metric"] == "average") == full]
+    out = rows.groupby(["run", "seed", "step"], as_index=False)[["value", "ci_low", "ci_high"]].mean()
+    return out.rename(columns={"value": "score"})[columns]
 
 
 def _no_data(event: str, what: str) -> dict:
@@ -886,9 +910,10 @@ def detect(
     options: PhaseOptions = PhaseOptions(),
     treebank: str | None = None,
     blimp_variant: str | None = None,
+    glue: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The phases table over every run x seed present in any of the tables (release runs are
-    analysed on their stitched curves)."""
+    analysed on their stitched curves); with a GLUE table, each run x seed's GLUE jump too."""
     options.check()
     uas = select_treebank(uas, treebank)
     overall = blimp_overall(blimp, blimp_variant)
@@ -897,6 +922,8 @@ def detect(
         "uas": stitch(uas[["run", "seed", "step", "uas"]], runs),
         "blimp": stitch(overall, runs),
     }
+    if glue is not None:
+        curves["glue"] = stitch(glue_score(glue), runs)
     kind = dict(zip(runs["run"], runs["kind"]))
     order = dict(zip(runs["run"], runs["order"]))
     pairs = set()
@@ -927,6 +954,14 @@ def detect(
             if len(b)
             else [_no_data("blimp_jump", "BLiMP")]
         )
+        if glue is not None:
+            g = curves["glue"]
+            g = g[(g["run"] == run) & (g["seed"] == seed)].sort_values("step")
+            events += (
+                jump_events("glue_jump", g["step"], g["score"], options, (g["ci_high"] - g["ci_low"]).to_numpy(float))
+                if len(g)
+                else [_no_data("glue_jump", "GLUE")]
+            )
         for ev in events:
             rows.append({"run": run, "seed": int(seed), "kind": kind[run], **ev})
     out = pd.DataFrame(rows, columns=PHASE_COLUMNS)
@@ -992,6 +1027,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     de.add_argument("--loss", required=True, help="loss.parquet")
     de.add_argument("--uas", required=True, help="uas.parquet")
     de.add_argument("--blimp", required=True, help="blimp.parquet")
+    de.add_argument("--glue", help="glue.parquet (sasbert glue gather): adds each run's GLUE jump")
     de.add_argument("--out", required=True, help="phases parquet")
     de.add_argument("--csv", help="also write the table as CSV (for the report)")
     add_option_flags(
@@ -1057,6 +1093,9 @@ def run(args: argparse.Namespace) -> None:
         detection,
         args.treebank,
         args.blimp_variant,
+        read_table(args.glue, ["run", "seed", "step", "task", "metric", "value", "ci_low", "ci_high"], "GLUE")
+        if args.glue
+        else None,
     )
     write_parquet(table, args.out)
     if args.csv:

@@ -57,6 +57,7 @@ rule phases:
         loss="results/tables/loss.parquet",
         uas="results/tables/uas.parquet",
         blimp="results/tables/blimp.parquet",
+        glue=glue_tables(),
         code=stage_code("phases", "tables"),
     output:
         table="results/tables/phases.parquet",
@@ -83,9 +84,10 @@ rule phases:
                 else config["phases"]["loss_min_step"]
             ),
         ),
+        glue=glue_flag,
     shell:
         "sasbert phases detect --runs {input.runs:q} --loss {input.loss:q} --uas {input.uas:q}"
-        " --blimp {input.blimp:q} --out {output.table:q} --csv {output.csv:q}"
+        " --blimp {input.blimp:q} {params.glue} --out {output.table:q} --csv {output.csv:q}"
         " --options {params.options:q} > {log} 2>&1"
 
 
@@ -98,7 +100,8 @@ for figure, spec in sasfigures.FIGURES.items():
         name:
             sasfigures.figure_rule(figure)
         input:
-            tables=[f"results/tables/{table}.parquet" for table in spec.tables],
+            tables=[f"results/tables/{table}.parquet" for table in spec.tables]
+            + (glue_tables() if "glue" in spec.optional_tables else []),
             phases="results/tables/phases.parquet",
             code=stage_code("figures", "phases", "tables"),
         output:
