@@ -5,7 +5,6 @@ folders, an acceptability task in CoLA's format from BLiMP), a real fine-tune of
 GLUE panels of figures 1-3, and the real Snakefile (dry runs, one tiny real run)."""
 
 import hashlib
-import importlib.util
 import math
 import os
 import subprocess
@@ -64,8 +63,9 @@ def test_metrics_equal_hand_computed_cases():
 def test_metrics_equal_sklearn_and_scipy():
     """The independent implementations (what HF evaluate's glue metric calls), on random
     predictions: binary, three classes, with ties for the rank correlation, and degenerate ones."""
-    metrics = pytest.importorskip("sklearn.metrics")
-    stats = pytest.importorskip("scipy.stats")
+    from scipy import stats
+    from sklearn import metrics
+
     rng = np.random.default_rng(0)
     for classes in (2, 3):
         labels, predictions = rng.integers(0, classes, 300), rng.integers(0, classes, 300)
@@ -232,16 +232,14 @@ def test_a_hub_task_is_read_from_the_hf_cache_offline_and_a_missing_one_says_how
 
 def matthews(labels, predictions) -> float:
     """Matthews' correlation of binary predictions by its textbook formula from the four counts (an
-    implementation independent of the stage's), and equal to sklearn's where that is installed."""
+    implementation independent of the stage's), and equal to sklearn's."""
     labels, predictions = np.asarray(labels) == 1, np.asarray(predictions) == 1
     tp, tn = np.sum(labels & predictions), np.sum(~labels & ~predictions)
     fp, fn = np.sum(~labels & predictions), np.sum(labels & ~predictions)
     denominator = math.sqrt(float((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)))
     value = float(tp * tn - fp * fn) / denominator if denominator else 0.0
-    try:
-        from sklearn.metrics import matthews_corrcoef
-    except ImportError:
-        return value
+    from sklearn.metrics import matthews_corrcoef
+
     assert value == pytest.approx(matthews_corrcoef(labels, predictions))
     return value
 
@@ -343,11 +341,10 @@ def test_regression_and_pair_tasks_score_pearson_and_spearman_like_scipy(tiny_ch
     predicted, labels = predictions["prediction"], predictions["label"]
     assert values["pearson"] == pytest.approx(np.corrcoef(predicted, labels)[0, 1])
     assert values["spearman"] == pytest.approx(np.corrcoef(predicted.rank(), labels.rank())[0, 1])
-    if importlib.util.find_spec("scipy"):  # and scipy's, where it is installed
-        from scipy import stats
+    from scipy import stats
 
-        assert values["pearson"] == pytest.approx(stats.pearsonr(predicted, labels)[0])
-        assert values["spearman"] == pytest.approx(stats.spearmanr(predicted, labels)[0])
+    assert values["pearson"] == pytest.approx(stats.pearsonr(predicted, labels)[0])
+    assert values["spearman"] == pytest.approx(stats.spearmanr(predicted, labels)[0])
 
 
 # ---------------------------------------------------------------------------- phases and figures
