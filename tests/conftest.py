@@ -11,6 +11,8 @@ from sasbert.options import defaults
 REPO = Path(__file__).resolve().parents[1]
 RESOURCES = REPO / "resources"
 EWT = RESOURCES / "ud" / "UD_English-EWT"
+EWT_DEV = EWT / "en_ewt-ud-dev.conllu.gz"
+BERT_VOCAB = RESOURCES / "tokenizer" / "bert-base-uncased-vocab.txt"
 
 # Two cores: tests must not oversubscribe them.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -20,6 +22,29 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 WORKFLOW_FILES = ["Snakefile", "workflow", "src", "resources", "config.yaml", "config", "profiles"]
+
+
+def tiny_bert_config(vocab_size: int, hidden_size: int = 64, max_position: int = 128, **overrides):
+    """A 2-layer x 2-head BERT configuration for models made in a test (feed-forward 2 x hidden)."""
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
+        max_position_embeddings=max_position,
+        **overrides,
+    )
+
+
+@pytest.fixture(scope="module")
+def bert_tokenizer():
+    """bert-base-uncased's WordPiece tokenizer, from the vendored vocabulary."""
+    from transformers import BertTokenizerFast
+
+    return BertTokenizerFast(vocab_file=str(BERT_VOCAB))
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, job_counts, link_workflow, snakemake_ok
+from conftest import REPO, job_counts, link_workflow, snakemake_ok, tiny_bert_config
 from sasbert import config as sasconfig
 from sasbert import glue, phases
 from sasbert.errors import InputError
@@ -251,18 +251,11 @@ def tiny_checkpoints(tmp_path_factory):
     sentences from bad ones on pairs that are in neither split of the task, then saved as a masked
     LM (the classifier head dropped), as a checkpoint of a pretraining run would be."""
     import torch
-    from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertTokenizerFast
+    from transformers import BertForMaskedLM, BertForSequenceClassification, BertTokenizerFast
 
     folder = tmp_path_factory.mktemp("glue_series")
     tokenizer = BertTokenizerFast(vocab_file=str(VOCAB), do_lower_case=True)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=128,
-        max_position_embeddings=128,
-    )
+    config = tiny_bert_config(tokenizer.vocab_size)
     torch.manual_seed(0)
     random_init = BertForMaskedLM(config)
     random_init.save_pretrained(folder / "step-0")

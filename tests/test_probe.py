@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import BERT_VOCAB, EWT_DEV, tiny_bert_config
 from sasbert import probe
 from sasbert.checkpoints import check_checkpoint_dir, step_from_name
 from sasbert.cli import main
@@ -18,8 +19,7 @@ from sasbert.errors import InputError
 torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
-VOCAB = ROOT / "resources" / "tokenizer" / "bert-base-uncased-vocab.txt"
-EWT_DEV = ROOT / "resources" / "ud" / "UD_English-EWT" / "en_ewt-ud-dev.conllu.gz"
+VOCAB = BERT_VOCAB
 WSJ = ROOT.parent / "shared" / "data" / "wsj_nltk_sample" / "nltk_wsj_dep_sample.conllu"
 DP, PD = probe.DIRECTIONS
 
@@ -29,27 +29,16 @@ DP, PD = probe.DIRECTIONS
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import BertTokenizerFast
-
-    return BertTokenizerFast(vocab_file=str(VOCAB))
+def tokenizer(bert_tokenizer):
+    return bert_tokenizer
 
 
 @pytest.fixture(scope="module")
 def model(tokenizer):
-    from transformers import BertConfig, BertForMaskedLM
+    from transformers import BertForMaskedLM
 
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=128,
-        max_position_embeddings=128,
-        attn_implementation="eager",
-    )
-    return BertForMaskedLM(config).eval()
+    return BertForMaskedLM(tiny_bert_config(tokenizer.vocab_size, attn_implementation="eager")).eval()
 
 
 @pytest.fixture(scope="module")

@@ -17,40 +17,29 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, job_counts, link_workflow, snakemake_ok
+from conftest import EWT_DEV, REPO, job_counts, link_workflow, snakemake_ok, tiny_bert_config
 from sasbert import config as sasconfig
 from sasbert import phases, probe
 from sasbert.errors import InputError
 
 torch.set_num_threads(1)
 
-VOCAB = REPO / "resources" / "tokenizer" / "bert-base-uncased-vocab.txt"
-EWT_DEV = REPO / "resources" / "ud" / "UD_English-EWT" / "en_ewt-ud-dev.conllu.gz"
 DP, PD = probe.DIRECTIONS
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import BertTokenizerFast
-
-    return BertTokenizerFast(vocab_file=str(VOCAB))
+def tokenizer(bert_tokenizer):
+    return bert_tokenizer
 
 
 @pytest.fixture(scope="module")
 def model(tokenizer):
-    from transformers import BertConfig, BertForMaskedLM
+    from transformers import BertForMaskedLM
 
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=160,
-        attn_implementation="eager",
-    )
-    return BertForMaskedLM(config).eval()
+    return BertForMaskedLM(
+        tiny_bert_config(tokenizer.vocab_size, hidden_size=32, max_position=160, attn_implementation="eager")
+    ).eval()
 
 
 def piece_attention(word_maps):
