@@ -93,6 +93,7 @@ def test_regularizer_moves_arc_attention(tiny_corpus):
 
     def arc_attention_after(lam, steps=15):
         model = build_model(tiny_spec()["model"], tokenizer.vocab_size, seed=0, max_position=64)
+        model.sas_options = tiny_spec()["regularizer"]
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
         for _ in range(steps):
             out = model(**batch, compute_sas=True)
@@ -308,3 +309,12 @@ def test_a_log_file_gets_plain_progress_lines(tiny_corpus, tmp_path):
     assert "\r" not in text
     assert "step 12/12 (100%)" in text and "ETA" in text
     assert any(line.startswith("{'loss'") for line in text.splitlines())
+
+
+def test_training_code_does_not_import_the_config_schema_code():
+    """Snakemake takes every sasbert module pretrain imports as a code input of each training job
+    (common.smk's stage_code): importing config.py or options.py would make an edit of them
+    retrain every run."""
+    probe = "import sys, sasbert.pretrain; print(sorted(m for m in sys.modules if m.startswith('sasbert')))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert "sasbert.config" not in loaded and "sasbert.options" not in loaded, loaded

@@ -5,6 +5,7 @@ import itertools
 import pytest
 import torch
 
+from sasbert.options import defaults
 from sasbert.regularizer import sas_regularizer
 from sasbert.schedules import lambda_at
 
@@ -94,6 +95,7 @@ def tiny_bert_batch(seed=0, B=3, S=16, vocab=120):
         max_position=64,
     )
     model.train()  # attention dropout on: R is taken after it, as the authors' code did
+    model.sas_options = defaults("train", "regularizer")
     g = torch.Generator().manual_seed(seed)
     input_ids = torch.randint(5, vocab, (B, S), generator=g)
     labels = torch.full_like(input_ids, -100)
@@ -209,6 +211,7 @@ def fused_case(seed=0, padded=True, tied=False):
         max_position=64,
     )
     model.train()
+    model.sas_options = defaults("train", "regularizer")
     _, batch = tiny_bert_batch(seed)
     if tied:
         with torch.no_grad():

@@ -69,7 +69,6 @@ from transformers import (
 
 from sasbert.atomic import atomic_path, write_parquet, write_text
 from sasbert.errors import InputError, TrainingDiverged, TrainingInterrupted
-from sasbert.options import defaults
 from sasbert.progress import LOG_INTERVAL_S, is_terminal
 from sasbert.regularizer import arc_indices, combine_arcs, install_arc_taps, install_fused_arcs, sas_weight
 from sasbert.schedules import decay_horizon, lambda_at
@@ -89,7 +88,9 @@ class MaskedHeadBertForMaskedLM(BertForMaskedLM):
     and config are BertForMaskedLM's.
     """
 
-    sas_options: dict = defaults("train", "regularizer")  # training sets the run's own
+    # the run's regularizer section (type, direction, attention, ...), set by train(); not read from
+    # the schema here, which would make config.py and options.py code inputs of every training job
+    sas_options: dict = {}
 
     def forward(self, input_ids, attention_mask=None, labels=None, heads=None, compute_sas=False):
         if not compute_sas:

@@ -25,6 +25,7 @@ the reference it is tested against.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 
@@ -188,6 +189,11 @@ def sas_weight(options: dict, n_arcs: int, n_sequences: int) -> float:
 ROW_CHUNK_ELEMENTS = 1 << 24  # gathered keys per backward chunk (rows x S x head dim), 64 MB in fp32
 
 
+def _full_bias(bias, query, key):
+    """The additive mask as a (B, H, S, S) view (broadcast dimensions stay stride 0), or None."""
+    return None if bias is None else bias.expand(*query.shape[:3], key.shape[-2])
+
+
 def _kernel_attention(query, key, value, bias, dropout_p, scale):
     """Fused attention output and its rows' log-sum-exp, or None where no kernel returns it.
 
@@ -201,7 +207,7 @@ def _kernel_attention(query, key, value, bias, dropout_p, scale):
                     query, key, value, dropout_p, False, False, scale=scale
                 )[:2]
             else:
-                full_bias = None if bias is None else bias.to(query.dtype).expand(*query.shape[:3], key.shape[-2])
+                full_bias = _full_bias(None if bias is None else bias.to(query.dtype), query, key)
                 out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(
                     query, key, value, full_bias, True, dropout_p, False, scale=scale
                 )[:2]
@@ -216,13 +222,9 @@ def _kernel_attention(query, key, value, bias, dropout_p, scale):
     return None
 
 
-_warned = set()
-
-
+@functools.cache
 def _warn_once(message):
-    if message not in _warned:
-        _warned.add(message)
-        logging.getLogger(__name__).warning(message)
+    logging.getLogger(__name__).warning(message)
 
 
 def row_logsumexp(query, key, bias, scale):
@@ -258,16 +260,6 @@ def attention_with_lse(query, key, value, bias, dropout_p, scale):
     return out, row_logsumexp(query, key, bias, scale)
 
 
-def _bias_rows(bias, batch, head, row):
-    """The additive mask's rows for (batch, head, query row) index vectors, (n, S) in fp32."""
-    if bias is None:
-        return None
-    bias = bias.expand(bias.shape[0], bias.shape[1], bias.shape[2], bias.shape[3])
-    head = head if bias.shape[1] > 1 else torch.zeros_like(head)
-    row = row if bias.shape[2] > 1 else torch.zeros_like(row)
-    return bias[batch, head, row].float()
-
-
 class ArcAttention(torch.autograd.Function):
     """The attention probabilities at given (batch, query, key) positions for every head, from
     q, k and the rows' log-sum-exp, with their exact gradient with respect to q and k.
@@ -287,10 +279,10 @@ class ArcAttention(torch.autograd.Function):
         k_rows = _position_major(key).index_select(0, batch * size + column).float()
         lse_rows = lse.transpose(1, 2).reshape(n_batch * size, n_heads).index_select(0, batch * size + row)
         values = torch.einsum("nhd,nhd->nh", q_rows, k_rows).mul_(scale).sub_(lse_rows)
-        if bias is not None:
+        full_bias = _full_bias(bias, query, key)
+        if full_bias is not None:
             heads = torch.arange(n_heads, device=query.device)
-            full = bias.expand(n_batch, n_heads, size, key.shape[2])
-            values = values + full[batch[:, None], heads, row[:, None], column[:, None]].float()
+            values = values + full_bias[batch[:, None], heads, row[:, None], column[:, None]].float()
         values = values.exp_()
         ctx.save_for_backward(query, key, lse, batch, row, column, values)
         ctx.bias, ctx.scale = bias, scale
@@ -321,8 +313,8 @@ class ArcAttention(torch.autograd.Function):
         q_t = _position_major(query).view(-1, dim).index_select(0, at_t).float()  # (c, d)
         # each pair's row of scores is offset by its bias and normalised by its log-sum-exp
         offsets = -lse.transpose(1, 2).reshape(-1).index_select(0, at_t)[:, None]
-        bias_rows = _bias_rows(bias, b, head, t)
-        offsets = offsets.expand(-1, size) if bias_rows is None else offsets + bias_rows
+        full_bias = _full_bias(bias, query, key)
+        offsets = offsets.expand(-1, size) if full_bias is None else offsets + full_bias[b, head, t].float()
 
         grad_query = q_t.new_zeros(n_batch * size * n_heads, dim)
         grad_key = q_t.new_zeros(n_batch, size, n_heads, dim)
