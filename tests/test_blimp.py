@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import tiny_bert_config
 from sasbert import blimp
 from sasbert.checkpoints import resolve_checkpoints, step_from_name
 from sasbert.cli import main
@@ -32,19 +33,11 @@ def ckpt(tmp_path_factory) -> Path:
     """A random tiny BERT (2 layers x 2 heads x 64 hidden, bert-base-uncased vocab) on disk.
     initializer_range 0.1 (not 0.02) so that predictions are far from uniform and pairs are
     separated by clear margins."""
-    from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
+    from transformers import BertForMaskedLM, BertTokenizerFast
 
     torch.manual_seed(0)
     tok = BertTokenizerFast(vocab_file=str(VOCAB))
-    cfg = BertConfig(
-        vocab_size=tok.vocab_size,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=128,
-        max_position_embeddings=64,
-        initializer_range=0.1,
-    )
+    cfg = tiny_bert_config(tok.vocab_size, max_position=64, initializer_range=0.1)
     d = tmp_path_factory.mktemp("run") / "step-0001000"
     BertForMaskedLM(cfg).eval().save_pretrained(d)
     tok.save_pretrained(d)
