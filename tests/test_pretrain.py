@@ -259,15 +259,19 @@ def max_difference(a, b):
     return max((a[name] - b[name]).abs().max().item() for name in a)
 
 
-@pytest.mark.parametrize("reduction, lam", [("mean", 5.0), ("sum", 0.05)])
-def test_lambda_means_the_same_on_two_processes_and_with_accumulation(tiny_corpus, tmp_path, reduction, lam):
+@pytest.mark.parametrize(
+    "reduction, lam, attention",
+    [("mean", 5.0, "post_dropout"), ("sum", 0.05, "post_dropout"), ("mean", 5.0, "pre_dropout")],
+)
+def test_lambda_means_the_same_on_two_processes_and_with_accumulation(tiny_corpus, tmp_path, reduction, lam, attention):
     """The regularized loss of a step does not depend on how the step's batch is split: 2 gloo
-    processes x 4 sequences, and 2 accumulation micro-batches of 4, both train like 1 x 8. The
-    same run at twice the lambda is the yardstick that the comparison can tell apart."""
+    processes x 4 sequences, and 2 accumulation micro-batches of 4, both train like 1 x 8, on the
+    eager and the fused path. The same run at twice the lambda is the yardstick that the
+    comparison can tell apart."""
 
     def spec(**overrides):
         s = tiny_spec(max_steps=6, checkpoint_steps=[0, 6], **{"lambda": lam, **overrides})
-        s["regularizer"] = {**s["regularizer"], "reduction": reduction}
+        s["regularizer"] = {**s["regularizer"], "reduction": reduction, "attention": attention}
         s["model"] = {**s["model"], "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
         return s
 
