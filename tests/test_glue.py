@@ -244,6 +244,30 @@ def matthews(labels, predictions) -> float:
     return value
 
 
+# The learned checkpoint's lesson: 100 pairs per paradigm after the task's 8 + 4 (the same draw, so
+# disjoint from both splits of the task), 3 epochs. With the 20 pairs x 8 epochs this fixture once
+# used, the encoder reached 0.53-0.55 on the task's validation pairs and the fine-tune's Matthews
+# interval touched 0 on some CPUs (issue 32); with this lesson it reaches 0.61-0.62 and every
+# fine-tuning seed's interval lies above 0.1 (measured under ATEN_CPU_CAPABILITY default, avx2 and
+# avx512: the tests' README table).
+LESSON_PAIRS_PER_PARADIGM, LESSON_EPOCHS, LESSON_LR = 100, 3, 1e-3
+# What the fixture must reach on the task's validation pairs before it stands for "a checkpoint that
+# has learned": a fixture too weak to carry the claim fails here, named, not in the comparison.
+LESSON_MIN_ACCURACY = 0.58
+FINETUNE_SEEDS = (0, 1)
+
+
+def pair_accuracy(classifier, tokenizer, frame) -> float:
+    import torch
+
+    classifier.eval()
+    inputs = tokenizer(frame["sentence"].tolist(), padding=True, return_tensors="pt")
+    with torch.no_grad():
+        predictions = classifier(**inputs).logits.argmax(-1).numpy()
+    classifier.train()
+    return float(np.mean(predictions == frame["label"].to_numpy()))
+
+
 @pytest.fixture(scope="module")
 def tiny_checkpoints(tmp_path_factory):
     """A tiny BERT at its random initialisation (step-0) and the same BERT after learning
@@ -260,16 +284,15 @@ def tiny_checkpoints(tmp_path_factory):
     random_init = BertForMaskedLM(config)
     random_init.save_pretrained(folder / "step-0")
     tokenizer.save_pretrained(folder / "step-0")
-    # the 12 pairs per paradigm after the task's 8 + 4 (the same draw): disjoint from the task
-    learning = glue.load_task("cola", blimp_source(12, 20), "unused/hub")["validation"]
+    lesson = glue.load_task("cola", blimp_source(12, LESSON_PAIRS_PER_PARADIGM), "unused/hub")["validation"]
     torch.manual_seed(1)
     classifier = BertForSequenceClassification(config)
     classifier.bert.load_state_dict(random_init.bert.state_dict(), strict=False)
-    optimizer = torch.optim.AdamW(classifier.parameters(), lr=3e-3)
-    labels = torch.tensor(learning["label"].to_numpy())
-    inputs = tokenizer(learning["sentence"].tolist(), padding=True, return_tensors="pt")
+    optimizer = torch.optim.AdamW(classifier.parameters(), lr=LESSON_LR)
+    labels = torch.tensor(lesson["label"].to_numpy())
+    inputs = tokenizer(lesson["sentence"].tolist(), padding=True, return_tensors="pt")
     order = torch.Generator().manual_seed(0)
-    for _ in range(8):
+    for _ in range(LESSON_EPOCHS):
         for batch in torch.randperm(len(labels), generator=order).split(128):
             mask = inputs["attention_mask"][batch]
             width = int(mask.sum(1).max())  # the batch's longest sentence
@@ -277,6 +300,8 @@ def tiny_checkpoints(tmp_path_factory):
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+    accuracy = pair_accuracy(classifier, tokenizer, glue.load_task("cola", blimp_source(), "unused/hub")["validation"])
+    assert accuracy >= LESSON_MIN_ACCURACY, f"the learned fixture reached only {accuracy:.3f} on the task's pairs"
     learned = BertForMaskedLM(config)
     learned.bert.load_state_dict(classifier.bert.state_dict(), strict=False)
     learned.save_pretrained(folder / "step-1000")
@@ -298,17 +323,22 @@ def test_finetuned_scores_equal_matthews_on_the_predictions_and_learning_beats_r
     options = {**defaults("glue"), **TINY_OPTIONS}
     scores = {}
     for name in ("step-0", "step-1000"):
-        metrics, predictions = glue.finetune(tiny_checkpoints / name, dataset, "cola", options, finetune_seed=0)
-        (row,) = metrics.to_dict("records")
-        assert (row["task"], row["split"], row["metric"]) == ("cola", "validation", "matthews_correlation")
-        assert row["n_examples"] == len(predictions) == 67 * 4 * 2
-        assert predictions["label"].tolist() == dataset["validation"]["label"]  # in the split's order
-        assert row["value"] == pytest.approx(matthews(predictions["label"], predictions["prediction"]))
-        scores[name] = row
+        for finetune_seed in FINETUNE_SEEDS:
+            metrics, predictions = glue.finetune(tiny_checkpoints / name, dataset, "cola", options, finetune_seed)
+            (row,) = metrics.to_dict("records")
+            assert (row["task"], row["split"], row["metric"]) == ("cola", "validation", "matthews_correlation")
+            assert row["n_examples"] == len(predictions) == 67 * 4 * 2
+            assert predictions["label"].tolist() == dataset["validation"]["label"]  # in the split's order
+            assert row["value"] == pytest.approx(matthews(predictions["label"], predictions["prediction"]))
+            scores[name, finetune_seed] = row
     # the random init never leaves the majority class at this size (Matthews 0); the learned encoder,
-    # with a new head, tells acceptable from unacceptable sentences it has never seen
-    assert scores["step-0"]["value"] == pytest.approx(0.0, abs=0.05)
-    assert scores["step-1000"]["ci_low"] > scores["step-0"]["ci_high"]
+    # with a new head, tells acceptable from unacceptable sentences it has never seen, whatever the
+    # fine-tuning seed: every learned interval lies above every random one
+    for finetune_seed in FINETUNE_SEEDS:
+        assert scores["step-0", finetune_seed]["value"] == pytest.approx(0.0, abs=0.05)
+    random_high = max(scores["step-0", s]["ci_high"] for s in FINETUNE_SEEDS)
+    learned_low = min(scores["step-1000", s]["ci_low"] for s in FINETUNE_SEEDS)
+    assert learned_low > random_high, scores
 
 
 def test_regression_and_pair_tasks_score_pearson_and_spearman_like_scipy(tiny_checkpoints, tmp_path):
