@@ -255,8 +255,9 @@ def test_a_redefined_run_does_not_resume_the_old_state(tiny_corpus, tmp_path):
     assert pd.read_parquet(tmp_path / "metrics" / "steps.parquet")["step"].tolist() == [1, 2, 3, 4]
 
 
-def max_difference(a, b):
-    return max((a[name] - b[name]).abs().max().item() for name in a)
+def weight_distance(a, b) -> float:
+    """The L2 norm of the difference of two state dicts, over all their parameters."""
+    return sum(((a[name] - b[name]).double() ** 2).sum().item() for name in a) ** 0.5
 
 
 @pytest.mark.parametrize(
@@ -267,7 +268,14 @@ def test_lambda_means_the_same_on_two_processes_and_with_accumulation(tiny_corpu
     """The regularized loss of a step does not depend on how the step's batch is split: 2 gloo
     processes x 4 sequences, and 2 accumulation micro-batches of 4, both train like 1 x 8, on the
     eager and the fused path. The same run at twice the lambda is the yardstick that the
-    comparison can tell apart."""
+    comparison can tell apart.
+
+    Distances are L2 over all weights, not the largest single difference: under Adam a parameter
+    whose gradient is near 0 takes an lr-sized step of either sign, so floating-point noise (the
+    fused kernel sums a batch of 4 in another order than a batch of 8) moves a few parameters by as
+    much as a real change (measured, issue 32: the largest difference of the fused path's split runs
+    was 0.057 of the yardstick's, a 10% change of lambda 0.30; their L2 distances 0.005 and 0.15,
+    under ATEN_CPU_CAPABILITY default and avx512 alike)."""
 
     def spec(**overrides):
         s = tiny_spec(max_steps=6, checkpoint_steps=[0, 6], **{"lambda": lam, **overrides})
@@ -291,9 +299,9 @@ def test_lambda_means_the_same_on_two_processes_and_with_accumulation(tiny_corpu
     assert result.returncode == 0, result.stderr[-3000:]
     runs["ddp"] = weights(tmp_path / "ddp", 6)
 
-    yardstick = max_difference(runs["single"], runs["double_lambda"])
-    assert max_difference(runs["single"], runs["ddp"]) < yardstick / 20
-    assert max_difference(runs["single"], runs["accumulated"]) < yardstick / 20
+    yardstick = weight_distance(runs["single"], runs["double_lambda"])
+    assert weight_distance(runs["single"], runs["ddp"]) < yardstick / 20
+    assert weight_distance(runs["single"], runs["accumulated"]) < yardstick / 20
     # the logged R is the step's R whatever the split
     single = pd.read_parquet(tmp_path / "single" / "metrics" / "steps.parquet")
     accumulated = pd.read_parquet(tmp_path / "accumulated" / "metrics" / "steps.parquet")
