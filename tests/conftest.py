@@ -61,21 +61,21 @@ def link_workflow(folder: Path) -> Path:
     return folder
 
 
-def snakemake(*args, cwd=REPO, timeout=1800) -> subprocess.CompletedProcess:
-    """The project's real snakemake, run in ``cwd``."""
+def snakemake(*args, cwd=REPO, timeout=1800, env=None) -> subprocess.CompletedProcess:
+    """The project's real snakemake, run in ``cwd`` (``env``: variables to add)."""
     return subprocess.run(
         [SNAKEMAKE, *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
 
 
-def snakemake_ok(*args, cwd, timeout=1800) -> str:
+def snakemake_ok(*args, cwd, timeout=1800, env=None) -> str:
     """Run snakemake, fail the test with the log's end unless it succeeds; return its output."""
-    result = snakemake(*args, cwd=cwd, timeout=timeout)
+    result = snakemake(*args, cwd=cwd, timeout=timeout, env=env)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     return output

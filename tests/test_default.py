@@ -10,8 +10,6 @@ import pytest
 from conftest import REPO, job_counts, link_workflow, snakemake, snakemake_ok
 from sasbert.figures import FIGURES
 
-FIGURE_RULES = {f"figure_{name.split('_', 1)[1]}" for name in FIGURES}
-
 LIGHT_BLIMP = [
     "--configfile",
     str(REPO / "tests" / "configs" / "default-light-blimp.yaml"),
@@ -102,22 +100,23 @@ def test_the_default_shows_the_transition_and_reruns_only_what_changes(tmp_path)
     for figure in FIGURES:
         assert f"{figure}.png" in html, figure
 
-    # code inputs follow the imports: editing cli.py (dispatch only) reruns nothing, figures.py only
-    # the figures (Snakemake checksums inputs, so the edit must change their content; the edits go to
-    # a copy of src/ in this working directory, which is what its rules track)
+    # what a job runs is its code (sasbert.code_identity): a comment in cli.py or in the figures'
+    # shared module plans nothing, a real change of one figure's module redraws that figure alone
+    # (the edits go to a copy of src/ in this working directory, which its rules fingerprint and,
+    # through PYTHONPATH, its jobs run)
     (workdir / "src").unlink()
-    shutil.copytree(REPO / "src", workdir / "src")
-    for name in ("cli.py", "figures.py"):
-        shutil.copystat(REPO / "src" / "sasbert" / name, workdir / "src" / "sasbert" / name)
-    assert "Nothing to be done" in snakemake_ok("-n", "--cores", "2", *LIGHT_BLIMP, cwd=workdir)
-    with open(workdir / "src" / "sasbert" / "cli.py", "a") as handle:
-        handle.write("# an edit\n")
-    assert "Nothing to be done" in snakemake_ok("-n", "--cores", "2", *LIGHT_BLIMP, cwd=workdir)
-    with open(workdir / "src" / "sasbert" / "figures.py", "a") as handle:
-        handle.write("# an edit\n")
-    jobs = job_counts(snakemake_ok("-n", "--cores", "2", *LIGHT_BLIMP, cwd=workdir))
-    assert set(jobs) - {"all"} == {rule for rule in FIGURE_RULES}, jobs
-    snakemake_ok("--cores", "2", *LIGHT_BLIMP, cwd=workdir)
+    shutil.copytree(REPO / "src", workdir / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    own_code = {"PYTHONPATH": str(workdir / "src")}
+    assert "Nothing to be done" in snakemake_ok("-n", "--cores", "2", *LIGHT_BLIMP, cwd=workdir, env=own_code)
+    for name in ("cli.py", "figures/common.py"):
+        with open(workdir / "src" / "sasbert" / name, "a") as handle:
+            handle.write("# an edit\n")
+    assert "Nothing to be done" in snakemake_ok("-n", "--cores", "2", *LIGHT_BLIMP, cwd=workdir, env=own_code)
+    release = workdir / "src" / "sasbert" / "figures" / "release.py"
+    release.write_text(release.read_text().replace("new_figure(options.width, 5.0)", "new_figure(options.width, 5.5)"))
+    jobs = job_counts(snakemake_ok("-n", "--cores", "2", *LIGHT_BLIMP, cwd=workdir, env=own_code))
+    assert set(jobs) - {"all"} == {"figure_release"}, jobs
+    snakemake_ok("--cores", "2", *LIGHT_BLIMP, cwd=workdir, env=own_code)
 
     # a new seed trains and evaluates only that seed's jobs
     (workdir / "seed1.yaml").write_text("seeds: [0, 1]\n")

@@ -60,6 +60,8 @@ import numpy as np
 import pandas as pd
 
 from sasbert.checkpoints import (
+    SELECTION_OPTIONS,
+    frame_sha256,
     load_language_model,
     load_masked_lm,
     model_kind,
@@ -67,6 +69,7 @@ from sasbert.checkpoints import (
     resolve_device,
     score_series,
 )
+from sasbert.code_identity import code_fingerprint
 from sasbert.errors import InputError
 from sasbert.options import add_option_flags
 from sasbert.options import defaults as schema_defaults
@@ -594,9 +597,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sc.add_argument(
         "--cache-dir",
         default=None,
-        help="keep each checkpoint's pair scores here and reuse those newer than the "
-        "checkpoint (resume a job that was stopped part-way through a series); the "
-        "folder must be specific to the pairs and variant",
+        help="keep each checkpoint's pair scores here, with what they were computed from (the "
+        "scoring code's fingerprint, the options, the pairs), and reuse those computed from the "
+        "same and newer than the checkpoint (resume a job stopped part-way through a series)",
     )
     ga = sub.add_parser("gather", help="stack per-checkpoint summaries into one table")
     ga.add_argument("--inputs", nargs="+", required=True, help="summary parquet files")
@@ -649,7 +652,13 @@ def run(args: argparse.Namespace) -> None:
         log.info("step %d (%s): overall accuracy %.4f", step, path, scored.groupby("UID")["correct"].mean().mean())
         return {"pairs": scored}
 
-    all_pairs = score_series(checkpoints, score, ["pairs"], args.cache_dir, log)["pairs"]
+    identity = {
+        "code": code_fingerprint("blimp"),
+        "options": {k: v for k, v in opts.items() if k not in SELECTION_OPTIONS},
+        "method": method,
+        "pairs": frame_sha256(pairs),
+    }
+    all_pairs = score_series(checkpoints, score, ["pairs"], args.cache_dir, log, identity)["pairs"]
     summary = _sort_summary(summarize(all_pairs, method))
     write_parquet(all_pairs, args.out_pairs)
     write_parquet(summary, args.out_summary)

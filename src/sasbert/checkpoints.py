@@ -126,6 +126,33 @@ def resolve_checkpoints(specs: Sequence[str], steps: Sequence[int] | None = None
     return sorted(zip(paths, step_list), key=lambda pair: pair[1])
 
 
+# Options that choose which checkpoints a stage scores, not how: a per-checkpoint cache entry made
+# under another value is still valid.
+SELECTION_OPTIONS = ("every_steps",)
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's content (what a table was scored against)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def frame_sha256(frame) -> str:
+    """sha256 of a DataFrame's values, index and column names (e.g. the BLiMP pairs scored)."""
+    import hashlib
+
+    import pandas as pd
+
+    digest = hashlib.sha256(repr(list(frame.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
 def newer_than_checkpoint(outputs: Sequence[str | Path], checkpoint: str | Path) -> bool:
     """True when every output exists and was written after the checkpoint's files."""
     checkpoint = Path(checkpoint)
@@ -139,33 +166,69 @@ def score_series(
     tables: Sequence[str],
     cache_dir: str | Path | None,
     log: logging.Logger,
+    identity: dict | None = None,
 ) -> dict:
     """Score every (folder, step) of a series: ``score(folder, step)`` returns one DataFrame per
     name in ``tables``; the result stacks each table over the series, in its order.
 
     The one way a stage resumes per-checkpoint work: with ``cache_dir``, each checkpoint's tables
-    are kept there (``step-<step>.<table>.parquet``) and reused while newer than the checkpoint,
-    so a retried job (Slurm time limit, preemption) redoes only what is missing or stale (a
-    retrained checkpoint), and a run's job takes what its parts' jobs scored.
+    are kept there (``step-<step>.<table>.parquet``), beside the identity they were computed with
+    (``step-<step>.identity.json``: the scoring code's fingerprint, the options, the content of
+    what the checkpoint is scored against; see ``sasbert.code_identity``). An entry is reused only
+    when its identity equals ``identity`` and its tables are newer than the checkpoint's files, so
+    a retried job (Slurm time limit, preemption) redoes only what is missing, a run's job takes
+    what its parts' jobs scored, and a retrained checkpoint, a fix to the scoring code or another
+    option is scored again, never served from the cache.
     """
+    import json
+
     import pandas as pd
 
-    from sasbert.atomic import write_parquet
+    from sasbert.atomic import write_parquet, write_text
 
+    identity_text = json.dumps(identity or {}, sort_keys=True, indent=1) + "\n"
     stacked: dict = {name: [] for name in tables}
     for path, step in series:
-        cached = {name: Path(cache_dir) / f"step-{step}.{name}.parquet" for name in tables} if cache_dir else None
-        if cached is not None and newer_than_checkpoint(list(cached.values()), path):
-            log.info("step %d (%s): kept from %s", step, path, Path(cache_dir))
-            result = {name: pd.read_parquet(cached[name]) for name in tables}
-        else:
+        result = None
+        if cache_dir:
+            cached = {name: Path(cache_dir) / f"step-{step}.{name}.parquet" for name in tables}
+            identity_file = Path(cache_dir) / f"step-{step}.identity.json"
+            stale = cache_entry_stale(cached, identity_file, identity_text, path)
+            if stale is None:
+                log.info("step %d (%s): kept from %s", step, path, Path(cache_dir))
+                result = {name: pd.read_parquet(cached[name]) for name in tables}
+            elif stale != "not scored yet":
+                log.info("step %d (%s): scoring again (%s)", step, path, stale)
+        if result is None:
             result = score(path, step)
-            if cached is not None:
+            if cache_dir:
+                identity_file.unlink(missing_ok=True)  # the entry is valid only once all is written
                 for name in tables:
                     write_parquet(result[name], cached[name])
+                write_text(identity_text, identity_file)
         for name in tables:
             stacked[name].append(result[name])
     return {name: pd.concat(frames, ignore_index=True) for name, frames in stacked.items()}
+
+
+def cache_entry_stale(cached: dict, identity_file: Path, identity_text: str, checkpoint: Path) -> str | None:
+    """Why a per-checkpoint cache entry may not be reused, or None when it may."""
+    import json
+
+    if not all(Path(p).is_file() for p in cached.values()):
+        return "not scored yet"
+    try:
+        kept = json.loads(identity_file.read_text())
+    except (OSError, ValueError):
+        return "its entry has no identity: made before scoring code was tracked, or cut short"
+    wanted = json.loads(identity_text)
+    changed = sorted(k for k in set(kept) | set(wanted) if kept.get(k) != wanted.get(k))
+    if changed:
+        names = {"code": "the scoring code"}
+        return "changed: " + ", ".join(names.get(k, k) for k in changed)
+    if not newer_than_checkpoint(list(cached.values()), checkpoint):
+        return "the checkpoint is newer than its scores"
+    return None
 
 
 def resolve_device(name: str):

@@ -27,7 +27,7 @@ What this module adds to the Trainer, and why:
   naming the step.
 - Resume state belongs to one identity (``run_identity``): everything that shapes the weights
   (the spec without max_steps and the schedule, the content of the dataset and tokenizer, the
-  release run's starting checkpoint). When it changes, the old state is removed and the log says
+  release run's starting checkpoint, the fingerprint of the training code: ``code_identity``). When it changes, the old state is removed and the log says
   what changed.
 
 Layout of a run directory ``<run_dir>``:
@@ -68,6 +68,7 @@ from transformers import (
 )
 
 from sasbert.atomic import atomic_path, write_parquet, write_text
+from sasbert.code_identity import changed_modules, training_fingerprints
 from sasbert.errors import InputError, TrainingDiverged, TrainingInterrupted
 from sasbert.progress import LOG_INTERVAL_S, is_terminal
 from sasbert.regularizer import arc_indices, combine_arcs, install_arc_taps, install_fused_arcs, sas_weight
@@ -533,19 +534,28 @@ def fingerprint(*folders: str | Path, skip: tuple[str, ...] = ("state.json",)) -
     return digest.hexdigest()
 
 
-def run_identity(spec: dict, data_fingerprint: str, start_fingerprint: str | None) -> dict:
-    """Everything that shapes a run's weights: what decides whether ``state/`` may be resumed."""
+def run_identity(
+    spec: dict, data_fingerprint: str, start_fingerprint: str | None, code: dict[str, str] | None = None
+) -> dict:
+    """Everything that shapes a run's weights: what decides whether ``state/`` may be resumed.
+    ``code``: the training code's module fingerprints (``code_identity.training_fingerprints``,
+    computed from the code this process runs when not given)."""
     identity = {k: v for k, v in spec.items() if k not in NOT_IDENTITY_KEYS}
     identity["decay_horizon"] = decay_horizon(spec)
     identity["data"] = data_fingerprint
     identity["start"] = start_fingerprint  # a release run's starting checkpoint (its weights)
+    identity["code"] = code if code is not None else training_fingerprints(spec["lambda"])
     return identity
 
 
 def discard_stale_state(state_dir: Path, identity: dict) -> None:
     """Resume state belongs to one identity: when the run is redefined (another lambda, model,
-    corpus, tokenizer, starting checkpoint...), its old checkpoints must not be resumed from, so
-    they are removed, with the reason in the log."""
+    corpus, tokenizer, starting checkpoint, training code...), its old checkpoints must not be
+    resumed from, so they are removed, with the reason in the log.
+
+    A state saved before the training code was part of the identity (an identity.json without
+    ``code``, otherwise equal) is taken as made by the code that runs now: its identity is
+    completed in place, and nothing is retrained (README, "What counts as code")."""
     text = json.dumps(identity, sort_keys=True, indent=1) + "\n"
     identity_file = state_dir / "identity.json"
     if state_dir.exists() and (not identity_file.is_file() or identity_file.read_text() != text):
@@ -553,12 +563,17 @@ def discard_stale_state(state_dir: Path, identity: dict) -> None:
             old = json.loads(identity_file.read_text())
         except (OSError, ValueError):
             old = None
+        if old is not None and "code" not in old and old == {k: v for k, v in identity.items() if k != "code"}:
+            log.info(
+                "%s: identity.json completed with the training code's fingerprint (saved before it counted)", state_dir
+            )
+            write_text(text, identity_file)
+            return
         if old is None:
             reason = "it has no readable identity.json"
         else:
             changed = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
-            names = {"data": "the dataset or tokenizer content", "start": "the starting checkpoint"}
-            reason = "changed: " + ", ".join(names.get(k, k) for k in changed)
+            reason = "changed: " + ", ".join(_identity_change(k, old, identity) for k in changed)
         if any(state_dir.iterdir()):
             log.warning("%s: not resuming the saved state (%s); training again from scratch", state_dir, reason)
         shutil.rmtree(state_dir)
@@ -567,6 +582,14 @@ def discard_stale_state(state_dir: Path, identity: dict) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     if not identity_file.is_file():
         write_text(text, identity_file)
+
+
+def _identity_change(key: str, old: dict, new: dict) -> str:
+    """How the log names a changed identity key."""
+    if key == "code":
+        modules = changed_modules(old.get("code") or {}, new.get("code") or {})
+        return f"the training code ({', '.join(modules)})"
+    return {"data": "the dataset or tokenizer content", "start": "the starting checkpoint"}.get(key, key)
 
 
 def saved_steps(state_dir: Path) -> list[int]:

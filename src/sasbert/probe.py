@@ -95,12 +95,15 @@ import pandas as pd
 from sasbert import textio, treebank
 from sasbert.atomic import write_parquet
 from sasbert.checkpoints import (
+    SELECTION_OPTIONS,
     architecture_kind,
+    file_sha256,
     load_language_model,
     resolve_checkpoints,
     resolve_device,
     score_series,
 )
+from sasbert.code_identity import code_fingerprint
 from sasbert.errors import InputError
 from sasbert.options import add_option_flags
 from sasbert.options import defaults as schema_defaults
@@ -1125,9 +1128,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     score.add_argument(
         "--cache-dir",
         default=None,
-        help="keep each checkpoint's tables here and reuse those newer than the checkpoint "
-        "(resume a job that was stopped part-way through a series); the folder must be "
-        "specific to the treebank and the scoring options",
+        help="keep each checkpoint's tables here, with what they were computed from (the scoring "
+        "code's fingerprint, the options, the treebank's content), and reuse those computed from "
+        "the same and newer than the checkpoint (resume a job stopped part-way through a series)",
     )
     add_option_flags(
         score,
@@ -1241,7 +1244,16 @@ def _run_score(args: argparse.Namespace) -> None:
         )
         return {"scores": result.scores, "summary": result.summary}
 
-    tables = score_series(series, score, ["scores", "summary"], args.cache_dir, log)
+    identity = {
+        "code": code_fingerprint("probe"),
+        "options": {k: v for k, v in opts.items() if k not in SELECTION_OPTIONS},
+        "treebank": file_sha256(treebank),
+        "treebank_name": name,
+        "exclude_relations": sorted(args.exclude_relations),
+        "punct_tags": sorted(args.punct_tags),
+        "dtype": args.dtype,
+    }
+    tables = score_series(series, score, ["scores", "summary"], args.cache_dir, log, identity)
     write_parquet(tables["scores"], args.out_scores)
     write_parquet(tables["summary"], args.out_summary)
 

@@ -18,6 +18,13 @@ def lambda_at(schedule, step: int) -> float:
     return 0.0  # past the last stage's until_step
 
 
+def is_zero(schedule) -> bool:
+    """True when the weight is 0 at every step (a run that never computes the regularizer)."""
+    if isinstance(schedule, (int, float)):
+        return schedule == 0
+    return all(stage["value"] == 0 for stage in schedule)
+
+
 def final_lambda(schedule) -> float:
     """The weight after every stage has ended (what a run trains with at the end)."""
     return lambda_at(schedule, math.inf)

@@ -1,7 +1,7 @@
 # Stages 7-8: all-runs tables, phases (onsets) and the figures, from tables alone.
 # `tables` stacks every run x seed's pretrain/probe/BLiMP tables into results/tables/; `phases`
-# finds the onsets there; each figure rule reads only results/tables/, so a figure option or an
-# edit of figures.py reruns the figure jobs and nothing else, and figures can be redrawn from a
+# finds the onsets there; each figure rule reads only results/tables/, so a figure option or a
+# change of sasbert/figures/ reruns figure jobs and nothing else, and figures can be redrawn from a
 # results/ folder copied from a cluster without its checkpoints:
 #     snakemake figures --cores 1 --allowed-rules tables phases figure_training \
 #         figure_regularizers figure_release figure_heads figure_phenomena figure_seeds
@@ -18,7 +18,6 @@ rule tables:
         scores=measured("probe", "scores.parquet"),
         blimp=measured("blimp", "summary.parquet"),
         fetched=[f"results/series/{name}/fetched.json" for name in HUB_SERIES],
-        code=stage_code("phases", "tables"),
     output:
         runs="results/tables/runs.parquet",
         train="results/tables/train.parquet",
@@ -34,6 +33,7 @@ rule tables:
     conda:
         CONDA_ENV
     params:
+        code=code_fingerprint("phases", "tables"),
         # a trained run's tokens per step: the global batch's sequence positions
         runs=json.dumps(
             [
@@ -58,7 +58,6 @@ rule phases:
         uas="results/tables/uas.parquet",
         blimp="results/tables/blimp.parquet",
         glue=glue_tables(),
-        code=stage_code("phases", "tables"),
     output:
         table="results/tables/phases.parquet",
         csv=report(
@@ -75,6 +74,7 @@ rule phases:
     conda:
         CONDA_ENV
     params:
+        code=code_fingerprint("phases", "tables"),
         # the early unigram-learning drop of the loss is skipped: search from the end of warmup
         options=stage_options(
             "phases",
@@ -91,7 +91,7 @@ rule phases:
         " --options {params.options:q} > {log} 2>&1"
 
 
-# One rule per figure (so changing one figure's code or options reruns only what it reads), made
+# One rule per figure (so changing one figure's module or options reruns only that figure), made
 # from sasbert.figures.FIGURES, the one list of figures: the tables each reads, its number and
 # section in the report. Each job is passed exactly the table files it reads and the files it writes.
 for figure, spec in sasfigures.FIGURES.items():
@@ -103,7 +103,6 @@ for figure, spec in sasfigures.FIGURES.items():
             tables=[f"results/tables/{table}.parquet" for table in spec.tables]
             + (glue_tables() if "glue" in spec.optional_tables else []),
             phases="results/tables/phases.parquet",
-            code=stage_code("figures", "phases", "tables"),
         output:
             png=report(
                 f"results/figures/{figure}.png",
@@ -121,6 +120,7 @@ for figure, spec in sasfigures.FIGURES.items():
         conda:
             CONDA_ENV
         params:
+            code=code_fingerprint(f"figures.{spec.module}"),
             figure=figure,
             options=stage_options("figures"),  # every figure job gets all of config["figures"]
         shell:

@@ -17,7 +17,6 @@ rule blimp_part:
     input:
         checkpoints="results/pretrain/{run}/seed{seed}/parts/until-{end}",
         data=config["blimp"]["data_dir"],
-        code=stage_code("blimp", "checkpoints", "tables"),
     output:
         pairs="results/blimp/{run}/seed{seed}/parts/until-{end}.pairs.parquet",
         summary="results/blimp/{run}/seed{seed}/parts/until-{end}.summary.parquet",
@@ -32,6 +31,7 @@ rule blimp_part:
         gpu=0,
         mem_mb=4000,
     params:
+        code=code_fingerprint("blimp", "checkpoints", "tables"),
         checkpoints=checkpoint_args,
         options=stage_options("blimp"),
         by_step=blimp_by_step,
@@ -44,7 +44,6 @@ rule blimp:
         checkpoints=scored_checkpoints,
         parts=scored_parts("blimp", "summary.parquet"),
         data=config["blimp"]["data_dir"],
-        code=stage_code("blimp", "checkpoints", "tables"),
     output:
         pairs="results/blimp/{run}/seed{seed}/pairs.parquet",
         summary="results/blimp/{run}/seed{seed}/summary.parquet",
@@ -59,6 +58,7 @@ rule blimp:
         gpu=0,
         mem_mb=4000,
     params:
+        code=code_fingerprint("blimp", "checkpoints", "tables"),
         checkpoints=checkpoint_args,
         options=stage_options("blimp"),
         by_step=blimp_by_step,

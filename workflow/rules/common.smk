@@ -1,6 +1,5 @@
 # Shared helpers: config validation, paths, input functions. The only rule file with real Python.
 # Never import torch here: the DAG is built on login nodes and laptops alike.
-import ast
 import hashlib
 import json
 import os
@@ -13,6 +12,7 @@ from snakemake.logging import logger
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from sasbert import checkpoints as sascheckpoints  # noqa: E402
+from sasbert import code_identity  # noqa: E402
 from sasbert import config as sasconfig  # noqa: E402
 from sasbert import hub as sashub  # noqa: E402
 from sasbert import textio  # noqa: E402
@@ -70,27 +70,23 @@ wildcard_constraints:
     end=r"\d+",
 
 
-def stage_code(*modules):
-    """The package modules a stage runs, as inputs, so that editing one reruns the stage (Snakemake
-    does not track code called from `shell:`): the named modules and every `sasbert` module they
-    import, found by reading their import statements. `cli.py` only dispatches to a stage's
-    module and is imported by none, so editing it reruns nothing."""
-    src = Path(workflow.basedir) / "src" / "sasbert"
-    seen, todo = set(), list(modules)
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        for node in ast.walk(ast.parse((src / f"{name}.py").read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "sasbert":
-                parts = node.module.split(".")
-                todo += (
-                    [parts[1]] if len(parts) > 1 else [a.name for a in node.names if (src / f"{a.name}.py").is_file()]
-                )
-            elif isinstance(node, ast.Import):
-                todo += [a.name.split(".")[1] for a in node.names if a.name.startswith("sasbert.")]
-    return [str(src / f"{name}.py") for name in sorted(seen)]
+# The code part of every job's identity (sasbert.code_identity): a job parameter, which Snakemake
+# compares by value. A real change of the code a stage runs reruns it ("Params have changed"); a
+# comment, a docstring, `touch`, a moved folder or a fresh clone changes no fingerprint and reruns
+# nothing. The jobs compute the same fingerprints from the code they run, for the resume state and
+# the per-checkpoint caches that Snakemake cannot see into.
+PACKAGE_DIR = Path(workflow.basedir) / "src" / "sasbert"
+
+
+def code_fingerprint(*modules):
+    """The fingerprint of the code of ``modules`` and every package module they import."""
+    return code_identity.code_fingerprint(*modules, package_dir=PACKAGE_DIR)
+
+
+def training_code(wildcards):
+    """A run's training code: without the regularizer where lambda is 0 at every step
+    (``code_identity.training_modules`` says why)."""
+    return code_identity.training_fingerprint(RUNS[wildcards.run]["lambda"], package_dir=PACKAGE_DIR)
 
 
 def corpus_inputs():
@@ -121,12 +117,11 @@ def options_key(options):
     return hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
 
 
-# Options that choose which checkpoints a stage scores, not how: a change keeps the scores made.
-SELECTION_KEYS = {"every_steps"}
-
-
 def by_step_dir(stage, wildcards):
-    scoring = {k: v for k, v in config[stage].items() if k not in SELECTION_KEYS}
+    """Where a probe or BLiMP job of a run x seed keeps its per-checkpoint tables (each entry also
+    records the code, options and data it was computed from, and is reused only for the same)."""
+    # options that choose which checkpoints are scored, not how: a change keeps the scores made
+    scoring = {k: v for k, v in config[stage].items() if k not in sascheckpoints.SELECTION_OPTIONS}
     return f"results/{stage}/{wildcards.run}/seed{wildcards.seed}/by_step-{options_key(scoring)}"
 
 

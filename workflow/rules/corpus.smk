@@ -4,7 +4,6 @@
 rule corpus:
     input:
         data=corpus_files(),
-        code=stage_code("corpus"),
     output:
         shards=expand("results/corpus/{{corpus}}/shard-{shard}.parquet", shard=SHARDS),
     log:
@@ -14,6 +13,7 @@ rule corpus:
     conda:
         CONDA_ENV
     params:
+        code=code_fingerprint("corpus"),
         kind=corpus_kind(),
         files=corpus_file_flags(),
         options=corpus_options(),

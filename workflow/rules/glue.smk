@@ -14,7 +14,6 @@ localrules:
 rule glue_data:
     input:
         files=glue_data_files,
-        code=stage_code("glue"),
     output:
         directory("results/glue/data/{task}"),
     log:
@@ -24,6 +23,7 @@ rule glue_data:
     conda:
         CONDA_ENV
     params:
+        code=code_fingerprint("glue"),
         source=glue_source_args,
     shell:
         "sasbert glue prepare --task {wildcards.task} {params.source} --out {output:q} > {log} 2>&1"
@@ -33,7 +33,6 @@ rule glue:
     input:
         checkpoint=glue_checkpoint,
         data="results/glue/data/{task}",
-        code=stage_code("glue", "checkpoints"),
     output:
         metrics="results/glue/{run}/seed{seed}/{task}/step-{step}.ft{fseed}.metrics.parquet",
         predictions="results/glue/{run}/seed{seed}/{task}/step-{step}.ft{fseed}.predictions.parquet",
@@ -51,6 +50,7 @@ rule glue:
         gpu=0,
         mem_mb=8000,
     params:
+        code=code_fingerprint("glue", "checkpoints"),
         checkpoint=glue_checkpoint_arg,
         options=glue_options() if GLUE else "",
     shell:
@@ -63,7 +63,6 @@ rule glue:
 rule glue_gather:
     input:
         metrics=glue_run_metrics,
-        code=stage_code("glue"),
     output:
         "results/glue/{run}/seed{seed}/metrics.parquet",
     log:
@@ -72,6 +71,8 @@ rule glue_gather:
         "results/benchmarks/glue/{run}/seed{seed}.gather.tsv"
     conda:
         CONDA_ENV
+    params:
+        code=code_fingerprint("glue"),
     shell:
         "sasbert glue gather --inputs {input.metrics:q} --out {output:q} > {log} 2>&1"
 
@@ -79,7 +80,6 @@ rule glue_gather:
 rule glue_table:
     input:
         runs=[f"results/glue/{run}/seed{seed}/metrics.parquet" for run, seed in glue_measured()] if GLUE else [],
-        code=stage_code("glue"),
     output:
         table="results/tables/glue.parquet",
         summary="results/tables/glue_summary.parquet",
@@ -89,6 +89,8 @@ rule glue_table:
         "results/benchmarks/glue/table.tsv"
     conda:
         CONDA_ENV
+    params:
+        code=code_fingerprint("glue"),
     shell:
         "sasbert glue gather --inputs {input.runs:q} --out {output.table:q} --out-summary {output.summary:q}"
         " > {log} 2>&1"

@@ -7,7 +7,6 @@ rule parse:
     input:
         shard="results/corpus/{corpus}/shard-{shard}.parquet",
         models=[STANZA_MANIFEST] if config["corpus"]["backend"] == "stanza" else [],
-        code=stage_code("parse"),
     output:
         "results/parse/{corpus}/shard-{shard}.parquet",
     log:
@@ -20,6 +19,7 @@ rule parse:
     resources:
         gpu=parse_gpus(),
     params:
+        code=code_fingerprint("parse"),
         backend=config["corpus"]["backend"],
         backend_args=parse_backend_args(),
     shell:
@@ -34,8 +34,6 @@ localrules:
 
 
 rule stanza_models:
-    input:
-        code=stage_code("parse", "stanza_models"),
     output:
         STANZA_MANIFEST,
     log:
@@ -45,6 +43,7 @@ rule stanza_models:
     conda:
         CONDA_ENV
     params:
+        code=code_fingerprint("parse", "stanza_models"),
         dir=config["corpus"]["stanza"]["resources_dir"],
         # only what chooses the models (a batch size or device change does not recheck them)
         options=json.dumps(
@@ -65,7 +64,6 @@ rule corpus_report:
         corpus=expand("results/corpus/{{corpus}}/shard-{shard}.parquet", shard=SHARDS),
         parsed=expand("results/parse/{{corpus}}/shard-{shard}.parquet", shard=SHARDS),
         stats="results/tokenize/{corpus}/stats.json",
-        code=stage_code("corpus_report", "parse", "tables"),
     output:
         "results/parse/{corpus}/report.csv",
     log:
@@ -73,6 +71,7 @@ rule corpus_report:
     conda:
         CONDA_ENV
     params:
+        code=code_fingerprint("corpus_report", "parse", "tables"),
         backend=config["corpus"]["backend"],
         benchmarks=expand("results/benchmarks/parse/{{corpus}}/shard-{shard}.tsv", shard=SHARDS),
     shell:

@@ -8,8 +8,6 @@ localrules:
 
 
 rule pretokenized_fetch:
-    input:
-        code=stage_code("pretokenized"),
     output:
         "results/pretokenized/{corpus}/fetched.json",
     log:
@@ -19,6 +17,7 @@ rule pretokenized_fetch:
     conda:
         CONDA_ENV
     params:
+        code=code_fingerprint("pretokenized"),
         options=pretokenized_fetch_options,
     shell:
         "sasbert pretokenized fetch --options {params.options:q} --out {output:q} > {log} 2>&1"
@@ -28,7 +27,6 @@ rule pretokenized:
     input:
         unpack(pretokenized_inputs),
         vocab=config["tokenizer"]["vocab"] or [],
-        code=stage_code("pretokenized"),
     output:
         dataset=directory("results/pretokenized/{corpus}/dataset"),
         tokenizer=directory("results/pretokenized/{corpus}/tokenizer"),
@@ -39,6 +37,7 @@ rule pretokenized:
     conda:
         CONDA_ENV
     params:
+        code=code_fingerprint("pretokenized"),
         files=pretokenized_file_flags,
         options=pretokenized_options,
         tokenizer=pretokenized_tokenizer_options,

@@ -20,7 +20,6 @@ rule pretrain_part:
         tokenizer=TRAINING_TOKENIZER,
         parent=parent_checkpoints,
         previous=previous_part,
-        code=stage_code("pretrain", "regularizer"),
     output:
         checkpoints=directory("results/pretrain/{run}/seed{seed}/parts/until-{end}"),
     log:
@@ -34,6 +33,7 @@ rule pretrain_part:
         gpu=config["train"]["gpus"],
         mem_mb=4000,
     params:
+        code=training_code,
         spec=part_spec_json,
         resume=resume_flag,
         launcher=launcher,
@@ -49,7 +49,6 @@ rule pretrain:
         tokenizer=TRAINING_TOKENIZER,
         parent=parent_checkpoints,
         previous=previous_part,
-        code=stage_code("pretrain", "regularizer"),
     output:
         checkpoints=directory("results/pretrain/{run}/seed{seed}/checkpoints"),
         steps="results/pretrain/{run}/seed{seed}/metrics/steps.parquet",
@@ -65,6 +64,7 @@ rule pretrain:
         gpu=config["train"]["gpus"],
         mem_mb=4000,
     params:
+        code=training_code,
         spec=spec_json,
         resume=resume_flag,
         launcher=launcher,

@@ -16,7 +16,6 @@ rule probe_part:
     input:
         checkpoints="results/pretrain/{run}/seed{seed}/parts/until-{end}",
         treebank=config["probe"]["treebank"],
-        code=stage_code("probe", "checkpoints", "tables"),
     output:
         summary="results/probe/{run}/seed{seed}/parts/until-{end}.summary.parquet",
         scores="results/probe/{run}/seed{seed}/parts/until-{end}.scores.parquet",
@@ -31,6 +30,7 @@ rule probe_part:
         gpu=0,
         mem_mb=4000,
     params:
+        code=code_fingerprint("probe", "checkpoints", "tables"),
         checkpoints=checkpoint_args,
         by_step=probe_by_step,
         options=stage_options("probe"),
@@ -43,7 +43,6 @@ rule probe:
         checkpoints=scored_checkpoints,
         parts=scored_parts("probe", "summary.parquet"),
         treebank=config["probe"]["treebank"],
-        code=stage_code("probe", "checkpoints", "tables"),
     output:
         summary="results/probe/{run}/seed{seed}/summary.parquet",
         scores="results/probe/{run}/seed{seed}/scores.parquet",
@@ -58,6 +57,7 @@ rule probe:
         gpu=0,
         mem_mb=4000,
     params:
+        code=code_fingerprint("probe", "checkpoints", "tables"),
         checkpoints=checkpoint_args,
         by_step=probe_by_step,
         options=stage_options("probe"),

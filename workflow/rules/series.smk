@@ -7,8 +7,6 @@ localrules:
 
 
 rule series_fetch:
-    input:
-        code=stage_code("hub"),
     output:
         "results/series/{series}/fetched.json",
     log:
@@ -18,6 +16,7 @@ rule series_fetch:
     conda:
         CONDA_ENV
     params:
+        code=code_fingerprint("hub"),
         specs=lambda w: " ".join(shlex.quote(name) for name, _ in SERIES_CHECKPOINTS[w.series]),
     shell:
         "sasbert series-fetch --checkpoint {params.specs} --out {output:q} > {log} 2>&1"

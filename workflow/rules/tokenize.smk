@@ -5,7 +5,6 @@ rule tokenize:
     input:
         parsed=expand("results/parse/{{corpus}}/shard-{shard}.parquet", shard=SHARDS),
         vocab=config["tokenizer"]["vocab"] or [],
-        code=stage_code("tokenization"),
     output:
         dataset=directory("results/tokenize/{corpus}/dataset"),
         tokenizer=directory("results/tokenize/{corpus}/tokenizer"),
@@ -17,6 +16,7 @@ rule tokenize:
     conda:
         CONDA_ENV
     params:
+        code=code_fingerprint("tokenization"),
         vocab=optional_flag("--vocab", config["tokenizer"]["vocab"]),
         options=stage_options("tokenizer"),
     shell:
