@@ -510,7 +510,12 @@ def test_cache_dir_keeps_finished_checkpoints(tmp_path, ckpt, small_data, monkey
     ]
     assert main(args) == 0
     first = pd.read_parquet(tmp_path / "summary.parquet")
-    assert sorted(p.name for p in cache.iterdir()) == ["step-0.pairs.parquet", "step-1000.pairs.parquet"]
+    assert sorted(p.name for p in cache.iterdir()) == [
+        "step-0.identity.json",
+        "step-0.pairs.parquet",
+        "step-1000.identity.json",
+        "step-1000.pairs.parquet",
+    ]
     (cache / "step-1000.pairs.parquet").unlink()  # as if stopped before this checkpoint finished
 
     scored = []

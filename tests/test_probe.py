@@ -615,7 +615,8 @@ def test_cache_dir_keeps_finished_checkpoints_and_redoes_stale_ones(series, tmp_
     ]
     assert main(args) == 0
     first = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
-    assert set(first) == {f"step-{s}.{t}.parquet" for s in (1000, 2000) for t in ("scores", "summary")}
+    tables = {f"step-{s}.{t}.parquet" for s in (1000, 2000) for t in ("scores", "summary")}
+    assert set(first) == tables | {f"step-{s}.identity.json" for s in (1000, 2000)}
     (cache / "step-2000.summary.parquet").unlink()  # as if stopped before this checkpoint finished
     stale = cache / "step-1000.scores.parquet"
     old = (checkpoint / "config.json").stat().st_mtime - 10
