@@ -48,6 +48,12 @@ def test_defaults_are_filled(default):
             "runs[3].resume_from.step: 5000 is not before train.max_steps",
         ),
         (lambda c: c["runs"][3]["resume_from"].update(run="nope"), "runs[3].resume_from.run: no run named 'nope'"),
+        (  # a stage that outlasts the run would be reported as a release that never happened
+            lambda c: c["runs"].append(
+                {"name": "staged", "lambda": [{"value": 1.0, "until_step": 2000}, {"value": 0}]}
+            ),
+            "runs[4].lambda[0].until_step: 2000 is not before train.max_steps (2000)",
+        ),
         (lambda c: c.update(seeds=[0, 0]), "seeds: [0, 0] has non-unique elements"),
         (
             lambda c: c["checkpoints"].update(every=[{"every": 0, "until": 5}]),

@@ -269,6 +269,11 @@ def _lambda_stage_problems(key: str, stages: list[dict], max_steps: int) -> list
             problems.append(f"{key}[{j}].until_step: only the last stage may leave until_step out")
         elif until is not None and until <= previous:
             problems.append(f"{key}[{j}].until_step: {until} must be after the previous stage's ({previous})")
+        elif until is not None and until >= max_steps:
+            problems.append(
+                f"{key}[{j}].until_step: {until} is not before train.max_steps ({max_steps}): the stage would "
+                "outlast the run, which would train at one lambda throughout and never be released"
+            )
         previous = until or previous
     return problems
 
