@@ -167,6 +167,32 @@ def test_cli_builds_dataset_and_tokenizer(tmp_path):
     assert stats["arcs_in_blocks"] <= stats["arcs"] == 80
 
 
+def test_a_vocab_with_a_piece_on_two_lines_is_refused_by_name(tmp_path):
+    """A piece given twice shifts every later id (the slow and the fast tokenizer then disagree,
+    and ids run past the embedding): the CLI stops, naming the file and both lines."""
+    import subprocess
+    import sys
+
+    from conftest import BERT_VOCAB
+
+    lines = BERT_VOCAB.read_text().splitlines()
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join([*lines[:2000], "the", "[SEP]", *lines[2000:]]) + "\n")
+    parsed = tmp_path / "parsed.parquet"
+    pd.DataFrame([{"sentence_id": "s", "doc_id": "d", "source": "x", "words": S1[0], "heads": S1[1]}]).to_parquet(
+        parsed
+    )
+    out = [tmp_path / name for name in ("dataset", "tokenizer", "stats.json")]
+    cli = [sys.executable, "-m", "sasbert", "tokenize", "--parsed", str(parsed), "--vocab", str(vocab)]
+    cli += ["--out-dataset", str(out[0]), "--out-tokenizer", str(out[1]), "--out-stats", str(out[2])]
+    result = subprocess.run(cli, capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert f"{vocab}:2001: the piece 'the' is also on line {lines.index('the') + 1}" in result.stderr
+    assert not any(path.exists() for path in out)
+    vocab.write_text("\n".join(lines) + "\n")
+    tokenization.check_vocab(vocab)  # the vocab as it comes passes
+
+
 def test_trained_vocab_is_written_in_canonical_order(tmp_path):
     """The WordPiece trainer lists its pieces in hash-map order; we write specials first, then the
     learned pieces sorted, so the same set of pieces always gets the same ids."""

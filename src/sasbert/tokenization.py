@@ -1,6 +1,6 @@
 """Stage 3, tokenize: WordPiece vocabulary, word heads mapped onto pieces, fixed-length blocks.
 
-Head mapping policy (SPEC.md stage 3): the first piece of word w carries w's arc and points to the
+Head mapping policy (docs/method.md, "Head mapping"): the first piece of word w carries w's arc and points to the
 first piece of w's head word; the other pieces of w and the root word carry -1. Positions count
 [CLS], so the first piece of a block is at position 1.
 
@@ -78,7 +78,24 @@ def load_tokenizer(vocab: str | Path, lowercase: bool):
 
     if not Path(vocab).is_file():
         raise InputError(f"tokenizer.vocab: no such file: {vocab}")
+    check_vocab(vocab)
     return BertTokenizerFast(vocab_file=str(vocab), do_lower_case=lowercase)
+
+
+def check_vocab(vocab: str | Path) -> None:
+    """A vocab.txt gives piece i the id of its line i (0-based), so a piece on two lines shifts ids
+    silently: the slow and the fast tokenizer then disagree, and the model's embedding has fewer
+    rows than the ids in use. Refuse it, naming both lines."""
+    first_line: dict[str, int] = {}
+    with open(vocab, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            piece = line.rstrip("\n").rstrip("\r")
+            if piece in first_line:
+                raise InputError(
+                    f"{vocab}:{number}: the piece {piece!r} is also on line {first_line[piece]} (a vocab.txt gives "
+                    "each piece one line; its id is that line's number)"
+                )
+            first_line[piece] = number
 
 
 def piece_heads(word_ids: list[int], heads: list[int]) -> list[int]:
