@@ -578,6 +578,48 @@ def test_overall_interval_contains_the_accuracy_and_narrows_with_more_pairs():
     assert widths[1] / 2 <= 0.03 and widths[1] == pytest.approx(widths[0] / 2, rel=0.25)
 
 
+def test_mean_interval_matches_a_hand_computed_case_and_never_collapses():
+    from sasbert.blimp import mean_accuracy_interval, wilson_interval
+
+    # two paradigms, 3 of 4 and 4 of 4 right: mean 0.875; s^2 = 3*1/(4*3) = 0.25 and 0;
+    # variance (0.25/4 + 0)/2^2 = 0.015625, half-width 1.96 * 0.125
+    low, high = mean_accuracy_interval([3, 4], [4, 4])
+    assert (low, high) == pytest.approx((0.875 - 1.959964 * 0.125, 1.0), abs=1e-6)
+    # one pair per paradigm (2 of 3 right): pbar (1 - pbar) = 2/9 for each, variance 3 (2/9) / 9
+    low, high = mean_accuracy_interval([1, 1, 0], [1, 1, 1])
+    half = 1.959964 * (3 * (2 / 9) / 9) ** 0.5
+    assert (low, high) == pytest.approx((2 / 3 - half, min(1.0, 2 / 3 + half)), abs=1e-6)
+    # every sampled pair right: the pooled pairs' Wilson interval, not a point
+    low, high = mean_accuracy_interval([1] * 67, [1] * 67)
+    assert high == 1.0 and low == pytest.approx(float(wilson_interval(67, 67)[0][()])) and low < 0.96
+    assert wilson_interval([0], [5])[0][0] == 0.0  # clipped, not -2.8e-17
+
+
+def test_overall_interval_covers_the_full_set_accuracy_about_95_percent_of_the_time():
+    """Issue 31's coverage check: 67 paradigms of 1,000 pairs with fixed outcomes (accuracies spread
+    like a trained model's, three paradigms all right and one all wrong), subsets of n pairs per
+    paradigm drawn without replacement; how often the overall interval holds the full-set accuracy.
+    Measured here: 0.975 at n = 1 (conservative by construction), 0.948, 0.948 and 0.957 at 2, 4 and
+    16 (the binomial bootstrap used before: 0.000 at n = 1, its interval a point; 0.897 at 4; 0.932
+    at 16)."""
+    from sasbert.blimp import mean_accuracy_interval
+
+    rng = np.random.default_rng(1)
+    accuracy = rng.beta(4, 2, 67)
+    accuracy[:3], accuracy[3] = 1.0, 0.0
+    right = np.round(accuracy * 1000).astype(int)
+    truth = np.mean(right / 1000)
+    coverage = {}
+    for n in (1, 2, 4, 16):
+        drawn = rng.hypergeometric(right, 1000 - right, n, size=(1000, 67))
+        intervals = [mean_accuracy_interval(row, np.full(67, n)) for row in drawn]
+        coverage[n] = np.mean([low <= truth <= high for low, high in intervals])
+    print("coverage by pairs per paradigm:", coverage)
+    assert 0.95 <= coverage[1] <= 0.99, coverage
+    for n in (2, 4, 16):
+        assert 0.93 <= coverage[n] <= 0.97, coverage
+
+
 def test_progress_off_a_terminal_is_plain_lines(tmp_path, ckpt, small_data, capsys):
     rc = main(
         [
