@@ -49,3 +49,21 @@ def test_wheel_ships_the_config_schema(tmp_path):
     assert (REPO / "workflow" / "schemas" / "config.schema.yaml").resolve() == (
         REPO / "src" / "sasbert" / "config.schema.yaml"
     ).resolve()
+
+
+def test_nothing_in_the_repository_points_outside_it():
+    """The method is docs/method.md; data is vendored under resources/ or named by config: no
+    tracked file sends the reader to SPEC.md or to the shared folder beside the checkout."""
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    offenders = []
+    for name in tracked.splitlines():
+        path = REPO / name
+        if name == "tests/test_packaging.py" or not path.is_file() or path.suffix in (".gz", ".parquet", ".png"):
+            continue
+        text = path.read_text(errors="ignore")
+        for needle in ("SPEC.md", "../shared/"):
+            if needle in text:
+                offenders.append(f"{name}: {needle}")
+    assert offenders == []

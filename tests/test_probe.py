@@ -1,4 +1,4 @@
-"""Tests of the attention-head UAS probe (sasbert.probe) against SPEC.md, "UAS probe"."""
+"""Tests of the attention-head UAS probe (sasbert.probe) against docs/method.md, "UAS probe"."""
 
 from __future__ import annotations
 
@@ -176,7 +176,8 @@ def test_scores_by_hand():
 
 
 # ----------------------------------------------------------------------------------------------
-# 2. an independent, deliberately plain reference implementation (SPEC.md, word for word)
+# 2. an independent, deliberately plain reference implementation (docs/method.md, "UAS probe",
+# word for word)
 
 
 def reference_probe(model, tokenizer, path, n_sentences, max_pieces, min_relation_count, excluded=("root", "punct")):

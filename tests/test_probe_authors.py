@@ -78,7 +78,7 @@ def test_every_word_is_scored_under_its_full_label_and_the_root_is_a_miss(tmp_pa
     path.write_text(text + "\n")
     (sentence,) = probe.read_treebank(path)
     assert probe.authors_relations(sentence, True) == ["det", "nsubj:pass", "root", "punct"]
-    assert probe.scored_relations(sentence, True) == ["det", "nsubj", None, None]  # SPEC's, unchanged
+    assert probe.scored_relations(sentence, True) == ["det", "nsubj", None, None]  # the spec scoring's, unchanged
     # One head. Word-level map (rows attend to columns): a -> dog, dog -> barks, barks -> dog (the
     # root must pick some word: a miss whatever it picks), . -> barks. dependent_to_parent: 3 of 4
     # right, the root wrong. parent_to_dependent (argmax of each column): a <- dog (.2) right,
@@ -109,7 +109,7 @@ def test_offsets_run_from_minus_3_to_plus_2_clamped_to_the_root_and_the_last_wor
     assert rows(table, relation="all")["offset"].tolist() == [-3, -2, -1, 0, 1, 2]
     assert rows(table, relation="all")["correct"].tolist() == [1, 2, 2, 0, 1, 1]
     assert (table["count"] == 4).all()
-    # SPEC's offsets on the same words but the root (which SPEC does not score): -3..+3 without
+    # the spec scoring's offsets on the same words but the root (which the spec scoring does not score): -3..+3 without
     # 0, nothing clamped: w3's +2 falls outside the sentence and is wrong
     spec = probe._frame(probe.offset_columns(gold, [np.array([-1, 0, 0, 0])], ["dep"], True))
     assert rows(spec, relation="all")["offset"].tolist() == [-3, -2, -1, 1, 2, 3]
@@ -119,7 +119,7 @@ def test_offsets_run_from_minus_3_to_plus_2_clamped_to_the_root_and_the_last_wor
         table.assign(accuracy=probe.authors_accuracy(table["correct"], table["count"])), 1, True, "authors"
     )
     assert rows(summary, method="offset", relation="all")["offset"].item() == -1
-    # SPEC's: -2, -1 and +1 tie at 1/3; the first, -2
+    # the spec scoring's: -2, -1 and +1 tie at 1/3; the first, -2
     assert rows(probe.summarize(spec, 1), method="offset", relation="all")["offset"].item() == -2
 
 
@@ -265,8 +265,8 @@ def test_mean_is_over_their_table_relations_not_root_or_punct_and_at_least_100_w
     )
     mean = rows(probe.summarize(table, 100, True, "authors"), method="attention", relation="mean").iloc[0]
     assert mean["n_relations"] == 2 and mean["accuracy"] == pytest.approx(0.3)
-    # SPEC's mean on the same table takes root and punct too (SPEC never scores them, so they
-    # would not be in a SPEC table): 4 relations
+    # the spec scoring's mean on the same table takes root and punct too (the spec scoring never scores them, so they
+    # would not be in a spec-scoring table): 4 relations
     spec = rows(probe.summarize(table, 100, True), method="attention", relation="mean").iloc[0]
     assert spec["n_relations"] == 4
 
@@ -303,7 +303,7 @@ def test_long_sentences_are_cut_at_max_pieces_as_their_extraction_cuts_them(toke
     assert set(rows(scores, method="offset", relation="all")["count"]) == {128}
     assert set(rows(scores, method="attention", relation="root")["count"]) == {0}  # "runs" was cut
     with pytest.raises(InputError, match="no sentence fits"):
-        probe.score_model(model, tokenizer, [sentence], max_pieces=128)  # SPEC skips it
+        probe.score_model(model, tokenizer, [sentence], max_pieces=128)  # the spec scoring skips it
 
 
 # ----------------------------------------------------------------------------------------------
@@ -339,7 +339,7 @@ def test_parquet_treebank_reads_words_heads_and_full_labels(tmp_path):
     assert [s.words for s in sentences] == [tuple(s[0]) for s in TWO]
     assert sentences[1].heads == (3, 1, 4, 0)
     assert sentences[1].full_labels() == ("nmod:poss", "case", "nsubj", "root")
-    assert sentences[1].relations == ("nmod", "case", "nsubj", "root")  # SPEC's relations
+    assert sentences[1].relations == ("nmod", "case", "nsubj", "root")  # the spec scoring's relations
     assert [s.line for s in sentences] == [0, 1] and probe.is_labelled(sentences)
     assert len(probe.read_treebank(path, max_sentences=1)) == 1
 
@@ -537,7 +537,7 @@ def test_authors_scoring_matches_a_plain_loop_of_their_rules(tmp_path, model, to
     mean = summary.loc[("attention", "mean")]
     assert len(table) >= 3 and mean["n_relations"] == len(table)
     assert mean["accuracy"] == pytest.approx(np.mean([summary.loc[("attention", r), "accuracy"] for r in table]))
-    # the tables job reads this summary as it reads SPEC's: uas = the "all" best head, uas_mean, the offset baseline
+    # the tables job reads this summary as it reads the spec scoring's: uas = the "all" best head, uas_mean, the offset baseline
     (uas,) = phases._uas_rows(result.summary.assign(step=1000, treebank="wsj.parquet")).itertuples()
     assert (uas.uas, uas.uas_mean) == (summary.loc[("attention", "all"), "accuracy"], mean["accuracy"])
     assert (uas.offset_uas, uas.offset) == tuple(summary.loc[("offset", "all"), ["accuracy", "offset"]])
@@ -581,7 +581,7 @@ def test_scoring_is_a_config_key_with_two_values():
 @pytest.mark.slow
 def test_a_change_of_scoring_reruns_the_probe_jobs_only(tmp_path, tiny_series):
     """A series probed with the authors' scoring through the real Snakefile (its BLiMP too); going
-    back to SPEC's reruns the probe job, with the new option, into its own per-checkpoint cache,
+    back to the spec scoring's reruns the probe job, with the new option, into its own per-checkpoint cache,
     and not the BLiMP job. (The tables, phases and figures read the probe's tables, so they
     follow it; here only the two jobs run, to keep the test short.)"""
     workdir = link_workflow(tmp_path / "work")

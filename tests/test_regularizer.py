@@ -1,4 +1,5 @@
-"""The SAS regularizer against a brute-force reference that follows SPEC.md word for word."""
+"""The SAS regularizer against a brute-force reference that follows docs/method.md, "The SAS
+regularizer", word for word."""
 
 import itertools
 
@@ -11,7 +12,7 @@ from sasbert.schedules import lambda_at
 
 
 def brute_force(attn, heads, type, direction, reduction):
-    """attn: stacked (L, B, H, S, S). Loops over every labelled position, as SPEC.md writes R."""
+    """attn: stacked (L, B, H, S, S). Loops over every labelled position, as docs/method.md writes R."""
     L, B, H, S, _ = attn.shape
     M = attn.amax(dim=(0, 2)) if type == "max" else attn.sum(dim=(0, 2))  # (B, S, S)
     total, n_arcs = 0.0, 0

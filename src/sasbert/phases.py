@@ -1,7 +1,7 @@
 """Stage 7, phases: gathered all-runs tables, and onsets found on the per-checkpoint curves.
 
-SPEC.md, "Phases", made operational. Everything here reads tables only (no checkpoints, no torch), so
-figures can be redrawn from a ``results/`` folder copied from a cluster.
+docs/method.md, "Phases", made operational. Everything here reads tables only (no checkpoints, no
+torch), so figures can be redrawn from a ``results/`` folder copied from a cluster.
 
 Gathered tables (``sasbert phases gather``)
 -------------------------------------------
@@ -43,7 +43,7 @@ Onsets (``sasbert phases detect``)
 ----------------------------------
 On one curve y(step) of one run x seed, sampled at its (irregular) checkpoints:
 
-1. **Smoothing**: a centred moving average over ``smoothing_window`` checkpoints (an odd number of
+1. **Smoothing**: a centred triangular moving average over ``smoothing_window`` checkpoints (an odd number of
    points, not steps; 1 = none). Near the ends the window shrinks symmetrically, so the first and
    last points are left as they are (a one-sided window would bend a trend at the edges).
 2. **Finite differences in step**: velocity v = dy/dstep of the smoothed curve and acceleration

@@ -30,9 +30,10 @@ is the arc from the piece at position ``j + d`` to the piece at position ``h + v
 
 Conversion into the pipeline's convention (``heads[t] = p``: the piece at t has its parent at p,
 -1 elsewhere): an arc is kept when both ends are inside the row, distinct, and neither is [CLS],
-[SEP], [PAD] or a position the attention mask hides. The others are dropped (and counted): SPEC.md's
-arcs join word pieces, and under the right alignment none of them should occur; the authors' code
-kept them (a -1 entry read a zero, values past 511 were clamped to 511).
+[SEP], [PAD] or a position the attention mask hides. The others are dropped (and counted): the
+method's arcs join word pieces (docs/method.md, "Head mapping policy"), and under the right
+alignment none of them should occur; the authors' code kept them (a -1 entry read a zero, values
+past 511 were clamped to 511).
 """
 
 from __future__ import annotations

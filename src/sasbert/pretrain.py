@@ -2,7 +2,8 @@
 
 What this module adds to the Trainer, and why:
 - ``MaskedHeadBertForMaskedLM``: the prediction head runs on the masked positions only (the
-  largest saving at small scale, SPEC.md performance notes); the loss is BertForMaskedLM's.
+  largest saving at small scale: docs/method.md, "Performance notes"); the loss is
+  BertForMaskedLM's.
   The model is built with SDPA attention; a step with lambda != 0 asks for the attentions, which
   makes BERT fall back to eager attention for that step only.
 - The data order is a function of the step alone (``BlockOrder``): the blocks in a fresh seeded

@@ -1,4 +1,5 @@
-"""Attention-head UAS probe (Clark et al. 2019, as ported by Chen et al. 2024): see SPEC.md, "UAS probe".
+"""Attention-head UAS probe (Clark et al. 2019, as ported by Chen et al. 2024): see docs/method.md,
+"UAS probe".
 
 For one masked-LM checkpoint and one gold CoNLL-U treebank, every attention head of every layer is
 read as a dependency parser, in two directions:
@@ -938,9 +939,9 @@ def score_model(
     treebank: str | None = None,
     scoring: str = PROBE_DEFAULTS["scoring"],
 ) -> ProbeResult:
-    """Probe a loaded masked LM (any HF model with attentions) on gold sentences, with SPEC.md's
-    scoring or (``scoring="authors"``) the authors' (``excluded_relations`` and ``punct_tags``
-    then play no part: every word is scored)."""
+    """Probe a loaded masked LM (any HF model with attentions) on gold sentences, with the method's
+    scoring (docs/method.md, "UAS probe") or (``scoring="authors"``) the authors'
+    (``excluded_relations`` and ``punct_tags`` then play no part: every word is scored)."""
     import torch
 
     t0 = time.perf_counter()
@@ -1072,7 +1073,7 @@ def reachable_fractions(golds, rels, names, causal: bool, n_candidates: Sequence
     word of the attention map (not the root, not cut off by truncation: the first
     ``n_candidates`` words of each sentence, all by default); with a causal LM, whose word attends
     only to itself and words before it, dependent_to_parent can also find only parents to the left
-    of their dependent, and parent_to_dependent only parents to its right. With SPEC scoring, 1
+    of their dependent, and parent_to_dependent only parents to its right. With the spec scoring, 1
     for a bidirectional model."""
     if not causal and n_candidates is None:
         return {(relation, direction): 1.0 for relation in [*names, ALL] for direction in DIRECTIONS}
@@ -1141,7 +1142,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 {"type": int},
                 "longer sentences (pieces incl. [CLS]/[SEP]) are skipped and counted (spec) or cut (authors)",
             ),
-            ("--scoring", {"choices": SCORINGS}, "SPEC.md's scoring, or the authors' attention_depparse_probe.py's"),
+            (
+                "--scoring",
+                {"choices": SCORINGS},
+                "the method's scoring (docs/method.md), or the authors' attention_depparse_probe.py's",
+            ),
             ("--max-sentences", {"type": int}, "use the first N sentences"),
             ("--batch-size", {"type": int}, ""),
             ("--min-relation-count", {"type": int}, "relations with fewer words are left out of the 'mean' row"),

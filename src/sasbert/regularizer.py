@@ -1,4 +1,5 @@
-"""The SAS regularizer (SPEC.md, "The SAS regularizer"; the authors' "max" variant and options).
+"""The SAS regularizer (docs/method.md, "The SAS regularizer"; the authors' "max" variant and
+options).
 
 With A[l,b,h,q,k] the post-softmax attention and M[b,q,k] = max over l and h of A (``max``) or
 the sum over l and h (``uniform``):

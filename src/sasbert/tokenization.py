@@ -1,6 +1,6 @@
 """Stage 3, tokenize: WordPiece vocabulary, word heads mapped onto pieces, fixed-length blocks.
 
-Head mapping policy (docs/method.md, "Head mapping"): the first piece of word w carries w's arc and points to the
+Head mapping policy (docs/method.md, "Head mapping policy"): the first piece of word w carries w's arc and points to the
 first piece of w's head word; the other pieces of w and the root word carry -1. Positions count
 [CLS], so the first piece of a block is at position 1.
 
