@@ -18,7 +18,7 @@ from sasbert import hub as sashub  # noqa: E402
 from sasbert import textio  # noqa: E402
 from sasbert.errors import InputError  # noqa: E402
 from sasbert import figures as sasfigures  # noqa: E402
-from sasbert.schedules import decay_horizon  # noqa: E402
+from sasbert.plan import RunPlan  # noqa: E402
 
 try:
     sasconfig.validate(config, base_dir=Path.cwd(), schema_path=workflow.source_path("../schemas/config.schema.yaml"))
@@ -41,7 +41,8 @@ TRAINING_TOKENIZER = f"results/{'pretokenized' if PRETOKENIZED else 'tokenize'}/
 SHARDS = list(range(config["corpus"]["shards"]))
 RUNS = {run["name"]: run for run in config["runs"]}
 SEEDS = config["seeds"]
-CHECKPOINT_STEPS = sasconfig.checkpoint_steps(config)
+# which checkpoints each run saves and publishes, where its parts end, each training job's spec
+PLAN = RunPlan(config)
 # Checkpoint series trained elsewhere: their (folder, step) pairs, resolved and checked now, so that
 # a missing folder, an unreadable step or a step given twice stops the run before any job.
 # A hub series' checkpoints are hub:<repo>@<revision> specs (its folders exist once series_fetch
@@ -184,59 +185,43 @@ def run_dir_of(wildcards):
     return run_dir(wildcards.run, wildcards.seed)
 
 
-def run_spec(run, seed):
-    """Everything that determines a run's weights, as the JSON the pretrain CLI takes.
+def run_checkpoint_steps(run):
+    """The checkpoints a run publishes."""
+    return PLAN.published(run)
 
-    A change to any of it (a params change) makes Snakemake retrain that run.
-    """
-    train = {k: v for k, v in config["train"].items() if k not in ("threads", "gpus", "regularizer", "job_steps")}
-    return {
-        **train,
-        "model": sasconfig.model_config(config),
-        "seed": int(seed),
-        "lambda": RUNS[run]["lambda"],
-        "regularizer": config["train"]["regularizer"],
-        "checkpoint_steps": run_schedule(run),
-    }
+
+def published_steps(run, end=None):
+    """The steps whose checkpoints a run's training job publishes (with ``end``: its part's)."""
+    return PLAN.published_by(run, end)
+
+
+def part_ends(run):
+    """Where the chained training jobs of a run end, before its last job."""
+    return PLAN.part_ends(run)
+
+
+def checkpoint_folder(run, seed, step):
+    """The published folder that holds a run's checkpoint at ``step``: its part's, or the run's."""
+    end = PLAN.part_holding(run, step)
+    return part_dir(run, seed, end) if end is not None else f"{run_dir(run, seed)}/checkpoints"
+
+
+def spec_json(wildcards):
+    return json.dumps(PLAN.spec(wildcards.run, wildcards.seed), sort_keys=True)
+
+
+def part_spec_json(wildcards):
+    return json.dumps(PLAN.part_spec(wildcards.run, wildcards.seed, int(wildcards.end)), sort_keys=True)
+
+
+def part_publish_after(wildcards):
+    return PLAN.publish_after(wildcards.run, int(wildcards.end))
 
 
 def missing_published_checkpoints():
     """Checkpoints a finished training job published that are gone (see `missing_published`):
     the tables built from them stay valid, but nothing could score them again."""
     return [p for run in RUNS for seed in SEEDS for p in sascheckpoints.missing_published(run_dir(run, seed))]
-
-
-def run_start_step(run):
-    parent = RUNS[run].get("resume_from")
-    return parent["step"] if parent else 0
-
-
-def release_starts(run):
-    """The steps k at which release runs start from this run."""
-    return {r["resume_from"]["step"] for r in RUNS.values() if (r.get("resume_from") or {}).get("run") == run}
-
-
-def run_schedule(run):
-    """The steps a run saves: the shared schedule, plus each step a release run starts from it
-    (a k off the schedule is trained from the parent's nearest earlier state, nothing more), plus
-    its own start when it is a release run."""
-    return sorted(set(CHECKPOINT_STEPS) | release_starts(run) | {run_start_step(run)})
-
-
-def run_checkpoint_steps(run):
-    """The checkpoints a run publishes: a release run's start at its parent's step."""
-    return [s for s in run_schedule(run) if s >= run_start_step(run)]
-
-
-def published_steps(run, end=None):
-    """The steps whose checkpoints a run's training job publishes; with ``end``, those of the part
-    that ends there (after the previous part's end, or after the run's start)."""
-    steps = run_checkpoint_steps(run)
-    if end is None:
-        return steps
-    after = previous_end(run, end)
-    after = run_start_step(run) - 1 if after is None else after
-    return [s for s in steps if after < s <= int(end)]
 
 
 def scored_checkpoints(wildcards):
@@ -271,37 +256,14 @@ def checkpoint_args(wildcards, input):
     return " ".join(shlex.quote(f"{input.checkpoints}/step-{s}") for s in steps)
 
 
-def part_ends(run):
-    """Where the chained training jobs of a run end, before its last job: every
-    `train.job_steps` steps (none when null), and at each step k a release run starts from, so
-    that the release run starts as soon as its parent has reached k instead of waiting for the
-    parent's whole run. Each part's job resumes from the previous part's state."""
-    start, end = run_start_step(run), config["train"]["max_steps"]
-    job_steps = config["train"]["job_steps"]
-    ends = set(range(start + job_steps, end, job_steps)) if job_steps else set()
-    return sorted(e for e in ends | release_starts(run) if start < e < end)
-
-
 def part_dir(run, seed, end):
     return f"{run_dir(run, seed)}/parts/until-{end}"
 
 
-def previous_end(run, end):
-    """The end of the part before the one ending at ``end`` (None for the first part)."""
-    earlier = [e for e in part_ends(run) if e < int(end)]
-    return earlier[-1] if earlier else None
-
-
 def previous_part(wildcards):
     """The part a training job continues from (its output orders the chain)."""
-    end = previous_end(wildcards.run, getattr(wildcards, "end", config["train"]["max_steps"]))
+    end = PLAN.previous_end(wildcards.run, getattr(wildcards, "end", config["train"]["max_steps"]))
     return [part_dir(wildcards.run, wildcards.seed, end)] if end is not None else []
-
-
-def checkpoint_folder(run, seed, step):
-    """The published folder that holds a run's checkpoint at ``step``: its part's, or the run's."""
-    ends = [e for e in part_ends(run) if e >= step]
-    return part_dir(run, seed, ends[0]) if ends else f"{run_dir(run, seed)}/checkpoints"
 
 
 def parent_checkpoints(wildcards):
@@ -314,27 +276,6 @@ def resume_flag(wildcards):
     if not parent:
         return ""
     return f"--resume-from {checkpoint_folder(parent['run'], wildcards.seed, parent['step'])}/step-{parent['step']}"
-
-
-def spec_json(wildcards):
-    return json.dumps(run_spec(wildcards.run, wildcards.seed), sort_keys=True)
-
-
-def part_spec_json(wildcards):
-    """A part's spec: the run's, ending at the part's end, with the LR horizon made explicit so
-    that extending the run leaves its earlier parts' jobs as they are."""
-    spec = run_spec(wildcards.run, wildcards.seed)
-    end = int(wildcards.end)
-    spec["decay_horizon"] = decay_horizon(spec)
-    spec["max_steps"] = end
-    spec["checkpoint_steps"] = [s for s in spec["checkpoint_steps"] if s <= end]
-    return json.dumps(spec, sort_keys=True)
-
-
-def part_publish_after(wildcards):
-    """The step after which a part's checkpoints start: the previous part's end, or the start."""
-    end = previous_end(wildcards.run, wildcards.end)
-    return end if end is not None else run_start_step(wildcards.run) - 1
 
 
 def gpu_count(resources):
