@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import tiny_bert_config
-from sasbert import blimp
+from sasbert import blimp, blimp_data
 from sasbert.checkpoints import resolve_checkpoints, step_from_name
 from sasbert.cli import main
 from sasbert.errors import InputError
@@ -51,7 +51,7 @@ def scorer(ckpt):
 
 @pytest.fixture(scope="module")
 def all_pairs() -> pd.DataFrame:
-    return blimp.load_blimp(BLIMP_DIR)
+    return blimp_data.load_blimp(BLIMP_DIR)
 
 
 def hand_pll(model, tok, sentence: str, variant: str = "original") -> float:
@@ -171,11 +171,11 @@ def test_agreement_with_minicons(ckpt, scorer, all_pairs):
 
     mc = mscorer.MaskedLMScorer(str(ckpt), "cpu")
     # original: one pair of each of the 67 paradigms
-    sample = blimp.subset_pairs(all_pairs, 1, seed=3)
+    sample = blimp_data.subset_pairs(all_pairs, 1, seed=3)
     assert len(sample) == 67
     # within_word_l2r: pairs whose sentences hold multi-piece words (where the variant matters)
     tok = scorer.tokenizer
-    pool = blimp.subset_pairs(all_pairs, 3, seed=4)
+    pool = blimp_data.subset_pairs(all_pairs, 3, seed=4)
     multi = pool[pool.sentence_good.map(lambda s: any(t.startswith("##") for t in tok.tokenize(s)))]
     sample_w = multi.sample(24, random_state=0)
     for variant, pairs in (("original", sample), ("within_word_l2r", sample_w)):
@@ -244,20 +244,22 @@ def test_accuracy_aggregation_by_hand():
 
 
 def test_subset_is_deterministic_and_stratified(all_pairs):
-    a = blimp.subset_pairs(all_pairs, 5, seed=0)
-    b = blimp.subset_pairs(all_pairs, 5, seed=0)
-    c = blimp.subset_pairs(all_pairs, 5, seed=1)
+    a = blimp_data.subset_pairs(all_pairs, 5, seed=0)
+    b = blimp_data.subset_pairs(all_pairs, 5, seed=0)
+    c = blimp_data.subset_pairs(all_pairs, 5, seed=1)
     pd.testing.assert_frame_equal(a, b)
     assert not a.pairID.equals(c.pairID)
     assert (a.groupby("UID").size() == 5).all() and a.UID.nunique() == 67
     assert a.linguistics_term.nunique() == all_pairs.linguistics_term.nunique()
     # a paradigm's choice does not depend on which other paradigms are present
     one = all_pairs[all_pairs.UID == "passive_1"]
-    pd.testing.assert_frame_equal(blimp.subset_pairs(one, 5, seed=0), a[a.UID == "passive_1"].reset_index(drop=True))
-    assert len(blimp.subset_pairs(all_pairs, None)) == 67_000
-    assert len(blimp.subset_pairs(one.head(3), 5)) == 3
+    pd.testing.assert_frame_equal(
+        blimp_data.subset_pairs(one, 5, seed=0), a[a.UID == "passive_1"].reset_index(drop=True)
+    )
+    assert len(blimp_data.subset_pairs(all_pairs, None)) == 67_000
+    assert len(blimp_data.subset_pairs(one.head(3), 5)) == 3
     with pytest.raises(InputError):
-        blimp.subset_pairs(all_pairs, 0)
+        blimp_data.subset_pairs(all_pairs, 0)
 
 
 # --------------------------------------------------------------------------------- bad input
@@ -291,37 +293,37 @@ def test_missing_field_names_file_and_line(tmp_path):
     del bad["sentence_bad"]
     _write(tmp_path / "toy.jsonl", [_pair(0), bad])
     with pytest.raises(InputError, match=r"toy\.jsonl:2: missing field\(s\) sentence_bad"):
-        blimp.load_blimp(tmp_path)
+        blimp_data.load_blimp(tmp_path)
 
 
 def test_malformed_json_names_file_and_line(tmp_path):
     _write(tmp_path / "toy.jsonl.gz", [_pair(0), _pair(1), '{"sentence_good": "A dog', _pair(3)])
     with pytest.raises(InputError, match=r"toy\.jsonl\.gz:3: malformed JSON"):
-        blimp.load_blimp(tmp_path)
+        blimp_data.load_blimp(tmp_path)
 
 
 def test_empty_sentence_in_file(tmp_path):
     _write(tmp_path / "toy.jsonl", [_pair(0, sentence_good="  ")])
     with pytest.raises(InputError, match=r"toy\.jsonl:1: sentence_good is empty"):
-        blimp.load_blimp(tmp_path)
+        blimp_data.load_blimp(tmp_path)
 
 
 def test_bad_data_dirs(tmp_path):
     with pytest.raises(InputError, match="not found"):
-        blimp.load_blimp(tmp_path / "nope")
+        blimp_data.load_blimp(tmp_path / "nope")
     with pytest.raises(InputError, match="no \\*.jsonl"):
-        blimp.load_blimp(tmp_path)
+        blimp_data.load_blimp(tmp_path)
     _write(tmp_path / "a.jsonl", [_pair(0)])
     _write(tmp_path / "b.jsonl", [_pair(0)])
     with pytest.raises(InputError, match=r"duplicate pair .*a\.jsonl:1 and .*b\.jsonl:1"):
-        blimp.load_blimp(tmp_path)
+        blimp_data.load_blimp(tmp_path)
 
 
 def test_reads_plain_and_gz(tmp_path):
     _write(tmp_path / "a.jsonl", [_pair(0), _pair(1)])
     _write(tmp_path / "b.jsonl.gz", [_pair(0, UID="other", pairID=7)])
     _write(tmp_path / "notes.txt", ["ignored"])
-    df = blimp.load_blimp(tmp_path)
+    df = blimp_data.load_blimp(tmp_path)
     assert df.UID.tolist() == ["toy", "toy", "other"]
     assert df.pairID.tolist() == ["0", "1", "7"]
 

@@ -278,7 +278,7 @@ def blimp_acceptability(
     the next ``validation_pairs_per_paradigm`` for validation, drawn by a generator seeded with
     (subset_seed, crc32(UID)) as BLiMP's subsets are; both sentences of a pair in the same split,
     so no validation sentence has its minimal-pair twin in training."""
-    from sasbert.blimp import load_blimp
+    from sasbert.blimp_data import load_blimp
 
     pairs = load_blimp(data_dir)
     chosen = {"train": [], "validation": []}
