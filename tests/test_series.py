@@ -4,14 +4,16 @@ series alone, with no training run."""
 
 import re
 import shutil
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 import yaml
 
 from conftest import REPO, job_counts, link_workflow, snakemake, snakemake_ok
+from sasbert import checkpoints, phases
 from sasbert import config as sasconfig
-from sasbert import phases
 
 VOCAB = REPO / "resources" / "tokenizer" / "bert-base-uncased-vocab.txt"
 STEPS = (0, 1000, 2000)
@@ -73,6 +75,32 @@ def test_a_series_name_must_not_be_a_run_name_and_its_folders_must_exist(tmp_pat
     assert f"series[0].name: '{config['runs'][0]['name']}' is also a run's name" in message
     assert "series[0].checkpoints[0]: the pattern matches no file: nowhere/step-*" in message
     assert "series[2].name: 'twice' is used by more than one series" in message
+
+
+def test_steps_given_for_a_glob_of_several_folders_are_refused_not_paired_in_text_order(tmp_path, multiberts_like):
+    """m1, m2, m10 with steps [1, 2, 10]: sorted as text the glob gives m1, m10, m2, and m10 would
+    be scored as step 2. The Snakefile and the CLI refuse, naming the pattern and the key."""
+    nat = tmp_path / "nat"
+    for name in ("m1", "m2", "m10"):
+        shutil.copytree(multiberts_like / "multiberts-seed_0-step_0k", nat / name)
+    workdir = link_workflow(tmp_path / "work")
+    config = series_config(multiberts_like)
+    config["series"] = [{"name": "nat", "checkpoints": [f"{nat}/m*"], "steps": [1, 2, 10]}]
+    (workdir / "series.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "--cores", "2", "--configfile", "series.yaml", cwd=workdir)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Traceback" not in output
+    assert f"series[0] (nat): {nat}/m*: steps pairs steps with checkpoints in the order they are named" in output
+    cli = [sys.executable, "-m", "sasbert", "probe", "score", "--checkpoint", f"{nat}/m*", "--step", "1", "2", "10"]
+    cli += ["--treebank", str(REPO / "resources/ud/UD_English-EWT/en_ewt-ud-dev.conllu.gz")]
+    cli += ["--out-scores", str(tmp_path / "s.parquet"), "--out-summary", str(tmp_path / "u.parquet")]
+    refused = subprocess.run(cli, capture_output=True, text=True)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "--step pairs steps with checkpoints in the order they are named" in refused.stderr
+    # each folder named: the steps pair as given
+    named = [str(nat / name) for name in ("m1", "m2", "m10")]
+    assert [step for _, step in checkpoints.resolve_checkpoints(named, [1, 2, 10])] == [1, 2, 10]
+    assert [p.name for p, _ in checkpoints.resolve_checkpoints(named, [1, 2, 10])] == ["m1", "m2", "m10"]
 
 
 def test_the_runs_table_lists_series_after_the_runs_as_external():

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sasbert.errors import InputError
-from sasbert.textio import expand_paths
+from sasbert.textio import expand_paths, is_pattern
 
 WEIGHT_FILES = (
     "model.safetensors",
@@ -110,7 +110,9 @@ def attach_steps(names: Sequence[str], steps: Sequence[int] | None = None, given
     return step_list
 
 
-def resolve_checkpoints(specs: Sequence[str], steps: Sequence[int] | None = None) -> list[tuple[Path, int]]:
+def resolve_checkpoints(
+    specs: Sequence[str], steps: Sequence[int] | None = None, given_as: str = "--step"
+) -> list[tuple[Path, int]]:
     """Expand globs, read hub checkpoints (``hub:<repo>@<revision>``) from the local HF cache,
     attach steps (explicit, else parsed from the name), check each folder.
 
@@ -118,8 +120,20 @@ def resolve_checkpoints(specs: Sequence[str], steps: Sequence[int] | None = None
     """
     from sasbert import hub
 
+    if steps:
+        # steps pair with folders in order, and a glob's matches have none the user chose: sorted as
+        # text, m10 comes before m2, and m10 would get m2's step
+        for spec in specs:
+            matches = expand_paths([spec], what="checkpoint") if is_pattern(spec) else []
+            if len(matches) > 1:
+                raise InputError(
+                    f"{spec}: {given_as} pairs steps with checkpoints in the order they are named, and the "
+                    f"{len(matches)} matches of a pattern have no such order ({', '.join(matches[:3])}"
+                    f"{', ...' if len(matches) > 3 else ''}): name each folder, or leave out {given_as} to read "
+                    "each step from its folder's name"
+                )
     names = list(dict.fromkeys(str(p) for p in expand_paths(specs, what="checkpoint")))
-    step_list = attach_steps(names, steps)
+    step_list = attach_steps(names, steps, given_as)
     paths = [hub.snapshot(name) if hub.is_spec(name) else Path(name) for name in names]
     for path in paths:
         check_checkpoint_dir(path)

@@ -55,7 +55,7 @@ for _i, (_name, _series) in enumerate(SERIES.items()):
         if "hub" in _series:
             SERIES_CHECKPOINTS[_name] = sashub.series_checkpoints(_series["hub"], _series["steps"])
         else:
-            _pairs = sascheckpoints.resolve_checkpoints(_series["checkpoints"], _series["steps"])
+            _pairs = sascheckpoints.resolve_checkpoints(_series["checkpoints"], _series["steps"], "steps")
             SERIES_CHECKPOINTS[_name] = [(str(folder), step) for folder, step in _pairs]
     except InputError as err:
         raise WorkflowError(f"series[{_i}] ({_name}): {err}") from None
