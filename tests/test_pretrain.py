@@ -330,3 +330,34 @@ def test_training_code_does_not_import_the_config_schema_code():
     probe = "import sys, sasbert.pretrain; print(sorted(m for m in sys.modules if m.startswith('sasbert')))"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert "sasbert.config" not in loaded and "sasbert.options" not in loaded, loaded
+
+
+def test_a_full_disk_stops_with_one_line_and_the_rerun_discards_the_part_written(tiny_corpus, tmp_path):
+    """Under a file size limit below the optimizer state's size, saving checkpoint 4 fails inside
+    torch.save: one line names the checkpoint and the OS error (exit 4, no traceback); the rerun
+    says it discards the state written part-way and ends equal to an uninterrupted run."""
+    import resource
+
+    spec = tiny_spec(max_steps=8, checkpoint_steps=[0, 4, 8])
+    run_dir = tmp_path / "full"
+    limit = 6 << 20  # the weights (4 MB) fit, the optimizer state (8 MB) does not
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    failed = subprocess.run(
+        pretrain_cmd(tiny_corpus, run_dir, spec), env=ENV, capture_output=True, text=True, preexec_fn=limit_file_size
+    )
+    assert failed.returncode == 4, failed.stderr[-3000:]
+    assert "Traceback" not in failed.stderr
+    (line,) = [x for x in failed.stderr.splitlines() if "error:" in x]
+    assert f"{run_dir / 'state' / 'checkpoint-4'}/" in line and ": cannot save the checkpoint (File too large" in line
+    assert not (run_dir / "checkpoints").exists()
+
+    again = subprocess.run(pretrain_cmd(tiny_corpus, run_dir, spec), env=ENV, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "checkpoint-4: written part-way (no trainer state or held-out loss); discarded" in again.stderr
+    reference = tmp_path / "reference"
+    train(tiny_corpus["dataset"], tiny_corpus["tokenizer"], str(reference), spec)
+    for step in (4, 8):
+        assert_same_weights(weights(run_dir, step), weights(reference, step))

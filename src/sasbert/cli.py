@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 
-from sasbert.errors import StageError
+from sasbert.errors import OutputError, StageError, write_failure
 
 # stage name -> (module, one-line help)
 STAGES = {
@@ -68,4 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     except StageError as err:
         print(f"sasbert {args.stage}: error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:
+        if write_failure(err) is None:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"sasbert {args.stage}: error: {where}cannot write ({write_failure(err)})", file=sys.stderr)
+        return OutputError.exit_code
     return 0

@@ -70,7 +70,7 @@ from transformers import (
 
 from sasbert.atomic import atomic_path, write_parquet, write_text
 from sasbert.code_identity import changed_modules, training_fingerprints
-from sasbert.errors import InputError, TrainingDiverged, TrainingInterrupted
+from sasbert.errors import InputError, OutputError, TrainingDiverged, TrainingInterrupted, write_failure
 from sasbert.progress import LOG_INTERVAL_S, is_terminal
 from sasbert.regularizer import arc_indices, combine_arcs, install_arc_taps, install_fused_arcs, sas_weight
 from sasbert.schedules import decay_horizon, lambda_at
@@ -497,6 +497,20 @@ def is_complete(checkpoint: Path) -> bool:
     return (checkpoint / "eval.json").is_file()
 
 
+def discard_incomplete(state_dir: Path) -> None:
+    """Remove the states written part-way (a job killed, or a full disk, while saving), saying so:
+    they are never resumed from, and a checkpoint saved again at that step must not mix with them.
+    Step 0 is the initialisation, saved with its held-out loss but no trainer state."""
+    for checkpoint in sorted(state_dir.glob("checkpoint-*")):
+        if not re.fullmatch(r"checkpoint-\d+", checkpoint.name):
+            continue
+        step = checkpoint_step(checkpoint)
+        complete = (checkpoint / "eval.json").is_file() if step == 0 else is_complete(checkpoint)
+        if checkpoint.is_dir() and not complete:
+            log.warning("%s: written part-way (no trainer state or held-out loss); discarded", checkpoint)
+            shutil.rmtree(checkpoint)
+
+
 def link_tree(src: Path, dst: Path) -> None:
     """Copy a checkpoint folder as hard links where the filesystem allows, copies elsewhere."""
     dst.mkdir(parents=True, exist_ok=True)
@@ -721,6 +735,9 @@ def train(
     is_main = training_arguments(spec, state_dir, per_device, spec["max_steps"]).process_index == 0
     start = Path(resume_from) if resume_from else None
     keep_state_if_same_run(spec, state_dir, dataset_dir, tokenizer_dir, start, is_main)
+    if is_main:
+        discard_incomplete(state_dir)
+    barrier()
     tokenizer, train_blocks, val_data, max_position = load_data(dataset_dir, tokenizer_dir, spec)
     order = BlockOrder(len(train_blocks), spec["seed"])
 
@@ -831,6 +848,16 @@ def train_segment(trainer: SASTrainer, schedule: ScheduleCallback, resume: Path 
     previous_handler = signal.signal(signal.SIGTERM, lambda *_: setattr(schedule, "terminated", True))
     try:
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except Exception as err:  # each writer raises its own kind (OSError, RuntimeError, SafetensorError)
+        reason = write_failure(err, state_dir)
+        if reason is None:
+            raise
+        checkpoint = state_dir / f"checkpoint-{trainer.state.global_step}"
+        written = sorted(checkpoint.glob("*"), key=lambda f: f.stat().st_mtime_ns) if checkpoint.is_dir() else []
+        raise OutputError(
+            f"{written[-1] if written else checkpoint}: cannot save the checkpoint ({reason}); free space (or raise "
+            "the limit) and rerun: training resumes from the last complete checkpoint"
+        ) from None
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
     if schedule.terminated:
