@@ -249,7 +249,7 @@ def matthews(labels, predictions) -> float:
 # used, the encoder reached 0.53-0.55 on the task's validation pairs and the fine-tune's Matthews
 # interval touched 0 on some CPUs (issue 32); with this lesson it reaches 0.61-0.62 and every
 # fine-tuning seed's interval lies above 0.1 (measured under ATEN_CPU_CAPABILITY default, avx2 and
-# avx512: the tests' README table).
+# avx512: docs/testing.md, "Margins").
 LESSON_PAIRS_PER_PARADIGM, LESSON_EPOCHS, LESSON_LR = 100, 3, 1e-3
 # What the fixture must reach on the task's validation pairs before it stands for "a checkpoint that
 # has learned": a fixture too weak to carry the claim fails here, named, not in the comparison.

@@ -570,7 +570,7 @@ def discard_stale_state(state_dir: Path, identity: dict) -> None:
 
     A state saved before the training code was part of the identity (an identity.json without
     ``code``, otherwise equal) is taken as made by the code that runs now: its identity is
-    completed in place, and nothing is retrained (README, "What counts as code")."""
+    completed in place, and nothing is retrained (docs/reruns.md, "What counts as code")."""
     text = json.dumps(identity, sort_keys=True, indent=1) + "\n"
     identity_file = state_dir / "identity.json"
     if state_dir.exists() and (not identity_file.is_file() or identity_file.read_text() != text):
