@@ -333,16 +333,18 @@ def fill_hf_cache(cache, repo: str, revisions: dict, repo_type: str = "model") -
 def test_hub_series_steps_come_from_revisions_or_repo_names():
     from sasbert import hub
 
-    pythia = hub.series_checkpoints({"repo": "EleutherAI/pythia-70m", "revisions": ["step0", "step1000", "step143000"]})
+    pythia = checkpoints.series_checkpoints(
+        {"repo": "EleutherAI/pythia-70m", "revisions": ["step0", "step1000", "step143000"]}
+    )
     assert pythia == [(f"hub:EleutherAI/pythia-70m@step{s}", s) for s in (0, 1000, 143000)]
-    multiberts = hub.series_checkpoints(
+    multiberts = checkpoints.series_checkpoints(
         {"repos": ["google/multiberts-seed_0-step_0k", "google/multiberts-seed_0-step_20k"]}
     )
     assert [step for _, step in multiberts] == [0, 20000]
     assert hub.parse("hub:allenai/OLMo-1B@step20000-tokens84B") == ("allenai/OLMo-1B", "step20000-tokens84B")
     assert hub.step_of("hub:allenai/OLMo-1B@step20000-tokens84B") == 20000
     with pytest.raises(hub.InputError, match="no step number"):
-        hub.series_checkpoints({"repo": "org/model", "revisions": ["main"]})
+        checkpoints.series_checkpoints({"repo": "org/model", "revisions": ["main"]})
 
 
 def test_hub_checkpoints_are_read_from_the_cache_and_identical_weights_flagged(tmp_path, monkeypatch, multiberts_like):

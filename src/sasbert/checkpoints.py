@@ -12,11 +12,11 @@ download, ...). The step of each comes from its folder name unless given explici
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sasbert.errors import InputError
+from sasbert.step_names import step_from_name
 from sasbert.textio import expand_paths, is_pattern
 
 WEIGHT_FILES = (
@@ -25,30 +25,6 @@ WEIGHT_FILES = (
     "model.safetensors.index.json",
     "pytorch_model.bin.index.json",
 )
-
-
-# The number after "step" (step-400, step_20k, step20000-tokens84B), else after "ckpt" or
-# "checkpoint" (ckpt-180000, checkpoint-500); "k"/"M" multiply it, as in MultiBERTs' step_2000k.
-STEP_IN_NAME = (
-    re.compile(r"step[_-]?(\d+)([kKmM]?)(?![A-Za-z0-9])"),
-    re.compile(r"(?:ckpt|checkpoint)[_-]?(\d+)([kKmM]?)(?![A-Za-z0-9])"),
-)
-STEP_SUFFIX = {"": 1, "k": 1_000, "m": 1_000_000}
-COMMIT_HASH = re.compile(r"[0-9a-f]{40}")
-
-
-def step_from_name(path: str | Path) -> int | None:
-    """The training step a checkpoint folder's name gives (rules in the module docstring), or None."""
-    name = Path(path).name
-    if COMMIT_HASH.fullmatch(name):
-        return None
-    for pattern in STEP_IN_NAME:
-        matches = pattern.findall(name)
-        if matches:
-            digits, suffix = matches[-1]
-            return int(digits) * STEP_SUFFIX[suffix.lower()]
-    numbers = re.findall(r"\d+", name)
-    return int(numbers[-1]) if numbers else None
 
 
 def missing_published(run_dir: str | Path) -> list[str]:
@@ -108,6 +84,19 @@ def attach_steps(names: Sequence[str], steps: Sequence[int] | None = None, given
             raise InputError(f"step {step} given by both {seen[step]} and {name}")
         seen[step] = name
     return step_list
+
+
+def series_checkpoints(hub: dict, steps: list[int] | None = None) -> list[tuple[str, int]]:
+    """(spec, step) of each checkpoint of a config's ``series[].hub`` (one repo's revisions, or
+    one repo per step), steps from ``steps`` or the names; the cache is not read."""
+    from sasbert import hub as sashub
+
+    specs = (
+        [sashub.spec(hub["repo"], r) for r in hub["revisions"]]
+        if "repo" in hub
+        else [sashub.spec(r, hub.get("revision", "main")) for r in hub["repos"]]
+    )
+    return list(zip(specs, attach_steps(specs, steps, given_as="steps")))
 
 
 def resolve_checkpoints(

@@ -46,25 +46,12 @@ def parse(text: str) -> tuple[str, str]:
 def step_of(text: str) -> int | None:
     """A hub checkpoint's step: from its revision (Pythia's step1000, OLMo's step20000-tokens84B),
     else, for the default branch, from the repo's name (MultiBERTs' ...-step_20k)."""
-    from sasbert.checkpoints import step_from_name
+    from sasbert.step_names import step_from_name
 
     repo, revision = parse(text)
     if revision != "main":
         return step_from_name(revision)
     return step_from_name(repo.split("/")[1])
-
-
-def series_checkpoints(hub: dict, steps: list[int] | None = None) -> list[tuple[str, int]]:
-    """(spec, step) of each checkpoint of a config's ``series[].hub`` (one repo's revisions, or
-    one repo per step), steps from ``steps`` or the names; the cache is not read."""
-    from sasbert.checkpoints import attach_steps
-
-    specs = (
-        [spec(hub["repo"], r) for r in hub["revisions"]]
-        if "repo" in hub
-        else [spec(r, hub.get("revision", "main")) for r in hub["repos"]]
-    )
-    return list(zip(specs, attach_steps(specs, steps, given_as="steps")))
 
 
 def snapshot(

@@ -332,13 +332,13 @@ def _uas_rows(summary: pd.DataFrame) -> pd.DataFrame:
 
 def _repeated_weights(hub_series: Sequence[dict], fetched: Sequence[str | Path]) -> dict:
     """{(series, step): the checkpoint whose weights it repeats} from the series-fetch manifests."""
-    from sasbert import hub
+    from sasbert import checkpoints
 
     if len(fetched) != len(hub_series):
         raise InputError(f"--fetched: {len(fetched)} manifest(s) for {len(hub_series)} hub series")
     repeats = {}
     for one, path in zip(hub_series, fetched):
-        steps = dict(hub.series_checkpoints(one["hub"], one.get("steps")))
+        steps = dict(checkpoints.series_checkpoints(one["hub"], one.get("steps")))
         try:
             rows = json.loads(Path(path).read_text())
         except (OSError, ValueError) as err:

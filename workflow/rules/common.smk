@@ -53,7 +53,7 @@ SERIES_CHECKPOINTS = {}
 for _i, (_name, _series) in enumerate(SERIES.items()):
     try:
         if "hub" in _series:
-            SERIES_CHECKPOINTS[_name] = sashub.series_checkpoints(_series["hub"], _series["steps"])
+            SERIES_CHECKPOINTS[_name] = sascheckpoints.series_checkpoints(_series["hub"], _series["steps"])
         else:
             _pairs = sascheckpoints.resolve_checkpoints(_series["checkpoints"], _series["steps"], "steps")
             SERIES_CHECKPOINTS[_name] = [(str(folder), step) for folder, step in _pairs]
