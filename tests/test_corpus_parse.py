@@ -133,3 +133,17 @@ def test_unreadable_gzip(tmp_path):
     path.write_bytes(b"not gzip at all")
     with pytest.raises(InputError, match=r"broken.conllu.gz:1: cannot read"):
         corpus.read_units([str(path)], "conllu")
+
+
+def test_a_byte_order_mark_is_read_as_nothing(tmp_path, excerpt):
+    """A CoNLL-U file saved with a UTF-8 byte-order mark (as some editors do) parses as without it,
+    through the real corpus and parse CLIs; it used to fail at line 1 as a line of one column."""
+    with_bom = tmp_path / "bom.conllu"
+    with_bom.write_bytes(b"\xef\xbb\xbf" + excerpt.read_bytes())
+    tables = []
+    for source in (excerpt, with_bom):
+        shard, parsed = tmp_path / f"{source.stem}.shard.parquet", tmp_path / f"{source.stem}.parsed.parquet"
+        assert main(["corpus", "--kind", "conllu", "--inputs", str(source), "--out", str(shard)]) == 0
+        assert main(["parse", "--backend", "conllu", "--shard", str(shard), "--out", str(parsed)]) == 0
+        tables.append(pd.read_parquet(parsed).drop(columns=["source"], errors="ignore"))
+    pd.testing.assert_frame_equal(tables[0], tables[1])

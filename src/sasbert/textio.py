@@ -25,15 +25,16 @@ def is_gzip(path: str | Path) -> bool:
 
 
 def open_text(path: str | Path) -> io.TextIOBase:
-    """Open a plain or gzip text file as UTF-8; a missing, unreadable or binary file is an InputError."""
+    """Open a plain or gzip text file as UTF-8 (a leading byte-order mark read as nothing); a missing,
+    unreadable or binary file is an InputError."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     try:
         if is_gzip(path):
-            handle = gzip.open(path, "rt", encoding="utf-8", newline="")
+            handle = gzip.open(path, "rt", encoding="utf-8-sig", newline="")
         else:
-            handle = open(path, encoding="utf-8", newline="")
+            handle = open(path, encoding="utf-8-sig", newline="")
     except OSError as err:
         raise InputError(f"{path}: cannot open: {err}") from err
     return handle
