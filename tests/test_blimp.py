@@ -646,3 +646,26 @@ def test_progress_off_a_terminal_is_plain_lines(tmp_path, ckpt, small_data, caps
     assert rc == 0
     err = capsys.readouterr().err
     assert "\r" not in err and "PLL original" in err
+
+
+def test_pairs_whose_sentences_are_the_same_are_counted_and_named(tmp_path, ckpt, all_pairs):
+    """A pair with two identical sentences is a tie, which counts as wrong: the CLI says how many
+    there are per paradigm and where the first is, and scores them as wrong."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "blimp"
+    data.mkdir()
+    records = all_pairs[all_pairs.UID == "passive_1"].head(3).to_dict("records")
+    records[1] = {**records[1], "sentence_bad": records[1]["sentence_good"]}
+    _write(data / "passive_1.jsonl", records)
+    out = [str(tmp_path / "pairs.parquet"), str(tmp_path / "summary.parquet")]
+    cli = [sys.executable, "-m", "sasbert", "blimp", "score", "--checkpoint", str(ckpt), "--step", "0"]
+    cli += ["--data-dir", str(data), "--device", "cpu", "--out-pairs", out[0], "--out-summary", out[1]]
+    result = subprocess.run(cli, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "1 pair(s) whose two sentences are the same, scored as wrong (a tie): passive_1 1" in result.stderr
+    assert f"(first at {data / 'passive_1.jsonl'}:2)" in result.stderr
+    pairs = pd.read_parquet(out[0])
+    tie = pairs[pairs["pairID"] == str(records[1]["pairID"])].iloc[0]
+    assert tie["pll_good"] == tie["pll_bad"] and not tie["correct"]

@@ -5,6 +5,7 @@ scoring them (GLUE's acceptability task from BLiMP) does not run, nor rerun with
 from __future__ import annotations
 
 import json
+import logging
 import zlib
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import pandas as pd
 
 from sasbert.errors import InputError
 from sasbert.textio import read_lines
+
+log = logging.getLogger(__name__)
 
 REQUIRED_FIELDS = ("sentence_good", "sentence_bad", "UID", "linguistics_term", "pairID")
 
@@ -78,6 +81,17 @@ def load_blimp(data_dir: str | Path) -> pd.DataFrame:
         uid = terms[terms > 1].index[0]
         where = df.loc[df.UID == uid].drop_duplicates("linguistics_term")["_where"].tolist()
         raise InputError(f"paradigm {uid} has several linguistics_term values ({', '.join(where)})")
+    same = df[df["sentence_good"] == df["sentence_bad"]]
+    if len(same):
+        # PLL(good) > PLL(bad) is false for a tie: such a pair is scored wrong, whatever the model
+        counts = same.groupby("UID").size()
+        log.warning(
+            "%s: %d pair(s) whose two sentences are the same, scored as wrong (a tie): %s (first at %s)",
+            data_dir,
+            len(same),
+            ", ".join(f"{uid} {n}" for uid, n in counts.items()),
+            same["_where"].iloc[0],
+        )
     return df.drop(columns="_where").reset_index(drop=True)
 
 
