@@ -35,11 +35,6 @@ def package_modules() -> list[str]:
     return sorted(found)
 
 
-def imports_of(module: str) -> set[str]:
-    path = code_identity.module_file(module)
-    return code_identity._imported_modules(code_identity._parse(path), code_identity.PACKAGE_DIR) - {module}
-
-
 def test_every_module_has_a_layer():
     assert sorted(set(package_modules()) - set(LAYER_OF)) == [], "place the new module in LAYERS"
     assert sorted(set(LAYER_OF) - set(package_modules())) == []
@@ -49,7 +44,7 @@ def test_no_module_imports_a_higher_layer_or_a_side_layer():
     wrong = []
     for module in package_modules():
         layer = LAYER_OF[module]
-        for imported in sorted(imports_of(module)):
+        for imported in sorted(code_identity.module_imports(module)):
             other = LAYER_OF[imported]
             if LEVEL[other] > LEVEL[layer] or (LEVEL[other] == LEVEL[layer] and other != layer):
                 wrong.append(f"{module} ({layer}) imports {imported} ({other})")
@@ -57,7 +52,7 @@ def test_no_module_imports_a_higher_layer_or_a_side_layer():
 
 
 def test_no_import_cycle():
-    graph = {module: imports_of(module) for module in package_modules()}
+    graph = {module: code_identity.module_imports(module) for module in package_modules()}
     cycles, state = [], {}
 
     def visit(module, path):

@@ -44,10 +44,11 @@ def module_file(name: str, package_dir: Path = PACKAGE_DIR) -> Path | None:
     return None
 
 
-def _imported_modules(tree: ast.AST, package_dir: Path) -> set[str]:
-    """The package modules a module's import statements name, anywhere in it."""
+def module_imports(name: str, package_dir: Path = PACKAGE_DIR) -> set[str]:
+    """The package modules that module ``name``'s import statements name, anywhere in it (and the
+    packages a subpackage's module runs first)."""
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(_tree(module_file(name, package_dir))):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             parts = node.module.split(".")
             if parts[0] != PACKAGE:
@@ -57,19 +58,19 @@ def _imported_modules(tree: ast.AST, package_dir: Path) -> set[str]:
                 found.add(base)
             # `from sasbert import probe` or `from sasbert.measure import probe`: the names may be modules
             for alias in node.names:
-                name = f"{base}.{alias.name}" if base else alias.name
-                if module_file(name, package_dir) is not None:
-                    found.add(name)
+                named = f"{base}.{alias.name}" if base else alias.name
+                if module_file(named, package_dir) is not None:
+                    found.add(named)
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 parts = alias.name.split(".")
                 if parts[0] == PACKAGE and len(parts) > 1:
                     found.add(".".join(parts[1:]))
     # a module in a subpackage runs its packages' __init__ first
-    for name in list(found):
-        parts = name.split(".")
+    for imported in list(found):
+        parts = imported.split(".")
         found.update(".".join(parts[:i]) for i in range(1, len(parts)))
-    return found
+    return found - {name}
 
 
 def module_closure(modules: Iterable[str], package_dir: Path = PACKAGE_DIR, exclude: Iterable[str] = ()) -> list[str]:
@@ -82,11 +83,10 @@ def module_closure(modules: Iterable[str], package_dir: Path = PACKAGE_DIR, excl
         name = todo.pop()
         if name in seen:
             continue
-        path = module_file(name, package_dir)
-        if path is None:
+        if module_file(name, package_dir) is None:
             raise ValueError(f"{PACKAGE}.{name}: no such module in {package_dir}")
         seen.add(name)
-        todo += [m for m in _imported_modules(_parse(path), package_dir) if m not in skip and m not in seen]
+        todo += [m for m in module_imports(name, package_dir) if m not in skip and m not in seen]
     return sorted(seen)
 
 
@@ -101,25 +101,20 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
 
 
 @functools.cache
-def _parse_cached(path: str, mtime_ns: int, size: int) -> ast.AST:
-    return ast.parse(Path(path).read_text(encoding="utf-8"), filename=path)
+def _stripped_tree(path: str, mtime_ns: int, size: int) -> ast.AST:
+    """A module's syntax tree without its docstrings, parsed once per version of the file (its
+    imports and its fingerprint are both read off it)."""
+    return _strip_docstrings(ast.parse(Path(path).read_text(encoding="utf-8"), filename=path))
 
 
-def _parse(path: Path) -> ast.AST:
+def _tree(path: Path) -> ast.AST:
     stat = path.stat()
-    return _parse_cached(str(path), stat.st_mtime_ns, stat.st_size)
+    return _stripped_tree(str(path), stat.st_mtime_ns, stat.st_size)
 
 
 def module_fingerprint(path: Path) -> str:
     """sha256 of a module's syntax tree without docstrings, line numbers or comments."""
-    stat = path.stat()
-    return _module_fingerprint_cached(str(path), stat.st_mtime_ns, stat.st_size)
-
-
-@functools.cache
-def _module_fingerprint_cached(path: str, mtime_ns: int, size: int) -> str:
-    tree = _strip_docstrings(ast.parse(Path(path).read_text(encoding="utf-8"), filename=path))
-    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
+    return hashlib.sha256(ast.dump(_tree(path), include_attributes=False).encode()).hexdigest()
 
 
 def module_fingerprints(
