@@ -591,16 +591,19 @@ def test_cache_dir_keeps_finished_checkpoints_and_redoes_stale_ones(series, tmp_
     """A retried job over a series keeps what an interrupted attempt finished."""
     import logging
     import os
+    import shutil
 
     checkpoint, _ = series
     cache = tmp_path / "cache"
+    treebank = tmp_path / EWT_DEV.name
+    shutil.copyfile(EWT_DEV, treebank)
     args = [
         "probe",
         "score",
         "--checkpoint",
         str(checkpoint.parent / "*"),
         "--treebank",
-        str(EWT_DEV),
+        str(treebank),
         "--max-sentences",
         "20",
         "--max-pieces",
@@ -635,6 +638,17 @@ def test_cache_dir_keeps_finished_checkpoints_and_redoes_stale_ones(series, tmp_
     with caplog.at_level(logging.INFO, logger="sasbert.probe"):
         assert main(args) == 0
     assert caplog.text.count("kept from") == 2
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "summary.parquet"), summary)
+    # the treebank edited in place (a sentence past the 20 scored): its content is part of every
+    # entry's identity, so both checkpoints are scored again, to the same tables
+    import gzip
+
+    text = gzip.decompress(treebank.read_bytes()).decode()
+    treebank.write_bytes(gzip.compress(text.rsplit("\n\n", 2)[0].encode() + b"\n\n"))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="sasbert.probe"):
+        assert main(args) == 0
+    assert caplog.text.count("scoring again (changed: treebank)") == 2 and "kept from" not in caplog.text
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "summary.parquet"), summary)
 
 

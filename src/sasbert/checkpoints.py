@@ -134,17 +134,6 @@ def resolve_checkpoints(
 SELECTION_OPTIONS = ("every_steps",)
 
 
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's content (what a table was scored against)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def frame_sha256(frame) -> str:
     """sha256 of a DataFrame's values, index and column names (e.g. the BLiMP pairs scored)."""
     import hashlib
@@ -196,7 +185,7 @@ def score_series(
         if cache_dir:
             cached = {name: Path(cache_dir) / f"step-{step}.{name}.parquet" for name in tables}
             identity_file = Path(cache_dir) / f"step-{step}.identity.json"
-            stale = cache_entry_stale(cached, identity_file, identity_text, path)
+            stale = cache_entry_stale(cached, identity_file, identity or {}, path)
             if stale is None:
                 log.info("step %d (%s): kept from %s", step, path, Path(cache_dir))
                 result = {name: pd.read_parquet(cached[name]) for name in tables}
@@ -214,7 +203,7 @@ def score_series(
     return {name: pd.concat(frames, ignore_index=True) for name, frames in stacked.items()}
 
 
-def cache_entry_stale(cached: dict, identity_file: Path, identity_text: str, checkpoint: Path) -> str | None:
+def cache_entry_stale(cached: dict, identity_file: Path, wanted: dict, checkpoint: Path) -> str | None:
     """Why a per-checkpoint cache entry may not be reused, or None when it may."""
     import json
 
@@ -224,7 +213,6 @@ def cache_entry_stale(cached: dict, identity_file: Path, identity_text: str, che
         kept = json.loads(identity_file.read_text())
     except (OSError, ValueError):
         return "its entry has no identity: made before scoring code was tracked, or cut short"
-    wanted = json.loads(identity_text)
     changed = sorted(k for k in set(kept) | set(wanted) if kept.get(k) != wanted.get(k))
     if changed:
         names = {"code": "the scoring code"}

@@ -98,7 +98,6 @@ from sasbert.atomic import write_parquet
 from sasbert.checkpoints import (
     SELECTION_OPTIONS,
     architecture_kind,
-    file_sha256,
     load_language_model,
     resolve_checkpoints,
     resolve_device,
@@ -106,6 +105,7 @@ from sasbert.checkpoints import (
 )
 from sasbert.code_identity import code_fingerprint
 from sasbert.errors import InputError
+from sasbert.hub import content_id
 from sasbert.options import add_option_flags
 from sasbert.options import defaults as schema_defaults
 from sasbert.options import resolve as resolve_options
@@ -1252,7 +1252,7 @@ def _run_score(args: argparse.Namespace) -> None:
     identity = {
         "code": code_fingerprint("probe"),
         "options": {k: v for k, v in opts.items() if k not in SELECTION_OPTIONS},
-        "treebank": file_sha256(treebank),
+        "treebank": content_id(treebank),
         "treebank_name": name,
         "exclude_relations": sorted(args.exclude_relations),
         "punct_tags": sorted(args.punct_tags),
