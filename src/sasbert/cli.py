@@ -69,9 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sasbert {args.stage}: error: {err}", file=sys.stderr)
         return err.exit_code
     except OSError as err:
-        if write_failure(err) is None:
+        reason = write_failure(err)
+        if reason is None:
             raise
         where = f"{err.filename}: " if err.filename else ""
-        print(f"sasbert {args.stage}: error: {where}cannot write ({write_failure(err)})", file=sys.stderr)
+        print(f"sasbert {args.stage}: error: {where}cannot write ({reason})", file=sys.stderr)
         return OutputError.exit_code
     return 0

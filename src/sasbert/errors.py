@@ -33,13 +33,8 @@ class OutputError(StageError):
 # How a failed write shows in each writer's error: Python's OSError, safetensors' SafetensorError
 # (its Rust io error in the message) and torch.save's RuntimeError (PytorchStreamWriter, or the C++
 # stream under it, which names no OS error at all).
-WRITE_FAILURES = (
-    "No space left on device",
-    "File too large",
-    "Disk quota exceeded",
-    "file write failed",
-    "iostream error",
-)
+OS_WRITE_FAILURES = ("No space left on device", "File too large", "Disk quota exceeded")
+STREAM_WRITE_FAILURES = ("file write failed", "iostream error")  # torch.save's: no OS error named
 
 
 def write_failure(err: BaseException, path=None) -> str | None:
@@ -58,10 +53,10 @@ def write_failure(err: BaseException, path=None) -> str | None:
         if isinstance(link, OSError) and link.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
             return os.strerror(link.errno)
     text = "\n".join(str(link) for link in chain)
-    named = [needle for needle in WRITE_FAILURES[:3] if needle in text]
+    named = [message for message in OS_WRITE_FAILURES if message in text]
     if named:
         return named[0]
-    if not any(needle in text for needle in WRITE_FAILURES):
+    if not any(message in text for message in STREAM_WRITE_FAILURES):
         return None
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
     if limit != resource.RLIM_INFINITY:
