@@ -185,21 +185,6 @@ def run_dir_of(wildcards):
     return run_dir(wildcards.run, wildcards.seed)
 
 
-def run_checkpoint_steps(run):
-    """The checkpoints a run publishes."""
-    return PLAN.published(run)
-
-
-def published_steps(run, end=None):
-    """The steps whose checkpoints a run's training job publishes (with ``end``: its part's)."""
-    return PLAN.published_by(run, end)
-
-
-def part_ends(run):
-    """Where the chained training jobs of a run end, before its last job."""
-    return PLAN.part_ends(run)
-
-
 def checkpoint_folder(run, seed, step):
     """The published folder that holds a run's checkpoint at ``step``: its part's, or the run's."""
     end = PLAN.part_holding(run, step)
@@ -238,7 +223,7 @@ def scored_parts(stage, suffix):
     """The part jobs a probe or BLiMP job of a run takes over from (none for a series)."""
 
     def parts(wildcards):
-        ends = [] if wildcards.run in SERIES else part_ends(wildcards.run)
+        ends = [] if wildcards.run in SERIES else PLAN.part_ends(wildcards.run)
         return [f"results/{stage}/{wildcards.run}/seed{wildcards.seed}/parts/until-{e}.{suffix}" for e in ends]
 
     return parts
@@ -252,7 +237,7 @@ def checkpoint_args(wildcards, input):
         pairs = SERIES_CHECKPOINTS[wildcards.run]
         names = " ".join(shlex.quote(name) for name, _ in pairs)
         return f"{names} --step {' '.join(str(step) for _, step in pairs)}"
-    steps = published_steps(wildcards.run, getattr(wildcards, "end", None))
+    steps = PLAN.published_by(wildcards.run, getattr(wildcards, "end", None))
     return " ".join(shlex.quote(f"{input.checkpoints}/step-{s}") for s in steps)
 
 
@@ -433,7 +418,7 @@ def glue_steps(name):
     them, else those on glue.every_steps and its first and last (BLiMP's rule), else all."""
     from sasbert.blimp import thin_series
 
-    steps = [step for _, step in SERIES_CHECKPOINTS[name]] if name in SERIES else run_checkpoint_steps(name)
+    steps = [step for _, step in SERIES_CHECKPOINTS[name]] if name in SERIES else PLAN.published(name)
     if GLUE["steps"] is not None:
         return [s for s in steps if s in set(GLUE["steps"])]
     return [s for _, s in thin_series([(None, s) for s in steps], GLUE["every_steps"])]
