@@ -28,8 +28,8 @@ What this module adds to the Trainer, and why:
   naming the step.
 - Resume state belongs to one identity (``run_identity``): everything that shapes the weights
   (the spec without max_steps and the schedule, the content of the dataset and tokenizer, the
-  release run's starting checkpoint, the fingerprint of the training code: ``code_identity``). When it changes, the old state is removed and the log says
-  what changed.
+  release run's starting checkpoint, the fingerprint of the training code: ``code_identity``).
+  When it changes, the old state is removed and the log says what changed.
 
 Layout of a run directory ``<run_dir>``:
 - ``state/checkpoint-<step>/``: the Trainer's working checkpoints (model, tokenizer, optimizer,
