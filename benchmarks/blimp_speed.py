@@ -1,4 +1,4 @@
-"""BLiMP PLL scoring speed: sasbert.blimp.PLLScorer against minicons on the same checkpoint and pairs.
+"""BLiMP PLL scoring speed: sasbert.measure.blimp.PLLScorer against minicons on the same checkpoint and pairs.
 
     python benchmarks/blimp_speed.py [--layers 4 --hidden 128 --pairs-per-paradigm 3 ...]
 
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     from minicons import scorer as mscorer
     from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
 
-    from sasbert import blimp
+    from sasbert.measure import blimp
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -114,7 +114,9 @@ def main(argv=None) -> int:
     print()
     print(f"{'scorer':<34}{'seconds':>10}{'pairs/s':>12}")
     print(f"{'minicons 0.3.39 (batch ' + str(args.minicons_batch) + ' sent.)':<34}{t_mc:>10.2f}{n / t_mc:>12.1f}")
-    print(f"{'sasbert.blimp (batch ' + str(args.batch_size) + ' copies)':<34}{t_ours:>10.2f}{n / t_ours:>12.1f}")
+    print(
+        f"{'sasbert.measure.blimp (batch ' + str(args.batch_size) + ' copies)':<34}{t_ours:>10.2f}{n / t_ours:>12.1f}"
+    )
     print()
     print(
         f"max |PLL diff| {max_diff:.2e} (tol {args.tol:g}); decisions identical: "

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from transformers.utils import logging as hf_logging
 
 from sasbert.config import MODEL_PRESETS
-from sasbert.pretrain import build_model
-from sasbert.regularizer import sas_regularizer
+from sasbert.train.pretrain import build_model
+from sasbert.train.regularizer import sas_regularizer
 
 
 def make_batch(batch_size, seq_len, vocab, generator):

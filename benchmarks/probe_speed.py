@@ -4,7 +4,7 @@
 
 Builds a random BERT (bert-base-uncased vocab) as a checkpoint dir, then times, in one process and
 interleaved (best of --repeats):
-  * probe:   ``sasbert.probe.score_model`` end to end (tokenization, length-sorted batches, forward
+  * probe:   ``sasbert.measure.probe.scoring.score_model`` end to end (tokenization, length-sorted batches, forward
              passes, word pooling, argmaxes, tallies, score and summary tables);
   * forward: a bare batched forward of the same encoder with ``output_attentions=True`` over the
              same sentences (pre-tokenized, same length-sorted batches, same batch size);
@@ -28,8 +28,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from sasbert import probe  # noqa: E402
-from sasbert.checkpoints import resolve_device  # noqa: E402
+from sasbert.measure.checkpoints import resolve_device  # noqa: E402
+from sasbert.measure.probe import alignment as probe_alignment  # noqa: E402
+from sasbert.measure.probe import scoring as probe_scoring  # noqa: E402
+from sasbert.measure.probe import sentences as probe_sentences  # noqa: E402
 
 VOCAB = ROOT / "resources" / "tokenizer" / "bert-base-uncased-vocab.txt"
 EWT_DEV = ROOT / "resources" / "ud" / "UD_English-EWT" / "en_ewt-ud-dev.conllu.gz"
@@ -104,22 +106,22 @@ def main(argv=None):
         BertForMaskedLM(config).save_pretrained(ckpt)
         tokenizer.save_pretrained(ckpt)
         t0 = time.perf_counter()
-        model, tokenizer = probe.load_checkpoint(ckpt, device=device)
+        model, tokenizer = probe_scoring.load_checkpoint(ckpt, device=device)
         t_load = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    sentences = probe.read_treebank(args.treebank, max_sentences=args.sentences)
+    sentences = probe_sentences.read_treebank(args.treebank, max_sentences=args.sentences)
     t_read = time.perf_counter() - t0
 
     # the sentences the probe runs: within max_pieces and with at least one scored word
-    labelled = probe.is_labelled(sentences)
-    encoded = probe.encode_sentences(tokenizer, sentences)
+    labelled = probe_sentences.is_labelled(sentences)
+    encoded = probe_alignment.encode_sentences(tokenizer, sentences)
     keep = [
         k
         for k, e in enumerate(encoded)
         if e is not None
         and len(e[0]) <= args.max_pieces
-        and any(r is not None for r in probe.scored_relations(sentences[k], labelled))
+        and any(r is not None for r in probe_sentences.scored_relations(sentences[k], labelled))
     ]
     batches = forward_batches(tokenizer, sentences, keep, args.batch_size, device)
     n_pieces = sum(len(encoded[k][0]) for k in keep)
@@ -128,7 +130,7 @@ def main(argv=None):
     def run_probe():
         sync(device)
         t = time.perf_counter()
-        probe.score_model(
+        probe_scoring.score_model(
             model, tokenizer, sentences, max_pieces=args.max_pieces, batch_size=args.batch_size, device=device
         )
         sync(device)

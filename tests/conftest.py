@@ -93,7 +93,7 @@ def tiny_corpus(tmp_path_factory):
     """A tokenized slice of real EWT train text (300 sentences, blocks of 32) with the vendored
     bert-base-uncased vocab: a fixed vocab keeps these tests' numbers the same in every session
     (a trained vocab may break frequency ties differently from process to process)."""
-    from sasbert import corpus, parse, tokenization
+    from sasbert.data import corpus, parse, tokenization
 
     out = tmp_path_factory.mktemp("tiny_corpus")
     units = corpus.read_units([str(EWT / "en_ewt-ud-train.conllu.gz")], "conllu", max_units=300)
@@ -185,7 +185,7 @@ def save_tiny_causal_lm(folder, architecture: str):
         PreTrainedTokenizerFast,
     )
 
-    from sasbert import treebank
+    from sasbert.data import treebank
 
     texts = [" ".join(s.words) for s in treebank.read_sentences(EWT / "en_ewt-ud-dev.conllu.gz")]
     bpe = ByteLevelBPETokenizer()

@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from conftest import tiny_bert_config
-from sasbert import blimp, blimp_data
-from sasbert.checkpoints import resolve_checkpoints, step_from_name
 from sasbert.cli import main
+from sasbert.data import blimp_pairs
 from sasbert.errors import InputError
+from sasbert.measure import blimp
+from sasbert.measure.checkpoints import resolve_checkpoints, step_from_name
 
 torch.set_num_threads(1)
 
@@ -51,7 +52,7 @@ def scorer(ckpt):
 
 @pytest.fixture(scope="module")
 def all_pairs() -> pd.DataFrame:
-    return blimp_data.load_blimp(BLIMP_DIR)
+    return blimp_pairs.load_blimp(BLIMP_DIR)
 
 
 def hand_pll(model, tok, sentence: str, variant: str = "original") -> float:
@@ -171,11 +172,11 @@ def test_agreement_with_minicons(ckpt, scorer, all_pairs):
 
     mc = mscorer.MaskedLMScorer(str(ckpt), "cpu")
     # original: one pair of each of the 67 paradigms
-    sample = blimp_data.subset_pairs(all_pairs, 1, seed=3)
+    sample = blimp_pairs.subset_pairs(all_pairs, 1, seed=3)
     assert len(sample) == 67
     # within_word_l2r: pairs whose sentences hold multi-piece words (where the variant matters)
     tok = scorer.tokenizer
-    pool = blimp_data.subset_pairs(all_pairs, 3, seed=4)
+    pool = blimp_pairs.subset_pairs(all_pairs, 3, seed=4)
     multi = pool[pool.sentence_good.map(lambda s: any(t.startswith("##") for t in tok.tokenize(s)))]
     sample_w = multi.sample(24, random_state=0)
     for variant, pairs in (("original", sample), ("within_word_l2r", sample_w)):
@@ -244,9 +245,9 @@ def test_accuracy_aggregation_by_hand():
 
 
 def test_subset_is_deterministic_and_stratified(all_pairs):
-    a = blimp_data.subset_pairs(all_pairs, 5, seed=0)
-    b = blimp_data.subset_pairs(all_pairs, 5, seed=0)
-    c = blimp_data.subset_pairs(all_pairs, 5, seed=1)
+    a = blimp_pairs.subset_pairs(all_pairs, 5, seed=0)
+    b = blimp_pairs.subset_pairs(all_pairs, 5, seed=0)
+    c = blimp_pairs.subset_pairs(all_pairs, 5, seed=1)
     pd.testing.assert_frame_equal(a, b)
     assert not a.pairID.equals(c.pairID)
     assert (a.groupby("UID").size() == 5).all() and a.UID.nunique() == 67
@@ -254,12 +255,12 @@ def test_subset_is_deterministic_and_stratified(all_pairs):
     # a paradigm's choice does not depend on which other paradigms are present
     one = all_pairs[all_pairs.UID == "passive_1"]
     pd.testing.assert_frame_equal(
-        blimp_data.subset_pairs(one, 5, seed=0), a[a.UID == "passive_1"].reset_index(drop=True)
+        blimp_pairs.subset_pairs(one, 5, seed=0), a[a.UID == "passive_1"].reset_index(drop=True)
     )
-    assert len(blimp_data.subset_pairs(all_pairs, None)) == 67_000
-    assert len(blimp_data.subset_pairs(one.head(3), 5)) == 3
+    assert len(blimp_pairs.subset_pairs(all_pairs, None)) == 67_000
+    assert len(blimp_pairs.subset_pairs(one.head(3), 5)) == 3
     with pytest.raises(InputError):
-        blimp_data.subset_pairs(all_pairs, 0)
+        blimp_pairs.subset_pairs(all_pairs, 0)
 
 
 # --------------------------------------------------------------------------------- bad input
@@ -293,37 +294,37 @@ def test_missing_field_names_file_and_line(tmp_path):
     del bad["sentence_bad"]
     _write(tmp_path / "toy.jsonl", [_pair(0), bad])
     with pytest.raises(InputError, match=r"toy\.jsonl:2: missing field\(s\) sentence_bad"):
-        blimp_data.load_blimp(tmp_path)
+        blimp_pairs.load_blimp(tmp_path)
 
 
 def test_malformed_json_names_file_and_line(tmp_path):
     _write(tmp_path / "toy.jsonl.gz", [_pair(0), _pair(1), '{"sentence_good": "A dog', _pair(3)])
     with pytest.raises(InputError, match=r"toy\.jsonl\.gz:3: malformed JSON"):
-        blimp_data.load_blimp(tmp_path)
+        blimp_pairs.load_blimp(tmp_path)
 
 
 def test_empty_sentence_in_file(tmp_path):
     _write(tmp_path / "toy.jsonl", [_pair(0, sentence_good="  ")])
     with pytest.raises(InputError, match=r"toy\.jsonl:1: sentence_good is empty"):
-        blimp_data.load_blimp(tmp_path)
+        blimp_pairs.load_blimp(tmp_path)
 
 
 def test_bad_data_dirs(tmp_path):
     with pytest.raises(InputError, match="not found"):
-        blimp_data.load_blimp(tmp_path / "nope")
+        blimp_pairs.load_blimp(tmp_path / "nope")
     with pytest.raises(InputError, match="no \\*.jsonl"):
-        blimp_data.load_blimp(tmp_path)
+        blimp_pairs.load_blimp(tmp_path)
     _write(tmp_path / "a.jsonl", [_pair(0)])
     _write(tmp_path / "b.jsonl", [_pair(0)])
     with pytest.raises(InputError, match=r"duplicate pair .*a\.jsonl:1 and .*b\.jsonl:1"):
-        blimp_data.load_blimp(tmp_path)
+        blimp_pairs.load_blimp(tmp_path)
 
 
 def test_reads_plain_and_gz(tmp_path):
     _write(tmp_path / "a.jsonl", [_pair(0), _pair(1)])
     _write(tmp_path / "b.jsonl.gz", [_pair(0, UID="other", pairID=7)])
     _write(tmp_path / "notes.txt", ["ignored"])
-    df = blimp_data.load_blimp(tmp_path)
+    df = blimp_pairs.load_blimp(tmp_path)
     assert df.UID.tolist() == ["toy", "toy", "other"]
     assert df.pairID.tolist() == ["0", "1", "7"]
 
@@ -550,7 +551,7 @@ def test_cli_bad_input_exits_2(tmp_path, ckpt, capsys):
 
 
 def test_wilson_interval_matches_the_hand_computed_case():
-    from sasbert.blimp import wilson_interval
+    from sasbert.measure.blimp import wilson_interval
 
     # 8 of 10: p = 0.8, z = 1.96; centre (p + z^2/2n) / (1 + z^2/n), half-width as in Wilson (1927)
     low, high = wilson_interval([8], [10])
@@ -558,7 +559,7 @@ def test_wilson_interval_matches_the_hand_computed_case():
 
 
 def test_overall_interval_contains_the_accuracy_and_narrows_with_more_pairs():
-    from sasbert.blimp import summarize
+    from sasbert.measure.blimp import summarize
 
     def pairs(n):
         rng = np.random.default_rng(1)
@@ -581,7 +582,7 @@ def test_overall_interval_contains_the_accuracy_and_narrows_with_more_pairs():
 
 
 def test_mean_interval_matches_a_hand_computed_case_and_never_collapses():
-    from sasbert.blimp import mean_accuracy_interval, wilson_interval
+    from sasbert.measure.blimp import mean_accuracy_interval, wilson_interval
 
     # two paradigms, 3 of 4 and 4 of 4 right: mean 0.875; s^2 = 3*1/(4*3) = 0.25 and 0;
     # variance (0.25/4 + 0)/2^2 = 0.015625, half-width 1.96 * 0.125
@@ -604,7 +605,7 @@ def test_overall_interval_covers_the_full_set_accuracy_about_95_percent_of_the_t
     Measured here: 0.975 at n = 1 (conservative by construction), 0.948, 0.948 and 0.957 at 2, 4 and
     16 (the binomial bootstrap used before: 0.000 at n = 1, its interval a point; 0.897 at 4; 0.932
     at 16)."""
-    from sasbert.blimp import mean_accuracy_interval
+    from sasbert.measure.blimp import mean_accuracy_interval
 
     rng = np.random.default_rng(1)
     accuracy = rng.beta(4, 2, 67)

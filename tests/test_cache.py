@@ -24,7 +24,9 @@ import pytest
 import yaml
 
 from conftest import REPO, WORKFLOW_FILES, assert_same_weights, job_counts, snakemake_ok, weights
-from sasbert import checkpoints, code_identity, pretrain
+from sasbert import code_identity
+from sasbert.measure import checkpoints
+from sasbert.train import pretrain
 
 PACKAGE = REPO / "src" / "sasbert"
 
@@ -118,20 +120,22 @@ def test_the_fingerprint_names_modules_not_paths_and_follows_every_kind_of_impor
 def test_the_package_fingerprints_of_this_repository():
     """Every stage's closure is found, and the fingerprint ignores this very file's edits (a
     copy of the package with a comment and a docstring added to each module is the same)."""
-    closure = code_identity.module_closure(["pretrain"])
-    assert {"pretrain", "regularizer", "schedules"} <= set(closure) and "code_identity" not in closure
-    assert "regularizer" not in code_identity.training_fingerprints(0.0)
-    assert "regularizer" in code_identity.training_fingerprints(1.0)
+    closure = code_identity.module_closure(["train.pretrain"])
+    assert {"train.pretrain", "train.regularizer", "schedules"} <= set(closure) and "code_identity" not in closure
+    assert "train.regularizer" not in code_identity.training_fingerprints(0.0)
+    assert "train.regularizer" in code_identity.training_fingerprints(1.0)
     staged = [{"value": 1.0, "until_step": 10}, {"value": 0.0}]
-    assert "regularizer" in code_identity.training_fingerprints(staged)
+    assert "train.regularizer" in code_identity.training_fingerprints(staged)
 
 
 def test_every_module_of_the_package_keeps_its_fingerprint_under_comments_and_docstrings(tmp_path):
     copy = tmp_path / "sasbert"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    for path in copy.glob("*.py"):
+    for path in copy.rglob("*.py"):
         path.write_text("# a comment\n" + path.read_text().replace('"""', '"""Reworded. ', 1) + "\n# the end\n")
-    modules = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in code_identity.NOT_COMPUTATION)
+    modules = [".".join(p.relative_to(PACKAGE).with_suffix("").parts) for p in PACKAGE.rglob("*.py")]
+    modules = sorted(m.removesuffix(".__init__") for m in modules if m not in code_identity.NOT_COMPUTATION)
+    assert "measure.checkpoints" in modules and "analysis.figures" in modules
     for module in modules:
         assert code_identity.code_fingerprint(module, package_dir=copy) == code_identity.code_fingerprint(module)
 
@@ -217,9 +221,9 @@ TARGETS = [
     "results/tables/phases.csv",
 ]
 # the edits of the code that are real changes of a computation (issue 26's)
-REGULARIZER_FIX = ("regularizer.py", "return 1.0 / max(n_arcs, 1)", "return 2.0 / max(n_arcs, 1)")
-PROBE_FIX = ("probe.py", "self.correct += tally[0]", "self.correct += 0 * tally[0]")
-PLL_FIX = ("blimp.py", "np.bincount(sent, weights=logp,", "np.bincount(sent, weights=2 * logp,")
+REGULARIZER_FIX = ("train/regularizer.py", "return 1.0 / max(n_arcs, 1)", "return 2.0 / max(n_arcs, 1)")
+PROBE_FIX = ("measure/probe/scoring.py", "self.correct += tally[0]", "self.correct += 0 * tally[0]")
+PLL_FIX = ("measure/blimp.py", "np.bincount(sent, weights=logp,", "np.bincount(sent, weights=2 * logp,")
 
 
 def project(folder: Path) -> Path:
@@ -280,7 +284,14 @@ def finished(tmp_path_factory):
 def test_what_changes_no_computation_plans_nothing_and_touches_nothing(finished, tmp_path):
     before = outputs(finished)
     # a comment in each module the issue measured (28 of 28 jobs, 24, 19, 14 before)
-    for name in ("config.py", "options.py", "textio.py", "regularizer.py", "checkpoints.py", "blimp.py"):
+    for name in (
+        "config.py",
+        "options.py",
+        "textio.py",
+        "train/regularizer.py",
+        "measure/checkpoints.py",
+        "measure/blimp.py",
+    ):
         path = finished / "src" / "sasbert" / name
         original = path.read_text()
         path.write_text(original + "\n# a comment\n")
@@ -340,7 +351,7 @@ def test_a_code_fix_reruns_what_runs_that_code_and_equals_a_fresh_run_of_it(fini
     assert "results/pretrain/sas_minus/seed0/checkpoints" in run(finished, "-n")
     run(finished)
     training_log = log_of(finished, "pretrain", "sas_minus")
-    assert "changed: the training code (regularizer)" in training_log
+    assert "changed: the training code (train.regularizer)" in training_log
     assert "nothing to train" not in training_log
     fresh = project(tmp_path / "fresh")
     edit(fresh, REGULARIZER_FIX)

@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 
 from conftest import EWT
-from sasbert import corpus, parse, probe
 from sasbert.cli import main
+from sasbert.data import corpus, parse
 from sasbert.errors import InputError
+from sasbert.measure.probe import sentences as probe_sentences
 
 DEV = EWT / "en_ewt-ud-dev.conllu.gz"
 # Real EWT dev sentences: one with an empty node (8.1), one with a multiword token (1-2 Today's).
@@ -103,7 +104,7 @@ def test_a_token_line_without_ten_columns_is_named_at_its_own_line(tmp_path, col
     with pytest.raises(InputError, match=message):
         parse.parse_conllu_shard(corpus.read_units([str(path)], "conllu"))
     with pytest.raises(InputError, match=message):
-        probe.read_treebank(path)
+        probe_sentences.read_treebank(path)
 
 
 def test_cli_errors_exit_nonzero_and_leave_no_output(tmp_path, capsys):

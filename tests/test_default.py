@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, job_counts, link_workflow, snakemake, snakemake_ok
-from sasbert.figures import FIGURES
+from sasbert.analysis.figures import FIGURES
 
 LIGHT_BLIMP = [
     "--configfile",

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sasbert import cli, figures, phases
+from sasbert import cli
+from sasbert.analysis import figures, phases
 
 RUNS = [
     {"name": "baseline", "lambda": 0.0},
@@ -356,7 +357,7 @@ def test_figures_degrade_without_sas_plus_and_release_runs(tmp_path):
 
 
 def test_figures_cli_from_tables_alone(full, tmp_path, monkeypatch):
-    monkeypatch.setitem(cli.STAGES, "figures", ("sasbert.figures", "figures"))
+    monkeypatch.setitem(cli.STAGES, "figures", ("sasbert.analysis.figures", "figures"))
     tables, ph = full
     tdir = tmp_path / "tables"
     tdir.mkdir()

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO
-from sasbert import blimp_data, textio, treebank
+from sasbert import textio
+from sasbert.data import blimp_pairs, treebank
 from sasbert.errors import InputError
 
 UD = REPO / "resources" / "ud" / "UD_English-EWT" / "en_ewt-ud-dev.conllu.gz"
@@ -81,7 +82,7 @@ def corrupt(lines: list[bytes], edits) -> bytes:
 
 READERS = {
     "conllu": lambda path: list(treebank.read_sentences(path)),
-    "blimp": blimp_data.read_paradigm_file,
+    "blimp": blimp_pairs.read_paradigm_file,
     "text": lambda path: list(textio.read_lines(path)),
 }
 SUFFIX = {"conllu": ".conllu", "blimp": ".jsonl", "text": ".txt"}

@@ -17,8 +17,9 @@ import yaml
 
 from conftest import REPO, job_counts, link_workflow, snakemake_ok, tiny_bert_config
 from sasbert import config as sasconfig
-from sasbert import glue, phases
+from sasbert.analysis import phases
 from sasbert.errors import InputError
+from sasbert.measure import glue
 from sasbert.options import defaults
 
 BLIMP = REPO / "resources" / "blimp"
@@ -407,7 +408,7 @@ def test_the_glue_jump_follows_the_blimp_jump_rule():
 
 
 def test_figures_1_to_3_get_a_glue_panel_when_glue_was_run():
-    from sasbert import figures
+    from sasbert.analysis import figures
 
     steps = np.arange(0, 600, 100)
     runs = phases.runs_table(

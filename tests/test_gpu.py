@@ -172,7 +172,7 @@ def test_blimp_on_the_gpu_matches_the_cpu(checkpoint, tmp_path):
 
 def test_stanza_on_the_gpu_parses_like_the_cpu(tmp_path):
     pytest.importorskip("stanza")
-    from sasbert import corpus, parse
+    from sasbert.data import corpus, parse
     from stanza_tiny import PACKAGE, build_tiny_stanza_models, install_as_resources
 
     paths = build_tiny_stanza_models(EWT / "en_ewt-ud-train.conllu.gz", tmp_path / "models")

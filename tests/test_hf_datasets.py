@@ -14,8 +14,8 @@ import pytest
 
 from conftest import job_counts, link_workflow, snakemake_ok
 from sasbert import config as sasconfig
-from sasbert import corpus
 from sasbert.cli import main
+from sasbert.data import corpus
 from sasbert.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]

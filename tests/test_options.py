@@ -9,13 +9,15 @@ import sys
 import pytest
 import yaml
 
-from sasbert import config, corpus, options, parse, probe
+from sasbert import config, options
+from sasbert.data import corpus, parse
 from sasbert.errors import InputError
+from sasbert.measure.probe import cli as probe_cli
 
 
 def probe_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
-    probe.add_arguments(parser)
+    probe_cli.add_arguments(parser)
     return parser
 
 

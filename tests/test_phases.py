@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sasbert import cli, phases
+from sasbert import cli
+from sasbert.analysis import phases
 from sasbert.errors import InputError
 
 # A paper-like checkpoint grid: dense early (every 100 steps), sparse late (every 500).
@@ -31,7 +32,7 @@ def logistic(steps, center=CENTER, width=WIDTH, low=0.1, rise=0.5):
 @pytest.fixture
 def stages(monkeypatch):
     """The CLI with this module's stages (the real STAGES dict may not list them yet)."""
-    monkeypatch.setitem(cli.STAGES, "phases", ("sasbert.phases", "phases"))
+    monkeypatch.setitem(cli.STAGES, "phases", ("sasbert.analysis.phases", "phases"))
     return cli.main
 
 

@@ -1,4 +1,4 @@
-"""The plan of the training runs (sasbert.plan), case by case, against steps written out by hand:
+"""The plan of the training runs (sasbert.workflow), case by case, against steps written out by hand:
 what each run saves and publishes, where its parts end, which job publishes a checkpoint, and the
 spec each training job gets. (tests/test_reruns.py runs the same cases through the real Snakefile.)"""
 
@@ -9,7 +9,7 @@ import yaml
 
 from conftest import REPO
 from sasbert import config as sasconfig
-from sasbert.plan import RunPlan
+from sasbert.workflow import RunPlan
 
 
 def plan(max_steps=80, steps=(0, 20, 40, 80), job_steps=None, runs=None, decay_horizon=200) -> RunPlan:

@@ -1,4 +1,4 @@
-"""Pre-tokenized corpora in the authors' schema (corpus.backend: pretokenized, sasbert.pretokenized):
+"""Pre-tokenized corpora in the authors' schema (corpus.backend: pretokenized, sasbert.data.pretokenized):
 rows made here from real sentences with the real bert-base-uncased vocab, written as the authors'
 columns and dtypes (parquet, arrow, save_to_disk, a filled HF cache); what the regularizer receives
 under each heads alignment against hand-computed positions; the alignment check on rows whose
@@ -18,9 +18,10 @@ import yaml
 from test_series import fill_hf_cache
 
 from conftest import EWT, REPO, RESOURCES, SNAKEMAKE, job_counts, link_workflow, snakemake, tiny_spec
-from sasbert import cli, corpus, parse, tokenization
+from sasbert import cli
 from sasbert import config as sasconfig
-from sasbert import pretrain as pretrain_module
+from sasbert.data import corpus, parse, tokenization
+from sasbert.train import pretrain as pretrain_module
 
 VOCAB = RESOURCES / "tokenizer" / "bert-base-uncased-vocab.txt"
 SEQ_LEN = 32
@@ -64,7 +65,7 @@ def authors_table(input_ids, heads, attention_mask=None, **replace) -> pa.Table:
 @pytest.fixture(scope="session")
 def ewt_blocks(tokenizer):
     """200 EWT dev sentences (gold parses), packed as run_mlm packs them into rows of 32: input_ids
-    and heads in the pipeline's convention (sasbert.tokenization)."""
+    and heads in the pipeline's convention (sasbert.data.tokenization)."""
     units = corpus.read_units([str(EWT / "en_ewt-ud-dev.conllu.gz")], "conllu", max_units=200)
     parsed = parse.parse_conllu_shard(units)
     ids, word_ids = tokenization.encode_sentences(tokenizer, [list(w) for w in parsed["words"]])

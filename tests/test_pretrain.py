@@ -17,7 +17,7 @@ import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer, BertForMaskedLM
 
 from conftest import assert_same_weights, pretrain_cmd, tiny_spec, weights
-from sasbert.pretrain import BlockCollator, build_model, train
+from sasbert.train.pretrain import BlockCollator, build_model, train
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -230,7 +230,7 @@ def test_ddp_two_processes_match_one_process_and_resume(tiny_corpus, tmp_path):
 
 
 def test_a_checkpoint_cut_off_mid_write_is_not_resumed_from(reference_run, tmp_path):
-    from sasbert.pretrain import saved_steps
+    from sasbert.train.pretrain import saved_steps
 
     ref_dir, _ = reference_run
     state = tmp_path / "state"
@@ -327,7 +327,7 @@ def test_training_code_does_not_import_the_config_schema_code():
     """Snakemake takes every sasbert module pretrain imports as a code input of each training job
     (common.smk's stage_code): importing config.py or options.py would make an edit of them
     retrain every run."""
-    probe = "import sys, sasbert.pretrain; print(sorted(m for m in sys.modules if m.startswith('sasbert')))"
+    probe = "import sys, sasbert.train.pretrain; print(sorted(m for m in sys.modules if m.startswith('sasbert')))"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert "sasbert.config" not in loaded and "sasbert.options" not in loaded, loaded
 

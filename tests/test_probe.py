@@ -1,4 +1,4 @@
-"""Tests of the attention-head UAS probe (sasbert.probe) against docs/method.md, "UAS probe"."""
+"""Tests of the attention-head UAS probe (sasbert.measure.probe) against docs/method.md, "UAS probe"."""
 
 from __future__ import annotations
 
@@ -11,17 +11,28 @@ import pytest
 import torch
 
 from conftest import BERT_VOCAB, EWT_DEV, tiny_bert_config
-from sasbert import probe
-from sasbert.checkpoints import check_checkpoint_dir, step_from_name
 from sasbert.cli import main
 from sasbert.errors import InputError
+from sasbert.measure.checkpoints import check_checkpoint_dir, step_from_name
+from sasbert.measure.probe import (
+    alignment as probe_alignment,
+)
+from sasbert.measure.probe import (
+    scoring as probe_scoring,
+)
+from sasbert.measure.probe import (
+    sentences as probe_sentences,
+)
+from sasbert.measure.probe import (
+    tables as probe_tables,
+)
 
 torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB = BERT_VOCAB
 WSJ = ROOT.parent / "shared" / "data" / "wsj_nltk_sample" / "nltk_wsj_dep_sample.conllu"
-DP, PD = probe.DIRECTIONS
+DP, PD = probe_scoring.DIRECTIONS
 
 
 # ----------------------------------------------------------------------------------------------
@@ -123,14 +134,14 @@ def hand_inputs():
 
 def test_word_attention_by_hand():
     att, piece_word, _, _ = hand_inputs()
-    w = probe.word_attention(att, piece_word, 3)
+    w = probe_scoring.word_attention(att, piece_word, 3)
     assert torch.allclose(w[0, 0], torch.tensor(W0, dtype=torch.float64), atol=1e-12)
     assert torch.allclose(w[0, 1], torch.tensor(W1, dtype=torch.float64), atol=1e-12)
 
 
 def test_scores_by_hand():
     att, piece_word, gold, rel = hand_inputs()
-    scorer = probe.AttentionScorer(1, 2, ["nsubj", "obl"])
+    scorer = probe_scoring.AttentionScorer(1, 2, ["nsubj", "obl"])
     scorer.add((att,), piece_word, gold, rel)
     table = scorer.table(labelled=True)
     assert len(table) == 1 * 2 * 2 * 3
@@ -147,15 +158,15 @@ def test_scores_by_hand():
     pw[0, 1:3] = torch.tensor([0, 1])
     g = torch.tensor([[-1, 0, -1, -1], [1, -1, 1, -1]])
     r = torch.tensor([[-1, -1, -1, -1], [0, -1, 1, -1]])
-    scorer32 = probe.AttentionScorer(1, 2, ["nsubj", "obl"])
+    scorer32 = probe_scoring.AttentionScorer(1, 2, ["nsubj", "obl"])
     scorer32.add((att32,), pw, g, r)
     t32 = scorer32.table()
     assert t32["correct"].tolist() == table["correct"].tolist()
     assert t32["count"].tolist() == table["count"].tolist()
     assert t32["soft_score"].to_numpy() == pytest.approx(table["soft_score"].to_numpy(), abs=1e-6)
 
-    offsets = probe.offset_table([gold[0].numpy()], [rel[0].numpy()], ["nsubj", "obl"])
-    summary = probe.summarize(pd.concat([table, offsets], ignore_index=True), min_relation_count=1)
+    offsets = probe_tables.offset_table([gold[0].numpy()], [rel[0].numpy()], ["nsubj", "obl"])
+    summary = probe_tables.summarize(pd.concat([table, offsets], ignore_index=True), min_relation_count=1)
     best = summary.set_index(["method", "relation"])
     # ties go to the lowest layer, head, then dependent_to_parent: all three best heads are (0, 0, PD)
     for relation in ("nsubj", "obl", "all"):
@@ -170,7 +181,7 @@ def test_scores_by_hand():
     assert best.loc[("offset", "all"), ["offset", "correct", "count"]].tolist() == [-1, 1, 2]
     assert best.loc[("offset", "mean"), "accuracy"] == 1.0
     # min_relation_count above every relation's count: the mean is over no relation
-    summary = probe.summarize(pd.concat([table, offsets], ignore_index=True), min_relation_count=2)
+    summary = probe_tables.summarize(pd.concat([table, offsets], ignore_index=True), min_relation_count=2)
     mean = summary.set_index(["method", "relation"]).loc[("attention", "mean")]
     assert mean["n_relations"] == 0 and pd.isna(mean["accuracy"])
 
@@ -269,13 +280,13 @@ def test_fast_path_matches_reference(model, tokenizer):
         ref_tally, ref_best, ref_mean, ref_offset, ref_skipped = reference_probe(
             model64, tokenizer, EWT_DEV, n, max_pieces, min_count
         )
-        sentences = probe.read_treebank(EWT_DEV, max_sentences=n)
-        result = probe.score_model(
+        sentences = probe_sentences.read_treebank(EWT_DEV, max_sentences=n)
+        result = probe_scoring.score_model(
             model64, tokenizer, sentences, max_pieces=max_pieces, batch_size=16, min_relation_count=min_count
         )
         # batching must not change anything: one sentence a batch, and everything in one batch
         for batch_size in (1, 200):
-            other = probe.score_model(
+            other = probe_scoring.score_model(
                 model64,
                 tokenizer,
                 sentences,
@@ -325,12 +336,17 @@ def test_read_treebank_skips_ranges_and_empty_nodes_and_strips_subtypes(tmp_path
     path = tmp_path / "x.conllu.gz"
     with gzip.open(path, "wt") as fh:
         fh.write(text + "\n")
-    (sentence,) = probe.read_treebank(path)
+    (sentence,) = probe_sentences.read_treebank(path)
     assert sentence.words == ("do", "n't", "go", "John")
     assert sentence.heads == (3, 3, 0, 3)
     assert sentence.relations == ("aux", "advmod", "root", "nmod")
-    assert probe.scored_relations(sentence, True) == ["aux", "advmod", None, "nmod"]
-    assert probe.scored_relations(sentence, True, excluded_relations=["aux"]) == [None, "advmod", None, "nmod"]
+    assert probe_sentences.scored_relations(sentence, True) == ["aux", "advmod", None, "nmod"]
+    assert probe_sentences.scored_relations(sentence, True, excluded_relations=["aux"]) == [
+        None,
+        "advmod",
+        None,
+        "nmod",
+    ]
 
 
 def test_cycle_is_an_input_error_naming_file_and_line(tmp_path):
@@ -338,7 +354,7 @@ def test_cycle_is_an_input_error_naming_file_and_line(tmp_path):
     bad = conllu_lines([(1, "a", "DT", 2, "det"), (2, "b", "NN", 3, "nsubj"), (3, "c", "VB", 2, "root")])
     path = write(tmp_path / "cycle.conllu", good + "\n# sent_id = 2\n" + bad + "\n")
     with pytest.raises(InputError, match=r"cycle\.conllu:(5|6|7): cycle"):
-        probe.read_treebank(path)
+        probe_sentences.read_treebank(path)
 
 
 def test_head_out_of_range_is_an_input_error(tmp_path, checkpoint, capsys):
@@ -394,22 +410,22 @@ def test_too_long_sentences_are_skipped_and_counted(model, tokenizer, tmp_path):
     n = 30
     long = conllu_lines([(i, "word", "NN", 0 if i == 1 else 1, "root" if i == 1 else "dep") for i in range(1, n + 1)])
     path = write(tmp_path / "long.conllu", short + "\n" + long + "\n" + short + "\n")
-    sentences = probe.read_treebank(path)
-    result = probe.score_model(model, tokenizer, sentences, max_pieces=10)
+    sentences = probe_sentences.read_treebank(path)
+    result = probe_scoring.score_model(model, tokenizer, sentences, max_pieces=10)
     assert result.n_skipped_too_long == 1 and result.n_sentences == 2
     summary = result.summary
     assert (summary["n_skipped_too_long"] == 1).all()
     assert summary.query("method == 'attention' and relation == 'all'")["count"].item() == 4
     with pytest.raises(InputError, match="no sentence fits"):
-        probe.score_model(model, tokenizer, sentences, max_pieces=4)
+        probe_scoring.score_model(model, tokenizer, sentences, max_pieces=4)
 
 
 def test_word_without_pieces_skips_the_sentence(model, tokenizer):
-    ok = probe.Sentence(("a", "dog", "barks"), (2, 3, 0), ("det", "nsubj", "root"), (None,) * 3, 1)
+    ok = probe_sentences.Sentence(("a", "dog", "barks"), (2, 3, 0), ("det", "nsubj", "root"), (None,) * 3, 1)
     # a zero-width space is removed by BERT's normalizer: that word has no piece to pool
-    empty = probe.Sentence(("a", "\u200b", "dog"), (3, 3, 0), ("det", "dep", "root"), (None,) * 3, 5)
-    assert probe.encode_sentences(tokenizer, [empty]) == [None]
-    result = probe.score_model(model, tokenizer, [ok, empty])
+    empty = probe_sentences.Sentence(("a", "\u200b", "dog"), (3, 3, 0), ("det", "dep", "root"), (None,) * 3, 5)
+    assert probe_alignment.encode_sentences(tokenizer, [empty]) == [None]
+    result = probe_scoring.score_model(model, tokenizer, [ok, empty])
     assert (result.n_skipped_unaligned, result.n_sentences) == (1, 1)
     assert (result.summary["n_skipped_unaligned"] == 1).all()
 
@@ -418,8 +434,11 @@ def test_slow_tokenizer_fallback_aligns_like_the_fast_one(tokenizer):
     from transformers import BertTokenizer
 
     slow = BertTokenizer(vocab_file=str(VOCAB))
-    sentences = probe.read_treebank(EWT_DEV, max_sentences=100)
-    fast_enc, slow_enc = probe.encode_sentences(tokenizer, sentences), probe.encode_sentences(slow, sentences)
+    sentences = probe_sentences.read_treebank(EWT_DEV, max_sentences=100)
+    fast_enc, slow_enc = (
+        probe_alignment.encode_sentences(tokenizer, sentences),
+        probe_alignment.encode_sentences(slow, sentences),
+    )
     for a, b in zip(fast_enc, slow_enc):
         assert a[0] == b[0] and a[1].tolist() == b[1].tolist()
 
@@ -436,7 +455,7 @@ def test_slow_tokenizer_fallback_aligns_like_the_fast_one(tokenizer):
 def test_bad_conllu_names_file_and_line(tmp_path, text, message):
     path = write(tmp_path / "bad.conllu", text)
     with pytest.raises(InputError, match=r"bad\.conllu" + message):
-        probe.read_treebank(path)
+        probe_sentences.read_treebank(path)
 
 
 @pytest.mark.parametrize(
@@ -461,14 +480,16 @@ def test_parse_step(name, step):
 
 
 def test_wsj_sample_scores_all_only_without_punctuation(model, tokenizer):
-    sentences = probe.read_treebank(WSJ, max_sentences=20)
-    assert not probe.is_labelled(sentences)
-    expected = sum(1 for s in sentences for h, x in zip(s.heads, s.xpos) if h != 0 and x not in probe.PTB_PUNCT_TAGS)
-    result = probe.score_model(model, tokenizer, sentences)
+    sentences = probe_sentences.read_treebank(WSJ, max_sentences=20)
+    assert not probe_sentences.is_labelled(sentences)
+    expected = sum(
+        1 for s in sentences for h, x in zip(s.heads, s.xpos) if h != 0 and x not in probe_sentences.PTB_PUNCT_TAGS
+    )
+    result = probe_scoring.score_model(model, tokenizer, sentences)
     assert set(result.summary["relation"]) == {"all"}
     assert set(result.scores["relation"]) == {"all"}
     assert (result.summary["count"] == expected).all()
-    fewer = probe.score_model(model, tokenizer, sentences, punct_tags=[])
+    fewer = probe_scoring.score_model(model, tokenizer, sentences, punct_tags=[])
     assert (fewer.summary["count"] > expected).all()
 
 
@@ -506,13 +527,13 @@ def test_cli_score_and_gather(series, tmp_path):
         ]
     )
     scores = pd.read_parquet(out / "step-0001000.scores.parquet")
-    assert list(scores.columns) == probe.SCORE_COLUMNS
+    assert list(scores.columns) == probe_tables.SCORE_COLUMNS
     assert set(scores["step"]) == {1000} and set(scores["checkpoint"]) == {"step-0001000"}
     assert set(scores["treebank"]) == {EWT_DEV.name}
     attention = scores[scores["method"] == "attention"]
     assert len(attention) == 2 * 2 * 2 * attention["relation"].nunique()
     summary = pd.read_parquet(out / "step-0001000.summary.parquet")
-    assert list(summary.columns) == probe.SUMMARY_COLUMNS
+    assert list(summary.columns) == probe_tables.SUMMARY_COLUMNS
     assert {"all", "mean", "nsubj"} <= set(summary["relation"])
     assert "punct" not in set(summary["relation"]) and "root" not in set(summary["relation"])
     assert (summary["n_sentences"] + summary["n_skipped_too_long"] == 40).all()
@@ -626,7 +647,7 @@ def test_cache_dir_keeps_finished_checkpoints_and_redoes_stale_ones(series, tmp_
     old = (checkpoint / "config.json").stat().st_mtime - 10
     os.utime(cache / "step-1000.summary.parquet", (old, old))  # older than the checkpoint: redone
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="sasbert.probe"):
+    with caplog.at_level(logging.INFO, logger="sasbert.measure.probe"):
         assert main(args) == 0
     again = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
     assert set(again) == set(first)
@@ -635,7 +656,7 @@ def test_cache_dir_keeps_finished_checkpoints_and_redoes_stale_ones(series, tmp_
     assert "kept" not in caplog.text  # both checkpoints needed work
     summary = pd.read_parquet(tmp_path / "summary.parquet")
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="sasbert.probe"):
+    with caplog.at_level(logging.INFO, logger="sasbert.measure.probe"):
         assert main(args) == 0
     assert caplog.text.count("kept from") == 2
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "summary.parquet"), summary)
@@ -646,7 +667,7 @@ def test_cache_dir_keeps_finished_checkpoints_and_redoes_stale_ones(series, tmp_
     text = gzip.decompress(treebank.read_bytes()).decode()
     treebank.write_bytes(gzip.compress(text.rsplit("\n\n", 2)[0].encode() + b"\n\n"))
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="sasbert.probe"):
+    with caplog.at_level(logging.INFO, logger="sasbert.measure.probe"):
         assert main(args) == 0
     assert caplog.text.count("scoring again (changed: treebank)") == 2 and "kept from" not in caplog.text
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "summary.parquet"), summary)
@@ -655,7 +676,7 @@ def test_cache_dir_keeps_finished_checkpoints_and_redoes_stale_ones(series, tmp_
 def test_best_head_interval_bootstraps_sentences_and_reselects_the_head():
     import numpy as np
 
-    from sasbert.probe import AttentionScorer
+    from sasbert.measure.probe.scoring import AttentionScorer
 
     scorer = AttentionScorer(n_layers=1, n_heads=2, relations=["nsubj"])
     # every sentence has 2 scored words; head 0 gets 1 right in each (UAS exactly 0.5, no spread),

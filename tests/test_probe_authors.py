@@ -19,12 +19,24 @@ import yaml
 
 from conftest import EWT_DEV, REPO, job_counts, link_workflow, snakemake_ok, tiny_bert_config
 from sasbert import config as sasconfig
-from sasbert import phases, probe
+from sasbert.analysis import phases
 from sasbert.errors import InputError
+from sasbert.measure.probe import (
+    alignment as probe_alignment,
+)
+from sasbert.measure.probe import (
+    scoring as probe_scoring,
+)
+from sasbert.measure.probe import (
+    sentences as probe_sentences,
+)
+from sasbert.measure.probe import (
+    tables as probe_tables,
+)
 
 torch.set_num_threads(1)
 
-DP, PD = probe.DIRECTIONS
+DP, PD = probe_scoring.DIRECTIONS
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +88,14 @@ def test_every_word_is_scored_under_its_full_label_and_the_root_is_a_miss(tmp_pa
     )
     path = tmp_path / "s.conllu"
     path.write_text(text + "\n")
-    (sentence,) = probe.read_treebank(path)
-    assert probe.authors_relations(sentence, True) == ["det", "nsubj:pass", "root", "punct"]
-    assert probe.scored_relations(sentence, True) == ["det", "nsubj", None, None]  # the spec scoring's, unchanged
+    (sentence,) = probe_sentences.read_treebank(path)
+    assert probe_sentences.authors_relations(sentence, True) == ["det", "nsubj:pass", "root", "punct"]
+    assert probe_sentences.scored_relations(sentence, True) == [
+        "det",
+        "nsubj",
+        None,
+        None,
+    ]  # the spec scoring's, unchanged
     # One head. Word-level map (rows attend to columns): a -> dog, dog -> barks, barks -> dog (the
     # root must pick some word: a miss whatever it picks), . -> barks. dependent_to_parent: 3 of 4
     # right, the root wrong. parent_to_dependent (argmax of each column): a <- dog (.2) right,
@@ -86,7 +103,7 @@ def test_every_word_is_scored_under_its_full_label_and_the_root_is_a_miss(tmp_pa
     w = [[0, 0.5, 0.2, 0.3], [0.2, 0, 0.5, 0.3], [0.1, 0.6, 0, 0.3], [0.1, 0.1, 0.8, 0]]
     att, piece_word = piece_attention([w])
     names = ["det", "nsubj:pass", "punct", "root"]
-    scorer = probe.AttentionScorer(1, 1, names)
+    scorer = probe_scoring.AttentionScorer(1, 1, names)
     gold = torch.tensor([[1, 2, -1, 2]])  # 0-based; the root's -1
     scorer.add((att,), piece_word, gold, torch.tensor([[0, 1, 3, 2]]))
     table = scorer.table()
@@ -104,48 +121,50 @@ def test_offsets_run_from_minus_3_to_plus_2_clamped_to_the_root_and_the_last_wor
     #   w3 (-> 4):  -3 -> 0; -2 -> 1; -1 -> 2; 0 -> 3; 1 -> 4 right; 2 -> 5 clamped to 4 right
     #   w4 (-> 2):  -3 -> 1; -2 -> 2 right; -1 -> 3; 0 -> 4; 1, 2 -> 4 (clamped)
     gold = [np.array([-1, 0, 3, 1])]
-    cols = probe.offset_columns(gold, [np.zeros(4, dtype=np.int64)], ["dep"], True, "authors")
-    table = probe._frame(cols)
+    cols = probe_tables.offset_columns(gold, [np.zeros(4, dtype=np.int64)], ["dep"], True, "authors")
+    table = probe_tables._frame(cols)
     assert rows(table, relation="all")["offset"].tolist() == [-3, -2, -1, 0, 1, 2]
     assert rows(table, relation="all")["correct"].tolist() == [1, 2, 2, 0, 1, 1]
     assert (table["count"] == 4).all()
     # the spec scoring's offsets on the same words but the root (which the spec scoring does not score): -3..+3 without
     # 0, nothing clamped: w3's +2 falls outside the sentence and is wrong
-    spec = probe._frame(probe.offset_columns(gold, [np.array([-1, 0, 0, 0])], ["dep"], True))
+    spec = probe_tables._frame(probe_tables.offset_columns(gold, [np.array([-1, 0, 0, 0])], ["dep"], True))
     assert rows(spec, relation="all")["offset"].tolist() == [-3, -2, -1, 1, 2, 3]
     assert rows(spec, relation="all")["correct"].tolist() == [0, 1, 1, 1, 0, 0]
     # the best offset: -2 and -1 tie at 2/4; theirs is max((score, offset)): the highest, -1
-    summary = probe.summarize(
-        table.assign(accuracy=probe.authors_accuracy(table["correct"], table["count"])), 1, True, "authors"
+    summary = probe_tables.summarize(
+        table.assign(accuracy=probe_tables.authors_accuracy(table["correct"], table["count"])), 1, True, "authors"
     )
     assert rows(summary, method="offset", relation="all")["offset"].item() == -1
     # the spec scoring's: -2, -1 and +1 tie at 1/3; the first, -2
-    assert rows(probe.summarize(spec, 1), method="offset", relation="all")["offset"].item() == -2
+    assert rows(probe_tables.summarize(spec, 1), method="offset", relation="all")["offset"].item() == -2
 
 
 POSS_WORDS = ("John", "'s", "dog", "runs")  # John -> dog (poss), 's -> John, dog -> barks, barks root
 
 
 def poss_sentence(words=POSS_WORDS, labels=("poss", "possessive", "nsubj", "root"), heads=(3, 1, 4, 0)):
-    return probe.Sentence(tuple(words), tuple(heads), tuple(labels), (None,) * len(words), 0)
+    return probe_sentences.Sentence(tuple(words), tuple(heads), tuple(labels), (None,) * len(words), 0)
 
 
 def test_the_poss_rule_scores_a_possessor_by_the_next_words_prediction():
     sentence = poss_sentence()
-    assert probe.poss_limits(sentence, 4).tolist() == [4, 0, 0, 0]
+    assert probe_sentences.poss_limits(sentence, 4).tolist() == [4, 0, 0, 0]
     # their condition `i < len(words) and words[i + 1] == "'s" or words[i + 1] == "s'"` groups as
     # (a and b) or c; a always holds, so s' counts as well as 's, with or without the grouping
-    assert probe.poss_limits(poss_sentence(words=("Jones", "s'", "dog", "runs")), 4).tolist() == [4, 0, 0, 0]
+    assert probe_sentences.poss_limits(poss_sentence(words=("Jones", "s'", "dog", "runs")), 4).tolist() == [4, 0, 0, 0]
     # only the label "poss" exactly (UD's nmod:poss never triggers it), and only before 's / s'
-    assert probe.poss_limits(poss_sentence(labels=("nmod:poss", "case", "nsubj", "root")), 4).tolist() == [0] * 4
-    assert probe.poss_limits(poss_sentence(words=("John", "his", "dog", "runs")), 4).tolist() == [0] * 4
+    assert (
+        probe_sentences.poss_limits(poss_sentence(labels=("nmod:poss", "case", "nsubj", "root")), 4).tolist() == [0] * 4
+    )
+    assert probe_sentences.poss_limits(poss_sentence(words=("John", "his", "dog", "runs")), 4).tolist() == [0] * 4
     # the next word must have a prediction: not when truncation keeps only John
-    assert probe.poss_limits(sentence, 1).tolist() == [0] * 4
+    assert probe_sentences.poss_limits(sentence, 1).tolist() == [0] * 4
     # and never on the last word (their code would index past the sentence there)
     last = poss_sentence(
         words=("dog", "runs", "John", "'s"), labels=("nsubj", "root", "dep", "poss"), heads=(2, 0, 2, 3)
     )
-    assert probe.poss_limits(last, 4).tolist() == [0] * 4
+    assert probe_sentences.poss_limits(last, 4).tolist() == [0] * 4
 
     # Offsets (n = 4). John's own predictions: -3..-1 -> 0, 0 -> 1, 1 -> 2, 2 -> 3 (the gold, 3),
     # all below len(words) = 4, so the rule applies at every offset: John is right where 's's
@@ -154,10 +173,12 @@ def test_the_poss_rule_scores_a_possessor_by_the_next_words_prediction():
     gold = [np.array([2, 0, 3, -1])]
     rel = [np.array([1, 2, 0, 3])]  # ["nsubj", "poss", "possessive", "root"]
     names = ["nsubj", "poss", "possessive", "root"]
-    table = probe._frame(probe.offset_columns(gold, rel, names, True, "authors", [probe.poss_limits(sentence, 4)]))
+    table = probe_tables._frame(
+        probe_tables.offset_columns(gold, rel, names, True, "authors", [probe_sentences.poss_limits(sentence, 4)])
+    )
     assert rows(table, relation="poss")["correct"].tolist() == [0, 0, 0, 0, 1, 0]
     assert rows(table, relation="all")["correct"].tolist() == [0, 0, 1, 0, 2, 1]
-    plain = probe._frame(probe.offset_columns(gold, rel, names, True, "authors"))  # the rule off
+    plain = probe_tables._frame(probe_tables.offset_columns(gold, rel, names, True, "authors"))  # the rule off
     assert rows(plain, relation="poss")["correct"].tolist() == [0, 0, 0, 0, 0, 1]
 
     # Attention, one head per case. Head 0: John -> 's (p = 2 < 4: the rule applies) and 's ->
@@ -170,8 +191,8 @@ def test_the_poss_rule_scores_a_possessor_by_the_next_words_prediction():
         [[0, 0.1, 0.8, 0.1], [0.9, 0, 0.1, 0], [0, 0, 0, 1], [0, 0, 1, 0]],
     ]
     att, piece_word = piece_attention(maps)
-    scorer = probe.AttentionScorer(1, 3, names)
-    poss = torch.from_numpy(probe.poss_limits(sentence, 4)).unsqueeze(0)
+    scorer = probe_scoring.AttentionScorer(1, 3, names)
+    poss = torch.from_numpy(probe_sentences.poss_limits(sentence, 4)).unsqueeze(0)
     scorer.add(
         (att,),
         piece_word,
@@ -190,22 +211,27 @@ def test_ties_go_to_the_highest_layer_head_and_direction():
     # the same. Every (layer, head, direction) ties at 2 of 3.
     uniform = [[1.0] * 3] * 3
     att, piece_word = piece_attention([uniform, uniform])
-    scorer = probe.AttentionScorer(2, 2, ["dep", "root"])
+    scorer = probe_scoring.AttentionScorer(2, 2, ["dep", "root"])
     gold, rel = torch.tensor([[1, -1, 0]]), torch.tensor([[0, 1, 0]])
     scorer.add((att, att), piece_word, gold, rel)
     table = scorer.table()
     assert set(rows(table, relation="all")["correct"]) == {2}
-    authors = probe.summarize(
-        table.assign(accuracy=probe.authors_accuracy(table["correct"], table["count"])), 1, True, "authors"
+    authors = probe_tables.summarize(
+        table.assign(accuracy=probe_tables.authors_accuracy(table["correct"], table["count"])), 1, True, "authors"
     )
-    spec = probe.summarize(table, 1, True)
+    spec = probe_tables.summarize(table, 1, True)
     best = rows(authors, method="attention", relation="all")[["layer", "head", "direction"]].iloc[0].tolist()
     assert best == [1, 1, PD]  # their sorted(...)[-1]; "head<-dep" sorts after "dep->head"
     assert rows(spec, method="attention", relation="all")[["layer", "head", "direction"]].iloc[0].tolist() == [0, 0, DP]
 
 
 def test_a_relation_without_a_miss_scores_zero_as_their_defaultdict_answers():
-    assert probe.authors_accuracy(np.array([2, 1, 0, 0]), np.array([2, 2, 3, 0])).tolist() == [0.0, 0.5, 0.0, 0.0]
+    assert probe_tables.authors_accuracy(np.array([2, 1, 0, 0]), np.array([2, 2, 3, 0])).tolist() == [
+        0.0,
+        0.5,
+        0.0,
+        0.0,
+    ]
     # so a head right on both "dep" words (2/2 -> 0) loses to one right on one (1/2)
     table = pd.DataFrame(
         {
@@ -220,8 +246,8 @@ def test_a_relation_without_a_miss_scores_zero_as_their_defaultdict_answers():
             "soft_score": [0.5, 0.5, np.nan],
         }
     )
-    table["accuracy"] = probe.authors_accuracy(table["correct"], table["count"])
-    best = rows(probe.summarize(table, 1, False, "authors"), method="attention").iloc[0]
+    table["accuracy"] = probe_tables.authors_accuracy(table["correct"], table["count"])
+    best = rows(probe_tables.summarize(table, 1, False, "authors"), method="attention").iloc[0]
     assert (best["head"], best["correct"], best["accuracy"]) == (1, 1, 0.5)
 
 
@@ -263,11 +289,11 @@ def test_mean_is_over_their_table_relations_not_root_or_punct_and_at_least_100_w
         {"root": 150, "punct": 120, "nsubj": 150, "det": 100, "amod": 99},
         {"root": 0.0, "punct": 0.9, "nsubj": 0.2, "det": 0.4, "amod": 1.0 - 1 / 99},
     )
-    mean = rows(probe.summarize(table, 100, True, "authors"), method="attention", relation="mean").iloc[0]
+    mean = rows(probe_tables.summarize(table, 100, True, "authors"), method="attention", relation="mean").iloc[0]
     assert mean["n_relations"] == 2 and mean["accuracy"] == pytest.approx(0.3)
     # the spec scoring's mean on the same table takes root and punct too (the spec scoring never scores them, so they
     # would not be in a spec-scoring table): 4 relations
-    spec = rows(probe.summarize(table, 100, True), method="attention", relation="mean").iloc[0]
+    spec = rows(probe_tables.summarize(table, 100, True), method="attention", relation="mean").iloc[0]
     assert spec["n_relations"] == 4
 
 
@@ -276,34 +302,38 @@ def test_long_sentences_are_cut_at_max_pieces_as_their_extraction_cuts_them(toke
     # 125 one-piece words, a 3-piece word at pieces 126-128, then 2 more: 130 pieces + 2 specials
     words = ["the"] * 125 + ["unaffable", "dog", "runs"]
     heads = [128] * 125 + [128, 128, 0]
-    sentence = probe.Sentence(tuple(words), tuple(heads), ("dep",) * 127 + ("root",), (None,) * 128, 0)
-    (enc,) = probe.encode_sentences(tokenizer, [sentence])
+    sentence = probe_sentences.Sentence(tuple(words), tuple(heads), ("dep",) * 127 + ("root",), (None,) * 128, 0)
+    (enc,) = probe_alignment.encode_sentences(tokenizer, [sentence])
     assert len(enc[0]) == 132
-    (ids, piece_word), n = probe.truncate(enc, 128)
+    (ids, piece_word), n = probe_alignment.truncate(enc, 128)
     # [CLS] + 126 pieces + [SEP]: the cut word keeps one piece ("una") in the input but no word;
     # the 125 words that fit are scored, and only they can be predicted
     assert len(ids) == 128 and ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
     assert ids[126] == tokenizer.convert_tokens_to_ids("una") and piece_word[126] == -1
     assert n == 125 and piece_word[1:126].tolist() == list(range(125))
     # a word that ends on piece 126 fits; the word starting at piece 127 is cut off
-    exact = probe.Sentence(("the",) * 126 + ("dog", "runs"), tuple(heads), sentence.relations, sentence.xpos, 0)
-    (ids2, pw2), n2 = probe.truncate(probe.encode_sentences(tokenizer, [exact])[0], 128)
+    exact = probe_sentences.Sentence(
+        ("the",) * 126 + ("dog", "runs"), tuple(heads), sentence.relations, sentence.xpos, 0
+    )
+    (ids2, pw2), n2 = probe_alignment.truncate(probe_alignment.encode_sentences(tokenizer, [exact])[0], 128)
     assert n2 == 126 and len(ids2) == 128 and pw2[126] == 125 and pw2[127] == -1
     # exactly 128 pieces with [CLS] and [SEP]: nothing is cut
-    fits = probe.Sentence(("the",) * 126, (2,) + (0,) + (2,) * 124, ("dep", "root") + ("dep",) * 124, (None,) * 126, 0)
-    enc3 = probe.encode_sentences(tokenizer, [fits])[0]
-    assert len(enc3[0]) == 128 and probe.truncate(enc3, 128)[1] == 126
+    fits = probe_sentences.Sentence(
+        ("the",) * 126, (2,) + (0,) + (2,) * 124, ("dep", "root") + ("dep",) * 124, (None,) * 126, 0
+    )
+    enc3 = probe_alignment.encode_sentences(tokenizer, [fits])[0]
+    assert len(enc3[0]) == 128 and probe_alignment.truncate(enc3, 128)[1] == 126
 
     # through score_model: the sentence is kept (not skipped); attention scores its 125 words
     # that fit, the offsets all 128
-    result = probe.score_model(model, tokenizer, [sentence], scoring="authors", min_relation_count=1)
+    result = probe_scoring.score_model(model, tokenizer, [sentence], scoring="authors", min_relation_count=1)
     assert (result.n_sentences, result.n_skipped_too_long) == (1, 0)
     scores = result.scores
     assert set(rows(scores, method="attention", relation="all")["count"]) == {125}
     assert set(rows(scores, method="offset", relation="all")["count"]) == {128}
     assert set(rows(scores, method="attention", relation="root")["count"]) == {0}  # "runs" was cut
     with pytest.raises(InputError, match="no sentence fits"):
-        probe.score_model(model, tokenizer, [sentence], max_pieces=128)  # the spec scoring skips it
+        probe_scoring.score_model(model, tokenizer, [sentence], max_pieces=128)  # the spec scoring skips it
 
 
 # ----------------------------------------------------------------------------------------------
@@ -335,13 +365,13 @@ TWO = [
 
 def test_parquet_treebank_reads_words_heads_and_full_labels(tmp_path):
     path = wsj_like(tmp_path / "train-00000-of-00001.parquet", TWO)
-    sentences = probe.read_treebank(path)
+    sentences = probe_sentences.read_treebank(path)
     assert [s.words for s in sentences] == [tuple(s[0]) for s in TWO]
     assert sentences[1].heads == (3, 1, 4, 0)
     assert sentences[1].full_labels() == ("nmod:poss", "case", "nsubj", "root")
     assert sentences[1].relations == ("nmod", "case", "nsubj", "root")  # the spec scoring's relations
-    assert [s.line for s in sentences] == [0, 1] and probe.is_labelled(sentences)
-    assert len(probe.read_treebank(path, max_sentences=1)) == 1
+    assert [s.line for s in sentences] == [0, 1] and probe_sentences.is_labelled(sentences)
+    assert len(probe_sentences.read_treebank(path, max_sentences=1)) == 1
 
 
 @pytest.mark.parametrize(
@@ -369,7 +399,7 @@ def test_bad_parquet_treebank_names_file_row_and_column(tmp_path, change, messag
     good = wsj_like(tmp_path / "good.parquet", TWO, extra=False)
     change(pd.read_parquet(good)).to_parquet(tmp_path / "x.parquet")
     with pytest.raises(InputError, match=message):
-        probe.read_treebank(tmp_path / "x.parquet")
+        probe_sentences.read_treebank(tmp_path / "x.parquet")
 
 
 def test_parquet_treebank_errors_reach_the_cli_as_one_line(tmp_path, capsys, model, tokenizer):
@@ -489,11 +519,11 @@ def test_authors_scoring_matches_a_plain_loop_of_their_rules(tmp_path, model, to
     assert sum(r == "poss" for ex in examples for r in ex["relns"]) >= 2
     path = wsj_like(tmp_path / "wsj.parquet", [(e["words"], e["heads"], e["relns"]) for e in examples])
     max_pieces, min_count = 24, 20
-    sentences = probe.read_treebank(path)
+    sentences = probe_sentences.read_treebank(path)
     model64 = model.double()
     try:
         tallies, offsets, counts, table = reference_authors_probe(model64, tokenizer, examples, max_pieces, min_count)
-        result = probe.score_model(
+        result = probe_scoring.score_model(
             model64,
             tokenizer,
             sentences,

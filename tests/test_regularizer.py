@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from sasbert.options import defaults
-from sasbert.regularizer import sas_regularizer
 from sasbert.schedules import lambda_at
+from sasbert.train.regularizer import sas_regularizer
 
 
 def brute_force(attn, heads, type, direction, reduction):
@@ -87,7 +87,7 @@ def test_lambda_schedules():
 
 
 def tiny_bert_batch(seed=0, B=3, S=16, vocab=120):
-    from sasbert.pretrain import build_model
+    from sasbert.train.pretrain import build_model
 
     model = build_model(
         {"num_hidden_layers": 2, "num_attention_heads": 4, "hidden_size": 32, "intermediate_size": 64},
@@ -155,7 +155,7 @@ def test_arc_readers_are_inert_without_the_regularizer(attention):
     """Installed but idle arc readers (eager taps, fused self-attention) change nothing: the model
     (train mode, dropout on) gives the same outputs, SDPA and eager, as an untouched copy, and
     checkpoints keep BERT's keys."""
-    from sasbert.pretrain import build_model
+    from sasbert.train.pretrain import build_model
 
     model, batch = tiny_bert_batch()
     model.sas_options = {**model.sas_options, "attention": attention}
@@ -196,7 +196,7 @@ def fused_case(seed=0, padded=True, tied=False):
     """A tiny BERT with every dropout off and a batch whose second and third sequences end in
     padding (no arcs into it); ``tied``: in every layer heads 0 and 1 share their query and key
     weights, so ``max`` meets exact ties between heads."""
-    from sasbert.pretrain import build_model
+    from sasbert.train.pretrain import build_model
 
     model = build_model(
         {
@@ -229,7 +229,7 @@ def fused_case(seed=0, padded=True, tied=False):
 
 
 def loss_and_grads(model, batch, attention, type, direction, reduction):
-    from sasbert.regularizer import sas_weight
+    from sasbert.train.regularizer import sas_weight
 
     model.sas_options = {"type": type, "direction": direction, "reduction": reduction, "attention": attention}
     model.sas_options["reference_sequences"] = 64
@@ -270,7 +270,7 @@ def test_fused_path_gives_the_eager_regularizer_and_gradients(type, direction, r
 
 def test_ties_are_real_in_the_tied_case():
     """The tied case does meet ties: heads 0 and 1 give bitwise-equal arc attentions, in both paths."""
-    from sasbert.regularizer import arc_indices, gather_arcs, install_fused_arcs
+    from sasbert.train.regularizer import arc_indices, gather_arcs, install_fused_arcs
 
     model, batch = fused_case(tied=True)
     arcs = arc_indices(batch["heads"])
@@ -289,7 +289,7 @@ def test_fused_path_reads_the_attention_before_dropout():
     """With attention dropout on, the fused path's first-layer arc values are the softmax
     probabilities without dropout (the same weights in eval mode), while the eager path's are the
     dropped ones."""
-    from sasbert.regularizer import arc_indices, gather_arcs, install_fused_arcs
+    from sasbert.train.regularizer import arc_indices, gather_arcs, install_fused_arcs
 
     model, batch = fused_case(padded=False)
     arcs = arc_indices(batch["heads"])
@@ -340,7 +340,7 @@ def test_what_a_regularized_step_keeps_for_the_backward_pass(attention):
 def test_chunked_backward_and_log_sum_exp_give_the_same_results(monkeypatch):
     """Chunks as small as one (batch, head) group in the backward and a few rows in the
     log-sum-exp beside SDPA give the unchunked R, gradients and log-sum-exp."""
-    from sasbert import regularizer
+    from sasbert.train import regularizer
 
     model, batch = fused_case()
     reference = loss_and_grads(model, batch, "pre_dropout", "uniform", "both", "mean")

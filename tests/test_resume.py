@@ -16,8 +16,8 @@ import torch
 from datasets import load_from_disk
 
 from conftest import EWT, RESOURCES, assert_same_weights, tiny_spec, weights
-from sasbert import corpus, parse, tokenization
-from sasbert.pretrain import SASTrainer, plan_segments, train
+from sasbert.data import corpus, parse, tokenization
+from sasbert.train.pretrain import SASTrainer, plan_segments, train
 
 BATCH = 8
 

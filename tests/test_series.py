@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from conftest import REPO, job_counts, link_workflow, snakemake, snakemake_ok
-from sasbert import checkpoints, phases
 from sasbert import config as sasconfig
+from sasbert.analysis import phases
+from sasbert.measure import checkpoints
 
 VOCAB = REPO / "resources" / "tokenizer" / "bert-base-uncased-vocab.txt"
 STEPS = (0, 1000, 2000)
@@ -200,7 +201,7 @@ def test_series_alone_run_through_probe_blimp_tables_phases_and_figures(
 
 
 def test_a_causal_checkpoint_is_recognised_from_its_config(tiny_causal_lm, multiberts_like):
-    from sasbert.checkpoints import model_kind
+    from sasbert.measure.checkpoints import model_kind
 
     assert model_kind(tiny_causal_lm) == "causal"
     assert model_kind(next(multiberts_like.iterdir())) == "masked"
@@ -212,7 +213,7 @@ def test_causal_blimp_score_is_the_summed_token_log_probability(tiny_causal_lm):
     import torch
     from minicons import scorer as mscorer
 
-    from sasbert import blimp
+    from sasbert.measure import blimp
 
     sentences = ["The cat sat on the mat .", "Who did you see ?", "The cat sat on the mat .", "Dogs bark ."]
     ours = blimp.CausalScorer.from_pretrained(tiny_causal_lm, batch_size=3).score(sentences)
@@ -251,13 +252,14 @@ def test_the_probe_reads_a_causal_lm_as_a_plain_loop_does_and_names_what_each_di
     parent_to_dependent, which bound each direction's accuracy under the causal mask."""
     import torch
 
-    from sasbert import probe
+    from sasbert.measure.probe import scoring as probe_scoring
+    from sasbert.measure.probe import sentences as probe_sentences
 
     ewt = REPO / "resources" / "ud" / "UD_English-EWT" / "en_ewt-ud-dev.conllu.gz"
-    model, tokenizer = probe.load_checkpoint(tiny_causal_lm)
+    model, tokenizer = probe_scoring.load_checkpoint(tiny_causal_lm)
     model = model.double()
-    sentences = probe.read_treebank(ewt, max_sentences=40)
-    result = probe.score_model(model, tokenizer, sentences, max_pieces=200, batch_size=7, min_relation_count=1)
+    sentences = probe_sentences.read_treebank(ewt, max_sentences=40)
+    result = probe_scoring.score_model(model, tokenizer, sentences, max_pieces=200, batch_size=7, min_relation_count=1)
     tally, left, total = {}, 0, 0
     for sentence in sentences:
         pieces = [
@@ -273,7 +275,7 @@ def test_the_probe_reads_a_causal_lm_as_a_plain_loop_does_and_names_what_each_di
         scored = [
             (i, sentence.heads[i] - 1)
             for i in range(n)
-            if sentence.heads[i] != 0 and sentence.relations[i] not in probe.DEFAULT_EXCLUDED_RELATIONS
+            if sentence.heads[i] != 0 and sentence.relations[i] not in probe_sentences.DEFAULT_EXCLUDED_RELATIONS
         ]
         left += sum(parent < i for i, parent in scored)
         total += len(scored)
@@ -373,7 +375,7 @@ def test_hub_checkpoints_are_read_from_the_cache_and_identical_weights_flagged(t
     assert "has the same weights as" in result.stderr
     # the probe and BLiMP read the same cache offline (huggingface_hub reads HF_HUB_CACHE at import:
     # a fresh process, as a job is)
-    code = "import sys; from sasbert.checkpoints import resolve_checkpoints; print(resolve_checkpoints(sys.argv[1:]))"
+    code = "import sys; from sasbert.measure.checkpoints import resolve_checkpoints; print(resolve_checkpoints(sys.argv[1:]))"
     resolved = subprocess.run([sys.executable, "-c", code, *specs], capture_output=True, text=True)
     assert resolved.returncode == 0, resolved.stderr
     assert "step-" not in resolved.stdout and ", 0), " in resolved.stdout and ", 2000)]" in resolved.stdout

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from conftest import job_counts, link_workflow, snakemake_ok
-from sasbert import corpus, parse, parse_quality
 from sasbert.cli import main
+from sasbert.data import corpus, parse, parse_quality
 from sasbert.errors import InputError
 
 stanza = pytest.importorskip("stanza")

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from conftest import job_counts, link_workflow, snakemake_ok
-from sasbert import corpus, parse, textio
+from sasbert import textio
 from sasbert.cli import main
+from sasbert.data import corpus, parse
 from sasbert.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -225,7 +226,7 @@ def test_parse_quality_of_the_gold_is_perfect(tmp_path, capsys):
 
 
 def test_parse_quality_of_spacy_on_ewt(spacy_model):
-    from sasbert import parse_quality
+    from sasbert.data import parse_quality
 
     result = parse_quality.evaluate(str(TEST), "spacy", spacy_model, max_sentences=100)
     assert result["sentences"] == 100 and result["words"] > 1000
@@ -234,7 +235,7 @@ def test_parse_quality_of_spacy_on_ewt(spacy_model):
 
 
 def test_corpus_report_table(tmp_path, capsys):
-    from sasbert import corpus_report
+    from sasbert.data import corpus_report
 
     path = write(tmp_path, "f.txt", ["First paragraph here.", "", "Second doc here."])
     shard, parsed = tmp_path / "shard-0.parquet", tmp_path / "parsed-0.parquet"

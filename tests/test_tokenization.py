@@ -8,8 +8,8 @@ import pytest
 from datasets import load_from_disk
 from transformers import AutoTokenizer
 
-from sasbert import tokenization
 from sasbert.cli import main
+from sasbert.data import tokenization
 
 VOCAB = [
     "[PAD]",
@@ -197,7 +197,7 @@ def test_trained_vocab_is_written_in_canonical_order(tmp_path):
     """The WordPiece trainer lists its pieces in hash-map order; we write specials first, then the
     learned pieces sorted, so the same set of pieces always gets the same ids."""
     from conftest import EWT
-    from sasbert import corpus, parse
+    from sasbert.data import corpus, parse
 
     units = corpus.read_units([str(EWT / "en_ewt-ud-train.conllu.gz")], "conllu", max_units=1000)
     words = list(parse.parse_conllu_shard(units)["words"])

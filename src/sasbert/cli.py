@@ -15,26 +15,29 @@ from sasbert.errors import OutputError, StageError, write_failure
 
 # stage name -> (module, one-line help)
 STAGES = {
-    "corpus": ("sasbert.corpus", "read a corpus (CoNLL-U or raw text, cleaned) into shards"),
-    "parse": ("sasbert.parse", "dependency-parse corpus shards (conllu: gold parses; stanza; spacy)"),
-    "stanza-models": ("sasbert.stanza_models", "check (or fetch, when online) the stanza models of the stanza backend"),
-    "parse-quality": ("sasbert.parse_quality", "UAS/LAS of a parse backend against a gold CoNLL-U treebank"),
+    "corpus": ("sasbert.data.corpus", "read a corpus (CoNLL-U or raw text, cleaned) into shards"),
+    "parse": ("sasbert.data.parse", "dependency-parse corpus shards (conllu: gold parses; stanza; spacy)"),
+    "stanza-models": (
+        "sasbert.data.stanza_models",
+        "check (or fetch, when online) the stanza models of the stanza backend",
+    ),
+    "parse-quality": ("sasbert.data.parse_quality", "UAS/LAS of a parse backend against a gold CoNLL-U treebank"),
     "corpus-report": (
-        "sasbert.corpus_report",
+        "sasbert.data.corpus_report",
         "table of documents, sentences, words and parse speed of a parsed corpus",
     ),
-    "tokenize": ("sasbert.tokenization", "train/load a WordPiece vocab, map heads to pieces, pack blocks"),
+    "tokenize": ("sasbert.data.tokenization", "train/load a WordPiece vocab, map heads to pieces, pack blocks"),
     "pretokenized": (
-        "sasbert.pretokenized",
+        "sasbert.data.pretokenized",
         "pre-tokenized, pre-parsed corpora: fetch from the hub, check and prepare for pretraining, check heads' alignment",
     ),
-    "pretrain": ("sasbert.pretrain", "MLM pretraining with the SAS regularizer"),
+    "pretrain": ("sasbert.train.pretrain", "MLM pretraining with the SAS regularizer"),
     "series-fetch": ("sasbert.hub", "download hub checkpoints (hub:<repo>@<revision>) into the HF cache, once"),
-    "probe": ("sasbert.probe", "attention-head UAS of checkpoints against a gold treebank"),
-    "blimp": ("sasbert.blimp", "BLiMP accuracy of checkpoints by pseudo-log-likelihood"),
-    "glue": ("sasbert.glue", "GLUE fine-tuning of checkpoints, scored on the validation splits"),
-    "phases": ("sasbert.phases", "all-runs tables (gather) and phase-transition onsets (detect)"),
-    "figures": ("sasbert.figures", "figures 1-5 (PNG + PDF) from the gathered tables alone"),
+    "probe": ("sasbert.measure.probe.cli", "attention-head UAS of checkpoints against a gold treebank"),
+    "blimp": ("sasbert.measure.blimp", "BLiMP accuracy of checkpoints by pseudo-log-likelihood"),
+    "glue": ("sasbert.measure.glue", "GLUE fine-tuning of checkpoints, scored on the validation splits"),
+    "phases": ("sasbert.analysis.phases", "all-runs tables (gather) and phase-transition onsets (detect)"),
+    "figures": ("sasbert.analysis.figures", "figures 1-5 (PNG + PDF) from the gathered tables alone"),
 }
 
 

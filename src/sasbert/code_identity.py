@@ -148,8 +148,8 @@ def changed_modules(old: dict[str, str], new: dict[str, str]) -> list[str]:
 # regularizer.py only where lambda != 0, and the one call made at lambda 0, the logged R's weight,
 # is discarded). So a fix to the regularizer retrains the regularized runs and not the baselines,
 # which are the reference every other run is read against and the most costly to redo.
-TRAINING_MODULES = ("pretrain",)
-REGULARIZER_MODULES = ("regularizer",)
+TRAINING_MODULES = ("train.pretrain",)
+REGULARIZER_MODULES = ("train.regularizer",)
 
 
 def training_modules(lambda_schedule) -> tuple[tuple[str, ...], tuple[str, ...]]:

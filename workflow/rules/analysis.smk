@@ -1,7 +1,7 @@
 # Stages 7-8: all-runs tables, phases (onsets) and the figures, from tables alone.
 # `tables` stacks every run x seed's pretrain/probe/BLiMP tables into results/tables/; `phases`
 # finds the onsets there; each figure rule reads only results/tables/, so a figure option or a
-# change of sasbert/figures/ reruns figure jobs and nothing else, and figures can be redrawn from a
+# change of sasbert/analysis/figures/ reruns figure jobs and nothing else, and figures can be redrawn from a
 # results/ folder copied from a cluster without its checkpoints:
 #     snakemake figures --cores 1 --allowed-rules tables phases figure_training \
 #         figure_regularizers figure_release figure_heads figure_phenomena figure_seeds
@@ -33,7 +33,7 @@ rule tables:
     conda:
         CONDA_ENV
     params:
-        code=code_fingerprint("phases", "tables"),
+        code=code_fingerprint("analysis.phases", "tables"),
         # a trained run's tokens per step: the global batch's sequence positions
         runs=json.dumps(
             [
@@ -74,7 +74,7 @@ rule phases:
     conda:
         CONDA_ENV
     params:
-        code=code_fingerprint("phases", "tables"),
+        code=code_fingerprint("analysis.phases", "tables"),
         # the early unigram-learning drop of the loss is skipped: search from the end of warmup
         options=stage_options(
             "phases",
@@ -92,7 +92,7 @@ rule phases:
 
 
 # One rule per figure (so changing one figure's module or options reruns only that figure), made
-# from sasbert.figures.FIGURES, the one list of figures: the tables each reads, its number and
+# from sasbert.analysis.figures.FIGURES, the one list of figures: the tables each reads, its number and
 # section in the report. Each job is passed exactly the table files it reads and the files it writes.
 for figure, spec in sasfigures.FIGURES.items():
 
@@ -120,7 +120,7 @@ for figure, spec in sasfigures.FIGURES.items():
         conda:
             CONDA_ENV
         params:
-            code=code_fingerprint(f"figures.{spec.module}"),
+            code=code_fingerprint(f"analysis.figures.{spec.module}"),
             figure=figure,
             options=stage_options("figures"),  # every figure job gets all of config["figures"]
         shell:

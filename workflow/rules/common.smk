@@ -11,14 +11,14 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from sasbert import checkpoints as sascheckpoints  # noqa: E402
+from sasbert.measure import checkpoints as sascheckpoints  # noqa: E402
 from sasbert import code_identity  # noqa: E402
 from sasbert import config as sasconfig  # noqa: E402
 from sasbert import hub as sashub  # noqa: E402
 from sasbert import textio  # noqa: E402
 from sasbert.errors import InputError  # noqa: E402
-from sasbert import figures as sasfigures  # noqa: E402
-from sasbert.plan import RunPlan  # noqa: E402
+from sasbert.analysis import figures as sasfigures  # noqa: E402
+from sasbert.workflow import RunPlan  # noqa: E402
 
 try:
     sasconfig.validate(config, base_dir=Path.cwd(), schema_path=workflow.source_path("../schemas/config.schema.yaml"))
@@ -416,7 +416,7 @@ def glue_measured():
 def glue_steps(name):
     """The steps of a run's (or series') checkpoints that are fine-tuned: glue.steps where it has
     them, else those on glue.every_steps and its first and last (BLiMP's rule), else all."""
-    from sasbert.blimp import thin_series
+    from sasbert.measure.blimp import thin_series
 
     steps = [step for _, step in SERIES_CHECKPOINTS[name]] if name in SERIES else PLAN.published(name)
     if GLUE["steps"] is not None:

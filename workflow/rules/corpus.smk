@@ -13,7 +13,7 @@ rule corpus:
     conda:
         CONDA_ENV
     params:
-        code=code_fingerprint("corpus"),
+        code=code_fingerprint("data.corpus"),
         kind=corpus_kind(),
         files=corpus_file_flags(),
         options=corpus_options(),

@@ -19,7 +19,7 @@ rule parse:
     resources:
         gpu=parse_gpus(),
     params:
-        code=code_fingerprint("parse"),
+        code=code_fingerprint("data.parse"),
         backend=config["corpus"]["backend"],
         backend_args=parse_backend_args(),
     shell:
@@ -43,7 +43,7 @@ rule stanza_models:
     conda:
         CONDA_ENV
     params:
-        code=code_fingerprint("parse", "stanza_models"),
+        code=code_fingerprint("data.parse", "data.stanza_models"),
         dir=config["corpus"]["stanza"]["resources_dir"],
         # only what chooses the models (a batch size or device change does not recheck them)
         options=json.dumps(
@@ -71,7 +71,7 @@ rule corpus_report:
     conda:
         CONDA_ENV
     params:
-        code=code_fingerprint("corpus_report", "parse", "tables"),
+        code=code_fingerprint("data.corpus_report", "data.parse", "tables"),
         backend=config["corpus"]["backend"],
         benchmarks=expand("results/benchmarks/parse/{{corpus}}/shard-{shard}.tsv", shard=SHARDS),
     shell:

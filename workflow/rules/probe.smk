@@ -30,7 +30,7 @@ rule probe_part:
         gpu=0,
         mem_mb=4000,
     params:
-        code=code_fingerprint("probe", "checkpoints", "tables"),
+        code=code_fingerprint("measure.probe.cli"),
         checkpoints=checkpoint_args,
         by_step=probe_by_step,
         options=stage_options("probe"),
@@ -57,7 +57,7 @@ rule probe:
         gpu=0,
         mem_mb=4000,
     params:
-        code=code_fingerprint("probe", "checkpoints", "tables"),
+        code=code_fingerprint("measure.probe.cli"),
         checkpoints=checkpoint_args,
         by_step=probe_by_step,
         options=stage_options("probe"),

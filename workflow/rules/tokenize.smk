@@ -16,7 +16,7 @@ rule tokenize:
     conda:
         CONDA_ENV
     params:
-        code=code_fingerprint("tokenization"),
+        code=code_fingerprint("data.tokenization"),
         vocab=optional_flag("--vocab", config["tokenizer"]["vocab"]),
         options=stage_options("tokenizer"),
     shell:

@@ -23,7 +23,7 @@ Commands (``sasbert pretokenized ...``):
 Alignment (``heads_alignment``) -> (dependent offset d, parent offset v): the entry ``heads[j] = h``
 is the arc from the piece at position ``j + d`` to the piece at position ``h + v``:
 - ``input_ids`` (0, 0): heads aligned with input_ids, values positions in the row; the pipeline's
-  own convention (``sasbert.tokenization``: positions count [CLS]).
+  own convention (``sasbert.data.tokenization``: positions count [CLS]).
 - ``after_cls`` (1, 0): ``heads[t-1]`` belongs to the piece at t, its value a position in the row;
   what the authors' regularizer reads (query t with ``heads[:, :511]`` at t - 1, the value as key).
 - ``after_cls_both`` (1, 1): as after_cls, with the value counted after [CLS] too.
@@ -323,7 +323,7 @@ def fetch(hub: dict, download: bool = True) -> dict:
 
 
 def evenly_spaced(n_rows: int, n_wanted: int) -> np.ndarray:
-    from sasbert.tokenization import validation_indices
+    from sasbert.data.tokenization import validation_indices
 
     return validation_indices(n_rows, min(n_wanted, n_rows))
 
@@ -410,8 +410,8 @@ def prepare(
 ) -> dict:
     """Write ``out_dataset`` (manifest.json, train.arrow, validation.arrow) and ``out_tokenizer``
     (from ``vocab``); returns the manifest."""
+    from sasbert.data.tokenization import load_tokenizer
     from sasbert.hub import content_id
-    from sasbert.tokenization import load_tokenizer
 
     seq_len = tokenizer_options["seq_len"]
     if seq_len > np.iinfo(np.int16).max:
@@ -630,7 +630,7 @@ def run(args) -> None:
             files, source, tokenizer_options, args.vocab, Path(args.out_dataset), Path(args.out_tokenizer), described
         )
     else:
-        from sasbert.tokenization import load_tokenizer
+        from sasbert.data.tokenization import load_tokenizer
 
         tokenizer = load_tokenizer(args.vocab, args.lowercase)
         files = sample_files(options, args.files, download=not args.offline)

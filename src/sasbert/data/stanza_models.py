@@ -17,8 +17,8 @@ import json
 import logging
 from pathlib import Path
 
-from sasbert import parse
 from sasbert.atomic import write_text
+from sasbert.data import parse
 from sasbert.errors import InputError
 from sasbert.options import add_option_flags
 from sasbert.options import resolve as resolve_options

@@ -57,8 +57,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sasbert.blimp_data import load_blimp, subset_pairs
-from sasbert.checkpoints import (
+from sasbert.code_identity import code_fingerprint
+from sasbert.data.blimp_pairs import load_blimp, subset_pairs
+from sasbert.errors import InputError
+from sasbert.measure.checkpoints import (
     SELECTION_OPTIONS,
     frame_sha256,
     load_language_model,
@@ -68,8 +70,6 @@ from sasbert.checkpoints import (
     resolve_device,
     score_series,
 )
-from sasbert.code_identity import code_fingerprint
-from sasbert.errors import InputError
 from sasbert.options import add_option_flags
 from sasbert.options import defaults as schema_defaults
 from sasbert.options import resolve as resolve_options
@@ -584,7 +584,7 @@ def run(args: argparse.Namespace) -> None:
         return {"pairs": scored}
 
     identity = {
-        "code": code_fingerprint("blimp"),
+        "code": code_fingerprint("measure.blimp"),
         "options": {k: v for k, v in opts.items() if k not in SELECTION_OPTIONS},
         "method": method,
         "pairs": frame_sha256(pairs),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sasbert.figures.common import (
+from sasbert.analysis.figures.common import (
     METRIC_LABELS,
     FigureOptions,
     _aggregate,
@@ -25,7 +25,7 @@ from sasbert.figures.common import (
     onset_summary,
     run_colors,
 )
-from sasbert.phases import stitch
+from sasbert.analysis.phases import stitch
 
 # ----------------------------------------------------------------------------------------------
 # Figure 3: release experiments SAS-(k)

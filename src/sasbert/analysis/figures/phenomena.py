@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sasbert.figures.common import (
+from sasbert.analysis.figures.common import (
     FigureOptions,
     _empty_figure,
     _finish,

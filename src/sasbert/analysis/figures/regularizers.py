@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from sasbert.figures.common import (
+from sasbert.analysis.figures.common import (
     CONSTANT_KINDS,
     KIND_NAMES,
     FigureOptions,

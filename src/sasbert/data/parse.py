@@ -28,12 +28,12 @@ from pathlib import Path
 import pandas as pd
 
 from sasbert.atomic import write_parquet
+from sasbert.data.treebank import read_sentence
 from sasbert.errors import InputError
 from sasbert.options import add_option_flags
 from sasbert.options import defaults as schema_defaults
 from sasbert.options import resolve as resolve_options
 from sasbert.progress import progress
-from sasbert.treebank import read_sentence
 
 log = logging.getLogger(__name__)
 BACKEND_DEFAULTS = schema_defaults("corpus")  # the config schema's corpus.stanza and corpus.spacy
@@ -43,7 +43,7 @@ PARSED_COLUMNS = ["sentence_id", "doc_id", "source", "words", "heads", "relation
 
 def parse_conllu_unit(text: str, source: str) -> dict:
     """One CoNLL-U sentence block (from ``source``, ``file:line``) as words, heads and relations,
-    checked by the project's one CoNLL-U reader (``sasbert.treebank``)."""
+    checked by the project's one CoNLL-U reader (``sasbert.data.treebank``)."""
     file, _, start = source.rpartition(":")
     sentence = read_sentence(text.split("\n"), file, int(start))
     if sentence is None:

@@ -17,7 +17,7 @@ import json
 import logging
 import time
 
-from sasbert import corpus, parse
+from sasbert.data import corpus, parse
 from sasbert.errors import InputError
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Stage 8, figures: the paper's figures 1-5, drawn from the gathered tables alone.
 
 Inputs are the all-runs tables of ``sasbert phases gather`` (``runs, train, loss, uas, heads,
-blimp``.parquet, columns in ``sasbert.phases``) and the phases table of ``sasbert phases detect``;
+blimp``.parquet, columns in ``sasbert.analysis.phases``) and the phases table of ``sasbert phases detect``;
 no checkpoint is read, so a ``results/tables`` folder copied from a cluster is enough.
 
 Figures (each written as ``<name>.png`` and ``<name>.pdf``), one module each, whose ``draw``
@@ -14,7 +14,7 @@ returns the matplotlib ``Figure``; ``FIGURES`` below is the one list of them:
 * ``fig4b_phenomena`` (``phenomena``): BLiMP per phenomenon across checkpoints.
 * ``fig5_seeds`` (``seeds``): UAS vs loss vs BLiMP across seeds and runs.
 
-What they share (style, colours, options, axes, markers) is ``sasbert.figures.common``. A figure's
+What they share (style, colours, options, axes, markers) is ``sasbert.analysis.figures.common``. A figure's
 job runs its own module, ``common`` and this one: editing one figure's module redraws that figure
 alone (``sasbert.code_identity``). This module imports the figure modules only when it draws one.
 
@@ -41,9 +41,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sasbert.atomic import atomic_path
-from sasbert.errors import InputError
-from sasbert.figures.common import (  # noqa: F401 - the options and colours, for the CLI and users
+from sasbert.analysis.figures.common import (  # noqa: F401 - the options and colours, for the CLI and users
     KIND_COLORS,
     FigureOptions,
     _step_label,
@@ -51,6 +49,8 @@ from sasbert.figures.common import (  # noqa: F401 - the options and colours, fo
     run_colors,
     style,
 )
+from sasbert.atomic import atomic_path
+from sasbert.errors import InputError
 from sasbert.options import add_option_flags
 from sasbert.options import resolve as resolve_options
 
@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 class FigureSpec:
     """One figure: how it is drawn, the gathered tables it reads, and its place in the report."""
 
-    module: str  # sasbert.figures.<module>, whose draw() makes it
+    module: str  # sasbert.analysis.figures.<module>, whose draw() makes it
     tables: tuple[str, ...]
     number: str
     section: str

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sasbert.figures.common import (
+from sasbert.analysis.figures.common import (
     FigureOptions,
     _empty,
     _empty_figure,
@@ -17,7 +17,7 @@ from sasbert.figures.common import (
     new_figure,
     onset_summary,
 )
-from sasbert.phases import select_treebank
+from sasbert.analysis.phases import select_treebank
 
 # ----------------------------------------------------------------------------------------------
 # Figure 4: per-head UAS heat maps; BLiMP per phenomenon

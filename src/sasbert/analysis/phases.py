@@ -134,8 +134,8 @@ import numpy as np
 import pandas as pd
 
 from sasbert.atomic import atomic_path, write_parquet
-from sasbert.blimp import SUMMARY_COLUMNS as BLIMP_SUMMARY_COLUMNS
 from sasbert.errors import InputError
+from sasbert.measure.blimp import SUMMARY_COLUMNS as BLIMP_SUMMARY_COLUMNS
 from sasbert.options import add_option_flags
 from sasbert.options import defaults as schema_defaults
 from sasbert.options import resolve as resolve_options
@@ -332,7 +332,7 @@ def _uas_rows(summary: pd.DataFrame) -> pd.DataFrame:
 
 def _repeated_weights(hub_series: Sequence[dict], fetched: Sequence[str | Path]) -> dict:
     """{(series, step): the checkpoint whose weights it repeats} from the series-fetch manifests."""
-    from sasbert import checkpoints
+    from sasbert.measure import checkpoints
 
     if len(fetched) != len(hub_series):
         raise InputError(f"--fetched: {len(fetched)} manifest(s) for {len(hub_series)} hub series")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from sasbert.figures.common import (
+from sasbert.analysis.figures.common import (
     METRIC_LABELS,
     ONSET_STYLE,
     SEED_MARKERS,

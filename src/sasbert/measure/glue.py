@@ -278,7 +278,7 @@ def blimp_acceptability(
     the next ``validation_pairs_per_paradigm`` for validation, drawn by a generator seeded with
     (subset_seed, crc32(UID)) as BLiMP's subsets are; both sentences of a pair in the same split,
     so no validation sentence has its minimal-pair twin in training."""
-    from sasbert.blimp_data import load_blimp
+    from sasbert.data.blimp_pairs import load_blimp
 
     pairs = load_blimp(data_dir)
     chosen = {"train": [], "validation": []}
@@ -485,7 +485,7 @@ def load_classifier(path: str | Path, num_labels: int):
     masked LM's checkpoint has no pooler (MLM-only pretraining): BERT's is initialised anew too."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from sasbert.checkpoints import check_checkpoint_dir
+    from sasbert.measure.checkpoints import check_checkpoint_dir
 
     path = check_checkpoint_dir(path)
     try:
@@ -523,7 +523,7 @@ def finetune(
     import datasets
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
-    from sasbert.checkpoints import resolve_device
+    from sasbert.measure.checkpoints import resolve_device
 
     datasets.disable_progress_bars()  # job logs hold plain lines, not redrawn bars
     spec = task_of(task)
@@ -735,7 +735,7 @@ def run(args: argparse.Namespace) -> None:
         if args.out_summary:
             write_parquet(summary, args.out_summary)
         return
-    from sasbert.checkpoints import resolve_checkpoints
+    from sasbert.measure.checkpoints import resolve_checkpoints
 
     options = resolve_options(args, "glue")
     if args.threads > 0:

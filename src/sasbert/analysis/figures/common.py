@@ -21,9 +21,9 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
+from sasbert.analysis.phases import blimp_overall, glue_score, select_treebank
 from sasbert.errors import InputError
 from sasbert.options import defaults as schema_defaults
-from sasbert.phases import blimp_overall, glue_score, select_treebank
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ What this module adds to the Trainer, and why:
   DDP processes or accumulation micro-batches, or released from another run's checkpoint, draws
   exactly the blocks and masks of one uninterrupted process. The Trainer's own data skipping is
   off (``ignore_data_skip``): the sampler starts at the resumed step by construction.
-- ``SASTrainer.compute_loss``: L = L_MLM + lambda(step) * R (``sasbert.regularizer``); R is not
+- ``SASTrainer.compute_loss``: L = L_MLM + lambda(step) * R (``sasbert.train.regularizer``); R is not
   computed when lambda is 0. Both terms are normalised over the whole optimizer step (all
   accumulation micro-batches and all DDP processes): the MLM loss per masked token, R per labelled
   arc (``reduction: mean``) or summed and scaled to ``reference_sequences`` sequences
@@ -72,13 +72,13 @@ from sasbert.atomic import atomic_path, write_parquet, write_text
 from sasbert.code_identity import changed_modules, training_fingerprints
 from sasbert.errors import InputError, OutputError, TrainingDiverged, TrainingInterrupted, write_failure
 from sasbert.progress import LOG_INTERVAL_S, is_terminal
-from sasbert.regularizer import arc_indices, combine_arcs, install_arc_taps, install_fused_arcs, sas_weight
 from sasbert.schedules import decay_horizon, lambda_at
+from sasbert.train.regularizer import arc_indices, combine_arcs, install_arc_taps, install_fused_arcs, sas_weight
 
 log = logging.getLogger(__name__)
 
 STEP_COLUMNS = ["step", "mlm_loss", "sas", "lambda", "lr", "grad_norm", "tokens_per_s", "seconds"]
-PRETOKENIZED_MANIFEST = "manifest.json"  # in a dataset folder: a pre-tokenized corpus (sasbert.pretokenized)
+PRETOKENIZED_MANIFEST = "manifest.json"  # in a dataset folder: a pre-tokenized corpus (sasbert.data.pretokenized)
 EVAL_MASK_SEED = 1234  # fixed masks of the validation slice, the same for every run and checkpoint
 
 
@@ -826,7 +826,7 @@ def load_data(dataset_dir: str, tokenizer_dir: str, spec: dict):
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     manifest = Path(dataset_dir) / PRETOKENIZED_MANIFEST
     if manifest.is_file():
-        # a pre-tokenized corpus (sasbert.pretokenized prepare): its splits' Arrow files, memory-mapped
+        # a pre-tokenized corpus (sasbert.data.pretokenized prepare): its splits' Arrow files, memory-mapped
         splits = json.loads(manifest.read_text())["splits"]
         data = {
             name: concatenate_datasets([Dataset.from_file(str(Path(dataset_dir) / f)) for f in split["files"]])

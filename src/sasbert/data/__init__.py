@@ -1,0 +1,1 @@
+"""Data stage: corpora, parsers, treebanks, BLiMP pairs, tokenization and pre-tokenized corpora."""

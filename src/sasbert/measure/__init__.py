@@ -1,0 +1,1 @@
+"""Per-checkpoint measures: the checkpoint series (local, hub) and the probe, BLiMP and GLUE scorers."""

@@ -1,0 +1,1 @@
+"""Training stage: the SAS regularizer, its lambda schedules, and MLM pretraining."""
