@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from sasbert import cli
-from sasbert.analysis import figures, phases
+from sasbert.analysis import curves, figures, gather, phases
+from sasbert.analysis import runs as run_kinds
 
 RUNS = [
     {"name": "baseline", "lambda": 0.0},
@@ -70,7 +71,7 @@ def _curves(run, steps, seed):
 
 def synthetic_tables(runs=RUNS, seeds=(0, 1, 2), n_layers=4, n_heads=4):
     """The gathered tables (as ``sasbert phases gather`` writes them) of synthetic runs."""
-    runs_df = phases.runs_table(runs)
+    runs_df = run_kinds.runs_table(runs)
     loss_rows, uas_rows, head_rows, blimp_rows, train_rows = [], [], [], [], []
     for r in runs_df.itertuples():
         steps = [s for s in STEPS if s >= r.start_step]
@@ -146,17 +147,17 @@ def synthetic_tables(runs=RUNS, seeds=(0, 1, 2), n_layers=4, n_heads=4):
                 train_rows.append((r.run, seed, int(step), value, np.nan, 0.0, 1e-3, 1.0, 1))
     return {
         "runs": runs_df,
-        "loss": pd.DataFrame(loss_rows, columns=phases.LOSS_COLUMNS),
-        "uas": pd.DataFrame(uas_rows, columns=phases.UAS_COLUMNS),
-        "heads": pd.DataFrame(head_rows, columns=phases.HEAD_COLUMNS),
-        "blimp": pd.DataFrame(blimp_rows, columns=phases.BLIMP_COLUMNS),
-        "train": pd.DataFrame(train_rows, columns=phases.TRAIN_COLUMNS),
+        "loss": pd.DataFrame(loss_rows, columns=gather.LOSS_COLUMNS),
+        "uas": pd.DataFrame(uas_rows, columns=gather.UAS_COLUMNS),
+        "heads": pd.DataFrame(head_rows, columns=gather.HEAD_COLUMNS),
+        "blimp": pd.DataFrame(blimp_rows, columns=gather.BLIMP_COLUMNS),
+        "train": pd.DataFrame(train_rows, columns=gather.TRAIN_COLUMNS),
     }
 
 
 def phases_of(tables):
     return phases.detect(
-        tables["runs"], tables["loss"], tables["uas"], tables["blimp"], phases.PhaseOptions(loss_min_step=100)
+        tables["runs"], tables["loss"], tables["uas"], tables["blimp"], curves.PhaseOptions(loss_min_step=100)
     )
 
 
@@ -189,7 +190,7 @@ def draw(name, tables, ph, **kw):
 
 
 def test_run_colors_follow_lambda_not_names():
-    runs = phases.runs_table(
+    runs = run_kinds.runs_table(
         [{"name": "a", "lambda": 1.0}, {"name": "b", "lambda": 0.0}, {"name": "c", "lambda": -0.5}]
     )
     colors = figures.run_colors(runs)

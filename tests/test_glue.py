@@ -17,7 +17,8 @@ import yaml
 
 from conftest import REPO, job_counts, link_workflow, snakemake_ok, tiny_bert_config
 from sasbert import config as sasconfig
-from sasbert.analysis import phases
+from sasbert.analysis import curves, phases
+from sasbert.analysis import runs as run_kinds
 from sasbert.errors import InputError
 from sasbert.measure import glue
 from sasbert.options import defaults
@@ -389,15 +390,15 @@ def test_the_glue_jump_follows_the_blimp_jump_rule():
     steps = np.arange(0, 2100, 100)
     curve = 0.1 + 0.4 / (1 + np.exp(-(steps - 900) / 80))
     table = glue_table({"base": curve, "flat": 0.2 + 0 * curve}, steps)
-    score = phases.glue_score(table)
+    score = curves.glue_score(table)
     assert score["score"].tolist()[:3] == pytest.approx(curve[:3])  # the mean over fine-tuning seeds
-    runs = phases.runs_table([{"name": "base", "lambda": 0.0}, {"name": "flat", "lambda": 0.0}])
+    runs = run_kinds.runs_table([{"name": "base", "lambda": 0.0}, {"name": "flat", "lambda": 0.0}])
     empty = {"loss": ["run", "seed", "step", "val_mlm_loss"], "uas": ["run", "seed", "step", "treebank", "uas"]}
     empty = {name: pd.DataFrame(columns=cols) for name, cols in empty.items()}
     blimp = pd.DataFrame(columns=["run", "seed", "step", "variant", "level", "accuracy", "ci_low", "ci_high"])
     found = phases.detect(runs, empty["loss"], empty["uas"], blimp, glue=table)
     jumps = found[found["event"] == "glue_jump"].set_index("run")
-    expected = phases.blimp_events(steps, curve, phases.PhaseOptions(), np.full(len(steps), 0.02))[0]
+    expected = phases.blimp_events(steps, curve, curves.PhaseOptions(), np.full(len(steps), 0.02))[0]
     assert jumps.at["base", "detected"] and jumps.at["base", "step"] == expected["step"] == 900
     assert jumps.at["base", "metric"] == "glue" and not jumps.at["flat", "detected"]
     # a rise inside the score's own 95% interval is no jump (BLiMP's rule)
@@ -411,7 +412,7 @@ def test_figures_1_to_3_get_a_glue_panel_when_glue_was_run():
     from sasbert.analysis import figures
 
     steps = np.arange(0, 600, 100)
-    runs = phases.runs_table(
+    runs = run_kinds.runs_table(
         [
             {"name": "base", "lambda": 0.0},
             {"name": "minus", "lambda": 1.0},

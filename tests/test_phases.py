@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from sasbert import cli
-from sasbert.analysis import phases
+from sasbert.analysis import curves, gather, phases
+from sasbert.analysis import runs as run_kinds
 from sasbert.errors import InputError
 
 # A paper-like checkpoint grid: dense early (every 100 steps), sparse late (every 500).
@@ -32,7 +33,7 @@ def logistic(steps, center=CENTER, width=WIDTH, low=0.1, rise=0.5):
 @pytest.fixture
 def stages(monkeypatch):
     """The CLI with this module's stages (the real STAGES dict may not list them yet)."""
-    monkeypatch.setitem(cli.STAGES, "phases", ("sasbert.analysis.phases", "phases"))
+    monkeypatch.setitem(cli.STAGES, "phases", ("sasbert.analysis.cli", "phases"))
     return cli.main
 
 
@@ -40,7 +41,7 @@ def stages(monkeypatch):
 def test_logistic_transition_found_within_tolerance(seed):
     rng = np.random.default_rng(seed)
     uas = logistic(GRID) + rng.normal(0, 0.01, len(GRID))
-    events = {e["event"]: e for e in phases.uas_events(GRID, uas, phases.PhaseOptions())}
+    events = {e["event"]: e for e in phases.uas_events(GRID, uas, curves.PhaseOptions())}
     for name, expected in EXPECTED.items():
         assert events[name]["detected"], events[name]["reason"]
         assert abs(events[name]["step"] - expected) <= TOLERANCE[name], (name, events[name]["step"])
@@ -54,7 +55,7 @@ def test_logistic_transition_found_within_tolerance(seed):
 def test_flat_curve_reports_no_transition(seed):
     rng = np.random.default_rng(100 + seed)
     flat = 0.3 + rng.normal(0, 0.01, len(GRID))
-    events = phases.uas_events(GRID, flat, phases.PhaseOptions())
+    events = phases.uas_events(GRID, flat, curves.PhaseOptions())
     assert [e["event"] for e in events] == ["structure_onset", "breakthrough", "capabilities_onset"]
     for e in events:
         assert not e["detected"] and np.isnan(e["step"]) and np.isnan(e["value"])
@@ -64,24 +65,24 @@ def test_flat_curve_reports_no_transition(seed):
 
 def test_slow_drift_below_min_rise_is_no_transition():
     drift = 0.3 + 0.01 * GRID / GRID.max()  # noiseless, but only 0.01 in total
-    assert not phases.uas_events(GRID, drift, phases.PhaseOptions())[1]["detected"]
-    assert phases.uas_events(GRID, drift, phases.PhaseOptions(min_rise=0.005))[1]["detected"]
+    assert not phases.uas_events(GRID, drift, curves.PhaseOptions())[1]["detected"]
+    assert phases.uas_events(GRID, drift, curves.PhaseOptions(min_rise=0.005))[1]["detected"]
 
 
 def test_too_few_checkpoints_and_unsampled_onsets():
-    few = phases.uas_events([0, 100, 200, 300], [0.1, 0.2, 0.5, 0.6], phases.PhaseOptions())
+    few = phases.uas_events([0, 100, 200, 300], [0.1, 0.2, 0.5, 0.6], curves.PhaseOptions())
     assert not any(e["detected"] for e in few) and "too few checkpoints" in few[0]["reason"]
     # The breakthrough one checkpoint before the end: structure onset and breakthrough found,
     # the capabilities onset not (it was not sampled).
     steps = np.arange(0, 3401, 100)
-    events = {e["event"]: e for e in phases.uas_events(steps, logistic(steps, 3200, 150), phases.PhaseOptions())}
+    events = {e["event"]: e for e in phases.uas_events(steps, logistic(steps, 3200, 150), curves.PhaseOptions())}
     assert events["breakthrough"]["detected"] and events["breakthrough"]["step"] == 3200
     assert events["structure_onset"]["detected"]
     assert not events["capabilities_onset"]["detected"]
     assert "still rising" in events["capabilities_onset"]["reason"]
     # Steepest at the last checkpoint: a trend, not a transition inside the sampled steps.
     steps = np.arange(0, 3001, 100)
-    events = phases.uas_events(steps, logistic(steps, 3300, 300), phases.PhaseOptions())
+    events = phases.uas_events(steps, logistic(steps, 3300, 300), curves.PhaseOptions())
     assert not any(e["detected"] for e in events)
     assert "last usable checkpoint" in events[1]["reason"]
 
@@ -91,12 +92,12 @@ def test_loss_drop_and_blimp_jump():
     rng = np.random.default_rng(0)
     # unigram learning (a steep start), a plateau, then the drop at 1500
     loss = 7 + 2 * np.exp(-steps / 40) - logistic(steps, 1500, 60, 0, 0.6) + rng.normal(0, 0.005, len(steps))
-    options = phases.PhaseOptions(loss_min_step=200)
+    options = curves.PhaseOptions(loss_min_step=200)
     (drop,) = phases.loss_events(steps, loss, options)
     assert drop["detected"] and abs(drop["step"] - 1500) <= 100 and drop["velocity"] < 0
     # the drop is the steepest fall after the first plateau: the unigram drop at the very start,
     # steeper in raw steps, does not hide it even when the search starts at step 0
-    (early,) = phases.loss_events(steps, loss, phases.PhaseOptions())
+    (early,) = phases.loss_events(steps, loss, curves.PhaseOptions())
     assert early["detected"] and early["step"] == drop["step"]
     # a loss that only slows down (convex: the usual shape after warmup) has no drop, noiseless or
     # with noise, whatever the smoothing
@@ -109,7 +110,7 @@ def test_loss_drop_and_blimp_jump():
     for window in (1, 3, 5):
         for seed in range(5):
             noisy = steady + np.random.default_rng(seed).normal(0, 0.005, len(steps))
-            (none,) = phases.loss_events(steps, noisy, phases.PhaseOptions(smoothing_window=window, loss_min_step=200))
+            (none,) = phases.loss_events(steps, noisy, curves.PhaseOptions(smoothing_window=window, loss_min_step=200))
             assert not none["detected"], (window, seed, none)
             assert none["reason"].startswith("no loss drop"), none["reason"]
     # the excess below the plateau's trend is what is tested: a drop of 0.1 nats, far above the
@@ -129,19 +130,19 @@ def test_loss_drop_and_blimp_jump():
 
 def test_smoothing_and_options():
     y = np.array([0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0])
-    s = phases.smooth(y, 3)
+    s = curves.smooth(y, 3)
     assert s[0] == 0.0 and s[-1] == 0.0  # the ends are kept
     assert s[1] == pytest.approx(0.5) and s[2] == pytest.approx(0.5)  # [1, 2, 1] / 4
-    assert np.array_equal(phases.smooth(y, 1), y)
+    assert np.array_equal(curves.smooth(y, 1), y)
     for bad in (
-        phases.PhaseOptions(smoothing_window=4),
-        phases.PhaseOptions(min_points=2),
-        phases.PhaseOptions(min_rise=-1),
+        curves.PhaseOptions(smoothing_window=4),
+        curves.PhaseOptions(min_points=2),
+        curves.PhaseOptions(min_rise=-1),
     ):
         with pytest.raises(InputError):
             bad.check()
     with pytest.raises(InputError, match="same step"):
-        phases.analyse_curve([0, 100, 100, 200, 300], [0, 1, 2, 3, 4], phases.PhaseOptions())
+        curves.analyse_curve([0, 100, 100, 200, 300], [0, 1, 2, 3, 4], curves.PhaseOptions())
 
 
 RUNS = [
@@ -160,8 +161,8 @@ RUNS = [
 
 
 def test_runs_table_kinds_come_from_lambda():
-    runs = phases.runs_table(RUNS)
-    assert list(runs.columns) == phases.RUN_COLUMNS
+    runs = run_kinds.runs_table(RUNS)
+    assert list(runs.columns) == run_kinds.RUN_COLUMNS
     kinds = dict(zip(runs["run"], runs["kind"]))
     assert kinds == {
         "base": "baseline",
@@ -180,11 +181,11 @@ def test_runs_table_kinds_come_from_lambda():
     assert pd.isna(rel.at["base", "release_step"]) and rel.at["plus", "lambda"] == -0.5
     assert json.loads(rel.at["minus_release_300", "lambda_schedule"])[0]["until_step"] == 300
     with pytest.raises(InputError, match="duplicate"):
-        phases.runs_table([RUNS[0], RUNS[0]])
+        run_kinds.runs_table([RUNS[0], RUNS[0]])
 
 
 def test_stitch_prepends_the_parents_history():
-    runs = phases.runs_table(
+    runs = run_kinds.runs_table(
         [
             {"name": "a", "lambda": 1.0},
             {
@@ -200,7 +201,7 @@ def test_stitch_prepends_the_parents_history():
     rows += [("c", 0, s, 2000.0 + s) for s in range(400, 700, 100)]
     rows += [("a", 1, s, -1.0) for s in range(0, 700, 100)]  # another seed: not mixed in
     table = pd.DataFrame(rows, columns=["run", "seed", "step", "y"])
-    out = phases.stitch(table, runs)
+    out = gather.stitch(table, runs)
     c = out[(out["run"] == "c") & (out["seed"] == 0)]
     assert list(c["step"]) == [0, 100, 200, 300, 400, 500, 600]
     assert list(c["y"]) == [0.0, 100.0, 1200.0, 1300.0, 2400.0, 2500.0, 2600.0]
@@ -234,12 +235,12 @@ def gather_inputs(root, runs, seeds):
 
 
 def gather_outputs(folder):
-    return ["--out", *(str(folder / f"{name}.parquet") for name in phases.TABLES)]
+    return ["--out", *(str(folder / f"{name}.parquet") for name in gather.TABLES)]
 
 
 def _results_folder(root, runs, seeds, skip=()):
     """Per-run x seed tables as the pretrain, probe and blimp stages write them."""
-    described = phases.runs_table(runs).set_index("run")
+    described = run_kinds.runs_table(runs).set_index("run")
     for name in described.index:
         start = int(described.at[name, "start_step"])
         steps = [s for s in range(0, 2001, 100) if s >= start]
@@ -344,7 +345,7 @@ def _results_folder(root, runs, seeds, skip=()):
                 rows.append((step, "original", "overall", "", "", acc[i], *ci, 20, 2))
                 rows.append((step, "original", "phenomenon", "binding", "binding", acc[i], *ci, 10, 1))
                 rows.append((step, "original", "paradigm", "p1", "binding", acc[i], *ci, 10, 1))
-            pd.DataFrame(rows, columns=phases.BLIMP_COLUMNS[2:]).to_parquet(blimp / "summary.parquet")
+            pd.DataFrame(rows, columns=gather.BLIMP_COLUMNS[2:]).to_parquet(blimp / "summary.parquet")
 
 
 def test_gather_and_detect_cli(tmp_path, stages):
@@ -365,12 +366,12 @@ def test_gather_and_detect_cli(tmp_path, stages):
         ]
     )
     assert rc == 0
-    tables = {name: pd.read_parquet(out / f"{name}.parquet") for name in phases.TABLES}
-    assert list(tables["loss"].columns) == phases.LOSS_COLUMNS
-    assert list(tables["uas"].columns) == phases.UAS_COLUMNS
-    assert list(tables["heads"].columns) == phases.HEAD_COLUMNS
-    assert list(tables["blimp"].columns) == phases.BLIMP_COLUMNS
-    assert list(tables["train"].columns) == phases.TRAIN_COLUMNS
+    tables = {name: pd.read_parquet(out / f"{name}.parquet") for name in gather.TABLES}
+    assert list(tables["loss"].columns) == gather.LOSS_COLUMNS
+    assert list(tables["uas"].columns) == gather.UAS_COLUMNS
+    assert list(tables["heads"].columns) == gather.HEAD_COLUMNS
+    assert list(tables["blimp"].columns) == gather.BLIMP_COLUMNS
+    assert list(tables["train"].columns) == gather.TRAIN_COLUMNS
     assert list(tables["runs"]["run"]) == [r["name"] for r in runs]
     # relation "all" only: layers x heads x directions x checkpoints x seeds
     assert len(tables["heads"]) == 2 * 2 * 2 * (21 * 3 + 18) * 2
@@ -456,20 +457,20 @@ def test_gather_missing_inputs(tmp_path, stages, capsys):
 def test_long_training_tables_are_block_averaged(tmp_path):
     runs = [RUNS[0]]
     _results_folder(tmp_path / "results", runs, [0])
-    tables = phases.gather_tables(layout_files(tmp_path / "results", runs, [0]), runs, [0], max_train_rows=250)
+    tables = gather.gather_tables(layout_files(tmp_path / "results", runs, [0]), runs, [0], max_train_rows=250)
     train = tables["train"]
     assert len(train) == 250 and (train["n_steps"] == 8).all()  # 2000 steps in blocks of 8
     assert train["step"].iloc[0] == 8 and train["step"].iloc[-1] == 2000
     assert (
-        phases.gather_tables(layout_files(tmp_path / "results", runs, [0]), runs, [0])["train"]["n_steps"].eq(1).all()
+        gather.gather_tables(layout_files(tmp_path / "results", runs, [0]), runs, [0])["train"]["n_steps"].eq(1).all()
     )
 
 
 def test_detect_without_probe_rows_says_so():
-    runs = phases.runs_table([RUNS[0]])
+    runs = run_kinds.runs_table([RUNS[0]])
     loss = pd.DataFrame({"run": "base", "seed": 0, "step": GRID, "val_mlm_loss": 7 - logistic(GRID)})
-    empty_uas = pd.DataFrame({c: pd.Series(dtype="object") for c in phases.UAS_COLUMNS})
-    empty_blimp = pd.DataFrame({c: pd.Series(dtype="object") for c in phases.BLIMP_COLUMNS})
+    empty_uas = pd.DataFrame({c: pd.Series(dtype="object") for c in gather.UAS_COLUMNS})
+    empty_blimp = pd.DataFrame({c: pd.Series(dtype="object") for c in gather.BLIMP_COLUMNS})
     ph = phases.detect(runs, loss, empty_uas, empty_blimp)
     assert len(ph) == 5
     assert ph.set_index("event").at["loss_drop", "detected"]
@@ -479,9 +480,9 @@ def test_detect_without_probe_rows_says_so():
 def test_a_blimp_rise_within_its_interval_is_not_a_jump():
     steps = np.arange(0, 1100, 100)
     accuracy = 0.5 + 0.06 / (1 + np.exp(-(steps - 500) / 60))  # a clean 0.06 rise
-    assert phases.blimp_events(steps, accuracy, phases.PhaseOptions())[0]["detected"]
+    assert phases.blimp_events(steps, accuracy, curves.PhaseOptions())[0]["detected"]
     wide = np.full(len(steps), 0.08)  # +/-0.04: the rise is inside it
-    event = phases.blimp_events(steps, accuracy, phases.PhaseOptions(), wide)[0]
+    event = phases.blimp_events(steps, accuracy, curves.PhaseOptions(), wide)[0]
     assert not event["detected"] and "within the 95% interval" in event["reason"]
 
 
@@ -490,12 +491,12 @@ def test_a_uas_rise_straight_from_the_initialisation_has_a_breakthrough_but_no_s
     step 0, which counts (nothing began before the initialisation); its onset was not sampled."""
     steps = np.r_[np.arange(0, 600, 100), np.arange(600, 2001, 200)]
     uas = 0.09 + 0.13 * (1 - np.exp(-steps / 120))
-    onset, breakthrough, capabilities = phases.uas_events(steps, uas, phases.PhaseOptions())
+    onset, breakthrough, capabilities = phases.uas_events(steps, uas, curves.PhaseOptions())
     assert breakthrough["detected"] and breakthrough["step"] == 100
     assert not onset["detected"] and "onset was not sampled" in onset["reason"]
     # a slower rise seen from step 300 on (min_step): it began before the window
     slower = 0.09 + 0.13 * (1 - np.exp(-steps / 600))
-    late = phases.uas_events(steps, slower, phases.PhaseOptions(min_step=300))
+    late = phases.uas_events(steps, slower, curves.PhaseOptions(min_step=300))
     assert not late[1]["detected"] and "first candidate" in late[1]["reason"]
 
 
@@ -504,9 +505,9 @@ def test_a_recovery_from_a_dip_below_the_initial_uas_is_not_a_transition():
     a rise of 0.05 inside the curve, but no acquisition."""
     steps = np.r_[np.arange(0, 200, 100), np.arange(200, 2001, 200)]
     sas_minus = 0.09 - 0.05 * np.exp(-(((steps - 300) / 150) ** 2)) - 0.0 * steps
-    events = phases.uas_events(steps, sas_minus, phases.PhaseOptions())
+    events = phases.uas_events(steps, sas_minus, curves.PhaseOptions())
     assert not any(e["detected"] for e in events)
     assert "above its value at step 0" in events[0]["reason"]
     # the same dip followed by a real rise above the start is a transition
     rising = sas_minus + 0.15 / (1 + np.exp(-(steps - 1200) / 150))
-    assert phases.uas_events(steps, rising, phases.PhaseOptions())[1]["detected"]
+    assert phases.uas_events(steps, rising, curves.PhaseOptions())[1]["detected"]

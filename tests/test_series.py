@@ -13,7 +13,7 @@ import yaml
 
 from conftest import REPO, job_counts, link_workflow, snakemake, snakemake_ok
 from sasbert import config as sasconfig
-from sasbert.analysis import phases
+from sasbert.analysis import runs as run_kinds
 from sasbert.measure import checkpoints
 
 VOCAB = REPO / "resources" / "tokenizer" / "bert-base-uncased-vocab.txt"
@@ -105,7 +105,7 @@ def test_steps_given_for_a_glob_of_several_folders_are_refused_not_paired_in_tex
 
 
 def test_the_runs_table_lists_series_after_the_runs_as_external():
-    table = phases.runs_table(
+    table = run_kinds.runs_table(
         [{"name": "baseline", "lambda": 0.0}], [{"name": "multiberts_s0", "checkpoints": ["x"], "tokens_per_step": 7}]
     )
     assert table["run"].tolist() == ["baseline", "multiberts_s0"]

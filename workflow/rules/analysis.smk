@@ -33,7 +33,7 @@ rule tables:
     conda:
         CONDA_ENV
     params:
-        code=code_fingerprint("analysis.phases", "tables"),
+        code=code_fingerprint("analysis.cli", "analysis.gather"),
         # a trained run's tokens per step: the global batch's sequence positions
         runs=json.dumps(
             [
@@ -74,7 +74,7 @@ rule phases:
     conda:
         CONDA_ENV
     params:
-        code=code_fingerprint("analysis.phases", "tables"),
+        code=code_fingerprint("analysis.cli", "analysis.phases"),
         # the early unigram-learning drop of the loss is skipped: search from the end of warmup
         options=stage_options(
             "phases",

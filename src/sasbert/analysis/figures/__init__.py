@@ -1,7 +1,7 @@
 """Stage 8, figures: the paper's figures 1-5, drawn from the gathered tables alone.
 
 Inputs are the all-runs tables of ``sasbert phases gather`` (``runs, train, loss, uas, heads,
-blimp``.parquet, columns in ``sasbert.analysis.phases``) and the phases table of ``sasbert phases detect``;
+blimp``.parquet, columns in ``sasbert.analysis.gather``) and the phases table of ``sasbert phases detect``;
 no checkpoint is read, so a ``results/tables`` folder copied from a cluster is enough.
 
 Figures (each written as ``<name>.png`` and ``<name>.pdf``), one module each, whose ``draw``

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
-from sasbert.analysis.phases import blimp_overall, glue_score, select_treebank
+from sasbert.analysis.curves import blimp_overall, glue_score, select_treebank
 from sasbert.errors import InputError
 from sasbert.options import defaults as schema_defaults
 
@@ -416,7 +416,7 @@ def _empty_figure(options: FigureOptions, text: str, notes: list[str]):
 
 def _prepare(tables: dict[str, pd.DataFrame], options: FigureOptions):
     """Runs table plus the curves as ``run, seed, step, value``: loss, UAS, overall BLiMP, and the
-    GLUE score (``phases.glue_score``) where GLUE was run (a glue table among the tables)."""
+    GLUE score (``sasbert.analysis.curves.glue_score``) where GLUE was run (a glue table among the tables)."""
     runs = tables["runs"]
     loss = tables["loss"][["run", "seed", "step", "val_mlm_loss"]]
     uas_full = select_treebank(tables["uas"], options.treebank)

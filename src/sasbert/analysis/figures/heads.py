@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from sasbert.analysis.curves import select_treebank
 from sasbert.analysis.figures.common import (
     FigureOptions,
     _empty,
@@ -17,7 +18,6 @@ from sasbert.analysis.figures.common import (
     new_figure,
     onset_summary,
 )
-from sasbert.analysis.phases import select_treebank
 
 # ----------------------------------------------------------------------------------------------
 # Figure 4: per-head UAS heat maps; BLiMP per phenomenon

@@ -25,7 +25,7 @@ from sasbert.analysis.figures.common import (
     onset_summary,
     run_colors,
 )
-from sasbert.analysis.phases import stitch
+from sasbert.analysis.gather import stitch
 
 # ----------------------------------------------------------------------------------------------
 # Figure 3: release experiments SAS-(k)

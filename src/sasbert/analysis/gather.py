@@ -1,0 +1,397 @@
+"""Stage 7, the gathered all-runs tables (``sasbert phases gather``).
+
+Reads tables only (no checkpoints, no torch), so figures can be redrawn from a ``results/`` folder
+copied from a cluster.
+
+The per-run x seed tables of the other stages are stacked into tidy all-runs tables with ``run`` and
+``seed`` columns, one file each (``--out``; the workflow writes them to ``results/tables/``):
+
+* ``runs.parquet``: one row per configured run, then per series (``sasbert.analysis.runs``).
+* ``train.parquet``: ``run, seed, step, mlm_loss, sas, lambda, lr, grad_norm, n_steps`` (from
+  ``metrics/steps.parquet``: every optimizer step, ``n_steps`` 1; a run x seed with more than
+  ``max_train_rows`` steps is averaged over blocks of ``n_steps`` consecutive steps, ``step``,
+  ``lambda`` and ``lr`` being the block's last, so paper-length runs stay small).
+* ``loss.parquet``: ``run, seed, step, val_mlm_loss`` (every checkpoint, ``metrics/eval.parquet``).
+* ``uas.parquet``: ``run, seed, step, treebank, uas, uas_low, uas_high (its 95% interval), layer, head, direction, soft_score,
+  max_soft_score, uas_mean, offset_uas, offset, n_sentences`` (every checkpoint; from the probe's
+  summary: ``uas`` is the "all" best-head accuracy, i.e. the UAS of our figures, and ``layer, head,
+  direction, soft_score`` are that head's; ``uas_mean`` the "mean" row (mean of per-relation best
+  heads; null for unlabelled treebanks); ``offset_uas``/``offset`` the best fixed-offset baseline).
+* ``heads.parquet``: ``run, seed, step, treebank, layer, head, direction, accuracy, soft_score,
+  count`` (the probe's per-head scores for relation "all").
+* ``blimp.parquet``: ``run, seed`` + the BLiMP summary columns ``step, variant, level, name,
+  phenomenon, accuracy, ci_low, ci_high, n_pairs, n_paradigms`` (ci: the 95% interval).
+
+A run's own rows only: a release run's tables start at its start step k. ``stitch`` prepends the
+parent's rows before k (same seed), which is the model's real history; phases and the release
+figures use stitched curves.
+
+CLI::
+
+
+    sasbert phases gather --runs JSON|--config config.yaml [--seeds 0 1]
+        --steps S.parquet... --eval E.parquet... --probe-summary P.parquet... --probe-scores Q.parquet...
+        --blimp-summary B.parquet... (one per run x seed, runs in order, seeds within each run)
+        --out runs.parquet train.parquet loss.parquet uas.parquet heads.parquet blimp.parquet
+        [--allow-missing] [--max-train-rows 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sasbert.analysis.runs import runs_table
+from sasbert.atomic import write_parquet
+from sasbert.errors import InputError
+from sasbert.measure.blimp import SUMMARY_COLUMNS as BLIMP_SUMMARY_COLUMNS
+from sasbert.tables import read_table
+
+log = logging.getLogger(__name__)
+
+
+TRAIN_COLUMNS = ["run", "seed", "step", "mlm_loss", "sas", "lambda", "lr", "grad_norm", "n_steps"]
+
+
+MAX_TRAIN_ROWS = 20000
+
+
+LOSS_COLUMNS = ["run", "seed", "step", "val_mlm_loss"]
+
+
+UAS_COLUMNS = [
+    "run",
+    "seed",
+    "step",
+    "treebank",
+    "uas",
+    "uas_low",
+    "uas_high",
+    "layer",
+    "head",
+    "direction",
+    "soft_score",
+    "max_soft_score",
+    "reachable",
+    "same_weights_as",
+    "uas_mean",
+    "offset_uas",
+    "offset",
+    "n_sentences",
+]
+
+
+HEAD_COLUMNS = ["run", "seed", "step", "treebank", "layer", "head", "direction", "accuracy", "soft_score", "count"]
+
+
+BLIMP_COLUMNS = ["run", "seed", *BLIMP_SUMMARY_COLUMNS]
+
+
+INTERVAL_COLUMNS = ("ci_low", "ci_high")  # 95% intervals: absent from tables written before them
+
+
+TABLES = ("runs", "train", "loss", "uas", "heads", "blimp")
+
+
+def _uas_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per (step, treebank) from a probe summary table."""
+    att = summary[summary["method"] == "attention"]
+    if "ci_low" not in att.columns:  # tables written before intervals were added
+        att = att.assign(ci_low=np.nan, ci_high=np.nan)
+    if "reachable" not in att.columns:  # tables written before causal LMs were probed
+        att = att.assign(reachable=np.nan)
+    best = att[att["relation"] == "all"][
+        [
+            "step",
+            "treebank",
+            "accuracy",
+            "ci_low",
+            "ci_high",
+            "layer",
+            "head",
+            "direction",
+            "soft_score",
+            "max_soft_score",
+            "reachable",
+            "n_sentences",
+        ]
+    ]
+    best = best.rename(columns={"accuracy": "uas", "ci_low": "uas_low", "ci_high": "uas_high"})
+    mean = att[att["relation"] == "mean"][["step", "treebank", "accuracy"]].rename(columns={"accuracy": "uas_mean"})
+    off = summary[(summary["method"] == "offset") & (summary["relation"] == "all")]
+    off = off[["step", "treebank", "accuracy", "offset"]].rename(columns={"accuracy": "offset_uas"})
+    out = best.merge(mean, on=["step", "treebank"], how="left").merge(off, on=["step", "treebank"], how="left")
+    return out
+
+
+def _repeated_weights(hub_series: Sequence[dict], fetched: Sequence[str | Path]) -> dict:
+    """{(series, step): the checkpoint whose weights it repeats} from the series-fetch manifests."""
+    from sasbert.measure import checkpoints
+
+    if len(fetched) != len(hub_series):
+        raise InputError(f"--fetched: {len(fetched)} manifest(s) for {len(hub_series)} hub series")
+    repeats = {}
+    for one, path in zip(hub_series, fetched):
+        steps = dict(checkpoints.series_checkpoints(one["hub"], one.get("steps")))
+        try:
+            rows = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as err:
+            raise InputError(f"{path}: cannot read the series-fetch manifest ({err})") from None
+        for row in rows:
+            if row.get("same_weights_as") and row["checkpoint"] in steps:
+                repeats[(one["name"], steps[row["checkpoint"]])] = row["same_weights_as"]
+    return repeats
+
+
+def _block_average(steps: pd.DataFrame, max_rows: int) -> pd.DataFrame:
+    """Per-step training metrics, averaged over blocks of consecutive steps when there are more
+    than ``max_rows`` of them (``n_steps`` = steps per row)."""
+    steps = steps.sort_values("step").reset_index(drop=True)
+    for col in TRAIN_COLUMNS[3:-1]:
+        if col not in steps.columns:
+            steps[col] = np.nan
+    if len(steps) <= max_rows:
+        return steps.assign(n_steps=1)
+    block = int(math.ceil(len(steps) / max_rows))
+    groups = steps.groupby(np.arange(len(steps)) // block)
+    return pd.DataFrame(
+        {
+            "step": groups["step"].last(),
+            "mlm_loss": groups["mlm_loss"].mean(),
+            "sas": groups["sas"].mean(),
+            "lambda": groups["lambda"].last(),
+            "lr": groups["lr"].last(),
+            "grad_norm": groups["grad_norm"].mean(),
+            "n_steps": groups["step"].count(),
+        }
+    ).reset_index(drop=True)
+
+
+# The per-run x seed inputs of ``gather``: CLI option -> (table, columns it must have, what it is).
+# A series has no training tables: only TRAINED_ONLY's inputs are per trained run x seed alone.
+SOURCES = {
+    "steps": ("train", ["step", "mlm_loss"], "pretrain steps"),
+    "eval": ("loss", ["step", "val_mlm_loss"], "pretrain eval"),
+    "probe_summary": (
+        "uas",
+        ["step", "treebank", "method", "relation", "accuracy", "layer", "head", "direction"],
+        "probe summary",
+    ),
+    "probe_scores": (
+        "heads",
+        ["step", "treebank", "method", "relation", "layer", "head", "direction", "accuracy"],
+        "probe scores",
+    ),
+    "blimp_summary": ("blimp", [c for c in BLIMP_COLUMNS[2:] if c not in INTERVAL_COLUMNS], "BLiMP summary"),
+}
+
+
+TRAINED_ONLY = ("steps", "eval")
+
+
+def gather_tables(
+    files: dict[str, Sequence[str | Path]],
+    runs: Sequence[dict],
+    seeds: Sequence[int],
+    allow_missing: bool = False,
+    max_train_rows: int = MAX_TRAIN_ROWS,
+    series: Sequence[dict] = (),
+    fetched: Sequence[str | Path] = (),
+) -> dict[str, pd.DataFrame]:
+    """Stack every run x seed's tables into the all-runs tables named in ``TABLES``.
+
+    ``files`` maps each key of ``SOURCES`` to one path per run x seed, runs in config order and
+    seeds within each run (what the workflow's ``expand(..., run=RUNS, seed=SEEDS)`` lists), and
+    then, except for the training tables (``TRAINED_ONLY``), one per series (at its own seed). A
+    missing file is an error unless ``allow_missing`` (then it is skipped with a warning: e.g. a
+    results folder copied before every job finished). ``fetched``: the ``series-fetch`` manifest
+    of each hub series, in config order; a checkpoint whose weights repeat an earlier one's gets
+    that one in ``uas.same_weights_as``."""
+    runs_df = runs_table(runs, series)
+    trained = [(run["name"], int(seed)) for run in runs for seed in seeds]
+    measured = trained + [(one["name"], int(one.get("seed", 0))) for one in series]
+    unknown = sorted(set(files) - set(SOURCES))
+    if unknown:
+        raise InputError(f"unknown input kind(s): {', '.join(unknown)}")
+    for key in SOURCES:
+        given = files.get(key) or []
+        expected = trained if key in TRAINED_ONLY else measured
+        if len(given) != len(expected):
+            raise InputError(
+                f"--{key.replace('_', '-')}: {len(given)} file(s) for {len(expected)} run x seed pair(s) "
+                "(one per run x seed, runs in config order, seeds within each run"
+                + (", then one per series)" if key not in TRAINED_ONLY else ")")
+            )
+    sources = {key: (table, required, what) for key, (table, required, what) in SOURCES.items()}
+    frames: dict[str, list[pd.DataFrame]] = {table: [] for table, _, _ in sources.values()}
+    missing = []
+    for key, (name, required, what) in sources.items():
+        for (run, seed), path in zip(trained if key in TRAINED_ONLY else measured, files.get(key) or []):
+            path = Path(path)
+            if not path.is_file():
+                missing.append(str(path))
+                continue
+            df = read_table(path, required, what)
+            if name == "uas":
+                df = _uas_rows(df)
+            elif name == "heads":
+                df = df[(df["method"] == "attention") & (df["relation"] == "all")]
+            elif name == "train":
+                df = _block_average(df, max_train_rows)
+            frames[name].append(df.assign(run=run, seed=seed))
+    if missing:
+        if not allow_missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise InputError(f"missing input table(s): {shown} (use --allow-missing to skip them)")
+        for path in missing:
+            log.warning("skipped (not found): %s", path)
+    columns = {
+        "train": TRAIN_COLUMNS,
+        "loss": LOSS_COLUMNS,
+        "uas": UAS_COLUMNS,
+        "heads": HEAD_COLUMNS,
+        "blimp": BLIMP_COLUMNS,
+    }
+    repeats = _repeated_weights([one for one in series if "hub" in one], fetched)
+    if frames["uas"] and repeats:
+        frames["uas"] = [
+            df.assign(same_weights_as=[repeats.get((run, step)) for run, step in zip(df["run"], df["step"])])
+            for df in frames["uas"]
+        ]
+    out = {"runs": runs_df}
+    for name, cols in columns.items():
+        if frames[name]:
+            df = pd.concat(frames[name], ignore_index=True)
+            for col in cols:
+                if col not in df.columns:
+                    df[col] = np.nan
+            df = df[cols]
+        else:
+            df = pd.DataFrame({c: pd.Series(dtype="float64") for c in cols})
+            for col in ("run", "treebank", "direction", "variant", "level", "name", "phenomenon"):
+                if col in df.columns:
+                    df[col] = df[col].astype("object")
+        sort = [
+            c
+            for c in ("run", "seed", "step", "treebank", "variant", "level", "name", "layer", "head", "direction")
+            if c in cols
+        ]
+        df["_order"] = df["run"].map(dict(zip(runs_df["run"], runs_df["order"])))
+        df = df.sort_values(["_order", *sort[1:]], kind="stable").drop(columns="_order")
+        out[name] = df.reset_index(drop=True)
+    return out
+
+
+def stitch(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (with ``run, seed, step``) where every run that resumes from a parent gets the
+    parent's rows (same seed) with step < its start step prepended, recursively. Adds a column
+    ``segment``: "own" or "parent"."""
+    info = runs.set_index("run")
+    pieces = []
+    own = table.assign(segment="own")
+    by_run = {run: df for run, df in own.groupby("run", sort=False)}
+    for run, df in by_run.items():
+        pieces.append(df)
+        chain_run, start = run, None
+        seen = {run}
+        while chain_run in info.index and isinstance(info.at[chain_run, "parent"], str):
+            parent = info.at[chain_run, "parent"]
+            cut = int(info.at[chain_run, "start_step"])
+            start = cut if start is None else min(start, cut)
+            if parent in seen or parent not in by_run:
+                break
+            seen.add(parent)
+            prev = by_run[parent]
+            prev = prev[(prev["step"] < start) & prev["seed"].isin(df["seed"].unique())]
+            pieces.append(prev.assign(run=run, segment="parent"))
+            chain_run = parent
+    if not pieces:
+        return own
+    out = pd.concat(pieces, ignore_index=True)
+    return out.sort_values(["run", "seed", "step"], kind="stable").reset_index(drop=True)
+
+
+# CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for key, (_, _, what) in SOURCES.items():
+        parser.add_argument(
+            f"--{key.replace('_', '-')}",
+            nargs="*",
+            default=[],
+            metavar="PARQUET",
+            help=f"the {what} table of each run x seed (runs in config order, seeds within each run"
+            + (")" if key in TRAINED_ONLY else ", then each series)"),
+        )
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--runs", help="the config's runs list as JSON")
+    src.add_argument("--config", help="a workflow config YAML (its runs and seeds)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="seeds (required with --runs)")
+    parser.add_argument("--series", help="with --runs: the config's series list as JSON (external checkpoint series)")
+    parser.add_argument(
+        "--fetched", nargs="*", default=[], metavar="JSON", help="the series-fetch manifest of each hub series"
+    )
+    parser.add_argument(
+        "--out",
+        nargs="+",
+        required=True,
+        metavar="PARQUET",
+        help=f"the gathered tables, one file named <table>.parquet for each of {', '.join(TABLES)}",
+    )
+    parser.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="skip run x seed tables that do not exist (warn) instead of failing",
+    )
+    parser.add_argument(
+        "--max-train-rows",
+        type=int,
+        default=MAX_TRAIN_ROWS,
+        help="longer per-step training tables are averaged over blocks of steps",
+    )
+
+
+def _load_config_runs(path: str) -> tuple[list[dict], list[int], list[dict]]:
+    """A config's runs, seeds and series."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise InputError(f"{path}: cannot read the config ({err})") from None
+    if not isinstance(config, dict) or "runs" not in config or "seeds" not in config:
+        raise InputError(f"{path}: a config needs 'runs' and 'seeds'")
+    return config["runs"], [int(s) for s in config["seeds"]], config.get("series") or []
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.config:
+        runs, seeds, series = _load_config_runs(args.config)
+        seeds = args.seeds or seeds
+    else:
+        try:
+            runs = json.loads(args.runs)
+            series = json.loads(args.series) if args.series else []
+        except json.JSONDecodeError as err:
+            raise InputError(f"--runs/--series: not JSON ({err})") from None
+        if not args.seeds:
+            raise InputError("--seeds is required with --runs")
+        seeds = args.seeds
+    if args.max_train_rows < 1:
+        raise InputError("--max-train-rows must be >= 1")
+    outputs = {Path(path).name.removesuffix(".parquet"): Path(path) for path in args.out}
+    if sorted(outputs) != sorted(TABLES) or len(outputs) != len(args.out):
+        raise InputError(f"--out: give one file named <table>.parquet for each of {', '.join(TABLES)}")
+    files = {key: getattr(args, key) for key in SOURCES}
+    tables = gather_tables(files, runs, seeds, args.allow_missing, args.max_train_rows, series, args.fetched)
+    for name, df in tables.items():
+        write_parquet(df, outputs[name])
+        log.info("%s: %d rows", name, len(df))
