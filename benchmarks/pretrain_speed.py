@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from transformers.utils import logging as hf_logging
 
 from sasbert.config import MODEL_PRESETS
-from sasbert.train.pretrain import build_model
+from sasbert.train.model import build_model
 from sasbert.train.regularizer import sas_regularizer
 
 

@@ -26,7 +26,7 @@ import yaml
 from conftest import REPO, WORKFLOW_FILES, assert_same_weights, job_counts, snakemake_ok, weights
 from sasbert import code_identity
 from sasbert.measure import checkpoints
-from sasbert.train import pretrain
+from sasbert.train import resume
 
 PACKAGE = REPO / "src" / "sasbert"
 
@@ -145,24 +145,24 @@ def test_every_module_of_the_package_keeps_its_fingerprint_under_comments_and_do
 
 def test_a_state_without_the_code_fingerprint_is_completed_in_place_and_other_code_discards_it(tmp_path, caplog):
     state = tmp_path / "run" / "state"
-    identity = pretrain.run_identity({"lambda": 1.0, "max_steps": 10}, "data", None, code={"regularizer": "r1"})
+    identity = resume.run_identity({"lambda": 1.0, "max_steps": 10}, "data", None, code={"regularizer": "r1"})
     legacy = {k: v for k, v in identity.items() if k != "code"}
     (state / "checkpoint-10").mkdir(parents=True)
     (state / "identity.json").write_text(json.dumps(legacy))
     with caplog.at_level(logging.INFO):
-        pretrain.discard_stale_state(state, identity)
+        resume.discard_stale_state(state, identity)
     assert (state / "checkpoint-10").is_dir() and "completed with the training code" in caplog.text
     assert json.loads((state / "identity.json").read_text()) == identity
 
-    changed = pretrain.run_identity({"lambda": 1.0, "max_steps": 10}, "data", None, code={"regularizer": "r2"})
+    changed = resume.run_identity({"lambda": 1.0, "max_steps": 10}, "data", None, code={"regularizer": "r2"})
     caplog.clear()
-    pretrain.discard_stale_state(state, changed)
+    resume.discard_stale_state(state, changed)
     assert not (state / "checkpoint-10").exists()
     assert "changed: the training code (regularizer)" in caplog.text
     # a legacy identity that differs in anything else is not completed: that state is another run's
     (state / "checkpoint-5").mkdir()
     (state / "identity.json").write_text(json.dumps({**legacy, "lambda": 0.5}))
-    pretrain.discard_stale_state(state, identity)
+    resume.discard_stale_state(state, identity)
     assert not (state / "checkpoint-5").exists()
 
 

@@ -21,6 +21,7 @@ from conftest import EWT, REPO, RESOURCES, SNAKEMAKE, job_counts, link_workflow,
 from sasbert import cli
 from sasbert import config as sasconfig
 from sasbert.data import corpus, parse, tokenization
+from sasbert.train import data_order
 from sasbert.train import pretrain as pretrain_module
 
 VOCAB = RESOURCES / "tokenizer" / "bert-base-uncased-vocab.txt"
@@ -183,7 +184,7 @@ def test_every_alignment_converts_back_to_the_pipelines_heads_and_pretraining_me
         )
         assert prepare_local(data, tmp_path / f"prepared-{alignment}", alignment) == 0
         prepared = tmp_path / f"prepared-{alignment}"
-        _, train_blocks, val_blocks, _ = pretrain_module.load_data(
+        _, train_blocks, val_blocks, _ = data_order.load_data(
             str(prepared / "dataset"), str(prepared / "tokenizer"), tiny_spec()
         )
         assert all(f["filename"].endswith(".arrow") for f in train_blocks.cache_files)  # memory-mapped
@@ -205,7 +206,7 @@ def test_arrow_files_a_save_to_disk_folder_and_a_hub_dataset_give_the_same_rows(
     assert prepare_local(data, tmp_path / "from-parquet") == 0
 
     def rows(prepared):
-        _, train_blocks, val_blocks, _ = pretrain_module.load_data(
+        _, train_blocks, val_blocks, _ = data_order.load_data(
             str(prepared / "dataset"), str(prepared / "tokenizer"), {}
         )
         return [

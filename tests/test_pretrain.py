@@ -17,7 +17,9 @@ import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer, BertForMaskedLM
 
 from conftest import assert_same_weights, pretrain_cmd, tiny_spec, weights
-from sasbert.train.pretrain import BlockCollator, build_model, train
+from sasbert.train.data_order import BlockCollator
+from sasbert.train.model import build_model
+from sasbert.train.pretrain import train
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -230,7 +232,7 @@ def test_ddp_two_processes_match_one_process_and_resume(tiny_corpus, tmp_path):
 
 
 def test_a_checkpoint_cut_off_mid_write_is_not_resumed_from(reference_run, tmp_path):
-    from sasbert.train.pretrain import saved_steps
+    from sasbert.train.resume import saved_steps
 
     ref_dir, _ = reference_run
     state = tmp_path / "state"

@@ -87,7 +87,7 @@ def test_lambda_schedules():
 
 
 def tiny_bert_batch(seed=0, B=3, S=16, vocab=120):
-    from sasbert.train.pretrain import build_model
+    from sasbert.train.model import build_model
 
     model = build_model(
         {"num_hidden_layers": 2, "num_attention_heads": 4, "hidden_size": 32, "intermediate_size": 64},
@@ -155,7 +155,7 @@ def test_arc_readers_are_inert_without_the_regularizer(attention):
     """Installed but idle arc readers (eager taps, fused self-attention) change nothing: the model
     (train mode, dropout on) gives the same outputs, SDPA and eager, as an untouched copy, and
     checkpoints keep BERT's keys."""
-    from sasbert.train.pretrain import build_model
+    from sasbert.train.model import build_model
 
     model, batch = tiny_bert_batch()
     model.sas_options = {**model.sas_options, "attention": attention}
@@ -196,7 +196,7 @@ def fused_case(seed=0, padded=True, tied=False):
     """A tiny BERT with every dropout off and a batch whose second and third sequences end in
     padding (no arcs into it); ``tied``: in every layer heads 0 and 1 share their query and key
     weights, so ``max`` meets exact ties between heads."""
-    from sasbert.train.pretrain import build_model
+    from sasbert.train.model import build_model
 
     model = build_model(
         {

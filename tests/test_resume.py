@@ -17,7 +17,9 @@ from datasets import load_from_disk
 
 from conftest import EWT, RESOURCES, assert_same_weights, tiny_spec, weights
 from sasbert.data import corpus, parse, tokenization
-from sasbert.train.pretrain import SASTrainer, plan_segments, train
+from sasbert.train.pretrain import train
+from sasbert.train.resume import plan_segments
+from sasbert.train.trainer import SASTrainer
 
 BATCH = 8
 

@@ -144,7 +144,7 @@ def changed_modules(old: dict[str, str], new: dict[str, str]) -> list[str]:
 
 
 # What the training code of a run is. A run whose lambda is 0 at every step never computes the
-# regularizer: its loss, gradients and weights are the MLM's alone (pretrain.SASTrainer calls into
+# regularizer: its loss, gradients and weights are the MLM's alone (train.trainer.SASTrainer calls into
 # regularizer.py only where lambda != 0, and the one call made at lambda 0, the logged R's weight,
 # is discarded). So a fix to the regularizer retrains the regularized runs and not the baselines,
 # which are the reference every other run is read against and the most costly to redo.

@@ -1,0 +1,86 @@
+"""The model of pretraining.
+
+``MaskedHeadBertForMaskedLM``: the prediction head runs on the masked positions only (the
+largest saving at small scale: docs/method.md, "Performance notes"); the loss is
+BertForMaskedLM's.
+The model is built with SDPA attention; a step with lambda != 0 asks for the attentions, which
+makes BERT fall back to eager attention for that step only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch.nn.functional as F
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    set_seed,
+)
+
+from sasbert.train.regularizer import arc_indices, combine_arcs, install_arc_taps, install_fused_arcs
+
+
+class MaskedHeadBertForMaskedLM(BertForMaskedLM):
+    """BertForMaskedLM whose prediction head sees only the masked positions.
+
+    ``forward`` returns the summed MLM loss, the number of masked tokens and, when asked, the SAS
+    regularizer summed over the batch's arcs; the Trainer normalises and combines them. Weights
+    and config are BertForMaskedLM's.
+    """
+
+    # the run's regularizer section (type, direction, attention, ...), set by train(); not read from
+    # the schema here, which would make config.py and options.py code inputs of every training job
+    sas_options: dict = {}
+
+    def forward(self, input_ids, attention_mask=None, labels=None, heads=None, compute_sas=False):
+        if not compute_sas:
+            out = self.bert(input_ids, attention_mask=attention_mask, return_dict=True)
+            sas = None
+        else:
+            if self.training and self.bert.is_gradient_checkpointing:
+                # recomputed layers would run without the arc readers (the regularizer silently
+                # does nothing, or the recomputation fails): refuse rather than train unregularized
+                raise ValueError("the SAS regularizer does not work with gradient checkpointing")
+            options = self.sas_options
+            arcs = arc_indices(heads)
+            # post_dropout: output_attentions makes HF take the eager attention path, whose dropout
+            # the taps wrap (regularizer.ArcTap); pre_dropout: the fused kernels, read at the arcs
+            # from q, k and the rows' log-sum-exp (regularizer.FusedArcSelfAttention)
+            fused = options["attention"] == "pre_dropout"
+            readers = install_fused_arcs(self.bert) if fused else install_arc_taps(self.bert)
+            for reader in readers:
+                reader.arcs, reader.direction = arcs, options["direction"]
+            try:
+                out = self.bert(input_ids, attention_mask=attention_mask, output_attentions=not fused, return_dict=True)
+                # the sum over this micro-batch's arcs; the trainer normalises it over the whole step
+                sas = combine_arcs(
+                    [reader.values for reader in readers],
+                    len(arcs[0]),
+                    type=options["type"],
+                    direction=options["direction"],
+                    reduction="sum",
+                )
+            finally:
+                for reader in readers:
+                    reader.arcs = reader.values = None
+        masked = labels != -100
+        logits = self.cls(out.last_hidden_state[masked])
+        mlm_sum = F.cross_entropy(logits.float(), labels[masked], reduction="sum")
+        return {"mlm_sum": mlm_sum, "n_masked": masked.sum(), "sas": sas}
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        super().save_pretrained(save_directory, *args, **kwargs)
+        # The weights are plain BertForMaskedLM's: say so, so that every tool loads them as such.
+        config_path = Path(save_directory) / "config.json"
+        if config_path.is_file():
+            saved = json.loads(config_path.read_text())
+            saved["architectures"] = ["BertForMaskedLM"]
+            config_path.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
+
+
+def build_model(model_kwargs: dict, vocab_size: int, seed: int, max_position: int) -> MaskedHeadBertForMaskedLM:
+    set_seed(seed)
+    config = BertConfig(vocab_size=vocab_size, max_position_embeddings=max_position, **model_kwargs)
+    return MaskedHeadBertForMaskedLM._from_config(config, attn_implementation="sdpa")
