@@ -1,4 +1,4 @@
-"""BLiMP PLL scoring speed: sasbert.measure.blimp.PLLScorer against minicons on the same checkpoint and pairs.
+"""BLiMP PLL scoring speed: sasbert.measure.blimp.scoring.PLLScorer against minicons on the same checkpoint and pairs.
 
     python benchmarks/blimp_speed.py [--layers 4 --hidden 128 --pairs-per-paradigm 3 ...]
 
@@ -44,7 +44,8 @@ def main(argv=None) -> int:
     from minicons import scorer as mscorer
     from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
 
-    from sasbert.measure import blimp
+    from sasbert.data import blimp_pairs
+    from sasbert.measure.blimp import scoring as blimp_scoring
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -62,15 +63,15 @@ def main(argv=None) -> int:
     BertForMaskedLM(cfg).save_pretrained(ckpt)
     tok.save_pretrained(ckpt)
 
-    pairs = blimp.subset_pairs(blimp.load_blimp(args.data_dir), args.pairs_per_paradigm, args.seed)
+    pairs = blimp_pairs.subset_pairs(blimp_pairs.load_blimp(args.data_dir), args.pairs_per_paradigm, args.seed)
     n = len(pairs)
     sents = pairs.sentence_good.tolist() + pairs.sentence_bad.tolist()
 
-    ours = blimp.PLLScorer.from_pretrained(ckpt, device=args.device, batch_size=args.batch_size)
+    ours = blimp_scoring.PLLScorer.from_pretrained(ckpt, device=args.device, batch_size=args.batch_size)
     mc = mscorer.MaskedLMScorer(str(ckpt), args.device)
 
     def run_ours():
-        return blimp.score_pairs(ours, pairs, args.variant, step=0)
+        return blimp_scoring.score_pairs(ours, pairs, args.variant, step=0)
 
     def run_minicons():
         out = []

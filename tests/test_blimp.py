@@ -16,7 +16,10 @@ from conftest import tiny_bert_config
 from sasbert.cli import main
 from sasbert.data import blimp_pairs
 from sasbert.errors import InputError
-from sasbert.measure import blimp
+from sasbert.measure import checkpoints
+from sasbert.measure.blimp import cli as blimp_cli
+from sasbert.measure.blimp import scoring as blimp_scoring
+from sasbert.measure.blimp import tables as blimp_tables
 from sasbert.measure.checkpoints import resolve_checkpoints, step_from_name
 
 torch.set_num_threads(1)
@@ -47,7 +50,7 @@ def ckpt(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def scorer(ckpt):
-    return blimp.PLLScorer.from_pretrained(ckpt, device="cpu", batch_size=7)
+    return blimp_scoring.PLLScorer.from_pretrained(ckpt, device="cpu", batch_size=7)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +90,7 @@ SENTENCES = [
 ]
 
 
-@pytest.mark.parametrize("variant", blimp.VARIANTS)
+@pytest.mark.parametrize("variant", blimp_scoring.VARIANTS)
 def test_pll_matches_hand_loop(scorer, variant):
     got = scorer.score(SENTENCES, variant=variant)
     want = [hand_pll(scorer.model, scorer.tokenizer, s, variant) for s in SENTENCES]
@@ -95,7 +98,7 @@ def test_pll_matches_hand_loop(scorer, variant):
 
 
 def test_batch_size_and_order_do_not_matter(ckpt, scorer):
-    big = blimp.PLLScorer.from_pretrained(ckpt, device="cpu", batch_size=1000)
+    big = blimp_scoring.PLLScorer.from_pretrained(ckpt, device="cpu", batch_size=1000)
     a = scorer.score(SENTENCES)
     b = big.score(SENTENCES[::-1])[::-1]
     np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
@@ -119,7 +122,7 @@ def test_identical_sentences_scored_once(scorer, monkeypatch):
 
 def test_within_word_l2r_masks_by_hand(scorer):
     tok = scorer.tokenizer
-    copies = blimp.masked_copies(tok, "The snowboarders laughed.", "within_word_l2r")
+    copies = blimp_scoring.masked_copies(tok, "The snowboarders laughed.", "within_word_l2r")
     got = [tok.convert_ids_to_tokens(ids) for ids, _, _ in copies]
     M = "[MASK]"
     want = [
@@ -134,7 +137,7 @@ def test_within_word_l2r_masks_by_hand(scorer):
     assert [p for _, p, _ in copies] == [1, 2, 3, 4, 5, 6]
     assert tok.convert_ids_to_tokens([t for _, _, t in copies]) == ["the", "snow", "##board", "##ers", "laughed", "."]
     # original: exactly one mask per copy
-    orig = blimp.masked_copies(tok, "The snowboarders laughed.", "original")
+    orig = blimp_scoring.masked_copies(tok, "The snowboarders laughed.", "original")
     assert [tok.convert_ids_to_tokens(ids).count(M) for ids, _, _ in orig] == [1] * 6
     assert tok.convert_ids_to_tokens(orig[1][0])[2:5] == [M, "##board", "##ers"]
 
@@ -186,7 +189,7 @@ def test_agreement_with_minicons(ckpt, scorer, all_pairs):
         for i in range(0, len(sents), 24):
             theirs += mc.sequence_score(sents[i : i + 24], reduction=lambda x: x.sum(0).item(), PLL_metric=variant)
         theirs = np.array(theirs)
-        table = blimp.score_pairs(scorer, pairs, variant, step=1000)
+        table = blimp_scoring.score_pairs(scorer, pairs, variant, step=1000)
         ours = np.concatenate([table.pll_good.to_numpy(), table.pll_bad.to_numpy()])
         np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=0)
         margin = theirs[:n] - theirs[n:]
@@ -221,12 +224,12 @@ def test_accuracy_aggregation_by_hand():
         good, bad = f"good {i}", f"bad {i}"
         pll[good], pll[bad] = g, b
         rows.append(dict(UID=uid, pairID=str(i), linguistics_term=term, sentence_good=good, sentence_bad=bad))
-    table = blimp.score_pairs(FakeScorer(pll), pd.DataFrame(rows), "original", step=5)
-    assert table.columns.tolist() == blimp.PAIR_COLUMNS
+    table = blimp_scoring.score_pairs(FakeScorer(pll), pd.DataFrame(rows), "original", step=5)
+    assert table.columns.tolist() == blimp_tables.PAIR_COLUMNS
     assert table.correct.tolist() == [True, True, True, False, True, False, True]
     assert (table.step == 5).all()
-    s = blimp.summarize(table)
-    assert s.columns.tolist() == blimp.SUMMARY_COLUMNS
+    s = blimp_tables.summarize(table)
+    assert s.columns.tolist() == blimp_tables.SUMMARY_COLUMNS
     acc = {(r.level, r.name): (r.accuracy, r.n_pairs, r.n_paradigms) for r in s.itertuples()}
     assert acc == {
         ("paradigm", "A"): (0.75, 4, 1),
@@ -403,14 +406,14 @@ def test_cli_score_series_and_gather(tmp_path, ckpt, small_data, capsys):
     )
     assert rc == 0
     pairs = pd.read_parquet(tmp_path / "pairs.parquet")
-    assert pairs.columns.tolist() == blimp.PAIR_COLUMNS
+    assert pairs.columns.tolist() == blimp_tables.PAIR_COLUMNS
     assert sorted(pairs.step.unique()) == [0, 1000]
     assert len(pairs) == 2 * 3 * 3
     # same weights in both dirs -> same scores
     a, b = (pairs[pairs.step == s].reset_index(drop=True) for s in (0, 1000))
     np.testing.assert_array_equal(a.pll_good, b.pll_good)
     summary = pd.read_parquet(tmp_path / "summary.parquet")
-    assert summary.columns.tolist() == blimp.SUMMARY_COLUMNS
+    assert summary.columns.tolist() == blimp_tables.SUMMARY_COLUMNS
     # per step: 1 overall + 3 phenomena + 3 paradigms
     assert summary.groupby("step").size().tolist() == [7, 7]
     ov = summary[summary.level == "overall"].set_index("step")
@@ -443,7 +446,7 @@ def test_cli_score_series_and_gather(tmp_path, ckpt, small_data, capsys):
     rc = main(["blimp", "gather", "--inputs", *outs, "--out", str(tmp_path / "all.parquet")])
     assert rc == 0
     allt = pd.read_parquet(tmp_path / "all.parquet")
-    assert allt.columns.tolist() == blimp.SUMMARY_COLUMNS
+    assert allt.columns.tolist() == blimp_tables.SUMMARY_COLUMNS
     assert allt.step.tolist() == [3] * 7 + [7] * 7
     assert allt.level.tolist()[:7] == ["overall"] + ["phenomenon"] * 3 + ["paradigm"] * 3
     np.testing.assert_allclose(allt.accuracy.to_numpy(), summary.accuracy.to_numpy())
@@ -457,9 +460,9 @@ def test_cli_score_series_and_gather(tmp_path, ckpt, small_data, capsys):
 
 def test_every_steps_scores_multiples_and_the_ends(tmp_path, ckpt, small_data):
     series = [(Path(f"step-{s}"), s) for s in (100, 200, 300, 400, 500)]
-    assert blimp.thin_series(series, None) == series
-    assert [s for _, s in blimp.thin_series(series, 200)] == [100, 200, 400, 500]
-    assert [s for _, s in blimp.thin_series(series, 1000)] == [100, 500]
+    assert checkpoints.thin_series(series, None) == series
+    assert [s for _, s in checkpoints.thin_series(series, 200)] == [100, 200, 400, 500]
+    assert [s for _, s in checkpoints.thin_series(series, 1000)] == [100, 500]
     run = tmp_path / "run"
     for step in (0, 100, 200, 300):
         shutil.copytree(ckpt, run / f"step-{step}")
@@ -522,9 +525,9 @@ def test_cache_dir_keeps_finished_checkpoints(tmp_path, ckpt, small_data, monkey
     (cache / "step-1000.pairs.parquet").unlink()  # as if stopped before this checkpoint finished
 
     scored = []
-    original = blimp.score_pairs
+    original = blimp_scoring.score_pairs
     monkeypatch.setattr(
-        blimp,
+        blimp_cli,
         "score_pairs",
         lambda scorer, pairs, variant, step: scored.append(step) or original(scorer, pairs, variant, step),
     )
@@ -551,7 +554,7 @@ def test_cli_bad_input_exits_2(tmp_path, ckpt, capsys):
 
 
 def test_wilson_interval_matches_the_hand_computed_case():
-    from sasbert.measure.blimp import wilson_interval
+    from sasbert.measure.blimp.tables import wilson_interval
 
     # 8 of 10: p = 0.8, z = 1.96; centre (p + z^2/2n) / (1 + z^2/n), half-width as in Wilson (1927)
     low, high = wilson_interval([8], [10])
@@ -559,7 +562,7 @@ def test_wilson_interval_matches_the_hand_computed_case():
 
 
 def test_overall_interval_contains_the_accuracy_and_narrows_with_more_pairs():
-    from sasbert.measure.blimp import summarize
+    from sasbert.measure.blimp.tables import summarize
 
     def pairs(n):
         rng = np.random.default_rng(1)
@@ -582,7 +585,7 @@ def test_overall_interval_contains_the_accuracy_and_narrows_with_more_pairs():
 
 
 def test_mean_interval_matches_a_hand_computed_case_and_never_collapses():
-    from sasbert.measure.blimp import mean_accuracy_interval, wilson_interval
+    from sasbert.measure.blimp.tables import mean_accuracy_interval, wilson_interval
 
     # two paradigms, 3 of 4 and 4 of 4 right: mean 0.875; s^2 = 3*1/(4*3) = 0.25 and 0;
     # variance (0.25/4 + 0)/2^2 = 0.015625, half-width 1.96 * 0.125
@@ -605,7 +608,7 @@ def test_overall_interval_covers_the_full_set_accuracy_about_95_percent_of_the_t
     Measured here: 0.975 at n = 1 (conservative by construction), 0.948, 0.948 and 0.957 at 2, 4 and
     16 (the binomial bootstrap used before: 0.000 at n = 1, its interval a point; 0.897 at 4; 0.932
     at 16)."""
-    from sasbert.measure.blimp import mean_accuracy_interval
+    from sasbert.measure.blimp.tables import mean_accuracy_interval
 
     rng = np.random.default_rng(1)
     accuracy = rng.beta(4, 2, 67)

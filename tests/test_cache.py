@@ -223,7 +223,7 @@ TARGETS = [
 # the edits of the code that are real changes of a computation (issue 26's)
 REGULARIZER_FIX = ("train/regularizer.py", "return 1.0 / max(n_arcs, 1)", "return 2.0 / max(n_arcs, 1)")
 PROBE_FIX = ("measure/probe/scoring.py", "self.correct += tally[0]", "self.correct += 0 * tally[0]")
-PLL_FIX = ("measure/blimp.py", "np.bincount(sent, weights=logp,", "np.bincount(sent, weights=2 * logp,")
+PLL_FIX = ("measure/blimp/scoring.py", "np.bincount(sent, weights=logp,", "np.bincount(sent, weights=2 * logp,")
 
 
 def project(folder: Path) -> Path:
@@ -290,7 +290,7 @@ def test_what_changes_no_computation_plans_nothing_and_touches_nothing(finished,
         "textio.py",
         "train/regularizer.py",
         "measure/checkpoints.py",
-        "measure/blimp.py",
+        "measure/blimp/scoring.py",
     ):
         path = finished / "src" / "sasbert" / name
         original = path.read_text()

@@ -213,11 +213,11 @@ def test_causal_blimp_score_is_the_summed_token_log_probability(tiny_causal_lm):
     import torch
     from minicons import scorer as mscorer
 
-    from sasbert.measure import blimp
+    from sasbert.measure.blimp import scoring as blimp_scoring
 
     sentences = ["The cat sat on the mat .", "Who did you see ?", "The cat sat on the mat .", "Dogs bark ."]
-    ours = blimp.CausalScorer.from_pretrained(tiny_causal_lm, batch_size=3).score(sentences)
-    model, tokenizer = blimp.load_language_model(tiny_causal_lm, kind="causal")
+    ours = blimp_scoring.CausalScorer.from_pretrained(tiny_causal_lm, batch_size=3).score(sentences)
+    model, tokenizer = checkpoints.load_language_model(tiny_causal_lm, kind="causal")
     for sentence, score in zip(sentences, ours):
         ids = [tokenizer.bos_token_id] + tokenizer(sentence, add_special_tokens=False)["input_ids"]
         with torch.no_grad():

@@ -34,7 +34,7 @@ STAGES = {
     "pretrain": ("sasbert.train.pretrain", "MLM pretraining with the SAS regularizer"),
     "series-fetch": ("sasbert.hub", "download hub checkpoints (hub:<repo>@<revision>) into the HF cache, once"),
     "probe": ("sasbert.measure.probe.cli", "attention-head UAS of checkpoints against a gold treebank"),
-    "blimp": ("sasbert.measure.blimp", "BLiMP accuracy of checkpoints by pseudo-log-likelihood"),
+    "blimp": ("sasbert.measure.blimp.cli", "BLiMP accuracy of checkpoints by pseudo-log-likelihood"),
     "glue": ("sasbert.measure.glue", "GLUE fine-tuning of checkpoints, scored on the validation splits"),
     "phases": ("sasbert.analysis.cli", "all-runs tables (gather) and phase-transition onsets (detect)"),
     "figures": ("sasbert.analysis.figures", "figures 1-5 (PNG + PDF) from the gathered tables alone"),

@@ -31,7 +31,7 @@ rule blimp_part:
         gpu=0,
         mem_mb=4000,
     params:
-        code=code_fingerprint("measure.blimp", "measure.checkpoints", "tables"),
+        code=code_fingerprint("measure.blimp.cli"),
         checkpoints=checkpoint_args,
         options=stage_options("blimp"),
         by_step=blimp_by_step,
@@ -58,7 +58,7 @@ rule blimp:
         gpu=0,
         mem_mb=4000,
     params:
-        code=code_fingerprint("measure.blimp", "measure.checkpoints", "tables"),
+        code=code_fingerprint("measure.blimp.cli"),
         checkpoints=checkpoint_args,
         options=stage_options("blimp"),
         by_step=blimp_by_step,

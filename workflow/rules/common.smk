@@ -416,12 +416,10 @@ def glue_measured():
 def glue_steps(name):
     """The steps of a run's (or series') checkpoints that are fine-tuned: glue.steps where it has
     them, else those on glue.every_steps and its first and last (BLiMP's rule), else all."""
-    from sasbert.measure.blimp import thin_series
-
     steps = [step for _, step in SERIES_CHECKPOINTS[name]] if name in SERIES else PLAN.published(name)
     if GLUE["steps"] is not None:
         return [s for s in steps if s in set(GLUE["steps"])]
-    return [s for _, s in thin_series([(None, s) for s in steps], GLUE["every_steps"])]
+    return [s for _, s in sascheckpoints.thin_series([(None, s) for s in steps], GLUE["every_steps"])]
 
 
 def glue_metrics(run, seed):

@@ -51,7 +51,7 @@ import pandas as pd
 from sasbert.analysis.runs import runs_table
 from sasbert.atomic import write_parquet
 from sasbert.errors import InputError
-from sasbert.measure.blimp import SUMMARY_COLUMNS as BLIMP_SUMMARY_COLUMNS
+from sasbert.measure.blimp.tables import SUMMARY_COLUMNS as BLIMP_SUMMARY_COLUMNS
 from sasbert.tables import read_table
 
 log = logging.getLogger(__name__)

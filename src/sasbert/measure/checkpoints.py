@@ -290,3 +290,14 @@ def load_language_model(
     except Exception as err:  # noqa: BLE001
         raise InputError(f"{path}: cannot load the {kind} LM ({type(err).__name__}: {err})") from None
     return model.to(device).eval(), tokenizer
+
+
+def thin_series(checkpoints: list[tuple[Path, int]], every_steps: int | None) -> list[tuple[Path, int]]:
+    """The (folder, step) pairs, sorted by step, whose step is a multiple of ``every_steps``, and
+    the first and last (a run's start and end are always scored); all of them for None."""
+    if every_steps is None:
+        return checkpoints
+    if every_steps < 1:
+        raise InputError(f"--every-steps must be >= 1, got {every_steps}")
+    last = len(checkpoints) - 1
+    return [c for i, c in enumerate(checkpoints) if i in (0, last) or c[1] % every_steps == 0]
