@@ -20,7 +20,10 @@ from sasbert import config as sasconfig
 from sasbert.analysis import curves, phases
 from sasbert.analysis import runs as run_kinds
 from sasbert.errors import InputError
-from sasbert.measure import glue
+from sasbert.measure.glue import cli as glue_cli
+from sasbert.measure.glue import finetune as glue_finetune
+from sasbert.measure.glue import metrics as glue_metrics
+from sasbert.measure.glue import tasks as glue_tasks
 from sasbert.options import defaults
 
 BLIMP = REPO / "resources" / "blimp"
@@ -30,7 +33,7 @@ TINY_OPTIONS = {"learning_rate": 1e-3, "bootstrap_samples": 100, "logging_steps"
 
 
 def blimp_source(train=8, validation=4):
-    return glue._with_defaults(
+    return glue_cli._with_defaults(
         {
             "blimp": {
                 "data_dir": str(BLIMP),
@@ -46,18 +49,20 @@ def blimp_source(train=8, validation=4):
 
 def test_metrics_equal_hand_computed_cases():
     # accuracy 3/4; F1 with TP 2, FP 0, FN 1: P 1, R 2/3, F1 0.8
-    assert glue.metric_value("accuracy", [1, 0, 1, 1], [1, 0, 0, 1]) == 0.75
-    assert glue.metric_value("f1", [1, 0, 1, 1], [1, 0, 0, 1]) == pytest.approx(0.8)
+    assert glue_metrics.metric_value("accuracy", [1, 0, 1, 1], [1, 0, 0, 1]) == 0.75
+    assert glue_metrics.metric_value("f1", [1, 0, 1, 1], [1, 0, 0, 1]) == pytest.approx(0.8)
     # Matthews: TP 2, TN 2, FP 1, FN 1 -> (2*2 - 1*1) / sqrt(3*3*3*3) = 1/3
-    assert glue.metric_value("matthews_correlation", [1, 1, 1, 0, 0, 0], [1, 1, 0, 0, 0, 1]) == pytest.approx(1 / 3)
+    assert glue_metrics.metric_value("matthews_correlation", [1, 1, 1, 0, 0, 0], [1, 1, 0, 0, 0, 1]) == pytest.approx(
+        1 / 3
+    )
     # Pearson of (1, 2, 3) and (1, 2, 4): cov 3 / (sqrt(2) sqrt(42)/3) = 9 / sqrt(84)
-    assert glue.metric_value("pearson", [1, 2, 4], [1, 2, 3]) == pytest.approx(9 / math.sqrt(84))
+    assert glue_metrics.metric_value("pearson", [1, 2, 4], [1, 2, 3]) == pytest.approx(9 / math.sqrt(84))
     # Spearman with a tie: ranks (1, 2.5, 2.5, 4) against (1, 2, 3, 4): 4.5 / sqrt(4.5 * 5)
-    assert glue.metric_value("spearman", [1, 2, 3, 4], [1, 2, 2, 3]) == pytest.approx(4.5 / math.sqrt(22.5))
+    assert glue_metrics.metric_value("spearman", [1, 2, 3, 4], [1, 2, 2, 3]) == pytest.approx(4.5 / math.sqrt(22.5))
     # a constant prediction: Matthews 0 (sklearn's convention), a correlation undefined
-    assert glue.metric_value("matthews_correlation", [1, 0, 1], [1, 1, 1]) == 0.0
-    assert math.isnan(glue.metric_value("pearson", [1.0, 2.0, 3.0], [2.0, 2.0, 2.0]))
-    low, high = glue.bootstrap_interval("accuracy", [1, 0] * 50, [1, 0] * 40 + [0, 1] * 10, samples=200)
+    assert glue_metrics.metric_value("matthews_correlation", [1, 0, 1], [1, 1, 1]) == 0.0
+    assert math.isnan(glue_metrics.metric_value("pearson", [1.0, 2.0, 3.0], [2.0, 2.0, 2.0]))
+    low, high = glue_metrics.bootstrap_interval("accuracy", [1, 0] * 50, [1, 0] * 40 + [0, 1] * 10, samples=200)
     assert low < 0.8 < high and high - low < 0.25
 
 
@@ -71,20 +76,22 @@ def test_metrics_equal_sklearn_and_scipy():
     rng = np.random.default_rng(0)
     for classes in (2, 3):
         labels, predictions = rng.integers(0, classes, 300), rng.integers(0, classes, 300)
-        assert glue.metric_value("accuracy", labels, predictions) == metrics.accuracy_score(labels, predictions)
-        assert glue.metric_value("matthews_correlation", labels, predictions) == pytest.approx(
+        assert glue_metrics.metric_value("accuracy", labels, predictions) == metrics.accuracy_score(labels, predictions)
+        assert glue_metrics.metric_value("matthews_correlation", labels, predictions) == pytest.approx(
             metrics.matthews_corrcoef(labels, predictions), abs=1e-12
         )
     labels, predictions = rng.integers(0, 2, 300), rng.integers(0, 2, 300)
-    assert glue.metric_value("f1", labels, predictions) == pytest.approx(metrics.f1_score(labels, predictions))
+    assert glue_metrics.metric_value("f1", labels, predictions) == pytest.approx(metrics.f1_score(labels, predictions))
     for labels, predictions in (([0, 0, 1], [0, 0, 0]), ([1, 1], [1, 1]), ([0, 0], [0, 0])):
-        assert glue.metric_value("f1", labels, predictions) == metrics.f1_score(labels, predictions, zero_division=0.0)
-        assert glue.metric_value("matthews_correlation", labels, predictions) == metrics.matthews_corrcoef(
+        assert glue_metrics.metric_value("f1", labels, predictions) == metrics.f1_score(
+            labels, predictions, zero_division=0.0
+        )
+        assert glue_metrics.metric_value("matthews_correlation", labels, predictions) == metrics.matthews_corrcoef(
             labels, predictions
         )
     scores, guesses = rng.uniform(0, 5, 200), np.round(rng.uniform(0, 5, 200))  # rounded: many ties
-    assert glue.metric_value("pearson", scores, guesses) == pytest.approx(stats.pearsonr(guesses, scores)[0])
-    assert glue.metric_value("spearman", scores, guesses) == pytest.approx(stats.spearmanr(guesses, scores)[0])
+    assert glue_metrics.metric_value("pearson", scores, guesses) == pytest.approx(stats.pearsonr(guesses, scores)[0])
+    assert glue_metrics.metric_value("spearman", scores, guesses) == pytest.approx(stats.spearmanr(guesses, scores)[0])
 
 
 def test_the_glue_average_is_berts_nine_entries_without_wnli():
@@ -105,7 +112,7 @@ def test_the_glue_average_is_berts_nine_entries_without_wnli():
         "mrpc": ("mrpc", "validation", "f1"),
         "rte": ("rte", "validation", "accuracy"),
     }
-    assert set(entries.values()) == set(glue.AVERAGE_ENTRIES)
+    assert set(entries.values()) == set(glue_metrics.AVERAGE_ENTRIES)
     rows = []
     for run, (numbers, _) in published.items():
         for (task, split, metric), value in zip(entries.values(), numbers):
@@ -115,13 +122,13 @@ def test_the_glue_average_is_berts_nine_entries_without_wnli():
         seed=0, step=0, finetune_seed=0, n_examples=100
     )
     table["ci_low"], table["ci_high"] = table["value"] - 0.01, table["value"] + 0.01
-    average = glue.glue_average(table).set_index("run")
+    average = glue_metrics.glue_average(table).set_index("run")
     for run, (_, expected) in published.items():
         assert round(100 * average.at[run, "value"], 1) == expected
         assert average.at[run, "metric"] == "average" and average.at[run, "task"] == "glue"
         # nine independent half-widths of 0.01: sqrt(9) * 0.01 / 9
         assert average.at[run, "ci_high"] - average.at[run, "value"] == pytest.approx(0.01 / 3)
-    partial = glue.glue_average(table[table["task"] == "cola"])
+    partial = glue_metrics.glue_average(table[table["task"] == "cola"])
     assert partial["metric"].tolist() == ["partial_average", "partial_average"]
 
 
@@ -130,7 +137,7 @@ def test_summary_is_mean_and_spread_over_finetune_seeds():
         {"run": "r", "seed": 0, "step": 5, "task": "cola", "split": "validation", "metric": "matthews_correlation"},
         index=range(3),
     ).assign(value=[0.1, 0.2, 0.6], finetune_seed=[0, 1, 2])
-    (row,) = glue.summarize(table).to_dict("records")
+    (row,) = glue_metrics.summarize(table).to_dict("records")
     assert row["mean"] == pytest.approx(0.3) and row["sd"] == pytest.approx(np.std([0.1, 0.2, 0.6], ddof=1))
     assert (row["min"], row["max"], row["n_finetune_seeds"]) == (0.1, 0.6, 3)
 
@@ -139,7 +146,7 @@ def test_summary_is_mean_and_spread_over_finetune_seeds():
 
 
 def test_blimp_makes_an_acceptability_task_in_colas_format():
-    splits = glue.load_task("cola", blimp_source(), "unused/hub")
+    splits = glue_tasks.load_task("cola", blimp_source(), "unused/hub")
     assert list(splits) == ["train", "validation"]
     assert len(splits["train"]) == 67 * 8 * 2 and len(splits["validation"]) == 67 * 4 * 2
     for frame in splits.values():
@@ -151,12 +158,12 @@ def test_blimp_makes_an_acceptability_task_in_colas_format():
         return set(zip(frame["sentence"][::2], frame["sentence"][1::2]))
 
     assert not pairs(splits["train"]) & pairs(splits["validation"])
-    more = glue.load_task("cola", blimp_source(12, 2), "unused/hub")  # a longer draw starts with the same pairs
+    more = glue_tasks.load_task("cola", blimp_source(12, 2), "unused/hub")  # a longer draw starts with the same pairs
     assert set(splits["train"]["sentence"]) <= set(more["train"]["sentence"])
 
 
 def test_local_files_and_saved_folders_give_the_same_task(tmp_path):
-    splits = glue.load_task("cola", blimp_source(2, 1), "unused/hub")
+    splits = glue_tasks.load_task("cola", blimp_source(2, 1), "unused/hub")
     files = {}
     for split, frame in splits.items():
         data = frame.drop(columns="idx")
@@ -171,10 +178,10 @@ def test_local_files_and_saved_folders_give_the_same_task(tmp_path):
             else:
                 data.to_parquet(path)
             files.setdefault(suffix, {})[split] = str(path)
-    glue.save_task(splits, tmp_path / "saved")
+    glue_tasks.save_task(splits, tmp_path / "saved")
     sources = [{"data_files": f} for f in files.values()] + [{"saved": str(tmp_path / "saved")}]
     for source in sources:
-        loaded = glue.load_task("cola", source, "unused/hub")
+        loaded = glue_tasks.load_task("cola", source, "unused/hub")
         for split in splits:
             pd.testing.assert_frame_equal(loaded[split], splits[split], check_dtype=False)
 
@@ -186,11 +193,13 @@ def test_bad_task_data_is_named(tmp_path):
     pd.DataFrame({"sentence": ["a b"], "label": [1]}).to_csv(good, index=False)
     bad = {"data_files": {"train": str(good), "validation": str(tmp_path / "test.csv")}}
     with pytest.raises(InputError, match=r"cola .*split validation, row 1: label -1 is not one of 0, 1 \(-1: unlab"):
-        glue.load_task("cola", bad, "x")
+        glue_tasks.load_task("cola", bad, "x")
     with pytest.raises(InputError, match="split train: no column sentence"):
-        glue.load_task("cola", {"data_files": {"train": str(tmp_path / "other.csv"), "validation": str(good)}}, "x")
+        glue_tasks.load_task(
+            "cola", {"data_files": {"train": str(tmp_path / "other.csv"), "validation": str(good)}}, "x"
+        )
     with pytest.raises(InputError, match="GLUE task sst2 .*no validation split"):
-        glue.load_task("sst2", {"data_files": {"train": str(tmp_path / "test.csv")}}, "x")
+        glue_tasks.load_task("sst2", {"data_files": {"train": str(tmp_path / "test.csv")}}, "x")
 
 
 def fill_dataset_cache(cache, repo: str, task: str, splits: dict) -> None:
@@ -210,7 +219,7 @@ def fill_dataset_cache(cache, repo: str, task: str, splits: dict) -> None:
 
 
 def test_a_hub_task_is_read_from_the_hf_cache_offline_and_a_missing_one_says_how_to_provide_it(tmp_path, monkeypatch):
-    splits = glue.load_task("cola", blimp_source(1, 1), "unused/hub")
+    splits = glue_tasks.load_task("cola", blimp_source(1, 1), "unused/hub")
     unlabelled = splits["validation"].assign(label=-1)
     fill_dataset_cache(tmp_path / "hub", "nyu-mll/glue", "cola", {**splits, "test": unlabelled})
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
@@ -218,7 +227,7 @@ def test_a_hub_task_is_read_from_the_hf_cache_offline_and_a_missing_one_says_how
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # read when huggingface_hub was imported
-    prepared = glue.load_task("cola", None, "nyu-mll/glue")
+    prepared = glue_tasks.load_task("cola", None, "nyu-mll/glue")
     assert sorted(prepared) == ["train", "validation"]  # the unlabelled test split is left out
     assert prepared["validation"]["sentence"].tolist() == splits["validation"]["sentence"].tolist()
     cli = [sys.executable, "-m", "sasbert", "glue", "prepare", "--out", str(tmp_path / "rte"), "--task", "rte"]
@@ -286,7 +295,7 @@ def tiny_checkpoints(tmp_path_factory):
     random_init = BertForMaskedLM(config)
     random_init.save_pretrained(folder / "step-0")
     tokenizer.save_pretrained(folder / "step-0")
-    lesson = glue.load_task("cola", blimp_source(12, LESSON_PAIRS_PER_PARADIGM), "unused/hub")["validation"]
+    lesson = glue_tasks.load_task("cola", blimp_source(12, LESSON_PAIRS_PER_PARADIGM), "unused/hub")["validation"]
     torch.manual_seed(1)
     classifier = BertForSequenceClassification(config)
     classifier.bert.load_state_dict(random_init.bert.state_dict(), strict=False)
@@ -302,7 +311,9 @@ def tiny_checkpoints(tmp_path_factory):
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    accuracy = pair_accuracy(classifier, tokenizer, glue.load_task("cola", blimp_source(), "unused/hub")["validation"])
+    accuracy = pair_accuracy(
+        classifier, tokenizer, glue_tasks.load_task("cola", blimp_source(), "unused/hub")["validation"]
+    )
     assert accuracy >= LESSON_MIN_ACCURACY, f"the learned fixture reached only {accuracy:.3f} on the task's pairs"
     learned = BertForMaskedLM(config)
     learned.bert.load_state_dict(classifier.bert.state_dict(), strict=False)
@@ -314,19 +325,21 @@ def tiny_checkpoints(tmp_path_factory):
 @pytest.fixture(scope="module")
 def blimp_task(tmp_path_factory):
     folder = tmp_path_factory.mktemp("glue_task") / "cola"
-    glue.save_task(glue.load_task("cola", blimp_source(), "unused/hub"), folder)
+    glue_tasks.save_task(glue_tasks.load_task("cola", blimp_source(), "unused/hub"), folder)
     return folder
 
 
 def test_finetuned_scores_equal_matthews_on_the_predictions_and_learning_beats_random_init(
     tiny_checkpoints, blimp_task
 ):
-    dataset = glue.load_prepared(blimp_task, "cola")
+    dataset = glue_tasks.load_prepared(blimp_task, "cola")
     options = {**defaults("glue"), **TINY_OPTIONS}
     scores = {}
     for name in ("step-0", "step-1000"):
         for finetune_seed in FINETUNE_SEEDS:
-            metrics, predictions = glue.finetune(tiny_checkpoints / name, dataset, "cola", options, finetune_seed)
+            metrics, predictions = glue_finetune.finetune(
+                tiny_checkpoints / name, dataset, "cola", options, finetune_seed
+            )
             (row,) = metrics.to_dict("records")
             assert (row["task"], row["split"], row["metric"]) == ("cola", "validation", "matthews_correlation")
             assert row["n_examples"] == len(predictions) == 67 * 4 * 2
@@ -346,7 +359,7 @@ def test_finetuned_scores_equal_matthews_on_the_predictions_and_learning_beats_r
 def test_regression_and_pair_tasks_score_pearson_and_spearman_like_scipy(tiny_checkpoints, tmp_path):
     """STS-B's form: a sentence pair and a float label, a regression head."""
     rng = np.random.default_rng(0)
-    pairs = glue.load_task("cola", blimp_source(1, 1), "unused/hub")
+    pairs = glue_tasks.load_task("cola", blimp_source(1, 1), "unused/hub")
     splits = {
         split: pd.DataFrame(
             {
@@ -357,10 +370,10 @@ def test_regression_and_pair_tasks_score_pearson_and_spearman_like_scipy(tiny_ch
         )
         for split, frame in pairs.items()
     }
-    glue.save_task(glue.check_splits("stsb", splits, "test"), tmp_path / "stsb")
+    glue_tasks.save_task(glue_tasks.check_splits("stsb", splits, "test"), tmp_path / "stsb")
     options = {**defaults("glue"), **TINY_OPTIONS, "epochs": 1}
-    metrics, predictions = glue.finetune(
-        tiny_checkpoints / "step-0", glue.load_prepared(tmp_path / "stsb", "stsb"), "stsb", options, 0
+    metrics, predictions = glue_finetune.finetune(
+        tiny_checkpoints / "step-0", glue_tasks.load_prepared(tmp_path / "stsb", "stsb"), "stsb", options, 0
     )
     values = metrics.set_index("metric")["value"]
     predicted, labels = predictions["prediction"], predictions["label"]
@@ -383,7 +396,7 @@ def glue_table(scores: dict[str, list[float]], steps, half_width=0.01) -> pd.Dat
                 rows.append((run, 0, step, "cola", "validation", "matthews_correlation", value + shift, fseed))
     table = pd.DataFrame(rows, columns=["run", "seed", "step", "task", "split", "metric", "value", "finetune_seed"])
     table = table.assign(ci_low=table["value"] - half_width, ci_high=table["value"] + half_width, n_examples=500)
-    return pd.concat([table, glue.glue_average(table)], ignore_index=True)
+    return pd.concat([table, glue_metrics.glue_average(table)], ignore_index=True)
 
 
 def test_the_glue_jump_follows_the_blimp_jump_rule():
@@ -489,7 +502,7 @@ def test_the_glue_rules_fine_tune_a_series_for_real(tmp_path, tiny_checkpoints):
     target = "results/tables/glue.parquet"
     snakemake_ok(target, "--cores", "2", "--configfile", "glue.yaml", cwd=workdir)
     table = pd.read_parquet(workdir / target)
-    assert table.columns.tolist() == glue.METRIC_COLUMNS
+    assert table.columns.tolist() == glue_metrics.METRIC_COLUMNS
     cola = table[table["task"] == "cola"].set_index("step")
     for step in (0, 1000):
         predictions = pd.read_parquet(workdir / f"results/glue/tiny/seed0/cola/step-{step}.ft0.predictions.parquet")

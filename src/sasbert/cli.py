@@ -35,7 +35,7 @@ STAGES = {
     "series-fetch": ("sasbert.hub", "download hub checkpoints (hub:<repo>@<revision>) into the HF cache, once"),
     "probe": ("sasbert.measure.probe.cli", "attention-head UAS of checkpoints against a gold treebank"),
     "blimp": ("sasbert.measure.blimp.cli", "BLiMP accuracy of checkpoints by pseudo-log-likelihood"),
-    "glue": ("sasbert.measure.glue", "GLUE fine-tuning of checkpoints, scored on the validation splits"),
+    "glue": ("sasbert.measure.glue.cli", "GLUE fine-tuning of checkpoints, scored on the validation splits"),
     "phases": ("sasbert.analysis.cli", "all-runs tables (gather) and phase-transition onsets (detect)"),
     "figures": ("sasbert.analysis.figures", "figures 1-5 (PNG + PDF) from the gathered tables alone"),
 }

@@ -23,7 +23,7 @@ rule glue_data:
     conda:
         CONDA_ENV
     params:
-        code=code_fingerprint("measure.glue"),
+        code=code_fingerprint("measure.glue.cli"),
         source=glue_source_args,
     shell:
         "sasbert glue prepare --task {wildcards.task} {params.source} --out {output:q} > {log} 2>&1"
@@ -50,7 +50,7 @@ rule glue:
         gpu=0,
         mem_mb=8000,
     params:
-        code=code_fingerprint("measure.glue", "measure.checkpoints"),
+        code=code_fingerprint("measure.glue.cli"),
         checkpoint=glue_checkpoint_arg,
         options=glue_options() if GLUE else "",
     shell:
@@ -72,7 +72,7 @@ rule glue_gather:
     conda:
         CONDA_ENV
     params:
-        code=code_fingerprint("measure.glue"),
+        code=code_fingerprint("measure.glue.cli"),
     shell:
         "sasbert glue gather --inputs {input.metrics:q} --out {output:q} > {log} 2>&1"
 
@@ -90,7 +90,7 @@ rule glue_table:
     conda:
         CONDA_ENV
     params:
-        code=code_fingerprint("measure.glue"),
+        code=code_fingerprint("measure.glue.cli"),
     shell:
         "sasbert glue gather --inputs {input.runs:q} --out {output.table:q} --out-summary {output.summary:q}"
         " > {log} 2>&1"
