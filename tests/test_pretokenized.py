@@ -11,6 +11,7 @@ import shutil
 import subprocess
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -22,6 +23,7 @@ from sasbert import cli
 from sasbert import config as sasconfig
 from sasbert.data import corpus, parse, tokenization
 from sasbert.train import data_order
+from sasbert.train import model as train_model
 from sasbert.train import pretrain as pretrain_module
 
 VOCAB = RESOURCES / "tokenizer" / "bert-base-uncased-vocab.txt"
@@ -136,8 +138,8 @@ def record_arcs(monkeypatch) -> list[set]:
         seen.append(rows)
         return arcs
 
-    arc_indices = pretrain_module.arc_indices
-    monkeypatch.setattr(pretrain_module, "arc_indices", recording)
+    arc_indices = train_model.arc_indices  # the model's forward computes the arcs
+    monkeypatch.setattr(train_model, "arc_indices", recording)
     return seen
 
 
@@ -169,7 +171,7 @@ def test_a_tiny_authors_dataset_trains_and_the_regularizer_sees_the_arcs_of_its_
         str(tmp_path / "prepared" / "dataset"), str(tmp_path / "prepared" / "tokenizer"), str(run_dir), spec
     )
     assert seen == [[expected] * 8] * 2  # one call per step, each row's arcs
-    steps = pretrain_module.pd.read_parquet(run_dir / "metrics" / "steps.parquet")
+    steps = pd.read_parquet(run_dir / "metrics" / "steps.parquet")
     assert list(steps.step) == [1, 2] and steps.sas.astype(float).gt(0).all()
 
 

@@ -28,7 +28,7 @@ STAGES = {
     ),
     "tokenize": ("sasbert.data.tokenization", "train/load a WordPiece vocab, map heads to pieces, pack blocks"),
     "pretokenized": (
-        "sasbert.data.pretokenized",
+        "sasbert.data.pretokenized.cli",
         "pre-tokenized, pre-parsed corpora: fetch from the hub, check and prepare for pretraining, check heads' alignment",
     ),
     "pretrain": ("sasbert.train.pretrain", "MLM pretraining with the SAS regularizer"),

@@ -17,7 +17,7 @@ rule pretokenized_fetch:
     conda:
         CONDA_ENV
     params:
-        code=code_fingerprint("data.pretokenized"),
+        code=code_fingerprint("data.pretokenized.cli"),
         options=pretokenized_fetch_options,
     shell:
         "sasbert pretokenized fetch --options {params.options:q} --out {output:q} > {log} 2>&1"
@@ -37,7 +37,7 @@ rule pretokenized:
     conda:
         CONDA_ENV
     params:
-        code=code_fingerprint("data.pretokenized"),
+        code=code_fingerprint("data.pretokenized.cli"),
         files=pretokenized_file_flags,
         options=pretokenized_options,
         tokenizer=pretokenized_tokenizer_options,
