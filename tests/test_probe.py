@@ -472,7 +472,12 @@ def test_bad_conllu_names_file_and_line(tmp_path, text, message):
         ("step143000", 143_000),  # Pythia revisions
         ("bert-base-seed2-ckpt-180000", 180_000),  # the paper's own checkpoints
         ("3f1e" * 10, None),  # a HF cache snapshot: a commit hash, no step
-        ("epoch3-5000", 5000),  # no step or checkpoint word: the last integer
+        ("5000", 5000),  # a number alone
+        # no convention matches: refused rather than guessed (issue 31)
+        ("epoch3-5000", None),
+        ("gpt2-124M", None),
+        ("step-1.5k", None),
+        ("run-7", None),
     ],
 )
 def test_parse_step(name, step):
@@ -688,3 +693,19 @@ def test_best_head_interval_bootstraps_sentences_and_reselects_the_head():
     scorer.sentence_correct = [np.array([[[2.0, 0.0], [0.0, 0.0]]] * 20 + [[[0.0, 0.0], [0.0, 0.0]]] * 20)]
     low, high = scorer.best_head_interval()
     assert 0.3 < low < 0.5 < high < 0.7
+
+
+@pytest.mark.parametrize("name", ["gpt2-124M", "epoch3-5000", "step-1.5k"])
+def test_cli_refuses_a_name_without_a_step_rather_than_guessing_one(checkpoint, tmp_path, capsys, name):
+    """Issue 31: the last integer of a name is no step (gpt2-124M is not step 124, step-1.5k not
+    step 1): such a folder is refused with the naming rule, unless its step is given."""
+    folder = tmp_path / name
+    folder.symlink_to(checkpoint, target_is_directory=True)
+    outputs = ["--out-scores", str(tmp_path / "s.parquet"), "--out-summary", str(tmp_path / "m.parquet")]
+    args = ["probe", "score", "--checkpoint", str(folder), "--treebank", str(EWT_DEV), *SCORE_ARGS[2:], *outputs]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{name}: no step number in the name" in err and "a name that is a number alone" in err
+    assert "Traceback" not in err and not (tmp_path / "s.parquet").exists()
+    assert main([*args, "--step", "7"]) == 0
+    assert pd.read_parquet(tmp_path / "m.parquet")["step"].unique().tolist() == [7]

@@ -5,8 +5,8 @@ A series is a list of folders and/or globs (``run/checkpoints/step-*``, a user's
 download, ...). The step of each comes from its folder name unless given explicitly
 (``step_from_name``): the number after ``step``, else after ``ckpt``/``checkpoint``, a ``k`` or
 ``M`` suffix multiplying it (``multiberts-seed_0-step_20k`` is 20,000; OLMo's
-``step20000-tokens84B`` is 20,000), else the last integer in the name. A HF cache snapshot folder
-(a 40-digit commit hash) has no step in its name.
+``step20000-tokens84B`` is 20,000), or a name that is a number alone (``5000``). Any other name,
+and a HF cache snapshot folder (a 40-digit commit hash), has no step: its series must give steps.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sasbert.errors import InputError
-from sasbert.step_names import step_from_name
+from sasbert.step_names import STEP_RULE, step_from_name
 from sasbert.textio import expand_paths, is_pattern
 
 WEIGHT_FILES = (
@@ -76,7 +76,7 @@ def attach_steps(names: Sequence[str], steps: Sequence[int] | None = None, given
         for name in names:
             step = hub.step_of(name) if hub.is_spec(name) else step_from_name(name)
             if step is None:
-                raise InputError(f"{name}: no step number in the name; give {given_as}")
+                raise InputError(f"{name}: no step number in the name (the rule: {STEP_RULE}); give {given_as}")
             step_list.append(step)
     seen: dict[int, str] = {}
     for name, step in zip(names, step_list):
