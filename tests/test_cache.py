@@ -298,7 +298,7 @@ def test_what_changes_no_computation_plans_nothing_and_touches_nothing(finished,
         assert plan(finished) == {}, name
         path.write_text(original)
     # a comment and a docstring in every module, then `touch` on every file under src/
-    sources = sorted((finished / "src" / "sasbert").glob("*.py"))
+    sources = sorted((finished / "src" / "sasbert").rglob("*.py"))
     originals = {path: path.read_text() for path in sources}
     for path in sources:
         path.write_text("# a comment\n" + path.read_text().replace('"""', '"""Reworded. ', 1) + "\n# the end\n")

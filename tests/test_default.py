@@ -108,11 +108,11 @@ def test_the_default_shows_the_transition_and_reruns_only_what_changes(tmp_path)
     shutil.copytree(REPO / "src", workdir / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     own_code = {"PYTHONPATH": str(workdir / "src")}
     assert "Nothing to be done" in snakemake_ok("-n", "--cores", "2", *LIGHT_BLIMP, cwd=workdir, env=own_code)
-    for name in ("cli.py", "figures/common.py"):
+    for name in ("cli.py", "analysis/figures/common.py"):
         with open(workdir / "src" / "sasbert" / name, "a") as handle:
             handle.write("# an edit\n")
     assert "Nothing to be done" in snakemake_ok("-n", "--cores", "2", *LIGHT_BLIMP, cwd=workdir, env=own_code)
-    release = workdir / "src" / "sasbert" / "figures" / "release.py"
+    release = workdir / "src" / "sasbert" / "analysis" / "figures" / "release.py"
     release.write_text(release.read_text().replace("new_figure(options.width, 5.0)", "new_figure(options.width, 5.5)"))
     jobs = job_counts(snakemake_ok("-n", "--cores", "2", *LIGHT_BLIMP, cwd=workdir, env=own_code))
     assert set(jobs) - {"all"} == {"figure_release"}, jobs
