@@ -2,9 +2,22 @@
 # The DAG: corpus -> parse -> tokenize -> pretrain -> {probe, blimp} -> phases -> figures/report.
 # Outputs live under results/<stage>/..., logs under results/logs/, job benchmarks under
 # results/benchmarks/. Every rule is a thin call into the `sasbert` package (src/sasbert).
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
+from sasbert.config import ConfigError, check_config_file
+
 min_version("9.0")
+
+
+# Snakemake's own message for an empty config file, or a list, names no file: check ours first.
+if Path("config.yaml").exists():
+    try:
+        check_config_file("config.yaml")
+    except ConfigError as err:
+        raise WorkflowError(str(err)) from None
 
 
 configfile: "config.yaml"

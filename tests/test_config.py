@@ -111,3 +111,27 @@ def test_yaml_nan_and_inf_are_refused_with_their_key(default, tmp_path):
         check(cfg)
     assert "train.lr: nan is not a finite number" in str(err.value)
     assert "figures.width: inf is not a finite number" in str(err.value)
+
+
+def test_command_line_values_are_typed_where_the_config_still_holds_them():
+    given = {"train": {"max_steps": "40", "lr": "1.0e-3"}, "seeds": ["0", "1"], "probe": {"treebank": "x.conllu"}}
+    config = {"train": {"max_steps": "40", "lr": "1.0e-3", "warmup_steps": 10}, "seeds": ["0", "1"]}
+    config["probe"] = {"treebank": "x.conllu"}
+    sasconfig.type_command_line_values(config, given)
+    assert config == {
+        "train": {"max_steps": 40, "lr": 1e-3, "warmup_steps": 10},
+        "seeds": [0, 1],
+        "probe": {"treebank": "x.conllu"},
+    }
+    # a value a later config file replaced is left alone
+    later = {"train": {"max_steps": "7"}}
+    sasconfig.type_command_line_values(later, {"train": {"max_steps": "40"}})
+    assert later == {"train": {"max_steps": "7"}}
+
+
+def test_warmup_at_or_past_the_last_step_warns(default):
+    check(default)
+    assert sasconfig.config_warnings(default) == []
+    default["train"]["warmup_steps"] = default["train"]["max_steps"]
+    (warning,) = sasconfig.config_warnings(default)
+    assert warning.startswith("train.warmup_steps") and "never reaches train.lr" in warning

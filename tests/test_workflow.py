@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from conftest import REPO, job_counts, link_workflow, snakemake, snakemake_ok
+from conftest import REPO, WORKFLOW_FILES, job_counts, link_workflow, snakemake, snakemake_ok
 
 
 @pytest.fixture
@@ -28,6 +28,39 @@ def test_bad_config_stops_before_any_job(workdir):
     assert result.returncode != 0
     assert "train.max_steps: -3 is less than the minimum of 1" in output
     assert "corpus.shards: 'two' is not of type 'integer'" in output
+
+
+@pytest.mark.parametrize("text, what", [("", "is empty"), ("- train\n- probe\n", "is a list, not a mapping")])
+def test_a_config_file_that_is_no_mapping_is_named(tmp_path, text, what):
+    """Issue 31: Snakemake's own message for an empty or list config file names no file."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    for name in WORKFLOW_FILES:
+        if name != "config.yaml":
+            (workdir / name).symlink_to(REPO / name)
+    (workdir / "config.yaml").write_text(text)
+    result = snakemake("-n", "--cores", "1", cwd=workdir)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and f"config.yaml: the config file {what}" in output, output[-2000:]
+
+
+def test_config_overrides_on_the_command_line_are_read_as_yaml(workdir):
+    """Issue 31: Snakemake gives nested --config values as strings ('40'); they are typed as a
+    config file's values are, so an override works, and a wrong one still names its key."""
+    typed = snakemake("-n", "--cores", "1", "--config", "train={max_steps: 1000, warmup_steps: 100}", cwd=workdir)
+    assert typed.returncode == 0, typed.stderr[-2000:]
+    wrong = snakemake("-n", "--cores", "1", "--config", "train={max_steps: -4}", cwd=workdir)
+    assert wrong.returncode == 1 and "train.max_steps: -4 is less than the minimum of 1" in wrong.stderr + wrong.stdout
+
+
+def test_a_warmup_as_long_as_the_run_warns(workdir):
+    """Issue 31: max_steps at or below warmup_steps trains its first step at lr 0 and never
+    reaches train.lr: the run is valid, and the user is told."""
+    result = snakemake("-n", "--cores", "1", "--config", "train={max_steps: 300, warmup_steps: 400}", cwd=workdir)
+    output = result.stdout + result.stderr
+    assert "train.warmup_steps (400) >= train.max_steps (300)" in output, output[-2000:]
+    quiet = snakemake("-n", "--cores", "1", cwd=workdir)
+    assert "train.warmup_steps" not in quiet.stdout + quiet.stderr
 
 
 @pytest.mark.parametrize(

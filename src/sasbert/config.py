@@ -112,6 +112,62 @@ def validate(
     return config
 
 
+def check_config_file(path: str | Path) -> None:
+    """A config file must be a mapping of sections. Snakemake's own message for an empty file or a
+    list ("Config file must be given as JSON or YAML with keys at top level") names no file."""
+    try:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8-sig"))
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(loaded, dict):
+        what = "empty" if loaded is None else f"a {type(loaded).__name__}, not a mapping of sections"
+        raise ConfigError(f"{path}: the config file is {what} (give sections such as 'train:' at its top level)")
+
+
+def type_command_line_values(config: dict, given: dict, path: tuple = ()) -> None:
+    """Read the values given with ``snakemake --config`` as YAML, in place, as a config file's are.
+
+    Snakemake reads a nested ``--config`` value with YAML's base loader, where every scalar is a
+    string (``train={max_steps: 40}`` gives ``'40'``), and every section of this config is nested.
+    A leaf is retyped only where ``config`` still holds the string that ``given`` gave there."""
+    for key, value in given.items():
+        where = config.get(key) if isinstance(config, dict) else None
+        if isinstance(value, dict) and isinstance(where, dict):
+            type_command_line_values(where, value, (*path, key))
+        elif isinstance(value, list) and where == value:
+            config[key] = [_yaml_scalar(item) for item in value]
+        elif isinstance(value, str) and where == value:
+            config[key] = _yaml_scalar(value)
+
+
+def _yaml_scalar(value):
+    if isinstance(value, dict):
+        return {k: _yaml_scalar(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_yaml_scalar(v) for v in value]
+    if not isinstance(value, str):
+        return value
+    try:
+        return yaml.safe_load(value) if value.strip() else value
+    except yaml.YAMLError:
+        return value
+
+
+def config_warnings(config: dict) -> list[str]:
+    """What a valid config may not mean: settings that run but waste the run."""
+    train = config["train"]
+    found = []
+    if config["runs"] and train["warmup_steps"] >= train["max_steps"]:
+        found.append(
+            f"train.warmup_steps ({train['warmup_steps']}) >= train.max_steps ({train['max_steps']}): the learning"
+            " rate rises for the whole run and never reaches train.lr (and the first step always"
+            " trains at learning rate 0)"
+        )
+    return found
+
+
 def _non_finite(value, path=()) -> list[tuple[str, float]]:
     """(key, value) of every NaN or infinite number in a parsed config."""
     if isinstance(value, float) and not math.isfinite(value):

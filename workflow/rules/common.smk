@@ -22,9 +22,14 @@ from sasbert.analysis import figures as sasfigures  # noqa: E402
 from sasbert.workflow import RunPlan  # noqa: E402
 
 try:
+    # `--config` values arrive as strings (Snakemake's YAML base loader): read them as a file's are
+    sasconfig.type_command_line_values(config, dict(workflow.config_settings.config))
     sasconfig.validate(config, base_dir=Path.cwd(), schema_path=workflow.source_path("../schemas/config.schema.yaml"))
 except sasconfig.ConfigError as err:
     raise WorkflowError(str(err)) from None
+if workflow.is_main_process:
+    for _warning in sasconfig.config_warnings(config):
+        logger.warning(f"config: {_warning}")
 
 # Jobs call the `sasbert` CLI; find it beside the Python that runs Snakemake (the project's venv).
 os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
