@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, job_counts, link_workflow, snakemake, snakemake_ok
-from sasbert.analysis.figures import FIGURES
+from sasbert.analysis.figures.registry import FIGURES
 
 LIGHT_BLIMP = [
     "--configfile",

@@ -8,8 +8,12 @@ import pandas as pd
 import pytest
 
 from sasbert import cli
-from sasbert.analysis import curves, figures, gather, phases
+from sasbert.analysis import curves, gather, phases
 from sasbert.analysis import runs as run_kinds
+from sasbert.analysis.figures import cli as figures_cli
+from sasbert.analysis.figures import common as figures_common
+from sasbert.analysis.figures import registry as figures_registry
+from sasbert.analysis.figures import render as figures_render
 
 RUNS = [
     {"name": "baseline", "lambda": 0.0},
@@ -186,19 +190,19 @@ def note_text(fig):
 
 
 def draw(name, tables, ph, **kw):
-    return figures.draw(name, tables, ph, figures.FigureOptions(**kw))
+    return figures_cli.draw(name, tables, ph, figures_common.FigureOptions(**kw))
 
 
 def test_run_colors_follow_lambda_not_names():
     runs = run_kinds.runs_table(
         [{"name": "a", "lambda": 1.0}, {"name": "b", "lambda": 0.0}, {"name": "c", "lambda": -0.5}]
     )
-    colors = figures.run_colors(runs)
-    assert colors["b"] == figures.KIND_COLORS["baseline"][0]
-    assert colors["c"] == figures.KIND_COLORS["sas_plus"][0]
-    assert colors["a"] == figures.KIND_COLORS["sas_minus"][0]
+    colors = figures_common.run_colors(runs)
+    assert colors["b"] == figures_common.KIND_COLORS["baseline"][0]
+    assert colors["c"] == figures_common.KIND_COLORS["sas_plus"][0]
+    assert colors["a"] == figures_common.KIND_COLORS["sas_minus"][0]
     # the same colours whichever subset a figure draws: they come from the runs table only
-    assert figures.run_colors(runs) == colors
+    assert figures_common.run_colors(runs) == colors
 
 
 def test_fig1_training(full, tmp_path):
@@ -223,7 +227,7 @@ def test_fig1_training(full, tmp_path):
     first, last = tables["loss"]["step"].min(), tables["loss"]["step"].max()
     ticks = list(ax.get_xticks())
     assert ticks[0] == first and ticks[-1] == last and ax.get_xlim()[1] >= last
-    paths = figures.save_figure(fig, tmp_path / "fig1", dpi=80)
+    paths = figures_render.save_figure(fig, tmp_path / "fig1", dpi=80)
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
     assert paths[0].read_bytes()[:4] == b"\x89PNG" and paths[1].read_bytes()[:4] == b"%PDF"
 
@@ -243,8 +247,8 @@ def test_tokens_on_the_x_axis_scale_each_run_by_its_tokens_per_step(full):
     marker = line(by_tokens, "onset:structure_onset:baseline").get_xdata()[0]
     assert marker == 2048 * line(by_step, "onset:structure_onset:baseline").get_xdata()[0]
     assert by_tokens.axes[1].get_xlabel() == "tokens"
-    assert figures._step_label(2_048_000) == "2048K" and figures._step_label(2_500_000) == "2.5M"
-    assert figures._step_label(84e9) == "84B" and figures._step_label(20000) == "20K"
+    assert figures_common._step_label(2_048_000) == "2048K" and figures_common._step_label(2_500_000) == "2.5M"
+    assert figures_common._step_label(84e9) == "84B" and figures_common._step_label(20000) == "20K"
     text = " ".join(t.get_text() for t in by_tokens.texts)
     assert "no tokens_per_step for" in text and "sas_plus" in text
 
@@ -269,7 +273,7 @@ def test_fig2_regularizers(full):
     assert not any(x.startswith("onset:") and x.endswith(":sas_minus") for x in g)  # no transition
     assert note_text(fig) == ""
     # consistent colours: the baseline line has the baseline colour in figures 1 and 2
-    color = figures.run_colors(tables["runs"])["sas_plus"]
+    color = figures_common.run_colors(tables["runs"])["sas_plus"]
     (line,) = [ln for ln in fig.axes[1].lines if ln.get_gid() == "curve:sas_plus:uas"]
     assert line.get_color() == color
 
@@ -339,9 +343,9 @@ def test_figures_degrade_without_sas_plus_and_release_runs(tmp_path):
     runs = [RUNS[0], RUNS[2]]  # baseline and SAS- only, one seed
     tables = synthetic_tables(runs, seeds=(0,))
     ph = phases_of(tables)
-    for name in figures.FIGURES:
+    for name in figures_registry.FIGURES:
         fig = draw(name, tables, ph)
-        figures.save_figure(fig, tmp_path / name, dpi=40, formats=("png",))
+        figures_render.save_figure(fig, tmp_path / name, dpi=40, formats=("png",))
     assert "no sas+ (λ < 0) run" in note_text(draw("fig2_regularizers", tables, ph))
     fig3 = draw("fig3_release", tables, ph)
     assert "no release run" in note_text(fig3)
@@ -358,7 +362,7 @@ def test_figures_degrade_without_sas_plus_and_release_runs(tmp_path):
 
 
 def test_figures_cli_from_tables_alone(full, tmp_path, monkeypatch):
-    monkeypatch.setitem(cli.STAGES, "figures", ("sasbert.analysis.figures", "figures"))
+    monkeypatch.setitem(cli.STAGES, "figures", ("sasbert.analysis.figures.cli", "figures"))
     tables, ph = full
     tdir = tmp_path / "tables"
     tdir.mkdir()
@@ -399,7 +403,7 @@ def test_figures_cli_from_tables_alone(full, tmp_path, monkeypatch):
     )
     assert rc == 2  # heads.parquet missing: a clear error, not a traceback
     # what the workflow's rules do: exactly the tables a figure reads, and its two output files
-    files = [str(tdir / f"{name}.parquet") for name in figures.FIGURES["fig2_regularizers"].tables]
+    files = [str(tdir / f"{name}.parquet") for name in figures_registry.FIGURES["fig2_regularizers"].tables]
     named = [str(tmp_path / "named" / "two.png"), str(tmp_path / "named" / "two.pdf")]
     args = ["figures", "--tables", *files, "--phases", str(tdir / "phases.parquet"), "--figure", "fig2_regularizers"]
     assert cli.main([*args, "--out", *named, "--dpi", "60"]) == 0

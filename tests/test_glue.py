@@ -422,7 +422,8 @@ def test_the_glue_jump_follows_the_blimp_jump_rule():
 
 
 def test_figures_1_to_3_get_a_glue_panel_when_glue_was_run():
-    from sasbert.analysis import figures
+    from sasbert.analysis.figures import cli as figures_cli
+    from sasbert.analysis.figures import common as figures_common
 
     steps = np.arange(0, 600, 100)
     runs = run_kinds.runs_table(
@@ -448,8 +449,8 @@ def test_figures_1_to_3_get_a_glue_panel_when_glue_was_run():
     with_glue = {**tables, "glue": glue_table({"base": curve, "minus": curve / 2, "rel": curve[2:]}, steps)}
     none = phases.detect(runs, tables["loss"], uas, blimp).iloc[:0]
     for name in ("fig1_training", "fig2_regularizers", "fig3_release"):
-        plain = figures.draw(name, tables, none, figures.FigureOptions())
-        drawn = figures.draw(name, with_glue, none, figures.FigureOptions())
+        plain = figures_cli.draw(name, tables, none, figures_common.FigureOptions())
+        drawn = figures_cli.draw(name, with_glue, none, figures_common.FigureOptions())
         assert len(drawn.axes) == len(plain.axes) * 4 // 3
         gids = {line.get_gid() for ax in drawn.axes for line in ax.lines}
         assert "curve:base:glue" in gids or "curve:rel:glue" in gids

@@ -37,7 +37,7 @@ STAGES = {
     "blimp": ("sasbert.measure.blimp.cli", "BLiMP accuracy of checkpoints by pseudo-log-likelihood"),
     "glue": ("sasbert.measure.glue.cli", "GLUE fine-tuning of checkpoints, scored on the validation splits"),
     "phases": ("sasbert.analysis.cli", "all-runs tables (gather) and phase-transition onsets (detect)"),
-    "figures": ("sasbert.analysis.figures", "figures 1-5 (PNG + PDF) from the gathered tables alone"),
+    "figures": ("sasbert.analysis.figures.cli", "figures 1-5 (PNG + PDF) from the gathered tables alone"),
 }
 
 

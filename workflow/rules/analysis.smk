@@ -92,7 +92,7 @@ rule phases:
 
 
 # One rule per figure (so changing one figure's module or options reruns only that figure), made
-# from sasbert.analysis.figures.FIGURES, the one list of figures: the tables each reads, its number and
+# from sasbert.analysis.figures.registry.FIGURES, the one list of figures: the tables each reads, its number and
 # section in the report. Each job is passed exactly the table files it reads and the files it writes.
 for figure, spec in sasfigures.FIGURES.items():
 
@@ -120,7 +120,11 @@ for figure, spec in sasfigures.FIGURES.items():
         conda:
             CONDA_ENV
         params:
-            code=code_fingerprint(f"analysis.figures.{spec.module}"),
+            # its module, the shared drawing code and the CLI, not the list of figures: adding a
+            # figure redraws no other (sasbert.analysis.figures.registry)
+            code=code_fingerprint(
+                f"analysis.figures.{spec.module}", "analysis.figures.cli", exclude=["analysis.figures.registry"]
+            ),
             figure=figure,
             options=stage_options("figures"),  # every figure job gets all of config["figures"]
         shell:

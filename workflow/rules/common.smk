@@ -18,7 +18,7 @@ from sasbert import config as sasconfig  # noqa: E402
 from sasbert import hub as sashub  # noqa: E402
 from sasbert import textio  # noqa: E402
 from sasbert.errors import InputError  # noqa: E402
-from sasbert.analysis import figures as sasfigures  # noqa: E402
+from sasbert.analysis.figures import registry as sasfigures  # noqa: E402
 from sasbert.workflow import RunPlan  # noqa: E402
 
 try:
@@ -85,9 +85,10 @@ wildcard_constraints:
 PACKAGE_DIR = Path(workflow.basedir) / "src" / "sasbert"
 
 
-def code_fingerprint(*modules):
-    """The fingerprint of the code of ``modules`` and every package module they import."""
-    return code_identity.code_fingerprint(*modules, package_dir=PACKAGE_DIR)
+def code_fingerprint(*modules, exclude=()):
+    """The fingerprint of the code of ``modules`` and every package module they import (but
+    ``exclude``)."""
+    return code_identity.code_fingerprint(*modules, package_dir=PACKAGE_DIR, exclude=exclude)
 
 
 def options_key(options):
