@@ -6,10 +6,11 @@ import shutil
 import subprocess
 import sys
 
+from test_figures import phases_of, synthetic_tables
+
 from conftest import REPO, WORKFLOW_FILES, job_counts, snakemake_ok
 from sasbert import code_identity
 from sasbert.analysis.figures.registry import FIGURES
-from test_figures import phases_of, synthetic_tables
 
 NEW_FIGURE = '''"""Held-out loss against tokens seen, one curve per run (the recipe's example)."""
 
@@ -26,8 +27,8 @@ def draw(tables, phases, options):
     ax.set_ylabel("held-out MLM loss")
     return fig
 '''
-ENTRY = '''    "fig6_loss": FigureSpec("loss", ("runs", "loss"), "6", "6. Loss", "held-out loss of every run"),
-'''
+ENTRY = """    "fig6_loss": FigureSpec("loss", ("runs", "loss"), "6", "6. Loss", "held-out loss of every run"),
+"""
 
 
 def figure_codes(package):
