@@ -32,6 +32,7 @@ from sasbert.measure.checkpoints import resolve_device  # noqa: E402
 from sasbert.measure.probe import alignment as probe_alignment  # noqa: E402
 from sasbert.measure.probe import scoring as probe_scoring  # noqa: E402
 from sasbert.measure.probe import sentences as probe_sentences  # noqa: E402
+from sasbert.measure.probe.options import ProbeOptions  # noqa: E402
 
 VOCAB = ROOT / "resources" / "tokenizer" / "bert-base-uncased-vocab.txt"
 EWT_DEV = ROOT / "resources" / "ud" / "UD_English-EWT" / "en_ewt-ud-dev.conllu.gz"
@@ -131,7 +132,11 @@ def main(argv=None):
         sync(device)
         t = time.perf_counter()
         probe_scoring.score_model(
-            model, tokenizer, sentences, max_pieces=args.max_pieces, batch_size=args.batch_size, device=device
+            model,
+            tokenizer,
+            sentences,
+            ProbeOptions(max_pieces=args.max_pieces, batch_size=args.batch_size),
+            device=device,
         )
         sync(device)
         return time.perf_counter() - t

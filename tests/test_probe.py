@@ -26,6 +26,7 @@ from sasbert.measure.probe import (
 from sasbert.measure.probe import (
     tables as probe_tables,
 )
+from sasbert.measure.probe.options import ProbeOptions
 
 torch.set_num_threads(1)
 
@@ -282,7 +283,10 @@ def test_fast_path_matches_reference(model, tokenizer):
         )
         sentences = probe_sentences.read_treebank(EWT_DEV, max_sentences=n)
         result = probe_scoring.score_model(
-            model64, tokenizer, sentences, max_pieces=max_pieces, batch_size=16, min_relation_count=min_count
+            model64,
+            tokenizer,
+            sentences,
+            ProbeOptions(max_pieces=max_pieces, batch_size=16, min_relation_count=min_count),
         )
         # batching must not change anything: one sentence a batch, and everything in one batch
         for batch_size in (1, 200):
@@ -290,9 +294,7 @@ def test_fast_path_matches_reference(model, tokenizer):
                 model64,
                 tokenizer,
                 sentences,
-                max_pieces=max_pieces,
-                batch_size=batch_size,
-                min_relation_count=min_count,
+                ProbeOptions(max_pieces=max_pieces, batch_size=batch_size, min_relation_count=min_count),
             )
             assert other.scores["correct"].tolist() == result.scores["correct"].tolist()
             assert other.scores["soft_score"].to_numpy() == pytest.approx(
@@ -411,13 +413,13 @@ def test_too_long_sentences_are_skipped_and_counted(model, tokenizer, tmp_path):
     long = conllu_lines([(i, "word", "NN", 0 if i == 1 else 1, "root" if i == 1 else "dep") for i in range(1, n + 1)])
     path = write(tmp_path / "long.conllu", short + "\n" + long + "\n" + short + "\n")
     sentences = probe_sentences.read_treebank(path)
-    result = probe_scoring.score_model(model, tokenizer, sentences, max_pieces=10)
+    result = probe_scoring.score_model(model, tokenizer, sentences, ProbeOptions(max_pieces=10))
     assert result.n_skipped_too_long == 1 and result.n_sentences == 2
     summary = result.summary
     assert (summary["n_skipped_too_long"] == 1).all()
     assert summary.query("method == 'attention' and relation == 'all'")["count"].item() == 4
     with pytest.raises(InputError, match="no sentence fits"):
-        probe_scoring.score_model(model, tokenizer, sentences, max_pieces=4)
+        probe_scoring.score_model(model, tokenizer, sentences, ProbeOptions(max_pieces=4))
 
 
 def test_word_without_pieces_skips_the_sentence(model, tokenizer):

@@ -33,6 +33,7 @@ from sasbert.measure.probe import (
 from sasbert.measure.probe import (
     tables as probe_tables,
 )
+from sasbert.measure.probe.options import ProbeOptions
 
 torch.set_num_threads(1)
 
@@ -326,14 +327,18 @@ def test_long_sentences_are_cut_at_max_pieces_as_their_extraction_cuts_them(toke
 
     # through score_model: the sentence is kept (not skipped); attention scores its 125 words
     # that fit, the offsets all 128
-    result = probe_scoring.score_model(model, tokenizer, [sentence], scoring="authors", min_relation_count=1)
+    result = probe_scoring.score_model(
+        model, tokenizer, [sentence], ProbeOptions(scoring="authors", min_relation_count=1)
+    )
     assert (result.n_sentences, result.n_skipped_too_long) == (1, 0)
     scores = result.scores
     assert set(rows(scores, method="attention", relation="all")["count"]) == {125}
     assert set(rows(scores, method="offset", relation="all")["count"]) == {128}
     assert set(rows(scores, method="attention", relation="root")["count"]) == {0}  # "runs" was cut
     with pytest.raises(InputError, match="no sentence fits"):
-        probe_scoring.score_model(model, tokenizer, [sentence], max_pieces=128)  # the spec scoring skips it
+        probe_scoring.score_model(
+            model, tokenizer, [sentence], ProbeOptions(max_pieces=128)
+        )  # the spec scoring skips it
 
 
 # ----------------------------------------------------------------------------------------------
@@ -527,10 +532,7 @@ def test_authors_scoring_matches_a_plain_loop_of_their_rules(tmp_path, model, to
             model64,
             tokenizer,
             sentences,
-            max_pieces=max_pieces,
-            batch_size=8,
-            min_relation_count=min_count,
-            scoring="authors",
+            ProbeOptions(max_pieces=max_pieces, batch_size=8, min_relation_count=min_count, scoring="authors"),
         )
     finally:
         model.float()

@@ -15,6 +15,7 @@ from conftest import REPO, job_counts, link_workflow, snakemake, snakemake_ok
 from sasbert import config as sasconfig
 from sasbert.analysis import runs as run_kinds
 from sasbert.measure import checkpoints
+from sasbert.measure.probe.options import ProbeOptions
 
 VOCAB = REPO / "resources" / "tokenizer" / "bert-base-uncased-vocab.txt"
 STEPS = (0, 1000, 2000)
@@ -259,7 +260,9 @@ def test_the_probe_reads_a_causal_lm_as_a_plain_loop_does_and_names_what_each_di
     model, tokenizer = probe_scoring.load_checkpoint(tiny_causal_lm)
     model = model.double()
     sentences = probe_sentences.read_treebank(ewt, max_sentences=40)
-    result = probe_scoring.score_model(model, tokenizer, sentences, max_pieces=200, batch_size=7, min_relation_count=1)
+    result = probe_scoring.score_model(
+        model, tokenizer, sentences, ProbeOptions(max_pieces=200, batch_size=7, min_relation_count=1)
+    )
     tally, left, total = {}, 0, 0
     for sentence in sentences:
         pieces = [

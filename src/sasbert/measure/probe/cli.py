@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -18,7 +19,8 @@ from sasbert.measure.checkpoints import (
     resolve_device,
     score_series,
 )
-from sasbert.measure.probe.scoring import _DTYPES, SCORINGS, load_checkpoint, score_model
+from sasbert.measure.probe.options import SCORINGS, ProbeOptions
+from sasbert.measure.probe.scoring import _DTYPES, load_checkpoint, score_model
 from sasbert.measure.probe.sentences import DEFAULT_EXCLUDED_RELATIONS, PTB_PUNCT_TAGS, is_labelled, read_treebank
 from sasbert.measure.probe.tables import gather
 from sasbert.options import add_option_flags
@@ -111,28 +113,22 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _run_score(args: argparse.Namespace) -> None:
-    opts = resolve_options(args, "probe")
-    for option, value, low in (
-        ("--max-pieces", opts["max_pieces"], 3),
-        ("--batch-size", opts["batch_size"], 1),
-        ("--min-relation-count", opts["min_relation_count"], 0),
-        ("--max-sentences", opts["max_sentences"], 1),
-        ("--threads", args.threads, 0),
-    ):
-        if value is not None and value < low:
-            raise InputError(f"{option} must be >= {low} (got {value})")
+    options = ProbeOptions(**resolve_options(args, "probe"))
+    options.check()
+    if args.threads < 0:
+        raise InputError(f"--threads must be >= 0 (got {args.threads})")
     if Path(args.out_scores).resolve() == Path(args.out_summary).resolve():
         raise InputError("--out-scores and --out-summary are the same file")
     series = resolve_checkpoints(args.checkpoint, args.step)
     treebank = Path(args.treebank)
-    sentences = read_treebank(treebank, opts["max_sentences"])
+    sentences = read_treebank(treebank, options.max_sentences)
     name = args.treebank_name or treebank.name
     log.info(
         "%s: %d sentences (%s), scoring %s",
         treebank,
         len(sentences),
         "labelled" if is_labelled(sentences) else "unlabelled: scoring 'all' only",
-        opts["scoring"],
+        options.scoring,
     )
     device = resolve_device(args.device)
     if args.threads > 0:
@@ -147,16 +143,13 @@ def _run_score(args: argparse.Namespace) -> None:
             model,
             tokenizer,
             sentences,
-            max_pieces=opts["max_pieces"],
-            batch_size=opts["batch_size"],
-            min_relation_count=opts["min_relation_count"],
+            options,
             excluded_relations=args.exclude_relations,
             punct_tags=args.punct_tags,
             device=device,
             step=step,
             checkpoint=path.name,
             treebank=name,
-            scoring=opts["scoring"],
         )
         uas = result.summary.query("method == 'attention' and relation == 'all'")["accuracy"].iloc[0]
         log.info(
@@ -175,7 +168,7 @@ def _run_score(args: argparse.Namespace) -> None:
 
     identity = {
         "code": code_fingerprint(__name__.removeprefix("sasbert.")),
-        "options": {k: v for k, v in opts.items() if k not in SELECTION_OPTIONS},
+        "options": {k: v for k, v in dataclasses.asdict(options).items() if k not in SELECTION_OPTIONS},
         "treebank": content_id(treebank),
         "treebank_name": name,
         "exclude_relations": sorted(args.exclude_relations),

@@ -23,6 +23,7 @@ from sasbert.measure.probe.alignment import (
     max_model_pieces,
     truncate,
 )
+from sasbert.measure.probe.options import ProbeOptions
 from sasbert.measure.probe.sentences import (
     ALL,
     DEFAULT_EXCLUDED_RELATIONS,
@@ -34,7 +35,6 @@ from sasbert.measure.probe.sentences import (
     scored_relations,
 )
 from sasbert.measure.probe.tables import (
-    PROBE_DEFAULTS,
     SCORE_COLUMNS,
     SUMMARY_COLUMNS,
     _frame,
@@ -47,9 +47,6 @@ log = logging.getLogger(__name__)
 
 
 DIRECTIONS = ("dependent_to_parent", "parent_to_dependent")
-
-
-SCORINGS = ("spec", "authors")
 
 
 CONFIDENCE = 0.95
@@ -301,28 +298,24 @@ def score_model(
     model,
     tokenizer,
     sentences: Sequence[Sentence],
+    options: ProbeOptions = ProbeOptions(),
     *,
-    max_pieces: int = PROBE_DEFAULTS["max_pieces"],
-    batch_size: int = PROBE_DEFAULTS["batch_size"],
-    min_relation_count: int = PROBE_DEFAULTS["min_relation_count"],
     excluded_relations: Iterable[str] = DEFAULT_EXCLUDED_RELATIONS,
     punct_tags: Iterable[str] = PTB_PUNCT_TAGS,
     device=None,
     step: int | None = None,
     checkpoint: str | None = None,
     treebank: str | None = None,
-    scoring: str = PROBE_DEFAULTS["scoring"],
 ) -> ProbeResult:
     """Probe a loaded masked LM (any HF model with attentions) on gold sentences, with the method's
-    scoring (docs/method.md, "UAS probe") or (``scoring="authors"``) the authors'
+    scoring (docs/method.md, "UAS probe") or (``options.scoring == "authors"``) the authors'
     (``excluded_relations`` and ``punct_tags`` then play no part: every word is scored)."""
     import torch
 
     t0 = time.perf_counter()
-    if batch_size < 1 or max_pieces < 3:
-        raise InputError(f"batch_size must be >= 1 and max_pieces >= 3 (got {batch_size}, {max_pieces})")
-    if scoring not in SCORINGS:
-        raise InputError(f"scoring must be one of {', '.join(SCORINGS)} (got {scoring!r})")
+    options.check()
+    max_pieces, batch_size, scoring = options.max_pieces, options.batch_size, options.scoring
+    min_relation_count = options.min_relation_count
     authors = scoring == "authors"
     device = torch.device(device) if device is not None else next(model.parameters()).device
     labelled = is_labelled(sentences)
