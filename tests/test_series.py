@@ -387,5 +387,5 @@ def test_hub_checkpoints_are_read_from_the_cache_and_identical_weights_flagged(t
     )
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert "org/tiny-bert at revision step3000: cannot download it" in missing.stderr
-    assert "huggingface-cli download org/tiny-bert --revision step3000" in missing.stderr
+    assert "hf download org/tiny-bert --revision step3000" in missing.stderr
     assert not (tmp_path / "none.json").exists()
