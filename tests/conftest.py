@@ -44,7 +44,7 @@ def bert_tokenizer():
     """bert-base-uncased's WordPiece tokenizer, from the vendored vocabulary."""
     from transformers import BertTokenizerFast
 
-    return BertTokenizerFast(vocab_file=str(BERT_VOCAB))
+    return BertTokenizerFast(vocab=str(BERT_VOCAB))
 
 
 @pytest.fixture

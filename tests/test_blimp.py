@@ -36,7 +36,7 @@ def ckpt(tmp_path_factory) -> Path:
     from transformers import BertForMaskedLM, BertTokenizerFast
 
     torch.manual_seed(0)
-    tok = BertTokenizerFast(vocab_file=str(VOCAB))
+    tok = BertTokenizerFast(vocab=str(VOCAB))
     cfg = tiny_bert_config(tok.vocab_size, max_position=64, initializer_range=0.1)
     d = tmp_path_factory.mktemp("run") / "step-0001000"
     BertForMaskedLM(cfg).eval().save_pretrained(d)

@@ -27,7 +27,7 @@ def multiberts_like(tmp_path_factory):
     from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
 
     folder = tmp_path_factory.mktemp("multiberts")
-    tokenizer = BertTokenizerFast(vocab_file=str(VOCAB), do_lower_case=True)
+    tokenizer = BertTokenizerFast(vocab=str(VOCAB), do_lower_case=True)
     for i, step in enumerate(STEPS):
         torch.manual_seed(i)
         model = BertForMaskedLM(
