@@ -48,6 +48,23 @@ def bert_tokenizer():
 
 
 @pytest.fixture
+def minicons_scorer(monkeypatch):
+    """minicons' scorer module (the independent PLL reference), with the one tokenizer call it
+    makes that transformers 5 removed: ``batch_encode_plus``, which was ``__call__`` on a list of
+    texts. The shim only forwards, so minicons' own arithmetic is what the tests compare with."""
+    from minicons import scorer
+    from transformers import PreTrainedTokenizerBase
+
+    if not hasattr(PreTrainedTokenizerBase, "batch_encode_plus"):
+
+        def batch_encode_plus(self, batch_text_or_text_pairs, **kwargs):
+            return self(batch_text_or_text_pairs, **kwargs)
+
+        monkeypatch.setattr(PreTrainedTokenizerBase, "batch_encode_plus", batch_encode_plus, raising=False)
+    return scorer
+
+
+@pytest.fixture
 def repo() -> Path:
     return REPO
 

@@ -160,16 +160,14 @@ def test_too_long_sentence_rejected(scorer):
 # ------------------------------------------------------------------------------ minicons check
 
 
-def test_agreement_with_minicons(ckpt, scorer, all_pairs):
+def test_agreement_with_minicons(ckpt, scorer, all_pairs, minicons_scorer):
     """Same PLLs (to 1e-4) and decisions as minicons on real BLiMP pairs, both variants.
 
     minicons' MaskedLMScorer tokenizes with special tokens and scores every piece that is not
     [CLS]/[SEP]/[PAD] (so [UNK] too) -- as we do; its within_word_l2r masks later pieces with the
     same fast-tokenizer word id -- as we do. It runs the full head over the padded batch; we run
     the head at the masked position only."""
-    from minicons import scorer as mscorer
-
-    mc = mscorer.MaskedLMScorer(str(ckpt), "cpu")
+    mc = minicons_scorer.MaskedLMScorer(str(ckpt), "cpu")
     # original: one pair of each of the 67 paradigms
     sample = blimp_data.subset_pairs(all_pairs, 1, seed=3)
     assert len(sample) == 67

@@ -61,6 +61,7 @@ import csv
 import dataclasses
 import json
 import logging
+import math
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -321,6 +322,16 @@ def read_split_file(path: str | Path) -> pd.DataFrame:
     raise InputError(f"{path}: a GLUE split file ends in {', '.join(FILE_FORMATS)}")
 
 
+def warmup_steps(options: dict, n_train: int) -> float:
+    """The ``warmup_ratio`` option as TrainingArguments' ``warmup_steps``: transformers 5 dropped
+    warmup_ratio and reads a float in [0, 1) as the ratio, but 1 as one step; a ratio of 1 is
+    every step of the run (one process, no accumulation: the Trainer's count of steps)."""
+    ratio = options["warmup_ratio"]
+    if ratio < 1:
+        return ratio
+    return math.ceil(options["epochs"] * max(math.ceil(n_train / options["batch_size"]), 1))
+
+
 def no_data_message(task: str, repo: str, why: str) -> str:
     return (
         f"GLUE task {task}: no data ({repo}, config {task}, is not in the HF cache and cannot be fetched: {why}). "
@@ -564,7 +575,7 @@ def finetune(
             per_device_eval_batch_size=options["eval_batch_size"],
             num_train_epochs=options["epochs"],
             weight_decay=options["weight_decay"],
-            warmup_ratio=options["warmup_ratio"],
+            warmup_steps=warmup_steps(options, len(train)),
             lr_scheduler_type="linear",
             seed=finetune_seed,
             bf16=options["precision"] == "bf16",

@@ -460,7 +460,9 @@ def install_fused_arcs(bert_model) -> list[FusedArcSelfAttention]:
     for layer in bert_model.encoder.layer:
         attention = layer.attention.self
         if attention.config._attn_implementation != SAS_ATTENTION:
-            raise ValueError(f"the fused SAS regularizer needs a model built with attn_implementation={SAS_ATTENTION!r}")
+            raise ValueError(
+                f"the fused SAS regularizer needs a model built with attn_implementation={SAS_ATTENTION!r}"
+            )
         attention.__class__ = FusedArcSelfAttention
         modules.append(attention)
     return modules
