@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     tmp = tempfile.TemporaryDirectory()
     ckpt = Path(tmp.name) / "step-0000000"
-    tok = BertTokenizerFast(vocab_file=args.vocab)
+    tok = BertTokenizerFast(vocab=args.vocab)
     cfg = BertConfig(
         vocab_size=tok.vocab_size,
         hidden_size=args.hidden,

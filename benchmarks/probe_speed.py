@@ -92,7 +92,7 @@ def main(argv=None):
     from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
 
     device = resolve_device(args.device)
-    tokenizer = BertTokenizerFast(vocab_file=str(VOCAB))
+    tokenizer = BertTokenizerFast(vocab=str(VOCAB))
     torch.manual_seed(0)
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,

@@ -44,7 +44,24 @@ def bert_tokenizer():
     """bert-base-uncased's WordPiece tokenizer, from the vendored vocabulary."""
     from transformers import BertTokenizerFast
 
-    return BertTokenizerFast(vocab_file=str(BERT_VOCAB))
+    return BertTokenizerFast(vocab=str(BERT_VOCAB))
+
+
+@pytest.fixture
+def minicons_scorer(monkeypatch):
+    """minicons' scorer module (the independent PLL reference), with the one tokenizer call it
+    makes that transformers 5 removed: ``batch_encode_plus``, which was ``__call__`` on a list of
+    texts. The shim only forwards, so minicons' own arithmetic is what the tests compare with."""
+    from minicons import scorer
+    from transformers import PreTrainedTokenizerBase
+
+    if not hasattr(PreTrainedTokenizerBase, "batch_encode_plus"):
+
+        def batch_encode_plus(self, batch_text_or_text_pairs, **kwargs):
+            return self(batch_text_or_text_pairs, **kwargs)
+
+        monkeypatch.setattr(PreTrainedTokenizerBase, "batch_encode_plus", batch_encode_plus, raising=False)
+    return scorer
 
 
 @pytest.fixture

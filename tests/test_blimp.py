@@ -40,7 +40,7 @@ def ckpt(tmp_path_factory) -> Path:
     from transformers import BertForMaskedLM, BertTokenizerFast
 
     torch.manual_seed(0)
-    tok = BertTokenizerFast(vocab_file=str(VOCAB))
+    tok = BertTokenizerFast(vocab=str(VOCAB))
     cfg = tiny_bert_config(tok.vocab_size, max_position=64, initializer_range=0.1)
     d = tmp_path_factory.mktemp("run") / "step-0001000"
     BertForMaskedLM(cfg).eval().save_pretrained(d)
@@ -164,16 +164,14 @@ def test_too_long_sentence_rejected(scorer):
 # ------------------------------------------------------------------------------ minicons check
 
 
-def test_agreement_with_minicons(ckpt, scorer, all_pairs):
+def test_agreement_with_minicons(ckpt, scorer, all_pairs, minicons_scorer):
     """Same PLLs (to 1e-4) and decisions as minicons on real BLiMP pairs, both variants.
 
     minicons' MaskedLMScorer tokenizes with special tokens and scores every piece that is not
     [CLS]/[SEP]/[PAD] (so [UNK] too) -- as we do; its within_word_l2r masks later pieces with the
     same fast-tokenizer word id -- as we do. It runs the full head over the padded batch; we run
     the head at the masked position only."""
-    from minicons import scorer as mscorer
-
-    mc = mscorer.MaskedLMScorer(str(ckpt), "cpu")
+    mc = minicons_scorer.MaskedLMScorer(str(ckpt), "cpu")
     # original: one pair of each of the 67 paradigms
     sample = blimp_pairs.subset_pairs(all_pairs, 1, seed=3)
     assert len(sample) == 67

@@ -289,7 +289,7 @@ def tiny_checkpoints(tmp_path_factory):
     from transformers import BertForMaskedLM, BertForSequenceClassification, BertTokenizerFast
 
     folder = tmp_path_factory.mktemp("glue_series")
-    tokenizer = BertTokenizerFast(vocab_file=str(VOCAB), do_lower_case=True)
+    tokenizer = BertTokenizerFast(vocab=str(VOCAB), do_lower_case=True)
     config = tiny_bert_config(tokenizer.vocab_size)
     torch.manual_seed(0)
     random_init = BertForMaskedLM(config)

@@ -433,9 +433,10 @@ def test_word_without_pieces_skips_the_sentence(model, tokenizer):
 
 
 def test_slow_tokenizer_fallback_aligns_like_the_fast_one(tokenizer):
-    from transformers import BertTokenizer
+    # transformers 5's slow (Python) WordPiece tokenizer; its BertTokenizer is the fast one
+    from transformers import BertTokenizerLegacy
 
-    slow = BertTokenizer(vocab_file=str(VOCAB))
+    slow = BertTokenizerLegacy(vocab_file=str(VOCAB))
     sentences = probe_sentences.read_treebank(EWT_DEV, max_sentences=100)
     fast_enc, slow_enc = (
         probe_alignment.encode_sentences(tokenizer, sentences),

@@ -29,7 +29,7 @@ def multiberts_like(tmp_path_factory):
     from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
 
     folder = tmp_path_factory.mktemp("multiberts")
-    tokenizer = BertTokenizerFast(vocab_file=str(VOCAB), do_lower_case=True)
+    tokenizer = BertTokenizerFast(vocab=str(VOCAB), do_lower_case=True)
     for i, step in enumerate(STEPS):
         torch.manual_seed(i)
         model = BertForMaskedLM(
@@ -392,5 +392,5 @@ def test_hub_checkpoints_are_read_from_the_cache_and_identical_weights_flagged(t
     )
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert "org/tiny-bert at revision step3000: cannot download it" in missing.stderr
-    assert "huggingface-cli download org/tiny-bert --revision step3000" in missing.stderr
+    assert "hf download org/tiny-bert --revision step3000" in missing.stderr
     assert not (tmp_path / "none.json").exists()

@@ -66,9 +66,7 @@ def snapshot(
     from huggingface_hub import constants, snapshot_download
 
     repo, revision = parse(text)
-    cli = f"huggingface-cli download {repo} --revision {revision}" + (
-        f" --repo-type {repo_type}" if repo_type != "model" else ""
-    )
+    cli = f"hf download {repo} --revision {revision}" + (f" --repo-type {repo_type}" if repo_type != "model" else "")
     try:
         return Path(
             snapshot_download(

@@ -79,7 +79,9 @@ def load_tokenizer(vocab: str | Path, lowercase: bool):
     if not Path(vocab).is_file():
         raise InputError(f"tokenizer.vocab: no such file: {vocab}")
     check_vocab(vocab)
-    return BertTokenizerFast(vocab_file=str(vocab), do_lower_case=lowercase)
+    # vocab=, not vocab_file=: transformers 5's BertTokenizerFast ignores vocab_file silently and
+    # builds a five-piece vocabulary (every word [UNK])
+    return BertTokenizerFast(vocab=str(vocab), do_lower_case=lowercase)
 
 
 def check_vocab(vocab: str | Path) -> None:

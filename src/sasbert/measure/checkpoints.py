@@ -272,7 +272,14 @@ def load_language_model(
     """``load_masked_lm`` for a masked or a causal LM (``kind``; default: ``model_kind``)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    from sasbert.progress import is_terminal
+
+    if not is_terminal():
+        # transformers 5 draws a "Loading weights" bar per model; in a job's log that is a line of
+        # carriage returns (sasbert.progress writes plain lines there instead)
+        hf_logging.disable_progress_bar()
     path = check_checkpoint_dir(path)
     kind = kind or model_kind(path)
     try:

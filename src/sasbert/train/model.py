@@ -19,7 +19,7 @@ from transformers import (
     set_seed,
 )
 
-from sasbert.train.regularizer import arc_indices, combine_arcs, install_arc_taps, install_fused_arcs
+from sasbert.train.regularizer import SAS_ATTENTION, arc_indices, combine_arcs, install_arc_taps, install_fused_arcs
 
 
 class MaskedHeadBertForMaskedLM(BertForMaskedLM):
@@ -39,14 +39,14 @@ class MaskedHeadBertForMaskedLM(BertForMaskedLM):
             out = self.bert(input_ids, attention_mask=attention_mask, return_dict=True)
             sas = None
         else:
-            if self.training and self.bert.is_gradient_checkpointing:
+            if self.training and self.bert.is_activation_checkpointing:  # transformers 5 name
                 # recomputed layers would run without the arc readers (the regularizer silently
                 # does nothing, or the recomputation fails): refuse rather than train unregularized
                 raise ValueError("the SAS regularizer does not work with gradient checkpointing")
             options = self.sas_options
             arcs = arc_indices(heads)
-            # post_dropout: output_attentions makes HF take the eager attention path, whose dropout
-            # the taps wrap (regularizer.ArcTap); pre_dropout: the fused kernels, read at the arcs
+            # post_dropout: output_attentions makes the model's attention take the eager path, whose
+            # dropout the taps wrap (regularizer.ArcTap); pre_dropout: the fused kernels, read at the arcs
             # from q, k and the rows' log-sum-exp (regularizer.FusedArcSelfAttention)
             fused = options["attention"] == "pre_dropout"
             readers = install_fused_arcs(self.bert) if fused else install_arc_taps(self.bert)
@@ -83,4 +83,5 @@ class MaskedHeadBertForMaskedLM(BertForMaskedLM):
 def build_model(model_kwargs: dict, vocab_size: int, seed: int, max_position: int) -> MaskedHeadBertForMaskedLM:
     set_seed(seed)
     config = BertConfig(vocab_size=vocab_size, max_position_embeddings=max_position, **model_kwargs)
-    return MaskedHeadBertForMaskedLM._from_config(config, attn_implementation="sdpa")
+    # SDPA with transformers 4's eager fallback for calls that ask for the attentions (regularizer)
+    return MaskedHeadBertForMaskedLM._from_config(config, attn_implementation=SAS_ATTENTION)

@@ -14,7 +14,9 @@ attention is gathered at the arcs layer by layer, so the stacked L x B x H x S x
 never built.
 
 The attentions are the ones HF BERT returns with ``output_attentions=True``: softmax followed by
-attention dropout in training mode, exactly what the authors' code regularized.
+attention dropout in training mode, exactly what the authors' code regularized. Training models
+use ``SAS_ATTENTION`` (``sas_attention``): SDPA, falling back to eager attention for a call that
+asks for the attentions, as transformers 4 BERT did (transformers 5 has no such fallback).
 
 Training does not gather from the returned maps: ``ArcTap`` wraps each attention layer's dropout
 (the last op before the product with V) and reads the arc entries as the probabilities pass. Its
@@ -31,7 +33,10 @@ import logging
 from collections.abc import Iterable
 
 import torch
-from transformers.models.bert.modeling_bert import BertSdpaSelfAttention
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+from transformers.models.bert.modeling_bert import BertSelfAttention
 
 TYPES = ("max", "uniform")
 DIRECTIONS = ("both", "dependent_to_parent", "parent_to_dependent")
@@ -141,6 +146,11 @@ class ArcTap(torch.nn.Module):
         self.direction = "both"
         self.values = None
 
+    @property
+    def p(self) -> float:
+        # transformers 5 BERT reads its attention dropout's rate (layer.dropout.p) on every call
+        return self.dropout.p
+
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
         probs = self.dropout(probs)
         if self.arcs is None:
@@ -148,6 +158,50 @@ class ArcTap(torch.nn.Module):
         probs, to_parent, to_dependent = _TapArcs.apply(probs, *self.arcs, self.direction)
         self.values = (to_parent, to_dependent)
         return probs
+
+
+def additive_mask(mask, dtype):
+    """The mask as eager attention adds it: transformers 5 hands attention a boolean mask (True:
+    attend), which this turns into 0 / the dtype's minimum like transformers' eager_mask; None
+    (no padding) and additive masks pass through."""
+    if mask is None or mask.dtype != torch.bool:
+        return mask
+    return torch.where(mask, torch.zeros((), device=mask.device, dtype=dtype), torch.finfo(dtype).min)
+
+
+def eager_attention(module, query, key, value, attention_mask, scaling):
+    """transformers' eager attention, except that the dropout is the layer's own module (its
+    ``dropout``, an ``ArcTap`` once installed): transformers 5 calls the dropout function directly,
+    which no tap can wrap. The same ops and RNG draws as theirs (nn.Dropout is that function)."""
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    mask = additive_mask(attention_mask, weights.dtype)
+    if mask is not None:
+        weights = weights + mask
+    weights = module.dropout(torch.nn.functional.softmax(weights, dim=-1))
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
+def sas_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """The attention of the models training builds (``SAS_ATTENTION``): the fused arc reader
+    while a ``FusedArcSelfAttention`` has arcs, eager attention (through the layer's dropout
+    module, where the arc taps sit) when the call asks for the attentions, SDPA otherwise. This is
+    the dispatch transformers 4's BertSdpaSelfAttention did itself; transformers 5 picks one
+    attention function per model, and its SDPA returns no attentions."""
+    scaling = query.size(-1) ** -0.5 if scaling is None else scaling
+    if isinstance(module, FusedArcSelfAttention) and module.arcs is not None:
+        bias = additive_mask(attention_mask, query.dtype)
+        out, lse = attention_with_lse(query, key, value, bias, dropout, scaling)
+        module.values = fused_arc_values(query, key, bias, lse, module.arcs, module.direction, scaling)
+        return out.transpose(1, 2).contiguous(), None
+    if kwargs.get("output_attentions"):
+        return eager_attention(module, query, key, value, attention_mask, scaling)
+    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+
+
+SAS_ATTENTION = "sasbert_sdpa"
+AttentionInterface.register(SAS_ATTENTION, sas_attention)
+# SDPA's masks (None without padding, else boolean): sas_attention converts them where it adds them
+AttentionMaskInterface.register(SAS_ATTENTION, sdpa_mask)
 
 
 def install_arc_taps(bert_model) -> list[ArcTap]:
@@ -378,12 +432,14 @@ def fused_arc_values(query, key, bias, lse, arcs, direction, scale):
     return (values[:n_arcs] if to_parent else None, values[-n_arcs:] if to_dependent else None)
 
 
-class FusedArcSelfAttention(BertSdpaSelfAttention):
-    """HF BERT's SDPA self-attention that, while ``arcs`` is set, runs a kernel that also returns
-    the rows' log-sum-exp and records the pre-dropout attention at the arcs (``values``).
+class FusedArcSelfAttention(BertSelfAttention):
+    """HF BERT's self-attention that, while ``arcs`` is set, runs a kernel that also returns the
+    rows' log-sum-exp and records the pre-dropout attention at the arcs (``values``): the work is
+    done in ``sas_attention``, which transformers 5 hands this module's q, k and v.
 
     Installed by changing the class of each layer's existing module (``install_fused_arcs``): the
     parameters, their names and the checkpoints are untouched. Without arcs it is the parent class.
+    (transformers 5 BERT has absolute position embeddings only, so that is no longer checked.)
     """
 
     arcs = None
@@ -391,33 +447,22 @@ class FusedArcSelfAttention(BertSdpaSelfAttention):
     values = None
 
     def forward(self, hidden_states, attention_mask=None, *args, **kwargs):
-        if self.arcs is None:
-            return super().forward(hidden_states, attention_mask, *args, **kwargs)
-        if args or any(kwargs.get(k) is not None for k in ("head_mask", "encoder_hidden_states", "past_key_values")):
+        unsupported = ("head_mask", "encoder_hidden_states", "cache", "past_key_values")
+        if self.arcs is not None and (args or any(kwargs.get(k) is not None for k in unsupported)):
             raise ValueError("the fused SAS regularizer supports plain encoder self-attention only")
-        if self.position_embedding_type != "absolute":
-            raise ValueError("the fused SAS regularizer needs absolute position embeddings")
-        batch, size, _ = hidden_states.shape
-
-        def heads_first(layer):
-            return layer(hidden_states).view(batch, size, self.num_attention_heads, -1).transpose(1, 2)
-
-        query, key, value = heads_first(self.query), heads_first(self.key), heads_first(self.value)
-        scale = self.attention_head_size**-0.5
-        dropout_p = self.dropout_prob if self.training else 0.0
-        out, lse = attention_with_lse(query, key, value, attention_mask, dropout_p, scale)
-        self.values = fused_arc_values(query, key, attention_mask, lse, self.arcs, self.direction, scale)
-        return out.transpose(1, 2).reshape(batch, size, self.all_head_size), None
+        return super().forward(hidden_states, attention_mask, *args, **kwargs)
 
 
 def install_fused_arcs(bert_model) -> list[FusedArcSelfAttention]:
-    """Make every layer's self-attention of a HF BertModel (built with SDPA attention) a
+    """Make every layer's self-attention of a HF BertModel (built with ``SAS_ATTENTION``) a
     ``FusedArcSelfAttention`` (idempotent); returns them."""
     modules = []
     for layer in bert_model.encoder.layer:
         attention = layer.attention.self
-        if not isinstance(attention, BertSdpaSelfAttention):
-            raise ValueError("the fused SAS regularizer needs a model built with attn_implementation='sdpa'")
+        if attention.config._attn_implementation != SAS_ATTENTION:
+            raise ValueError(
+                f"the fused SAS regularizer needs a model built with attn_implementation={SAS_ATTENTION!r}"
+            )
         attention.__class__ = FusedArcSelfAttention
         modules.append(attention)
     return modules

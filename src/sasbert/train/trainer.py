@@ -188,16 +188,6 @@ class SASTrainer(Trainer):
         super()._maybe_log_save_evaluate(tr_loss, grad_norm, *args, **kwargs)
         self._step_started = time.perf_counter()
 
-    def _load_optimizer_and_scheduler(self, checkpoint):
-        # Under DDP the Trainer maps the optimizer state to args.device, which on CPU is "cpu:0",
-        # a location torch.load cannot restore to; load it onto the CPU like one process does.
-        if checkpoint is None or self.args.world_size == 1 or self.args.device.type != "cpu":
-            return super()._load_optimizer_and_scheduler(checkpoint)
-        self.optimizer.load_state_dict(
-            torch.load(Path(checkpoint) / "optimizer.pt", map_location="cpu", weights_only=True)
-        )
-        self.lr_scheduler.load_state_dict(torch.load(Path(checkpoint) / "scheduler.pt", weights_only=True))
-
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         # Linear warmup, then linear decay to zero at the run's horizon (which may lie past
         # max_steps), never at the end of this segment of training.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,16 @@ from sasbert.measure.glue.metrics import score
 from sasbert.measure.glue.tasks import task_of
 
 log = logging.getLogger(__name__)
+
+
+def warmup_steps(options: dict, n_train: int) -> float:
+    """The ``warmup_ratio`` option as TrainingArguments' ``warmup_steps``: transformers 5 dropped
+    warmup_ratio and reads a float in [0, 1) as the ratio, but 1 as one step; a ratio of 1 is
+    every step of the run (one process, no accumulation: the Trainer's count of steps)."""
+    ratio = options["warmup_ratio"]
+    if ratio < 1:
+        return ratio
+    return math.ceil(options["epochs"] * max(math.ceil(n_train / options["batch_size"]), 1))
 
 
 def load_classifier(path: str | Path, num_labels: int):
@@ -100,7 +111,7 @@ def finetune(
             per_device_eval_batch_size=options["eval_batch_size"],
             num_train_epochs=options["epochs"],
             weight_decay=options["weight_decay"],
-            warmup_ratio=options["warmup_ratio"],
+            warmup_steps=warmup_steps(options, len(train)),
             lr_scheduler_type="linear",
             seed=finetune_seed,
             bf16=options["precision"] == "bf16",

@@ -98,7 +98,7 @@ def no_data_message(task: str, repo: str, why: str) -> str:
     return (
         f"GLUE task {task}: no data ({repo}, config {task}, is not in the HF cache and cannot be fetched: {why}). "
         f"Where there is internet, run `snakemake glue_data` (a local rule: it fills the HF cache) or "
-        f"`huggingface-cli download {repo} --repo-type dataset --include '{task}/*'`, then copy the cache here "
+        f"`hf download {repo} --repo-type dataset --include '{task}/*'`, then copy the cache here "
         f"(or point HF_HOME at it); or give the task's data in the config: glue.data.{task}: "
         "{data_files: {train: train.csv, validation: dev.csv}} or {saved: a save_to_disk folder}"
     )
