@@ -24,7 +24,7 @@ from sasbert.measure.glue import cli as glue_cli
 from sasbert.measure.glue import finetune as glue_finetune
 from sasbert.measure.glue import metrics as glue_metrics
 from sasbert.measure.glue import tasks as glue_tasks
-from sasbert.options import defaults
+from sasbert.measure.glue.options import FinetuneOptions
 
 BLIMP = REPO / "resources" / "blimp"
 VOCAB = REPO / "resources" / "tokenizer" / "ewt-train-wordpiece-8000.txt"
@@ -333,7 +333,7 @@ def test_finetuned_scores_equal_matthews_on_the_predictions_and_learning_beats_r
     tiny_checkpoints, blimp_task
 ):
     dataset = glue_tasks.load_prepared(blimp_task, "cola")
-    options = {**defaults("glue"), **TINY_OPTIONS}
+    options = FinetuneOptions(**TINY_OPTIONS)
     scores = {}
     for name in ("step-0", "step-1000"):
         for finetune_seed in FINETUNE_SEEDS:
@@ -371,7 +371,7 @@ def test_regression_and_pair_tasks_score_pearson_and_spearman_like_scipy(tiny_ch
         for split, frame in pairs.items()
     }
     glue_tasks.save_task(glue_tasks.check_splits("stsb", splits, "test"), tmp_path / "stsb")
-    options = {**defaults("glue"), **TINY_OPTIONS, "epochs": 1}
+    options = FinetuneOptions(**TINY_OPTIONS, epochs=1)
     metrics, predictions = glue_finetune.finetune(
         tiny_checkpoints / "step-0", glue_tasks.load_prepared(tmp_path / "stsb", "stsb"), "stsb", options, 0
     )

@@ -83,3 +83,23 @@ def test_the_cli_refuses_bad_options_with_a_message(tmp_path):
     assert result.returncode == 2
     assert "sasbert blimp: error: --options: blimp.variant: 'sideways' is not one of" in result.stderr
     assert "Traceback" not in result.stderr and not list(tmp_path.iterdir())
+
+
+def test_each_stage_options_object_is_its_config_section_with_the_schema_defaults():
+    """Probe, BLiMP and GLUE take their options as one dataclass; its fields are the config
+    section's keys (GLUE: those a fine-tuning job reads) and its defaults the schema's."""
+    import dataclasses
+
+    from sasbert.measure.blimp.options import BlimpOptions
+    from sasbert.measure.glue.options import SELECTION_KEYS, FinetuneOptions
+    from sasbert.measure.probe.options import ProbeOptions
+
+    for cls, section, left_out in (
+        (ProbeOptions, "probe", ()),
+        (BlimpOptions, "blimp", ()),
+        (FinetuneOptions, "glue", SELECTION_KEYS),
+    ):
+        expected = {k: v for k, v in options.defaults(section).items() if k not in left_out}
+        assert dataclasses.asdict(cls()) == expected, section
+    glue_section = {**options.defaults("glue"), "tasks": ["cola"], "epochs": 1}
+    assert FinetuneOptions.from_section(glue_section).epochs == 1

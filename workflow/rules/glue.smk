@@ -11,7 +11,7 @@
 # fine-tuning seed. Which checkpoints, tasks and seeds are chosen here; the jobs get only the
 # training settings, so choosing more checkpoints or tasks runs the new jobs alone.
 GLUE = config.get("glue")
-GLUE_SELECTION_KEYS = {"tasks", "runs", "steps", "every_steps", "finetune_seeds", "hub_dataset", "data"}
+from sasbert.measure.glue.options import SELECTION_KEYS as GLUE_SELECTION_KEYS  # noqa: E402
 
 
 def glue_measured():

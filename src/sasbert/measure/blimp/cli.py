@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from pathlib import Path
 
 from sasbert.code_identity import code_fingerprint
 from sasbert.data.blimp_pairs import load_blimp, subset_pairs
 from sasbert.errors import InputError
+from sasbert.measure.blimp.options import BlimpOptions
 from sasbert.measure.blimp.scoring import CAUSAL_METHOD, VARIANTS, CausalScorer, PLLScorer, score_pairs
 from sasbert.measure.blimp.tables import _sort_summary, gather, summarize
 from sasbert.measure.checkpoints import (
@@ -91,15 +93,14 @@ def run(args: argparse.Namespace) -> None:
     if args.blimp_command == "gather":
         write_parquet(gather(args.inputs), args.out)
         return
-    opts = resolve_options(args, "blimp")
-    if opts["batch_size"] < 1:
-        raise InputError(f"--batch-size must be >= 1, got {opts['batch_size']}")
-    checkpoints = thin_series(resolve_checkpoints(args.checkpoint, args.step), opts["every_steps"])
+    options = BlimpOptions(**resolve_options(args, "blimp"))
+    options.check()
+    checkpoints = thin_series(resolve_checkpoints(args.checkpoint, args.step), options.every_steps)
     kinds = {model_kind(path) for path, _ in checkpoints}
     if len(kinds) > 1:
         raise InputError("the checkpoints mix masked and causal LMs: score each kind as its own series")
-    scorer_class, method = (CausalScorer, CAUSAL_METHOD) if kinds == {"causal"} else (PLLScorer, opts["variant"])
-    pairs = subset_pairs(load_blimp(args.data_dir), opts["pairs_per_paradigm"], opts["subset_seed"])
+    scorer_class, method = (CausalScorer, CAUSAL_METHOD) if kinds == {"causal"} else (PLLScorer, options.variant)
+    pairs = subset_pairs(load_blimp(args.data_dir), options.pairs_per_paradigm, options.subset_seed)
     log.info(
         "BLiMP: %d pairs from %d paradigms; %d checkpoint(s); %s",
         len(pairs),
@@ -109,14 +110,14 @@ def run(args: argparse.Namespace) -> None:
     )
 
     def score(path: Path, step: int) -> dict:
-        scorer = scorer_class.from_pretrained(path, device=args.device, batch_size=opts["batch_size"], progress=True)
+        scorer = scorer_class.from_pretrained(path, device=args.device, batch_size=options.batch_size, progress=True)
         scored = score_pairs(scorer, pairs, method, step)
         log.info("step %d (%s): overall accuracy %.4f", step, path, scored.groupby("UID")["correct"].mean().mean())
         return {"pairs": scored}
 
     identity = {
         "code": code_fingerprint(__name__.removeprefix("sasbert.")),
-        "options": {k: v for k, v in opts.items() if k not in SELECTION_OPTIONS},
+        "options": {k: v for k, v in dataclasses.asdict(options).items() if k not in SELECTION_OPTIONS},
         "method": method,
         "pairs": frame_sha256(pairs),
     }

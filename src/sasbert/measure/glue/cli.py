@@ -10,6 +10,7 @@ from pathlib import Path
 from sasbert.errors import InputError
 from sasbert.measure.glue.finetune import finetune
 from sasbert.measure.glue.metrics import METRIC_COLUMNS, PREDICTION_COLUMNS, gather, labelled
+from sasbert.measure.glue.options import FinetuneOptions
 from sasbert.measure.glue.tasks import TASKS, load_prepared, load_task, save_task, task_of
 from sasbert.options import add_option_flags
 from sasbert.options import resolve as resolve_options
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace) -> None:
         return
     from sasbert.measure.checkpoints import resolve_checkpoints
 
-    options = resolve_options(args, "glue")
+    options = FinetuneOptions.from_section(resolve_options(args, "glue"))
     if args.threads > 0:
         import torch
 

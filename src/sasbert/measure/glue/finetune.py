@@ -11,19 +11,20 @@ import pandas as pd
 
 from sasbert.errors import InputError
 from sasbert.measure.glue.metrics import score
+from sasbert.measure.glue.options import FinetuneOptions
 from sasbert.measure.glue.tasks import task_of
 
 log = logging.getLogger(__name__)
 
 
-def warmup_steps(options: dict, n_train: int) -> float:
+def warmup_steps(options: FinetuneOptions, n_train: int) -> float:
     """The ``warmup_ratio`` option as TrainingArguments' ``warmup_steps``: transformers 5 dropped
     warmup_ratio and reads a float in [0, 1) as the ratio, but 1 as one step; a ratio of 1 is
     every step of the run (one process, no accumulation: the Trainer's count of steps)."""
-    ratio = options["warmup_ratio"]
+    ratio = options.warmup_ratio
     if ratio < 1:
         return ratio
-    return math.ceil(options["epochs"] * max(math.ceil(n_train / options["batch_size"]), 1))
+    return math.ceil(options.epochs * max(math.ceil(n_train / options.batch_size), 1))
 
 
 def load_classifier(path: str | Path, num_labels: int):
@@ -58,7 +59,7 @@ def finetune(
     checkpoint: str | Path,
     dataset,
     task: str,
-    options: dict,
+    options: FinetuneOptions,
     finetune_seed: int,
     device: str = "auto",
     work_dir: str | Path | None = None,
@@ -75,20 +76,20 @@ def finetune(
     datasets.disable_progress_bars()  # job logs hold plain lines, not redrawn bars
     spec = task_of(task)
     torch_device = resolve_device(device)
-    if options["precision"] != "fp32" and torch_device.type != "cuda":
-        raise InputError(f"glue.precision: {options['precision']} needs a GPU (this job runs on {torch_device})")
+    if options.precision != "fp32" and torch_device.type != "cuda":
+        raise InputError(f"glue.precision: {options.precision} needs a GPU (this job runs on {torch_device})")
     set_seed(finetune_seed)  # before the head is made: its initialisation is part of the seed
     model, tokenizer = load_classifier(checkpoint, spec.num_labels)
     # a model with fewer positions than max_length reads no further than it can
-    positions = getattr(model.config, "max_position_embeddings", None) or options["max_length"]
-    max_length = min(options["max_length"], positions)
-    if max_length < options["max_length"]:
+    positions = getattr(model.config, "max_position_embeddings", None) or options.max_length
+    max_length = min(options.max_length, positions)
+    if max_length < options.max_length:
         log.warning(
             "%s has %d positions: examples are cut at %d pieces, not %d",
             checkpoint,
             positions,
             max_length,
-            options["max_length"],
+            options.max_length,
         )
 
     def encode(batch):
@@ -101,26 +102,26 @@ def finetune(
             part = part.select(range(min(limit, len(part))))
         return part.map(encode, batched=True, remove_columns=[*spec.columns, "idx"]).rename_column("label", "labels")
 
-    train = prepare("train", options["max_train_samples"])
-    evaluation = {split: prepare(split, options["max_eval_samples"]) for split in spec.eval_splits}
+    train = prepare("train", options.max_train_samples)
+    evaluation = {split: prepare(split, options.max_eval_samples) for split in spec.eval_splits}
     with tempfile.TemporaryDirectory(dir=work_dir) as scratch:
         arguments = TrainingArguments(
             output_dir=scratch,
-            learning_rate=options["learning_rate"],
-            per_device_train_batch_size=options["batch_size"],
-            per_device_eval_batch_size=options["eval_batch_size"],
-            num_train_epochs=options["epochs"],
-            weight_decay=options["weight_decay"],
+            learning_rate=options.learning_rate,
+            per_device_train_batch_size=options.batch_size,
+            per_device_eval_batch_size=options.eval_batch_size,
+            num_train_epochs=options.epochs,
+            weight_decay=options.weight_decay,
             warmup_steps=warmup_steps(options, len(train)),
             lr_scheduler_type="linear",
             seed=finetune_seed,
-            bf16=options["precision"] == "bf16",
-            fp16=options["precision"] == "fp16",
+            bf16=options.precision == "bf16",
+            fp16=options.precision == "fp16",
             use_cpu=torch_device.type == "cpu",
             eval_strategy="no",
             save_strategy="no",
             logging_strategy="steps",
-            logging_steps=options["logging_steps"],
+            logging_steps=options.logging_steps,
             report_to=[],
             disable_tqdm=True,
             dataloader_num_workers=0,
@@ -139,7 +140,7 @@ def finetune(
             logits = np.asarray(output.predictions)
             predicted = logits[:, 0] if spec.num_labels == 1 else logits.argmax(axis=-1)
             labels = np.asarray(part["labels"])
-            rows = score(task, split, labels, predicted, options["bootstrap_samples"])
+            rows = score(task, split, labels, predicted, options.bootstrap_samples)
             for row in rows:
                 log.info(
                     "%s %s: %s %.4f [%.4f, %.4f] (%d examples)",
