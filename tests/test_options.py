@@ -94,12 +94,13 @@ def test_each_stage_options_object_is_its_config_section_with_the_schema_default
     from sasbert.measure.glue.options import SELECTION_KEYS, FinetuneOptions
     from sasbert.measure.probe.options import ProbeOptions
 
-    for cls, section, left_out in (
-        (ProbeOptions, "probe", ()),
-        (BlimpOptions, "blimp", ()),
-        (FinetuneOptions, "glue", SELECTION_KEYS),
+    for cls, section, left_out, path in (
+        (ProbeOptions, "probe", (), {"treebank": None}),
+        (BlimpOptions, "blimp", (), {"data_dir": None}),
+        (FinetuneOptions, "glue", SELECTION_KEYS, {}),
     ):
         expected = {k: v for k, v in options.defaults(section).items() if k not in left_out}
-        assert dataclasses.asdict(cls()) == expected, section
+        assert dataclasses.asdict(cls()) == {**path, **expected}, section
+        assert set(dataclasses.asdict(cls())) | set(left_out) == set(options.section_schema(section)["properties"])
     glue_section = {**options.defaults("glue"), "tasks": ["cola"], "epochs": 1}
     assert FinetuneOptions.from_section(glue_section).epochs == 1

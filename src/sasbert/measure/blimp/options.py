@@ -12,8 +12,10 @@ from sasbert.measure.blimp.tables import BLIMP_DEFAULTS
 class BlimpOptions:
     """Which pairs are scored (``pairs_per_paradigm`` of each paradigm, drawn with ``subset_seed``;
     None: all), the PLL ``variant``, the batch, and which checkpoints (``every_steps``):
-    docs/configuration.md."""
+    docs/configuration.md. ``data_dir`` is the section's folder of pairs (no default); the CLI reads
+    the pairs its ``--data-dir`` names."""
 
+    data_dir: str | None = None
     pairs_per_paradigm: int | None = BLIMP_DEFAULTS["pairs_per_paradigm"]
     subset_seed: int = BLIMP_DEFAULTS["subset_seed"]
     variant: str = BLIMP_DEFAULTS["variant"]

@@ -15,8 +15,11 @@ SCORINGS = ("spec", "authors")
 class ProbeOptions:
     """How the heads are scored (``scoring``: the method's, or the authors'), which sentences fit
     (``max_pieces``), how many are read (``max_sentences``), the batch, and which relations count
-    towards the "mean" row (``min_relation_count``): docs/configuration.md."""
+    towards the "mean" row (``min_relation_count``): docs/configuration.md. ``treebank`` is the
+    section's path of the gold treebank (no default); the CLI reads the treebank its ``--treebank``
+    names."""
 
+    treebank: str | None = None
     scoring: str = DEFAULTS["scoring"]
     max_pieces: int = DEFAULTS["max_pieces"]
     max_sentences: int | None = DEFAULTS["max_sentences"]
