@@ -9,9 +9,12 @@ makes BERT fall back to eager attention for that step only.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 from pathlib import Path
 
+import torch
 import torch.nn.functional as F
 from transformers import (
     BertConfig,
@@ -20,6 +23,34 @@ from transformers import (
 )
 
 from sasbert.train.regularizer import SAS_ATTENTION, arc_indices, combine_arcs, install_arc_taps, install_fused_arcs
+
+
+@contextlib.contextmanager
+def decoder_bias_drawn_as_in_transformers_4(config: BertConfig):
+    """Build BERT's MLM decoder as transformers 4 did, without drawing its bias.
+
+    transformers 5 makes the decoder ``nn.Linear(hidden, vocab, bias=True)`` and then ties that
+    bias to ``cls.predictions.bias`` (zeros), so the vocab_size uniform numbers drawn for it are
+    thrown away; transformers 4 made it without a bias. The extra draw shifts the random stream,
+    and with it ``cls.predictions.transform.dense.weight`` and every draw after (dropout included):
+    a seed would give another run than it did under transformers 4. Inside this context a Linear of
+    the decoder's shape draws its weight as ``nn.Linear`` does and leaves its bias at zero, which
+    gives the same initial weights and random state as transformers 4 (tests/test_pretrain.py).
+    """
+    reset = torch.nn.Linear.reset_parameters
+    shape = (config.vocab_size, config.hidden_size)
+
+    def reset_parameters(linear: torch.nn.Linear) -> None:
+        if linear.bias is None or tuple(linear.weight.shape) != shape:
+            return reset(linear)
+        torch.nn.init.kaiming_uniform_(linear.weight, a=math.sqrt(5))  # nn.Linear's own weight draw
+        torch.nn.init.zeros_(linear.bias)
+
+    torch.nn.Linear.reset_parameters = reset_parameters
+    try:
+        yield
+    finally:
+        torch.nn.Linear.reset_parameters = reset
 
 
 class MaskedHeadBertForMaskedLM(BertForMaskedLM):
@@ -33,6 +64,10 @@ class MaskedHeadBertForMaskedLM(BertForMaskedLM):
     # the run's regularizer section (type, direction, attention, ...), set by train(); not read from
     # the schema here, which would make config.py and options.py code inputs of every training job
     sas_options: dict = {}
+
+    def __init__(self, config: BertConfig):
+        with decoder_bias_drawn_as_in_transformers_4(config):
+            super().__init__(config)
 
     def forward(self, input_ids, attention_mask=None, labels=None, heads=None, compute_sas=False):
         if not compute_sas:
