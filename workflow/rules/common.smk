@@ -1,6 +1,7 @@
-# What the DAG needs from every rule file: the validated config, the run plan, checkpoint series,
-# paths and fingerprints. Each stage's input functions live in its own rule file. Never import torch
-# here: the DAG is built on login nodes and laptops alike.
+# What the DAG needs from every stage: the validated config, the run plan, checkpoint series,
+# paths and fingerprints. Each stage's input functions live in workflow/rules/inputs/<stage>.smk,
+# which its rule file includes (Snakemake's lint wants functions and rules in separate files). Never
+# import torch here: the DAG is built on login nodes and laptops alike.
 import hashlib
 import json
 import os

@@ -1,0 +1,50 @@
+# The input functions and settings of workflow/rules/series.smk, which includes this file: what
+# its jobs read and the flags they get, from the config (common.smk) and the run plan.
+
+
+def by_step_dir(stage, wildcards):
+    """Where a probe or BLiMP job of a run x seed keeps its per-checkpoint tables (each entry also
+    records the code, options and data it was computed from, and is reused only for the same)."""
+    # options that choose which checkpoints are scored, not how: a change keeps the scores made
+    scoring = {k: v for k, v in config[stage].items() if k not in sascheckpoints.SELECTION_OPTIONS}
+    return f"results/{stage}/{wildcards.run}/seed{wildcards.seed}/by_step-{options_key(scoring)}"
+
+
+def probe_by_step(wildcards):
+    return by_step_dir("probe", wildcards)
+
+
+def blimp_by_step(wildcards):
+    return by_step_dir("blimp", wildcards)
+
+
+def scored_checkpoints(wildcards):
+    """What a probe or BLiMP job of a run x seed reads: the run's published checkpoints folder,
+    or a series' checkpoint folders."""
+    if wildcards.run in HUB_SERIES:
+        return f"results/series/{wildcards.run}/fetched.json"
+    if wildcards.run in SERIES:
+        return [folder for folder, _ in SERIES_CHECKPOINTS[wildcards.run]]
+    return f"{run_dir_of(wildcards)}/checkpoints"
+
+
+def scored_parts(stage, suffix):
+    """The part jobs a probe or BLiMP job of a run takes over from (none for a series)."""
+
+    def parts(wildcards):
+        ends = [] if wildcards.run in SERIES else PLAN.part_ends(wildcards.run)
+        return [f"results/{stage}/{wildcards.run}/seed{wildcards.seed}/parts/until-{e}.{suffix}" for e in ends]
+
+    return parts
+
+
+def checkpoint_args(wildcards, input):
+    """The scored checkpoint folders, one per published step, shell-quoted: a job that scores a
+    series names each folder it expects, so a deleted one stops it with the folder's name instead
+    of leaving a silent gap in its table. A series' steps are given with --step."""
+    if wildcards.run in SERIES:
+        pairs = SERIES_CHECKPOINTS[wildcards.run]
+        names = " ".join(shlex.quote(name) for name, _ in pairs)
+        return f"{names} --step {' '.join(str(step) for _, step in pairs)}"
+    steps = PLAN.published_by(wildcards.run, getattr(wildcards, "end", None))
+    return " ".join(shlex.quote(f"{input.checkpoints}/step-{s}") for s in steps)
