@@ -42,7 +42,15 @@ def main(argv=None) -> int:
 
     import torch
     from minicons import scorer as mscorer
-    from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast, PreTrainedTokenizerBase
+
+    if not hasattr(PreTrainedTokenizerBase, "batch_encode_plus"):
+        # minicons 0.3.39 calls batch_encode_plus, which transformers 5 removed; it was __call__ on
+        # a list of texts, so forwarding leaves minicons' arithmetic as it is (as in tests/conftest.py)
+        def batch_encode_plus(self, batch_text_or_text_pairs, **kwargs):
+            return self(batch_text_or_text_pairs, **kwargs)
+
+        PreTrainedTokenizerBase.batch_encode_plus = batch_encode_plus
 
     from sasbert.data import blimp_pairs
     from sasbert.measure.blimp import scoring as blimp_scoring

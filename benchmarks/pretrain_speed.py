@@ -16,6 +16,7 @@ Prints a table and ends with one line holding the headline ratio.
 from __future__ import annotations
 
 import argparse
+import copy
 import resource
 import time
 
@@ -110,7 +111,7 @@ def main():
     device = torch.device(args.device)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.precision]
     torch.set_num_threads(args.threads)
-    hf_logging.set_verbosity_error()  # BERT's one-time note that eager attention serves output_attentions
+    hf_logging.set_verbosity_error()  # transformers' one-time notes
 
     model_kwargs = dict(MODEL_PRESETS[args.preset])
     model_kwargs["intermediate_size"] = 4 * model_kwargs["hidden_size"]
@@ -123,7 +124,8 @@ def main():
     model.train()
     # The same weights with eager attention: separates the regularizer's own cost from the
     # attention kernel's.
-    eager = type(model)._from_config(model.config, attn_implementation="eager")
+    # (a copy of the config: transformers 5's _from_config sets the attention on the config it is given)
+    eager = type(model)._from_config(copy.deepcopy(model.config), attn_implementation="eager")
     eager.load_state_dict(model.state_dict())
     eager.sas_options = model.sas_options
     eager.train()
