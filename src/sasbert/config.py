@@ -126,19 +126,17 @@ def check_config_file(path: str | Path) -> None:
         raise ConfigError(f"{path}: the config file is {what} (give sections such as 'train:' at its top level)")
 
 
-def type_command_line_values(config: dict, given: dict, path: tuple = ()) -> None:
+def type_command_line_values(config: dict, given: dict) -> None:
     """Read the values given with ``snakemake --config`` as YAML, in place, as a config file's are.
 
     Snakemake reads a nested ``--config`` value with YAML's base loader, where every scalar is a
     string (``train={max_steps: 40}`` gives ``'40'``), and every section of this config is nested.
-    A leaf is retyped only where ``config`` still holds the string that ``given`` gave there."""
+    A value is retyped only where ``config`` still holds what ``given`` gave there."""
     for key, value in given.items():
-        where = config.get(key) if isinstance(config, dict) else None
+        where = config.get(key)
         if isinstance(value, dict) and isinstance(where, dict):
-            type_command_line_values(where, value, (*path, key))
-        elif isinstance(value, list) and where == value:
-            config[key] = [_yaml_scalar(item) for item in value]
-        elif isinstance(value, str) and where == value:
+            type_command_line_values(where, value)
+        elif where == value:
             config[key] = _yaml_scalar(value)
 
 

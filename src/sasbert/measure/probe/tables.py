@@ -9,12 +9,9 @@ import numpy as np
 import pandas as pd
 
 from sasbert.errors import InputError
+from sasbert.measure.probe.options import DEFAULTS as PROBE_DEFAULTS
 from sasbert.measure.probe.sentences import ALL
-from sasbert.options import defaults as schema_defaults
 from sasbert.tables import read_table
-
-PROBE_DEFAULTS = schema_defaults("probe")  # the config schema's: defaults live there only
-
 
 OFFSETS = (-3, -2, -1, 1, 2, 3)
 
