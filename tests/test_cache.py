@@ -128,6 +128,16 @@ def test_the_package_fingerprints_of_this_repository():
     assert "train.regularizer" in code_identity.training_fingerprints(staged)
 
 
+def test_gathering_and_detection_are_separate_code():
+    """The tables and phases rules (workflow/rules/analysis.smk) name their command's module beside
+    analysis.cli, which imports neither: a change to onset detection does not regather the tables,
+    and a change to gathering does not redetect onsets."""
+    tables_rule = code_identity.module_closure(["analysis.cli", "analysis.gather"])
+    phases_rule = code_identity.module_closure(["analysis.cli", "analysis.phases"])
+    assert "analysis.phases" not in tables_rule and "analysis.curves" not in tables_rule
+    assert "analysis.gather" not in phases_rule and "analysis.runs" not in phases_rule
+
+
 def test_every_module_of_the_package_keeps_its_fingerprint_under_comments_and_docstrings(tmp_path):
     copy = tmp_path / "sasbert"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))

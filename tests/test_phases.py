@@ -201,7 +201,7 @@ def test_stitch_prepends_the_parents_history():
     rows += [("c", 0, s, 2000.0 + s) for s in range(400, 700, 100)]
     rows += [("a", 1, s, -1.0) for s in range(0, 700, 100)]  # another seed: not mixed in
     table = pd.DataFrame(rows, columns=["run", "seed", "step", "y"])
-    out = gather.stitch(table, runs)
+    out = curves.stitch(table, runs)
     c = out[(out["run"] == "c") & (out["seed"] == 0)]
     assert list(c["step"]) == [0, 100, 200, 300, 400, 500, 600]
     assert list(c["y"]) == [0.0, 100.0, 1200.0, 1300.0, 2400.0, 2500.0, 2600.0]

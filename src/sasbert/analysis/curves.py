@@ -1,6 +1,7 @@
 """A metric's curve over checkpoints: the smoothing, derivatives, noise and rise that phases' rules
 read (docs/method.md, "Phases"), and the selections of the gathered tables that make a curve
-(one treebank's UAS, overall BLiMP, the GLUE score), which the figures read too.
+(one treebank's UAS, overall BLiMP, the GLUE score; a release run's curve stitched onto its
+parent's), which the figures read too.
 """
 
 from __future__ import annotations
@@ -194,3 +195,32 @@ def blimp_overall(blimp: pd.DataFrame, variant: str | None = None) -> pd.DataFra
     if variant not in variants:
         raise InputError(f"BLiMP variant {variant!r} not in the table (has: {', '.join(variants)})")
     return rows[rows["variant"] == variant][columns]
+
+
+def stitch(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (with ``run, seed, step``) where every run that resumes from a parent gets the
+    parent's rows (same seed) with step < its start step prepended, recursively. Adds a column
+    ``segment``: "own" or "parent"."""
+    info = runs.set_index("run")
+    pieces = []
+    own = table.assign(segment="own")
+    by_run = {run: df for run, df in own.groupby("run", sort=False)}
+    for run, df in by_run.items():
+        pieces.append(df)
+        chain_run, start = run, None
+        seen = {run}
+        while chain_run in info.index and isinstance(info.at[chain_run, "parent"], str):
+            parent = info.at[chain_run, "parent"]
+            cut = int(info.at[chain_run, "start_step"])
+            start = cut if start is None else min(start, cut)
+            if parent in seen or parent not in by_run:
+                break
+            seen.add(parent)
+            prev = by_run[parent]
+            prev = prev[(prev["step"] < start) & prev["seed"].isin(df["seed"].unique())]
+            pieces.append(prev.assign(run=run, segment="parent"))
+            chain_run = parent
+    if not pieces:
+        return own
+    out = pd.concat(pieces, ignore_index=True)
+    return out.sort_values(["run", "seed", "step"], kind="stable").reset_index(drop=True)

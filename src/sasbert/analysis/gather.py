@@ -22,7 +22,7 @@ The per-run x seed tables of the other stages are stacked into tidy all-runs tab
 * ``blimp.parquet``: ``run, seed`` + the BLiMP summary columns ``step, variant, level, name,
   phenomenon, accuracy, ci_low, ci_high, n_pairs, n_paradigms`` (ci: the 95% interval).
 
-A run's own rows only: a release run's tables start at its start step k. ``stitch`` prepends the
+A run's own rows only: a release run's tables start at its start step k. ``curves.stitch`` prepends the
 parent's rows before k (same seed), which is the model's real history; phases and the release
 figures use stitched curves.
 
@@ -287,35 +287,6 @@ def gather_tables(
         df = df.sort_values(["_order", *sort[1:]], kind="stable").drop(columns="_order")
         out[name] = df.reset_index(drop=True)
     return out
-
-
-def stitch(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """``table`` (with ``run, seed, step``) where every run that resumes from a parent gets the
-    parent's rows (same seed) with step < its start step prepended, recursively. Adds a column
-    ``segment``: "own" or "parent"."""
-    info = runs.set_index("run")
-    pieces = []
-    own = table.assign(segment="own")
-    by_run = {run: df for run, df in own.groupby("run", sort=False)}
-    for run, df in by_run.items():
-        pieces.append(df)
-        chain_run, start = run, None
-        seen = {run}
-        while chain_run in info.index and isinstance(info.at[chain_run, "parent"], str):
-            parent = info.at[chain_run, "parent"]
-            cut = int(info.at[chain_run, "start_step"])
-            start = cut if start is None else min(start, cut)
-            if parent in seen or parent not in by_run:
-                break
-            seen.add(parent)
-            prev = by_run[parent]
-            prev = prev[(prev["step"] < start) & prev["seed"].isin(df["seed"].unique())]
-            pieces.append(prev.assign(run=run, segment="parent"))
-            chain_run = parent
-    if not pieces:
-        return own
-    out = pd.concat(pieces, ignore_index=True)
-    return out.sort_values(["run", "seed", "step"], kind="stable").reset_index(drop=True)
 
 
 # CLI

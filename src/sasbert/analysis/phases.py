@@ -86,8 +86,15 @@ import logging
 import numpy as np
 import pandas as pd
 
-from sasbert.analysis.curves import Curve, PhaseOptions, analyse_curve, blimp_overall, glue_score, select_treebank
-from sasbert.analysis.gather import stitch
+from sasbert.analysis.curves import (
+    Curve,
+    PhaseOptions,
+    analyse_curve,
+    blimp_overall,
+    glue_score,
+    select_treebank,
+    stitch,
+)
 from sasbert.atomic import atomic_path, write_parquet
 from sasbert.errors import InputError
 from sasbert.options import add_option_flags

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from sasbert.analysis.curves import stitch
 from sasbert.analysis.figures.common import (
     METRIC_LABELS,
     FigureOptions,
@@ -25,7 +26,6 @@ from sasbert.analysis.figures.common import (
     onset_summary,
     run_colors,
 )
-from sasbert.analysis.gather import stitch
 
 # ----------------------------------------------------------------------------------------------
 # Figure 3: release experiments SAS-(k)
