@@ -3,8 +3,7 @@
 A command's module is imported by name when it runs (``importlib``), not by an import statement:
 the code fingerprint of a command (``sasbert.code_identity``) is then its own module's closure, so
 a change to onset detection does not regather the tables, nor a change to gathering redetect
-onsets from tables that come out the same (detection reads the gathered tables alone; both share
-``runs`` and ``curves``' selections only where they import them). The rules name each command's
+onsets from tables that come out the same (tests/test_cache.py). The rules name each command's
 module with this one.
 """
 
