@@ -152,9 +152,9 @@ def synthetic_tables(runs=RUNS, seeds=(0, 1, 2), n_layers=4, n_heads=4):
     return {
         "runs": runs_df,
         "loss": pd.DataFrame(loss_rows, columns=gather.LOSS_COLUMNS),
-        "uas": pd.DataFrame(uas_rows, columns=gather.UAS_COLUMNS),
-        "heads": pd.DataFrame(head_rows, columns=gather.HEAD_COLUMNS),
-        "blimp": pd.DataFrame(blimp_rows, columns=gather.BLIMP_COLUMNS),
+        "uas": pd.DataFrame(uas_rows, columns=gather.COLUMNS["uas"]),
+        "heads": pd.DataFrame(head_rows, columns=gather.COLUMNS["heads"]),
+        "blimp": pd.DataFrame(blimp_rows, columns=gather.COLUMNS["blimp"]),
         "train": pd.DataFrame(train_rows, columns=gather.TRAIN_COLUMNS),
     }
 

@@ -345,7 +345,7 @@ def _results_folder(root, runs, seeds, skip=()):
                 rows.append((step, "original", "overall", "", "", acc[i], *ci, 20, 2))
                 rows.append((step, "original", "phenomenon", "binding", "binding", acc[i], *ci, 10, 1))
                 rows.append((step, "original", "paradigm", "p1", "binding", acc[i], *ci, 10, 1))
-            pd.DataFrame(rows, columns=gather.BLIMP_COLUMNS[2:]).to_parquet(blimp / "summary.parquet")
+            pd.DataFrame(rows, columns=gather.COLUMNS["blimp"][2:]).to_parquet(blimp / "summary.parquet")
 
 
 def test_gather_and_detect_cli(tmp_path, stages):
@@ -368,9 +368,9 @@ def test_gather_and_detect_cli(tmp_path, stages):
     assert rc == 0
     tables = {name: pd.read_parquet(out / f"{name}.parquet") for name in gather.TABLES}
     assert list(tables["loss"].columns) == gather.LOSS_COLUMNS
-    assert list(tables["uas"].columns) == gather.UAS_COLUMNS
-    assert list(tables["heads"].columns) == gather.HEAD_COLUMNS
-    assert list(tables["blimp"].columns) == gather.BLIMP_COLUMNS
+    assert list(tables["uas"].columns) == gather.COLUMNS["uas"]
+    assert list(tables["heads"].columns) == gather.COLUMNS["heads"]
+    assert list(tables["blimp"].columns) == gather.COLUMNS["blimp"]
     assert list(tables["train"].columns) == gather.TRAIN_COLUMNS
     assert list(tables["runs"]["run"]) == [r["name"] for r in runs]
     # relation "all" only: layers x heads x directions x checkpoints x seeds
@@ -469,8 +469,8 @@ def test_long_training_tables_are_block_averaged(tmp_path):
 def test_detect_without_probe_rows_says_so():
     runs = run_kinds.runs_table([RUNS[0]])
     loss = pd.DataFrame({"run": "base", "seed": 0, "step": GRID, "val_mlm_loss": 7 - logistic(GRID)})
-    empty_uas = pd.DataFrame({c: pd.Series(dtype="object") for c in gather.UAS_COLUMNS})
-    empty_blimp = pd.DataFrame({c: pd.Series(dtype="object") for c in gather.BLIMP_COLUMNS})
+    empty_uas = pd.DataFrame({c: pd.Series(dtype="object") for c in gather.COLUMNS["uas"]})
+    empty_blimp = pd.DataFrame({c: pd.Series(dtype="object") for c in gather.COLUMNS["blimp"]})
     ph = phases.detect(runs, loss, empty_uas, empty_blimp)
     assert len(ph) == 5
     assert ph.set_index("event").at["loss_drop", "detected"]

@@ -19,11 +19,11 @@ import yaml
 
 from conftest import EWT_DEV, REPO, job_counts, link_workflow, snakemake_ok, tiny_bert_config
 from sasbert import config as sasconfig
-from sasbert.analysis import gather
 from sasbert.errors import InputError
 from sasbert.measure.probe import (
     alignment as probe_alignment,
 )
+from sasbert.measure.probe import all_runs as probe_all_runs
 from sasbert.measure.probe import (
     scoring as probe_scoring,
 )
@@ -570,7 +570,7 @@ def test_authors_scoring_matches_a_plain_loop_of_their_rules(tmp_path, model, to
     assert len(table) >= 3 and mean["n_relations"] == len(table)
     assert mean["accuracy"] == pytest.approx(np.mean([summary.loc[("attention", r), "accuracy"] for r in table]))
     # the tables job reads this summary as it reads the spec scoring's: uas = the "all" best head, uas_mean, the offset baseline
-    (uas,) = gather._uas_rows(result.summary.assign(step=1000, treebank="wsj.parquet")).itertuples()
+    (uas,) = probe_all_runs.uas_rows(result.summary.assign(step=1000, treebank="wsj.parquet")).itertuples()
     assert (uas.uas, uas.uas_mean) == (summary.loc[("attention", "all"), "accuracy"], mean["accuracy"])
     assert (uas.offset_uas, uas.offset) == tuple(summary.loc[("offset", "all"), ["accuracy", "offset"]])
 

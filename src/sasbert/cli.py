@@ -12,6 +12,7 @@ import logging
 import sys
 
 from sasbert.errors import OutputError, StageError, write_failure
+from sasbert.measure.registry import MEASURES
 
 # stage name -> (module, one-line help)
 STAGES = {
@@ -33,8 +34,8 @@ STAGES = {
     ),
     "pretrain": ("sasbert.train.pretrain", "MLM pretraining with the SAS regularizer"),
     "series-fetch": ("sasbert.hub", "download hub checkpoints (hub:<repo>@<revision>) into the HF cache, once"),
-    "probe": ("sasbert.measure.probe.cli", "attention-head UAS of checkpoints against a gold treebank"),
-    "blimp": ("sasbert.measure.blimp.cli", "BLiMP accuracy of checkpoints by pseudo-log-likelihood"),
+    # the per-checkpoint measures: probe, blimp, ... (one command each, from their registry)
+    **{name: (f"sasbert.{measure.cli}", measure.help) for name, measure in MEASURES.items()},
     "glue": ("sasbert.measure.glue.cli", "GLUE fine-tuning of checkpoints, scored on the validation splits"),
     "phases": ("sasbert.analysis.cli", "all-runs tables (gather) and phase-transition onsets (detect)"),
     "figures": ("sasbert.analysis.figures.cli", "figures 1-5 (PNG + PDF) from the gathered tables alone"),

@@ -10,21 +10,18 @@
 # Captions for `snakemake --report report.html` live in workflow/report/.
 
 
+include: "inputs/analysis.smk"
+
+
 rule tables:
     input:
+        **{f"{m.name}_{table}": measured(m.name, f"{table}.parquet") for m, table, _ in sasmeasures.gathered_tables()},
         steps=expand("results/pretrain/{run}/seed{seed}/metrics/steps.parquet", run=RUNS, seed=SEEDS),
         eval=expand("results/pretrain/{run}/seed{seed}/metrics/eval.parquet", run=RUNS, seed=SEEDS),
-        probe=measured("probe", "summary.parquet"),
-        scores=measured("probe", "scores.parquet"),
-        blimp=measured("blimp", "summary.parquet"),
+        # each gathered table of each registered measure (sasbert.measure.registry), as --<measure>-<table>
         fetched=[f"results/series/{name}/fetched.json" for name in HUB_SERIES],
     output:
-        runs="results/tables/runs.parquet",
-        train="results/tables/train.parquet",
-        loss="results/tables/loss.parquet",
-        uas="results/tables/uas.parquet",
-        heads="results/tables/heads.parquet",
-        blimp="results/tables/blimp.parquet",
+        **{table: f"results/tables/{table}.parquet" for table in ALL_RUNS_TABLES},
     log:
         "results/logs/tables/tables.log",
     benchmark:
@@ -33,7 +30,7 @@ rule tables:
     conda:
         CONDA_ENV
     params:
-        code=code_fingerprint("analysis.cli", "analysis.gather"),
+        code=code_fingerprint("analysis.cli", "analysis.gather", *sasmeasures.all_runs_modules()),
         # a trained run's tokens per step: the global batch's sequence positions
         runs=json.dumps(
             [
@@ -45,18 +42,15 @@ rule tables:
         series=json.dumps(config["series"], sort_keys=True),
         seeds=" ".join(str(seed) for seed in SEEDS),
     shell:
-        "sasbert phases gather --runs {params.runs:q} --series {params.series:q} --seeds {params.seeds}"
-        " --steps {input.steps:q} --eval {input.eval:q} --probe-summary {input.probe:q}"
-        " --probe-scores {input.scores:q} --blimp-summary {input.blimp:q} --fetched {input.fetched:q}"
-        " --out {output:q} > {log} 2>&1"
+        GATHER_COMMAND
 
 
 rule phases:
     input:
+        **{table: f"results/tables/{table}.parquet" for m in sasmeasures.MEASURES.values() for table in m.phases},
         runs="results/tables/runs.parquet",
         loss="results/tables/loss.parquet",
-        uas="results/tables/uas.parquet",
-        blimp="results/tables/blimp.parquet",
+        # the all-runs tables of the measures that have events (sasbert.measure.registry), as --<table>
         glue=glue_tables(),
     output:
         table="results/tables/phases.parquet",
@@ -86,9 +80,7 @@ rule phases:
         ),
         glue=glue_flag,
     shell:
-        "sasbert phases detect --runs {input.runs:q} --loss {input.loss:q} --uas {input.uas:q}"
-        " --blimp {input.blimp:q} {params.glue} --out {output.table:q} --csv {output.csv:q}"
-        " --options {params.options:q} > {log} 2>&1"
+        DETECT_COMMAND
 
 
 # One rule per figure (so changing one figure's module or options reruns only that figure), made

@@ -20,6 +20,7 @@ from sasbert import hub as sashub  # noqa: E402
 from sasbert import textio  # noqa: E402
 from sasbert.errors import InputError  # noqa: E402
 from sasbert.analysis.figures import registry as sasfigures  # noqa: E402
+from sasbert.measure import registry as sasmeasures  # noqa: E402
 from sasbert.workflow import RunPlan  # noqa: E402
 
 try:
@@ -129,8 +130,7 @@ def final_outputs():
     return [
         *([TRAINING_DATA if PRETOKENIZED else f"results/tokenize/{CORPUS}/stats.json"] if RUNS else []),
         *expand(f"{run_dir('{run}', '{seed}')}/metrics/eval.parquet", run=RUNS, seed=SEEDS),
-        *measured("probe", "summary.parquet"),
-        *measured("blimp", "summary.parquet"),
+        *[path for m in sasmeasures.MEASURES.values() for t in m.tables for path in measured(m.name, f"{t}.parquet")],
         "results/tables/phases.csv",
         *glue_tables(),
         *expand(

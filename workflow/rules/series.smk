@@ -4,9 +4,6 @@
 # node has the internet); the probe and BLiMP jobs then read the cache offline.
 
 
-include: "inputs/series.smk"
-
-
 localrules:
     series_fetch,
 

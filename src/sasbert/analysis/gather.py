@@ -12,15 +12,11 @@ The per-run x seed tables of the other stages are stacked into tidy all-runs tab
   ``max_train_rows`` steps is averaged over blocks of ``n_steps`` consecutive steps, ``step``,
   ``lambda`` and ``lr`` being the block's last, so paper-length runs stay small).
 * ``loss.parquet``: ``run, seed, step, val_mlm_loss`` (every checkpoint, ``metrics/eval.parquet``).
-* ``uas.parquet``: ``run, seed, step, treebank, uas, uas_low, uas_high (its 95% interval), layer, head, direction, soft_score,
-  max_soft_score, uas_mean, offset_uas, offset, n_sentences`` (every checkpoint; from the probe's
-  summary: ``uas`` is the "all" best-head accuracy, i.e. the UAS of our figures, and ``layer, head,
-  direction, soft_score`` are that head's; ``uas_mean`` the "mean" row (mean of per-relation best
-  heads; null for unlabelled treebanks); ``offset_uas``/``offset`` the best fixed-offset baseline).
-* ``heads.parquet``: ``run, seed, step, treebank, layer, head, direction, accuracy, soft_score,
-  count`` (the probe's per-head scores for relation "all").
-* ``blimp.parquet``: ``run, seed`` + the BLiMP summary columns ``step, variant, level, name,
-  phenomenon, accuracy, ci_low, ci_high, n_pairs, n_paradigms`` (ci: the 95% interval).
+* one table per gathered table of each registered per-checkpoint measure
+  (``sasbert.measure.registry``), shaped by the measure's ``all_runs`` module: ``uas.parquet`` and
+  ``heads.parquet`` from the probe (``sasbert.measure.probe.all_runs``), ``blimp.parquet`` from
+  BLiMP (``run, seed`` + its summary's columns ``step, variant, level, name, phenomenon, accuracy,
+  ci_low, ci_high, n_pairs, n_paradigms``; ci: the 95% interval).
 
 A run's own rows only: a release run's tables start at its start step k. ``curves.stitch`` prepends the
 parent's rows before k (same seed), which is the model's real history; phases and the release
@@ -31,7 +27,8 @@ CLI::
 
     sasbert phases gather --runs JSON|--config config.yaml [--seeds 0 1]
         --steps S.parquet... --eval E.parquet... --probe-summary P.parquet... --probe-scores Q.parquet...
-        --blimp-summary B.parquet... (one per run x seed, runs in order, seeds within each run)
+        --blimp-summary B.parquet... (one per run x seed, runs in order, seeds within each run;
+        a flag --<measure>-<table> per gathered table of each registered measure)
         --out runs.parquet train.parquet loss.parquet uas.parquet heads.parquet blimp.parquet
         [--allow-missing] [--max-train-rows 20000]
 """
@@ -39,6 +36,7 @@ CLI::
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import math
@@ -51,7 +49,8 @@ import pandas as pd
 from sasbert.analysis.runs import runs_table
 from sasbert.atomic import write_parquet
 from sasbert.errors import InputError
-from sasbert.measure.blimp.tables import SUMMARY_COLUMNS as BLIMP_SUMMARY_COLUMNS
+from sasbert.measure import registry
+from sasbert.measure.registry import AllRunsTable
 from sasbert.tables import read_table
 
 log = logging.getLogger(__name__)
@@ -66,69 +65,34 @@ MAX_TRAIN_ROWS = 20000
 LOSS_COLUMNS = ["run", "seed", "step", "val_mlm_loss"]
 
 
-UAS_COLUMNS = [
-    "run",
-    "seed",
-    "step",
-    "treebank",
-    "uas",
-    "uas_low",
-    "uas_high",
-    "layer",
-    "head",
-    "direction",
-    "soft_score",
-    "max_soft_score",
-    "reachable",
-    "same_weights_as",
-    "uas_mean",
-    "offset_uas",
-    "offset",
-    "n_sentences",
-]
+# The all-runs tables of the registered measures: (measure, its table) -> all-runs table, with the
+# AllRunsTable of each (its measure's ALL_RUNS, imported by name: sasbert.measure.registry).
+def _measure_sources() -> dict[str, tuple[str, AllRunsTable]]:
+    sources = {}
+    for measure, table, all_runs in registry.gathered_tables():
+        shapes = importlib.import_module(f"sasbert.{measure.all_runs}").ALL_RUNS if measure.all_runs else {}
+        shape = shapes.get(table) or AllRunsTable(required=["step"], what=f"{measure.name} {table}")
+        sources[f"{measure.name}_{table}"] = (all_runs, shape)
+    return sources
 
 
-HEAD_COLUMNS = ["run", "seed", "step", "treebank", "layer", "head", "direction", "accuracy", "soft_score", "count"]
+# The per-run x seed inputs of ``gather``: CLI option -> (all-runs table, how it is shaped). A series
+# has no training tables: only TRAINED_ONLY's inputs are per trained run x seed alone.
+SOURCES = {
+    "steps": ("train", AllRunsTable(required=["step", "mlm_loss"], what="pretrain steps", columns=TRAIN_COLUMNS[2:])),
+    "eval": ("loss", AllRunsTable(required=["step", "val_mlm_loss"], what="pretrain eval", columns=LOSS_COLUMNS[2:])),
+    **_measure_sources(),
+}
 
 
-BLIMP_COLUMNS = ["run", "seed", *BLIMP_SUMMARY_COLUMNS]
+TRAINED_ONLY = ("steps", "eval")
 
 
-INTERVAL_COLUMNS = ("ci_low", "ci_high")  # 95% intervals: absent from tables written before them
+TABLES = ("runs", *dict.fromkeys(table for table, _ in SOURCES.values()))
 
 
-TABLES = ("runs", "train", "loss", "uas", "heads", "blimp")
-
-
-def _uas_rows(summary: pd.DataFrame) -> pd.DataFrame:
-    """One row per (step, treebank) from a probe summary table."""
-    att = summary[summary["method"] == "attention"]
-    if "ci_low" not in att.columns:  # tables written before intervals were added
-        att = att.assign(ci_low=np.nan, ci_high=np.nan)
-    if "reachable" not in att.columns:  # tables written before causal LMs were probed
-        att = att.assign(reachable=np.nan)
-    best = att[att["relation"] == "all"][
-        [
-            "step",
-            "treebank",
-            "accuracy",
-            "ci_low",
-            "ci_high",
-            "layer",
-            "head",
-            "direction",
-            "soft_score",
-            "max_soft_score",
-            "reachable",
-            "n_sentences",
-        ]
-    ]
-    best = best.rename(columns={"accuracy": "uas", "ci_low": "uas_low", "ci_high": "uas_high"})
-    mean = att[att["relation"] == "mean"][["step", "treebank", "accuracy"]].rename(columns={"accuracy": "uas_mean"})
-    off = summary[(summary["method"] == "offset") & (summary["relation"] == "all")]
-    off = off[["step", "treebank", "accuracy", "offset"]].rename(columns={"accuracy": "offset_uas"})
-    out = best.merge(mean, on=["step", "treebank"], how="left").merge(off, on=["step", "treebank"], how="left")
-    return out
+# the all-runs tables whose columns are fixed (the others have those their inputs have)
+COLUMNS = {table: ["run", "seed", *shape.columns] for table, shape in SOURCES.values() if shape.columns is not None}
 
 
 def _repeated_weights(hub_series: Sequence[dict], fetched: Sequence[str | Path]) -> dict:
@@ -174,28 +138,6 @@ def _block_average(steps: pd.DataFrame, max_rows: int) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
-# The per-run x seed inputs of ``gather``: CLI option -> (table, columns it must have, what it is).
-# A series has no training tables: only TRAINED_ONLY's inputs are per trained run x seed alone.
-SOURCES = {
-    "steps": ("train", ["step", "mlm_loss"], "pretrain steps"),
-    "eval": ("loss", ["step", "val_mlm_loss"], "pretrain eval"),
-    "probe_summary": (
-        "uas",
-        ["step", "treebank", "method", "relation", "accuracy", "layer", "head", "direction"],
-        "probe summary",
-    ),
-    "probe_scores": (
-        "heads",
-        ["step", "treebank", "method", "relation", "layer", "head", "direction", "accuracy"],
-        "probe scores",
-    ),
-    "blimp_summary": ("blimp", [c for c in BLIMP_COLUMNS[2:] if c not in INTERVAL_COLUMNS], "BLiMP summary"),
-}
-
-
-TRAINED_ONLY = ("steps", "eval")
-
-
 def gather_tables(
     files: dict[str, Sequence[str | Path]],
     runs: Sequence[dict],
@@ -229,20 +171,18 @@ def gather_tables(
                 "(one per run x seed, runs in config order, seeds within each run"
                 + (", then one per series)" if key not in TRAINED_ONLY else ")")
             )
-    sources = {key: (table, required, what) for key, (table, required, what) in SOURCES.items()}
-    frames: dict[str, list[pd.DataFrame]] = {table: [] for table, _, _ in sources.values()}
+    frames: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLES[1:]}
+    columns = dict(COLUMNS)
     missing = []
-    for key, (name, required, what) in sources.items():
+    for key, (name, shape) in SOURCES.items():
         for (run, seed), path in zip(trained if key in TRAINED_ONLY else measured, files.get(key) or []):
             path = Path(path)
             if not path.is_file():
                 missing.append(str(path))
                 continue
-            df = read_table(path, required, what)
-            if name == "uas":
-                df = _uas_rows(df)
-            elif name == "heads":
-                df = df[(df["method"] == "attention") & (df["relation"] == "all")]
+            df = read_table(path, shape.required, shape.what)
+            if shape.rows is not None:
+                df = shape.rows(df)
             elif name == "train":
                 df = _block_average(df, max_train_rows)
             frames[name].append(df.assign(run=run, seed=seed))
@@ -252,19 +192,20 @@ def gather_tables(
             raise InputError(f"missing input table(s): {shown} (use --allow-missing to skip them)")
         for path in missing:
             log.warning("skipped (not found): %s", path)
-    columns = {
-        "train": TRAIN_COLUMNS,
-        "loss": LOSS_COLUMNS,
-        "uas": UAS_COLUMNS,
-        "heads": HEAD_COLUMNS,
-        "blimp": BLIMP_COLUMNS,
-    }
+    for name, found in frames.items():  # a table without fixed columns: those its inputs have
+        if name not in columns:
+            seen = dict.fromkeys(["run", "seed", "step"])
+            for df in found:
+                seen.update(dict.fromkeys(df.columns))
+            columns[name] = list(seen)
     repeats = _repeated_weights([one for one in series if "hub" in one], fetched)
-    if frames["uas"] and repeats:
-        frames["uas"] = [
-            df.assign(same_weights_as=[repeats.get((run, step)) for run, step in zip(df["run"], df["step"])])
-            for df in frames["uas"]
-        ]
+    if repeats:  # a hub series' checkpoint that repeats an earlier one's weights
+        for name, found in frames.items():
+            if "same_weights_as" in columns[name]:
+                frames[name] = [
+                    df.assign(same_weights_as=[repeats.get((run, step)) for run, step in zip(df["run"], df["step"])])
+                    for df in found
+                ]
     out = {"runs": runs_df}
     for name, cols in columns.items():
         if frames[name]:
@@ -293,7 +234,8 @@ def gather_tables(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    for key, (_, _, what) in SOURCES.items():
+    for key, (_, shape) in SOURCES.items():
+        what = shape.what
         parser.add_argument(
             f"--{key.replace('_', '-')}",
             nargs="*",

@@ -70,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     sc.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda:0 ...")
     sc.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0: torch's default); match the job's cores"
+    )
+    sc.add_argument(
         "--cache-dir",
         default=None,
         help="keep each checkpoint's pair scores here, with what they were computed from (the "
@@ -95,6 +98,12 @@ def run(args: argparse.Namespace) -> None:
         return
     options = BlimpOptions(**resolve_options(args, "blimp"))
     options.check()
+    if args.threads < 0:
+        raise InputError(f"--threads must be >= 0 (got {args.threads})")
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
     checkpoints = thin_series(resolve_checkpoints(args.checkpoint, args.step), options.every_steps)
     kinds = {model_kind(path) for path, _ in checkpoints}
     if len(kinds) > 1:

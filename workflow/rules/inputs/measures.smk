@@ -1,25 +1,38 @@
-# The input functions and settings of workflow/rules/series.smk, which includes this file: what
-# its jobs read and the flags they get, from the config (common.smk) and the run plan.
+# The input functions and settings of workflow/rules/measures.smk, which includes this file: what
+# a per-checkpoint measure's jobs read and the flags they get, from its registry entry
+# (sasbert.measure.registry), the config (common.smk) and the run plan.
 
 
-def by_step_dir(stage, wildcards):
-    """Where a probe or BLiMP job of a run x seed keeps its per-checkpoint tables (each entry also
+def by_step_dir(stage):
+    """Where a measure's job of a run x seed keeps its per-checkpoint tables (each entry also
     records the code, options and data it was computed from, and is reused only for the same)."""
     # options that choose which checkpoints are scored, not how: a change keeps the scores made
     scoring = {k: v for k, v in config[stage].items() if k not in sascheckpoints.SELECTION_OPTIONS}
-    return f"results/{stage}/{wildcards.run}/seed{wildcards.seed}/by_step-{options_key(scoring)}"
+
+    def folder(wildcards):
+        return f"results/{stage}/{wildcards.run}/seed{wildcards.seed}/by_step-{options_key(scoring)}"
+
+    return folder
 
 
-def probe_by_step(wildcards):
-    return by_step_dir("probe", wildcards)
+def measure_data(measure):
+    """A measure's data inputs: the files or folders its config section names (registry `inputs`)."""
+    return {key: config[measure.name][key] for key in measure.inputs}
 
 
-def blimp_by_step(wildcards):
-    return by_step_dir("blimp", wildcards)
+def measure_command(measure):
+    """`sasbert <measure> score` over a run x seed's checkpoints (or one part's): its data, its
+    options, the per-checkpoint cache folder and one flag per table it writes."""
+    data = "".join(f" {measure.input_flag(key)} {{input.{key}:q}}" for key in measure.inputs)
+    tables = " ".join(f"{measure.out_flag(table)} {{output.{table}:q}}" for table in measure.tables)
+    return (
+        f"sasbert {measure.name} score --checkpoint {{params.checkpoints}}{data} --options {{params.options:q}}"
+        f" --threads {{threads}} --cache-dir {{params.by_step:q}} {tables} > {{log}} 2>&1"
+    )
 
 
 def scored_checkpoints(wildcards):
-    """What a probe or BLiMP job of a run x seed reads: the run's published checkpoints folder,
+    """What a measure's job of a run x seed reads: the run's published checkpoints folder,
     or a series' checkpoint folders."""
     if wildcards.run in HUB_SERIES:
         return f"results/series/{wildcards.run}/fetched.json"
@@ -29,7 +42,7 @@ def scored_checkpoints(wildcards):
 
 
 def scored_parts(stage, suffix):
-    """The part jobs a probe or BLiMP job of a run takes over from (none for a series)."""
+    """The part jobs a measure's job of a run takes over from (none for a series)."""
 
     def parts(wildcards):
         ends = [] if wildcards.run in SERIES else PLAN.part_ends(wildcards.run)

@@ -1,0 +1,96 @@
+"""The per-checkpoint measures, registered once: everything the workflow and the all-runs tables
+need to know about a measure follows from its entry here.
+
+A measure scores every checkpoint of a run x seed (and of every series) and writes its tables
+``results/<name>/<run>/seed<seed>/<table>.parquet``. From its entry:
+
+* the command ``sasbert <name> score`` (``sasbert.cli``), which its ``cli`` module defines;
+* its two rules, ``<name>_part`` (the checkpoints of one finished part of a run, while the next part
+  trains) and ``<name>`` (the run x seed's series), made in ``workflow/rules/measures.smk``, with the
+  config section ``<name>`` as their options, each of its ``inputs`` (a key of that section naming a
+  file or folder) as an input, and its ``tables`` as outputs;
+* the all-runs tables the ``tables`` rule gathers (``sasbert.analysis.gather``): each table of
+  ``gathered`` goes into ``results/tables/<all-runs table>.parquet``, shaped by the ``ALL_RUNS``
+  of the measure's torch-free ``tables_module`` (``sasbert.tables.AllRunsTable``; a table missing
+  there is stacked as it is);
+* which of those tables ``sasbert phases detect`` reads (``phases``).
+
+This module is data: standard library only, no import of a measure, so the Snakefile, the CLI and
+the analysis read it without paying for torch, and a measure's jobs do not import it (adding a
+measure reruns none of the others). GLUE is not a measure of this kind: it fine-tunes a few chosen
+checkpoints per task (``sasbert.measure.glue``, ``workflow/rules/glue.smk``), docs/extending.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+
+@dataclasses.dataclass(frozen=True)
+class Measure:
+    """One per-checkpoint measure (see the module docstring)."""
+
+    name: str  # command, config section, results/<name>/, rule names
+    cli: str  # module (under sasbert) defining add_arguments(parser) and run(args)
+    help: str  # the command's one-line help
+    tables: tuple[str, ...]  # per run x seed tables, in the order of their --out-<table> flags
+    inputs: tuple[str, ...] = ()  # keys of the config section that name files: rule inputs, --<key> flags
+    gathered: dict[str, str] = dataclasses.field(default_factory=dict)  # table -> all-runs table
+    all_runs: str | None = None  # torch-free module with ALL_RUNS (None: stack the tables as they are)
+    phases: tuple[str, ...] = ()  # all-runs tables that `phases detect` reads (flag --<table>)
+
+    def out_flag(self, table: str) -> str:
+        return f"--out-{table.replace('_', '-')}"
+
+    def input_flag(self, key: str) -> str:
+        return f"--{key.replace('_', '-')}"
+
+
+@dataclasses.dataclass(frozen=True)
+class AllRunsTable:
+    """How one per run x seed table of a measure becomes rows of an all-runs table: the columns it
+    must have, what it is (for messages), the rows kept (``rows``: a function of the table), and the
+    all-runs table's columns after ``run, seed`` (None: the columns the tables have)."""
+
+    required: Sequence[str]
+    what: str
+    rows: Callable | None = None
+    columns: Sequence[str] | None = None
+
+
+MEASURES: dict[str, Measure] = {
+    measure.name: measure
+    for measure in (
+        Measure(
+            name="probe",
+            cli="measure.probe.cli",
+            help="attention-head UAS of checkpoints against a gold treebank",
+            tables=("scores", "summary"),
+            inputs=("treebank",),
+            gathered={"summary": "uas", "scores": "heads"},
+            all_runs="measure.probe.all_runs",
+            phases=("uas",),
+        ),
+        Measure(
+            name="blimp",
+            cli="measure.blimp.cli",
+            help="BLiMP accuracy of checkpoints by pseudo-log-likelihood",
+            tables=("pairs", "summary"),
+            inputs=("data_dir",),
+            gathered={"summary": "blimp"},
+            all_runs="measure.blimp.all_runs",
+            phases=("blimp",),
+        ),
+    )
+}
+
+
+def gathered_tables() -> list[tuple[Measure, str, str]]:
+    """(measure, its table, the all-runs table) of every gathered table, in registry order."""
+    return [(m, table, all_runs) for m in MEASURES.values() for table, all_runs in m.gathered.items()]
+
+
+def all_runs_modules() -> list[str]:
+    """The modules that shape the gathered tables (the ``tables`` rule's code, beside gather's)."""
+    return [m.all_runs for m in MEASURES.values() if m.all_runs and m.gathered]
