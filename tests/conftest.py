@@ -110,11 +110,12 @@ def tiny_corpus(tmp_path_factory):
     """A tokenized slice of real EWT train text (300 sentences, blocks of 32) with the vendored
     bert-base-uncased vocab: a fixed vocab keeps these tests' numbers the same in every session
     (a trained vocab may break frequency ties differently from process to process)."""
-    from sasbert.data import corpus, parse, tokenization
+    from sasbert.data import corpus, tokenization
+    from sasbert.data.parsers import conllu
 
     out = tmp_path_factory.mktemp("tiny_corpus")
     units = corpus.read_units([str(EWT / "en_ewt-ud-train.conllu.gz")], "conllu", max_units=300)
-    parsed = parse.parse_conllu_shard(units)
+    parsed = conllu.parse_shard(units)
     tokenizer = tokenization.load_tokenizer(RESOURCES / "tokenizer" / "bert-base-uncased-vocab.txt", True)
     tokenizer.save_pretrained(str(out / "tokenizer"))
     dataset, _ = tokenization.build_dataset(parsed, tokenizer, seq_len=32, n_validation=8, keep_relations=True)
