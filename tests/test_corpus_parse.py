@@ -7,7 +7,8 @@ import pytest
 
 from conftest import EWT
 from sasbert.cli import main
-from sasbert.data import corpus, parse
+from sasbert.data import corpus
+from sasbert.data.parsers import conllu
 from sasbert.errors import InputError
 from sasbert.measure.probe import sentences as probe_sentences
 
@@ -43,7 +44,7 @@ def test_conllu_units_keep_blocks_comments_and_line_numbers(excerpt):
 
 def test_conllu_parse_skips_empty_nodes_and_mwt_ranges(excerpt):
     units = corpus.read_units([str(excerpt)], "conllu")
-    parsed = parse.parse_conllu_shard(units)
+    parsed = conllu.parse_shard(units)
     first, second = parsed.iloc[0], parsed.iloc[1]
     assert first["sentence_id"] == EMPTY_NODE_ID
     # 8.1 "write" (an empty node) is not a word: word 9 is "about".
@@ -88,7 +89,7 @@ def test_bad_trees_name_file_and_line(tmp_path, rows, message):
     path = _one_sentence(tmp_path, rows)
     units = corpus.read_units([str(path)], "conllu")
     with pytest.raises(InputError, match=message) as err:
-        parse.parse_conllu_shard(units)
+        conllu.parse_shard(units)
     assert str(path) in str(err.value)
 
 
@@ -102,7 +103,7 @@ def test_a_token_line_without_ten_columns_is_named_at_its_own_line(tmp_path, col
     path.write_text("\n".join(["# sent_id = s1", *good, bad]) + "\n\n")
     message = rf"cols\.conllu:4: expected 10 tab-separated CoNLL-U columns, got {columns}"
     with pytest.raises(InputError, match=message):
-        parse.parse_conllu_shard(corpus.read_units([str(path)], "conllu"))
+        conllu.parse_shard(corpus.read_units([str(path)], "conllu"))
     with pytest.raises(InputError, match=message):
         probe_sentences.read_treebank(path)
 

@@ -1,16 +1,22 @@
-"""docs/extending.md's recipes followed for real: a new figure, added to a copy of the package as
-the recipe says (one module, one registry entry), is drawn by the real CLI, gets its own rule from
-the real Snakefile, and changes the code of no other figure's rule."""
+"""docs/extending.md's recipes followed for real, on a copy of the package: a new figure (one
+module, one registry entry) is drawn by the real CLI, gets its own rule from the real Snakefile, and
+changes the code of no other figure's rule; a new parser backend (one module, one registry entry,
+one schema section) parses a shard through the real CLIs and Snakefile, and changes the code of no
+other backend's parse jobs."""
 
+import json
 import shutil
 import subprocess
 import sys
 
+import pandas as pd
+import pytest
 from test_figures import phases_of, synthetic_tables
 
-from conftest import REPO, WORKFLOW_FILES, job_counts, snakemake_ok
+from conftest import EWT_DEV, REPO, WORKFLOW_FILES, job_counts, snakemake_ok
 from sasbert import code_identity
 from sasbert.analysis.figures.registry import FIGURES
+from sasbert.data import parse_quality
 
 NEW_FIGURE = '''"""Held-out loss against tokens seen, one curve per run (the recipe's example)."""
 
@@ -85,3 +91,130 @@ def test_a_new_figure_takes_one_module_and_one_entry_and_redraws_no_other(tmp_pa
     # the real Snakefile makes its rule, and `all` asks for its files
     planned = snakemake_ok("-n", "--cores", "1", cwd=workdir, env={"PYTHONPATH": str(workdir / "src")})
     assert job_counts(planned)["figure_loss"] == 1
+
+
+CHAIN_BACKEND = '''"""A rightward chain (the recipe's example): each word's head is the next word, the last word is
+the root; words are the paragraph's whitespace-separated tokens."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from sasbert.data.parsers.parsed_shard import PARSED_COLUMNS
+
+FLAGS = [("--chain-relation", {"option": "chain.relation"}, "the relation of every arc")]
+
+
+def chain(words, relation):
+    n = len(words)
+    return {"words": list(words), "heads": list(range(2, n + 1)) + [0], "relations": [relation] * (n - 1) + ["root"]}
+
+
+def parse_shard(units, options, threads):
+    rows = [
+        {"sentence_id": f"{unit.unit_id}-0", "doc_id": unit.doc_id, "source": unit.source,
+         **chain(unit.text.split(), options["relation"])}
+        for unit in units.itertuples(index=False)
+    ]
+    return pd.DataFrame(rows, columns=PARSED_COLUMNS)
+
+
+def parse_gold(gold, options, threads):
+    return [chain(sentence["words"], options["relation"]) for sentence in gold]
+
+
+def describe_model(options):
+    return None
+'''
+CHAIN_ENTRY = """    "chain": ParserSpec("chain", "rightward chains", reads="text", options="chain"),
+"""
+CHAIN_SCHEMA = """      chain:
+        type: object
+        additionalProperties: false
+        default: {}
+        description: "the chain backend"
+        properties:
+          relation: {type: string, default: dep}
+"""
+
+
+def parse_codes(package):
+    """Each backend's parse-job code, as workflow/rules/inputs/parse.smk computes it."""
+    from sasbert.data.parsers.registry import NOT_CODE, PARSERS, backend_code_modules
+
+    return {
+        name: code_identity.code_fingerprint(*backend_code_modules(name), package_dir=package, exclude=NOT_CODE)
+        for name in PARSERS
+    }
+
+
+def test_a_new_parser_backend_takes_one_module_one_entry_and_one_schema_section(tmp_path):
+    """docs/extending.md's parser recipe, followed on a copy of the package: the backend's module,
+    its registry entry, its schema section; the real parse and parse-quality CLIs run it, the real
+    Snakefile plans its parse jobs, and no other backend's parse jobs change code."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    for name in WORKFLOW_FILES:
+        if name not in ("src", "workflow"):
+            (workdir / name).symlink_to(REPO / name)
+    shutil.copytree(REPO / "src", workdir / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    # workflow/schemas/config.schema.yaml links to the package's schema: copied, it links to the copy's
+    shutil.copytree(REPO / "workflow", workdir / "workflow", symlinks=True)
+    package = workdir / "src" / "sasbert"
+    before = parse_codes(package)
+
+    (package / "data" / "parsers" / "chain.py").write_text(CHAIN_BACKEND)
+    registry = package / "data" / "parsers" / "registry.py"
+    anchor = "PARSERS: dict[str, ParserSpec] = {\n"
+    assert anchor in registry.read_text()
+    registry.write_text(registry.read_text().replace(anchor, anchor + CHAIN_ENTRY))
+    schema = package / "config.schema.yaml"
+    enum, section = "enum: [conllu, stanza, spacy, pretokenized]", "      stanza:\n        type: object\n"
+    assert enum in schema.read_text() and section in schema.read_text()
+    text = schema.read_text().replace(enum, "enum: [conllu, stanza, spacy, chain, pretokenized]")
+    schema.write_text(text.replace(section, CHAIN_SCHEMA + section))
+
+    assert parse_codes(package) == before  # no other backend's parse jobs rerun
+
+    env = {"PYTHONPATH": str(workdir / "src"), "PATH": "", "OMP_NUM_THREADS": "1"}
+    text_file = tmp_path / "two.txt"
+    text_file.write_text("The cat sat .\n\nA dog barks loudly .\n")
+    shard, parsed = tmp_path / "shard.parquet", tmp_path / "parsed.parquet"
+
+    def sasbert(*args):
+        done = subprocess.run([sys.executable, "-m", "sasbert", *args], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done
+
+    sasbert("corpus", "--kind", "text", "--inputs", str(text_file), "--out", str(shard))
+    sasbert("parse", "--backend", "chain", "--shard", str(shard), "--out", str(parsed), "--chain-relation", "nmod")
+    rows = pd.read_parquet(parsed)
+    assert [list(w) for w in rows["words"]] == [["The", "cat", "sat", "."], ["A", "dog", "barks", "loudly", "."]]
+    assert [list(h) for h in rows["heads"]] == [[2, 3, 4, 0], [2, 3, 4, 5, 0]]
+    assert [list(r) for r in rows["relations"]] == [["nmod"] * 3 + ["root"], ["nmod"] * 4 + ["root"]]
+
+    # parse-quality scores it against the gold: UAS is the share of words whose gold head is the next word
+    scores = tmp_path / "quality.json"
+    sasbert(
+        "parse-quality", "--treebank", str(EWT_DEV), "--backend", "chain", "--max-sentences", "50", "--out", str(scores)
+    )
+    gold = parse_quality.gold_sentences(str(EWT_DEV), 50)
+    rightward = sum(h == (i + 2 if i + 1 < len(g["heads"]) else 0) for g in gold for i, h in enumerate(g["heads"]))
+    result = json.loads(scores.read_text())
+    assert result["words"] == sum(len(g["words"]) for g in gold)
+    assert result["uas"] == pytest.approx(100 * rightward / result["words"])
+
+    # the real Snakefile plans its parse jobs from the config alone (no rule written)
+    (workdir / "chain.yaml").write_text("corpus:\n  backend: chain\n  chain: {relation: dep}\n")
+    planned = snakemake_ok(
+        "-n",
+        "--cores",
+        "1",
+        "--configfile",
+        "config.yaml",
+        "config/wiki-small.yaml",
+        "chain.yaml",
+        cwd=workdir,
+        env={"PYTHONPATH": str(workdir / "src")},
+    )
+    assert job_counts(planned)["parse"] == 4

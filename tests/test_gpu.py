@@ -172,7 +172,8 @@ def test_blimp_on_the_gpu_matches_the_cpu(checkpoint, tmp_path):
 
 def test_stanza_on_the_gpu_parses_like_the_cpu(tmp_path):
     pytest.importorskip("stanza")
-    from sasbert.data import corpus, parse
+    from sasbert.data import corpus
+    from sasbert.data.parsers import stanza as stanza_parser
     from stanza_tiny import PACKAGE, build_tiny_stanza_models, install_as_resources
 
     paths = build_tiny_stanza_models(EWT / "en_ewt-ud-train.conllu.gz", tmp_path / "models")
@@ -184,10 +185,10 @@ def test_stanza_on_the_gpu_parses_like_the_cpu(tmp_path):
     )
     parsed = {}
     for device in ("cpu", "auto"):  # auto: the GPU, since torch sees one
-        nlp = parse.load_stanza(parse.StanzaOptions(str(folder), package=PACKAGE, device=device))
+        nlp = stanza_parser.load_stanza(stanza_parser.StanzaOptions(str(folder), package=PACKAGE, device=device))
         assert str(nlp.device).startswith("cuda" if device == "auto" else "cpu")
-        parsed[device] = parse.parse_stanza_shard(
-            units, parse.StanzaOptions(str(folder), package=PACKAGE, device=device)
+        parsed[device] = stanza_parser.parse_units(
+            units, stanza_parser.StanzaOptions(str(folder), package=PACKAGE, device=device)
         )
     cpu, gpu = parsed["cpu"], parsed["auto"]
     assert cpu["words"].map(tuple).tolist() == gpu["words"].map(tuple).tolist()

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from sasbert import config, options
-from sasbert.data import corpus, parse
+from sasbert.data import corpus
+from sasbert.data.parsers import stanza as stanza_parser
 from sasbert.errors import InputError
 from sasbert.measure.probe import cli as probe_cli
 
@@ -30,7 +31,7 @@ def test_defaults_come_from_the_schema():
         options.defaults("probe")["max_pieces"] == schema["properties"]["probe"]["properties"]["max_pieces"]["default"]
     )
     assert corpus.TextCleaning().min_words == options.defaults("corpus")["text_cleaning"]["min_words"]
-    assert parse.StanzaOptions().batch_size == options.defaults("corpus")["stanza"]["batch_size"]
+    assert stanza_parser.StanzaOptions().batch_size == options.defaults("corpus")["stanza"]["batch_size"]
 
 
 def test_a_flag_wins_over_options_which_win_over_the_schema():

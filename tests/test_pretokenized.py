@@ -21,7 +21,8 @@ from test_series import fill_hf_cache
 from conftest import EWT, REPO, RESOURCES, SNAKEMAKE, job_counts, link_workflow, snakemake, tiny_spec
 from sasbert import cli
 from sasbert import config as sasconfig
-from sasbert.data import corpus, parse, tokenization
+from sasbert.data import corpus, tokenization
+from sasbert.data.parsers import conllu
 from sasbert.train import data_order
 from sasbert.train import model as train_model
 from sasbert.train import pretrain as pretrain_module
@@ -70,7 +71,7 @@ def ewt_blocks(tokenizer):
     """200 EWT dev sentences (gold parses), packed as run_mlm packs them into rows of 32: input_ids
     and heads in the pipeline's convention (sasbert.data.tokenization)."""
     units = corpus.read_units([str(EWT / "en_ewt-ud-dev.conllu.gz")], "conllu", max_units=200)
-    parsed = parse.parse_conllu_shard(units)
+    parsed = conllu.parse_shard(units)
     ids, word_ids = tokenization.encode_sentences(tokenizer, [list(w) for w in parsed["words"]])
     heads = [tokenization.piece_heads(w, list(h)) for w, h in zip(word_ids, parsed["heads"])]
     return tokenization.pack_blocks(ids, heads, None, SEQ_LEN, tokenizer.cls_token_id, tokenizer.sep_token_id)

@@ -16,7 +16,8 @@ import torch
 from datasets import load_from_disk
 
 from conftest import EWT, RESOURCES, assert_same_weights, tiny_spec, weights
-from sasbert.data import corpus, parse, tokenization
+from sasbert.data import corpus, tokenization
+from sasbert.data.parsers import conllu
 from sasbert.train.pretrain import train
 from sasbert.train.resume import plan_segments
 from sasbert.train.trainer import SASTrainer
@@ -28,7 +29,7 @@ def make_corpus(out: Path, n_sentences: int, vocab_size: int | None = None, firs
     """EWT train sentences [first, first + n) in blocks of 32, with as many validation blocks as
     make the training split a whole number of batches (so an epoch ends exactly at a step)."""
     units = corpus.read_units([str(EWT / "en_ewt-ud-train.conllu.gz")], "conllu", max_units=first + n_sentences)
-    parsed = parse.parse_conllu_shard(units[first:])
+    parsed = conllu.parse_shard(units[first:])
     if vocab_size is None:
         tokenizer = tokenization.load_tokenizer(RESOURCES / "tokenizer" / "bert-base-uncased-vocab.txt", True)
     else:

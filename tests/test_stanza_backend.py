@@ -6,6 +6,7 @@ within the sentence, exactly one root per sentence), sharding, the CLI, the work
 errors, not accuracy.
 """
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -15,7 +16,9 @@ import pytest
 
 from conftest import job_counts, link_workflow, snakemake_ok
 from sasbert.cli import main
-from sasbert.data import corpus, parse, parse_quality
+from sasbert.data import corpus, parse_quality
+from sasbert.data.parsers import stanza as stanza_parser
+from sasbert.data.parsers.parsed_shard import PARSED_COLUMNS
 from sasbert.errors import InputError
 
 stanza = pytest.importorskip("stanza")
@@ -39,7 +42,7 @@ def resources_dir(tiny_models, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def options(resources_dir):
-    return parse.StanzaOptions(str(resources_dir), package=PACKAGE, device="cpu")
+    return stanza_parser.StanzaOptions(str(resources_dir), package=PACKAGE, device="cpu")
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +52,7 @@ def wiki_units():
 
 
 def assert_trees(parsed: pd.DataFrame) -> None:
-    assert len(parsed) > 0 and list(parsed.columns) == parse.PARSED_COLUMNS
+    assert len(parsed) > 0 and list(parsed.columns) == PARSED_COLUMNS
     for row in parsed.itertuples(index=False):
         n = len(row.words)
         assert n > 0 and len(row.heads) == n and len(row.relations) == n
@@ -70,16 +73,16 @@ def test_a_real_pipeline_from_explicit_model_paths(tiny_models, tmp_path):
         **pipeline_kwargs(tiny_models),
     )
     doc = nlp("The cat sat on the mat. It was happy.\n\nA second paragraph follows here.")
-    rows = [parse.stanza_sentence(s) for s in doc.sentences]
+    rows = [stanza_parser.stanza_sentence(s) for s in doc.sentences]
     assert len(rows) >= 2
     assert_trees(
-        pd.DataFrame([{"sentence_id": "", "doc_id": "", "source": "", **r} for r in rows], columns=parse.PARSED_COLUMNS)
+        pd.DataFrame([{"sentence_id": "", "doc_id": "", "source": "", **r} for r in rows], columns=PARSED_COLUMNS)
     )
     assert "".join(w for r in rows for w in r["words"]).startswith("Thecatsat")
 
 
 def test_stanza_backend_on_wikipedia_text(options, wiki_units):
-    parsed = parse.parse_stanza_shard(wiki_units, options)
+    parsed = stanza_parser.parse_units(wiki_units, options)
     assert_trees(parsed)
     # every paragraph is parsed, in order, and its words are its text's characters
     assert parsed["source"].unique().tolist() == wiki_units["source"].tolist()
@@ -90,10 +93,10 @@ def test_stanza_backend_on_wikipedia_text(options, wiki_units):
 
 
 def test_stanza_sharding_gives_the_same_gathered_result(options, wiki_units, tmp_path):
-    one = parse.parse_stanza_shard(wiki_units, options)
+    one = stanza_parser.parse_units(wiki_units, options)
     outs = [str(tmp_path / f"shard-{i}.parquet") for i in range(3)]
     corpus.write_shards(wiki_units, outs)
-    gathered = pd.concat([parse.parse_stanza_shard(pd.read_parquet(o), options) for o in outs], ignore_index=True)
+    gathered = pd.concat([stanza_parser.parse_units(pd.read_parquet(o), options) for o in outs], ignore_index=True)
     pd.testing.assert_frame_equal(one, gathered)
 
 
@@ -120,7 +123,7 @@ def test_stanza_parse_cli(resources_dir, wiki_units, tmp_path):
 
 def test_stanza_empty_shard_gives_an_empty_parsed_shard():
     empty = pd.DataFrame(columns=["unit_id", "doc_id", "source", "text"])
-    assert list(parse.parse_stanza_shard(empty, parse.StanzaOptions("nowhere")).columns) == parse.PARSED_COLUMNS
+    assert list(stanza_parser.parse_units(empty, stanza_parser.StanzaOptions("nowhere")).columns) == PARSED_COLUMNS
 
 
 def test_missing_model_folder_names_the_key_and_leaves_nothing(wiki_units, tmp_path, capsys):
@@ -140,13 +143,13 @@ def test_a_missing_model_file_is_named(resources_dir, tmp_path):
     broken = shutil.copytree(resources_dir, tmp_path / "broken")
     (broken / "en" / "depparse" / f"{PACKAGE}.pt").unlink()
     with pytest.raises(InputError, match=r"corpus.stanza.resources_dir: .*a model is missing .*depparse"):
-        parse.load_stanza(parse.StanzaOptions(str(broken), package=PACKAGE, device="cpu"))
+        stanza_parser.load_stanza(stanza_parser.StanzaOptions(str(broken), package=PACKAGE, device="cpu"))
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the machine without a GPU")
 def test_asking_for_a_gpu_without_one_names_the_key(resources_dir):
     with pytest.raises(InputError, match="corpus.stanza.device: 'cuda' asked for, but torch sees no GPU"):
-        parse.load_stanza(parse.StanzaOptions(str(resources_dir), package=PACKAGE, device="cuda"))
+        stanza_parser.load_stanza(stanza_parser.StanzaOptions(str(resources_dir), package=PACKAGE, device="cuda"))
 
 
 def test_stanza_models_checks_a_local_folder_and_writes_a_manifest(resources_dir, tmp_path):
@@ -177,7 +180,8 @@ def test_stanza_models_offline_with_an_empty_folder_says_how_to_provide_them(tmp
 
 
 def test_parse_quality_with_stanza(options, tmp_path):
-    result = parse_quality.evaluate(str(EWT / "en_ewt-ud-dev.conllu.gz"), "stanza", max_sentences=30, stanza=options)
+    gold = str(EWT / "en_ewt-ud-dev.conllu.gz")
+    result = parse_quality.evaluate(gold, "stanza", dataclasses.asdict(options), max_sentences=30)
     assert result["sentences"] == 30 and result["words"] > 200
     assert 0 <= result["las"] <= result["uas"] <= 100  # tiny models: structure, not accuracy
     assert result["model"].endswith(f"(en, {PACKAGE})")

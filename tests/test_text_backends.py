@@ -10,7 +10,9 @@ import pytest
 from conftest import job_counts, link_workflow, snakemake_ok
 from sasbert import textio
 from sasbert.cli import main
-from sasbert.data import corpus, parse
+from sasbert.data import corpus
+from sasbert.data.parsers import spacy as spacy_parser
+from sasbert.data.parsers.parsed_shard import PARSED_COLUMNS
 from sasbert.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,7 +165,7 @@ def test_spacy_backend_on_wikipedia_text(spacy_model, wiki_slice, tmp_path):
     args = ["parse", "--backend", "spacy", "--spacy-model", spacy_model, "--shard", str(shard), "--out", str(out)]
     assert main(args) == 0
     parsed = pd.read_parquet(out)
-    assert list(parsed.columns) == parse.PARSED_COLUMNS
+    assert list(parsed.columns) == PARSED_COLUMNS
     check_trees(parsed)
     units = pd.read_parquet(shard)
     assert len(parsed) > len(units)  # the pipeline splits paragraphs into sentences
@@ -174,10 +176,12 @@ def test_spacy_backend_on_wikipedia_text(spacy_model, wiki_slice, tmp_path):
 
 def test_spacy_sharding_gives_the_same_gathered_result(spacy_model, wiki_slice, tmp_path):
     units = corpus.read_units([str(wiki_slice)], "text")
-    one = parse.parse_spacy_shard(units, spacy_model)
+    one = spacy_parser.parse_shard(units, {"model": spacy_model})
     outs = [str(tmp_path / f"shard-{i}.parquet") for i in range(3)]
     corpus.write_shards(units, outs)
-    three = pd.concat([parse.parse_spacy_shard(pd.read_parquet(o), spacy_model) for o in outs], ignore_index=True)
+    three = pd.concat(
+        [spacy_parser.parse_shard(pd.read_parquet(o), {"model": spacy_model}) for o in outs], ignore_index=True
+    )
     pd.testing.assert_frame_equal(
         one.map(lambda v: list(v) if hasattr(v, "__len__") and not isinstance(v, str) else v),
         three.map(lambda v: list(v) if hasattr(v, "__len__") and not isinstance(v, str) else v),
@@ -186,7 +190,7 @@ def test_spacy_sharding_gives_the_same_gathered_result(spacy_model, wiki_slice, 
 
 def test_spacy_empty_shard_gives_an_empty_parsed_shard(tmp_path):
     empty = pd.DataFrame(columns=["unit_id", "doc_id", "source", "text"])
-    assert list(parse.parse_spacy_shard(empty).columns) == parse.PARSED_COLUMNS
+    assert list(spacy_parser.parse_shard(empty).columns) == PARSED_COLUMNS
 
 
 def test_missing_spacy_model_names_the_config_key(tmp_path, capsys):
@@ -228,7 +232,7 @@ def test_parse_quality_of_the_gold_is_perfect(tmp_path, capsys):
 def test_parse_quality_of_spacy_on_ewt(spacy_model):
     from sasbert.data import parse_quality
 
-    result = parse_quality.evaluate(str(TEST), "spacy", spacy_model, max_sentences=100)
+    result = parse_quality.evaluate(str(TEST), "spacy", {"model": spacy_model}, max_sentences=100)
     assert result["sentences"] == 100 and result["words"] > 1000
     # en_core_web_sm (ClearNLP-style heads) agrees with UD EWT on about 57% of heads, gold tokens.
     assert 40 < result["uas"] < 75 and result["las"] < result["uas"]

@@ -197,10 +197,11 @@ def test_trained_vocab_is_written_in_canonical_order(tmp_path):
     """The WordPiece trainer lists its pieces in hash-map order; we write specials first, then the
     learned pieces sorted, so the same set of pieces always gets the same ids."""
     from conftest import EWT
-    from sasbert.data import corpus, parse
+    from sasbert.data import corpus
+    from sasbert.data.parsers import conllu
 
     units = corpus.read_units([str(EWT / "en_ewt-ud-train.conllu.gz")], "conllu", max_units=1000)
-    words = list(parse.parse_conllu_shard(units)["words"])
+    words = list(conllu.parse_shard(units)["words"])
     tokenization.train_wordpiece(words, 800, 2, True, tmp_path)
     vocab = (tmp_path / "vocab.txt").read_text().split("\n")[:-1]
     assert vocab[:5] == tokenization.SPECIAL_TOKENS

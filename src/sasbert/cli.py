@@ -17,7 +17,10 @@ from sasbert.measure.registry import MEASURES
 # stage name -> (module, one-line help)
 STAGES = {
     "corpus": ("sasbert.data.corpus", "read a corpus (CoNLL-U or raw text, cleaned) into shards"),
-    "parse": ("sasbert.data.parse", "dependency-parse corpus shards (conllu: gold parses; stanza; spacy)"),
+    "parse": (
+        "sasbert.data.parse",
+        "dependency-parse corpus shards with one of the parser backends (see its --backend)",
+    ),
     "stanza-models": (
         "sasbert.data.stanza_models",
         "check (or fetch, when online) the stanza models of the stanza backend",

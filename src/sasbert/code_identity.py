@@ -148,15 +148,19 @@ def changed_modules(old: dict[str, str], new: dict[str, str]) -> list[str]:
 # regularizer.py only where lambda != 0, and the one call made at lambda 0, the logged R's weight,
 # is discarded). So a fix to the regularizer retrains the regularized runs and not the baselines,
 # which are the reference every other run is read against and the most costly to redo.
+#
+# Nor is the spec's check (train.spec, which imports the config's code) training code: the spec it
+# completes, not the one given, is in the run's identity (train/spec.py's docstring says why).
 TRAINING_MODULES = ("train.pretrain",)
 REGULARIZER_MODULES = ("train.regularizer",)
+SPEC_MODULES = ("train.spec",)
 
 
 def training_modules(lambda_schedule) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(modules, excluded modules) of the training code of a run with this lambda schedule."""
     from sasbert.schedules import is_zero
 
-    return TRAINING_MODULES, REGULARIZER_MODULES if is_zero(lambda_schedule) else ()
+    return TRAINING_MODULES, SPEC_MODULES + (REGULARIZER_MODULES if is_zero(lambda_schedule) else ())
 
 
 def training_fingerprints(lambda_schedule, package_dir: Path = PACKAGE_DIR) -> dict[str, str]:

@@ -11,7 +11,7 @@ STANZA_MANIFEST = "results/parse/stanza-models.json"
 rule parse:
     input:
         shard="results/corpus/{corpus}/shard-{shard}.parquet",
-        models=[STANZA_MANIFEST] if config["corpus"]["backend"] == "stanza" else [],
+        models=parse_models(),
     output:
         "results/parse/{corpus}/shard-{shard}.parquet",
     log:
@@ -24,7 +24,7 @@ rule parse:
     resources:
         gpu=parse_gpus(),
     params:
-        code=code_fingerprint("data.parse"),
+        code=parse_code(),
         backend=config["corpus"]["backend"],
         backend_args=parse_backend_args(),
     shell:
@@ -48,7 +48,7 @@ rule stanza_models:
     conda:
         CONDA_ENV
     params:
-        code=code_fingerprint("data.parse", "data.stanza_models"),
+        code=code_fingerprint("data.stanza_models"),
         dir=config["corpus"]["stanza"]["resources_dir"],
         # only what chooses the models (a batch size or device change does not recheck them)
         options=json.dumps(
@@ -76,7 +76,7 @@ rule corpus_report:
     conda:
         CONDA_ENV
     params:
-        code=code_fingerprint("data.corpus_report", "data.parse", "tables"),
+        code=code_fingerprint("data.corpus_report", "tables"),
         backend=config["corpus"]["backend"],
         benchmarks=expand("results/benchmarks/parse/{{corpus}}/shard-{shard}.tsv", shard=SHARDS),
     shell:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from sasbert.atomic import write_text
-from sasbert.data.parse import PARSED_COLUMNS
+from sasbert.data.parsers.parsed_shard import PARSED_COLUMNS
 from sasbert.tables import read_table
 
 log = logging.getLogger(__name__)

@@ -18,6 +18,8 @@ import logging
 import time
 
 from sasbert.data import corpus, parse
+from sasbert.data.parsers.conllu import parse_conllu_unit
+from sasbert.data.parsers.registry import PARSERS, backend_module
 from sasbert.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -26,40 +28,12 @@ log = logging.getLogger(__name__)
 def gold_sentences(path: str, max_sentences: int | None = None) -> list[dict]:
     sentences = []
     for unit in corpus.conllu_units(path):
-        sentences.append(parse.parse_conllu_unit(unit["text"], unit["source"]))
+        sentences.append(parse_conllu_unit(unit["text"], unit["source"]))
         if max_sentences is not None and len(sentences) >= max_sentences:
             break
     if not sentences:
         raise InputError(f"{path}: no sentences in the treebank")
     return sentences
-
-
-def parse_words_spacy(
-    sentences: list[list[str]],
-    model: str,
-    n_process: int = 1,
-    batch_size: int = parse.BACKEND_DEFAULTS["spacy"]["batch_size"],
-) -> list[dict]:
-    """Parse pre-tokenized sentences, one Doc each (gold tokens, gold sentence boundaries)."""
-    from spacy.tokens import Doc
-
-    nlp = parse.load_spacy(model)
-    disable = [name for name in nlp.pipe_names if name in ("ner", "lemmatizer")]
-    docs = (Doc(nlp.vocab, words=words, spaces=[True] * len(words)) for words in sentences)
-    out = []
-    for doc in nlp.pipe(docs, n_process=max(1, n_process), batch_size=batch_size, disable=disable):
-        parsed = parse.spacy_sentence(doc[:])  # a doc the parser splits keeps one root
-        out.append(parsed)
-    return out
-
-
-def parse_words_stanza(sentences: list[list[str]], options: parse.StanzaOptions) -> list[dict]:
-    """Parse pre-tokenized sentences (gold words, gold sentence boundaries) with stanza."""
-    nlp = parse.load_stanza(options, pretokenized=True)
-    doc = nlp(sentences)
-    if len(doc.sentences) != len(sentences):
-        raise InputError(f"stanza returned {len(doc.sentences)} sentences for {len(sentences)} gold sentences")
-    return [parse.stanza_sentence(sentence) for sentence in doc.sentences]
 
 
 def score(gold: list[dict], predicted: list[dict]) -> dict:
@@ -94,30 +68,21 @@ def score(gold: list[dict], predicted: list[dict]) -> dict:
 
 
 def evaluate(
-    treebank: str,
-    backend: str,
-    model: str = parse.BACKEND_DEFAULTS["spacy"]["model"],
-    max_sentences: int | None = None,
-    n_process: int = 1,
-    stanza: parse.StanzaOptions | None = None,
+    treebank: str, backend: str, options: dict | None = None, max_sentences: int | None = None, threads: int = 1
 ) -> dict:
+    """Scores of ``backend`` (a name in the parsers' registry) with ``options`` (its corpus.<options>
+    subsection; missing keys take the schema's defaults) against ``treebank``'s gold."""
+    if backend not in PARSERS:
+        raise InputError(f"--backend: unknown backend {backend!r} (known: {', '.join(PARSERS)})")
+    module = backend_module(backend)
     gold = gold_sentences(treebank, max_sentences)
     start = time.perf_counter()
-    if backend == "spacy":
-        predicted = parse_words_spacy([g["words"] for g in gold], model, n_process)
-    elif backend == "stanza":
-        predicted = parse_words_stanza([g["words"] for g in gold], stanza or parse.StanzaOptions())
-    elif backend == "conllu":
-        predicted = gold
-    else:
-        raise InputError(f"--backend: unknown backend {backend!r}")
+    predicted = module.parse_gold(gold, options, threads)
     seconds = time.perf_counter() - start
     result = {"treebank": treebank, "backend": backend, **score(gold, predicted)}
-    if backend == "spacy":
+    model = module.describe_model(options)
+    if model is not None:
         result["model"] = model
-    elif backend == "stanza":
-        options = stanza or parse.StanzaOptions()
-        result["model"] = f"{options.resources_dir} ({options.lang}, {options.package})"
     result["seconds"] = seconds
     result["words_per_s"] = result["words"] / seconds if seconds > 0 else float("inf")
     return result
@@ -125,7 +90,7 @@ def evaluate(
 
 def add_arguments(parser) -> None:
     parser.add_argument("--treebank", required=True, help="gold CoNLL-U file (plain or .gz)")
-    parser.add_argument("--backend", choices=["spacy", "stanza", "conllu"], required=True)
+    parser.add_argument("--backend", choices=list(PARSERS), required=True, help=parse.backends_help())
     parser.add_argument("--max-sentences", type=int, default=None, help="score the first N sentences")
     parser.add_argument("--threads", type=int, default=1, help="spaCy n_process")
     parser.add_argument("--out", default=None, help="also write the scores as JSON here")
@@ -133,9 +98,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> None:
-    stanza = parse.stanza_options(args) if args.backend == "stanza" else None
-    spacy = parse.backend_options(args)["spacy"]
-    result = evaluate(args.treebank, args.backend, spacy["model"], args.max_sentences, args.threads, stanza)
+    options = parse.backend_options(args, args.backend)
+    result = evaluate(args.treebank, args.backend, options, args.max_sentences, args.threads)
     print(f"{'treebank':14s} {result['treebank']}")
     print(f"{'backend':14s} {result['backend']}" + (f" ({result['model']})" if "model" in result else ""))
     print(f"{'sentences':14s} {result['sentences']}")

@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 
 from sasbert.atomic import write_text
-from sasbert.data import parse
+from sasbert.data.parsers import stanza as stanza_parser
 from sasbert.errors import InputError
 from sasbert.options import add_option_flags
 from sasbert.options import resolve as resolve_options
@@ -33,7 +33,7 @@ def model_files(folder: str | Path, lang: str) -> dict[str, int]:
     return {str(p.relative_to(folder)): p.stat().st_size for p in files if p.is_file()}
 
 
-def download(options: parse.StanzaOptions) -> None:
+def download(options: stanza_parser.StanzaOptions) -> None:
     import stanza
 
     kwargs = {"resources_url": options.resources_url} if options.resources_url else {}
@@ -43,34 +43,34 @@ def download(options: parse.StanzaOptions) -> None:
             options.lang,
             model_dir=options.resources_dir,
             package=options.package,
-            processors=parse.STANZA_PROCESSORS,
+            processors=stanza_parser.STANZA_PROCESSORS,
             logging_level="WARN",
             **kwargs,
         )
     except Exception as err:  # requests' connection errors, HTTP errors, unknown packages...
         detail = f"no usable stanza models here, and fetching them failed ({type(err).__name__}: {err})"
-        raise InputError(parse.missing_stanza_models_message(options, detail)) from err
+        raise InputError(stanza_parser.missing_stanza_models_message(options, detail)) from err
 
 
-def ensure_models(options: parse.StanzaOptions) -> dict:
+def ensure_models(options: stanza_parser.StanzaOptions) -> dict:
     """Load the local models (downloading them first if they do not load); return the manifest."""
-    check = parse.StanzaOptions(
+    check = stanza_parser.StanzaOptions(
         options.resources_dir, options.lang, options.package, "cpu", options.batch_size, options.resources_url
     )
     try:
-        parse.load_stanza(check)
+        stanza_parser.load_stanza(check)
         log.info("the stanza models in %s load", options.resources_dir)
     except InputError as first:
         log.info("%s", first)
         download(options)
-        parse.load_stanza(check)
+        stanza_parser.load_stanza(check)
     import stanza
 
     return {
         "resources_dir": options.resources_dir,
         "lang": options.lang,
         "package": options.package,
-        "processors": parse.STANZA_PROCESSORS,
+        "processors": stanza_parser.STANZA_PROCESSORS,
         "stanza_version": stanza.__version__,
         "files": model_files(options.resources_dir, options.lang),
     }
@@ -92,7 +92,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> None:
     stanza = resolve_options(args, "corpus")["stanza"]
-    options = parse.StanzaOptions(
+    options = stanza_parser.StanzaOptions(
         stanza["resources_dir"], stanza["lang"], stanza["package"], resources_url=stanza["resources_url"]
     )
     manifest = ensure_models(options)

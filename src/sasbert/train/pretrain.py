@@ -255,8 +255,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> None:
-    spec = json.loads(args.spec) if args.spec else json.loads(Path(args.spec_file).read_text())
-    spec.setdefault("threads", args.threads)
+    # checked and completed from the config schema; imported here, not training code (train.spec says why)
+    from sasbert.train.spec import read_spec
+
+    spec = read_spec(args.spec, args.spec_file, args.threads)
     train(
         args.dataset,
         args.tokenizer,

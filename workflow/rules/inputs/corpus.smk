@@ -17,9 +17,11 @@ def corpus_inputs():
 
 
 def corpus_kind():
-    """What the corpus stage reads: conllu files, text files, or a HF dataset (hf)."""
+    """What the corpus stage reads: conllu files, text files, or a HF dataset (hf), as the parser
+    backend's entry in the registry says (a pretokenized corpus has none: it has no corpus job)."""
     corpus = config["corpus"]
-    if corpus["backend"] == "conllu":
+    parser = sasparsers.PARSERS.get(corpus["backend"])
+    if parser is not None and parser.reads == "conllu":
         return "conllu"
     return "hf" if corpus.get("hf_dataset") else "text"
 

@@ -1,22 +1,41 @@
 # The input functions and settings of workflow/rules/parse.smk, which includes this file: what
-# its jobs read and the flags they get, from the config (common.smk) and the run plan.
+# its jobs read and the flags they get, from the config (common.smk), the run plan and the parser
+# backends' registry (sasbert.data.parsers.registry).
+
+
+def parser_spec():
+    return sasparsers.PARSERS[config["corpus"]["backend"]]
+
+
+def parse_code():
+    """The parse job's code: the shared parse code and its backend's module, not the other
+    backends' nor the registry (a fix to the spaCy backend does not rerun stanza parses)."""
+    backend = config["corpus"]["backend"]
+    return code_fingerprint(*sasparsers.backend_code_modules(backend), exclude=sasparsers.NOT_CODE)
+
+
+def parse_models():
+    """The manifest of the models the backend reads, when it needs them fetched first."""
+    backend = config["corpus"]["backend"]
+    return [f"results/parse/{backend}-models.json"] if parser_spec().needs_models else []
 
 
 def parse_backend_args():
     """The parse job's backend options: only its backend's part of the corpus section (a spaCy
     setting does not rerun a stanza parse), as --options, and its one path (the spaCy model, which
     may be a folder, or the stanza models' folder) as a flag of its own."""
-    corpus = config["corpus"]
-    backend = corpus["backend"]
-    if backend == "conllu":
+    spec = parser_spec()
+    if spec.options is None:
         return ""
-    if backend == "spacy":
-        path_flag = f"--spacy-model {shlex.quote(corpus['spacy']['model'])}"
-    else:
-        path_flag = f"--stanza-dir {shlex.quote(corpus['stanza']['resources_dir'])}"
-    return f"{path_flag} --options {shlex.quote(json.dumps({backend: corpus[backend]}, sort_keys=True))}"
+    options = config["corpus"][spec.options]
+    flags = f"--options {shlex.quote(json.dumps({spec.options: options}, sort_keys=True))}"
+    if spec.path_option is not None:
+        flag, key = spec.path_option
+        flags = f"{flag} {shlex.quote(options[key])} {flags}"
+    return flags
 
 
 def parse_gpus():
-    corpus = config["corpus"]
-    return corpus["stanza"]["gpus"] if corpus["backend"] == "stanza" else 0
+    """GPUs of a parse job: its backend's ``gpus`` option, where it has one (stanza)."""
+    spec = parser_spec()
+    return config["corpus"][spec.options].get("gpus", 0) if spec.options else 0
