@@ -136,6 +136,9 @@ def test_gathering_and_detection_are_separate_code():
     phases_rule = code_identity.module_closure(["analysis.cli", "analysis.phases"])
     assert "analysis.phases" not in tables_rule and "analysis.curves" not in tables_rule
     assert "analysis.gather" not in phases_rule and "analysis.runs" not in phases_rule
+    # the across-seeds rule: its own module, neither gathering nor onset detection
+    seeds_rule = code_identity.module_closure(["analysis.cli", "analysis.seeds"])
+    assert not {"analysis.gather", "analysis.runs", "analysis.phases"} & set(seeds_rule)
 
 
 def test_every_module_of_the_package_keeps_its_fingerprint_under_comments_and_docstrings(tmp_path):

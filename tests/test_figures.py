@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from sasbert import cli
-from sasbert.analysis import curves, gather, phases
+from sasbert.analysis import curves, gather, phases, seeds
 from sasbert.analysis import runs as run_kinds
 from sasbert.analysis.figures import cli as figures_cli
 from sasbert.analysis.figures import common as figures_common
@@ -149,7 +149,7 @@ def synthetic_tables(runs=RUNS, seeds=(0, 1, 2), n_layers=4, n_heads=4):
             tl, _, _ = _curves(r.run, train_steps, seed)
             for step, value in zip(train_steps, tl + rng.normal(0, 0.15, len(tl))):
                 train_rows.append((r.run, seed, int(step), value, np.nan, 0.0, 1e-3, 1.0, 1))
-    return {
+    tables = {
         "runs": runs_df,
         "loss": pd.DataFrame(loss_rows, columns=gather.LOSS_COLUMNS),
         "uas": pd.DataFrame(uas_rows, columns=gather.COLUMNS["uas"]),
@@ -157,6 +157,14 @@ def synthetic_tables(runs=RUNS, seeds=(0, 1, 2), n_layers=4, n_heads=4):
         "blimp": pd.DataFrame(blimp_rows, columns=gather.COLUMNS["blimp"]),
         "train": pd.DataFrame(train_rows, columns=gather.TRAIN_COLUMNS),
     }
+    return {**tables, "seeds": seeds_of(tables)}
+
+
+def seeds_of(tables):
+    """The seeds table (``sasbert phases seeds``) of gathered tables (few resamples: drawing only)."""
+    return seeds.seed_table(
+        tables["runs"], tables["loss"], tables["uas"], tables["blimp"], seeds.SeedOptions(bootstrap_samples=200)
+    )
 
 
 def phases_of(tables):
@@ -315,11 +323,14 @@ def test_an_external_series_appears_in_figures_1_4_and_5_beside_the_trained_runs
     """A series trained elsewhere (kind external): the baseline's tables copied under its name."""
     tables, ph = full
     runs = tables["runs"]
-    external = runs[runs["run"] == "baseline"].assign(run="multiberts", kind="external", order=len(runs))
+    external = runs[runs["run"] == "baseline"].assign(
+        run="multiberts", kind="external", order=len(runs), group="multiberts"
+    )
     extended = {"runs": pd.concat([runs, external], ignore_index=True)}
     for name, df in tables.items():
-        if name != "runs":
+        if name not in ("runs", "seeds"):
             extended[name] = pd.concat([df, df[df["run"] == "baseline"].assign(run="multiberts")], ignore_index=True)
+    extended["seeds"] = seeds_of(extended)
     copied = ph[ph["run"] == "baseline"].assign(run="multiberts", kind="external")
     ph2 = pd.concat([ph, copied], ignore_index=True)
     assert "curve:multiberts:uas" in gids(draw("fig1_training", extended, ph2))
@@ -335,8 +346,24 @@ def test_fig5_seeds(full):
     for run in ("baseline", "sas_plus", "sas_minus", "sas_minus_release_200"):
         for seed in (0, 1, 2):
             assert f"final:{run}:{seed}" in g
-    assert g.count("spearman") == 3
     assert "onset:structure_onset:baseline" in g
+    # one row of three panels per group of seed replicates, never pooled over runs: each panel
+    # holds its group's own curves and its statistics from the seeds table
+    groups = list(tables["runs"]["run"])
+    assert len(fig.axes) == 3 * len(groups)
+    for row, group in enumerate(groups):
+        for ax in fig.axes[3 * row : 3 * row + 3]:
+            runs_drawn = {
+                gid.split(":")[1] for gid in (ln.get_gid() or "" for ln in ax.lines) if gid.startswith("final:")
+            }
+            assert runs_drawn == {group}
+            (text,) = [t for t in ax.texts if (t.get_gid() or "").startswith(f"seed_stats:{group}:")]
+            assert text.get_text().startswith("final, n = 3\nρ = ")
+    stats = tables["seeds"]
+    r = stats[(stats["group"] == "baseline") & (stats["x"] == "uas") & (stats["y"] == "val_mlm_loss")].iloc[0]
+    (text,) = [t for t in fig.axes[0].texts if t.get_gid() == "seed_stats:baseline:uas_vs_val_mlm_loss"]
+    assert f"ρ = {r['spearman']:.2f} [{r['spearman_low']:.2f}, {r['spearman_high']:.2f}]" in text.get_text()
+    assert "Spearman" not in " ".join(ax.get_title() for ax in fig.axes)  # no pooled number
 
 
 def test_figures_degrade_without_sas_plus_and_release_runs(tmp_path):
@@ -350,7 +377,10 @@ def test_figures_degrade_without_sas_plus_and_release_runs(tmp_path):
     fig3 = draw("fig3_release", tables, ph)
     assert "no release run" in note_text(fig3)
     assert "curve:sas_minus:uas" in gids(fig3)
-    assert "a single seed" in note_text(draw("fig5_seeds", tables, ph))
+    fig5 = draw("fig5_seeds", tables, ph)
+    assert "a single seed" in note_text(fig5)
+    texts = [t.get_text() for ax in fig5.axes for t in ax.texts if (t.get_gid() or "").startswith("seed_stats:")]
+    assert len(texts) == 6 and all(t == "final: too few seeds (n = 1)" for t in texts)
     # no baseline at all, no probe: still draws
     tables = synthetic_tables([RUNS[1]], seeds=(0,))
     tables["heads"] = tables["heads"].iloc[0:0]

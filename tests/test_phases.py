@@ -511,3 +511,58 @@ def test_a_recovery_from_a_dip_below_the_initial_uas_is_not_a_transition():
     # the same dip followed by a real rise above the start is a transition
     rising = sas_minus + 0.15 / (1 + np.exp(-(steps - 1200) / 150))
     assert phases.uas_events(steps, rising, curves.PhaseOptions())[1]["detected"]
+
+
+# SAS- of the embedded default, every 100 steps: the penalty's first push takes UAS from its
+# step-0 value 0.090 down to 0.019, it climbs back by step 300 and then wanders in 0.08-0.12 (up to
+# 0.116 at step 1,600, 0.026 above where it started).
+SAS_MINUS_STEPS = np.arange(0, 2001, 100)
+SAS_MINUS_UAS = np.array(
+    [0.090, 0.019, 0.054, 0.099, 0.093, 0.088, 0.083, 0.086, 0.084, 0.089, 0.085]
+    + [0.091, 0.095, 0.104, 0.112, 0.114, 0.116, 0.111, 0.109, 0.108, 0.106]
+)
+
+
+def test_a_climb_out_of_the_dip_under_sas_minus_is_no_transition():
+    """The rise of a UAS transition counts from max(step-0 value, level before the climb), not from
+    the dip's floor: the default's SAS- rises 0.08 from its floor at step 100, but its steepest climb
+    ends about where it started."""
+    options = curves.PhaseOptions()
+    curve = curves.analyse_curve(SAS_MINUS_STEPS, SAS_MINUS_UAS, options)
+    assert curve.detected and curve.rise > 0.06  # from the dip's floor: what phases once reported
+    smoothed = curves.smooth(SAS_MINUS_UAS, 3)
+    assert smoothed.max() - smoothed[0] > options.min_rise  # nor is "ever above the step-0 value" enough
+    events = phases.uas_events(SAS_MINUS_STEPS, SAS_MINUS_UAS, options)
+    assert [e["event"] for e in events] == ["structure_onset", "breakthrough", "capabilities_onset"]
+    for event in events:
+        assert not event["detected"] and np.isnan(event["step"])
+        assert event["reason"].startswith("no transition: the steepest climb (step 200)")
+        assert "above its value at step 0 (0.09;" in event["reason"]
+        assert "recovery from a dip is not acquisition" in event["reason"]
+        assert event["rise"] < event["threshold"]
+    # by hand: the climb around step 200 (smoothed velocity > 0 from step 100 to 400, one more
+    # checkpoint on each side: steps 0-500); base max(0.090, its smoothed floor 0.0455 at step
+    # 100), top the highest smoothed value from step 200 to 500 (0.09325 at 400)
+    assert smoothed[1] == pytest.approx(0.0455) and smoothed[4] == pytest.approx(0.09325)
+    assert np.all(np.diff(smoothed[[0, 2, 4, 6]]) != 0) and smoothed[6] < smoothed[4]
+    assert events[1]["rise"] == pytest.approx(0.09325 - 0.090)
+
+
+def test_the_rise_of_a_detected_transition_counts_from_the_level_before_it():
+    """A baseline-like curve: a gentle climb from 0.090 to 0.122 by step 300, a decline to 0.112 by
+    700, and a rise of 0.11 centred on step 1,100. The transition's rise counts from where its climb
+    began (0.1165, above the step-0 value), not from step 0 (0.132)."""
+    steps = np.arange(0, 2001, 100)
+    uas = np.interp(steps, [0, 300, 700, 2000], [0.090, 0.122, 0.112, 0.112])
+    uas += 0.11 / (1 + np.exp(-(steps - 1100) / 120))
+    options = curves.PhaseOptions()
+    onset, breakthrough, capabilities = phases.uas_events(steps, uas, options)
+    assert onset["detected"] and breakthrough["detected"] and capabilities["detected"]
+    assert breakthrough["step"] == 1100 and onset["step"] < 1100 < capabilities["step"]
+    s = curves.smooth(uas, 3)
+    v = np.gradient(s, steps)
+    assert (v[4:7] <= 0).all() and (v[7:] > 0).all()  # the climb: from step 700 to the end
+    # from the level before the climb (step 600) to its top
+    assert s[6] == pytest.approx(0.1165, abs=5e-5) and s[6] == s[6:12].min()
+    assert breakthrough["rise"] == pytest.approx(s[11:].max() - s[6])
+    assert breakthrough["rise"] < curves.analyse_curve(steps, uas, options).rise - 0.015

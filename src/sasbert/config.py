@@ -275,6 +275,11 @@ def _semantic_problems(config: dict) -> list[str]:
             problems.append(f"series[{i}].name: {name!r} is also a run's name")
         elif series_names.count(name) > 1:
             problems.append(f"series[{i}].name: {name!r} is used by more than one series")
+    for i, series in enumerate(config.get("series", [])):
+        if series.get("group") in names:
+            problems.append(
+                f"series[{i}].group: {series['group']!r} is a run's name (a run's seeds are a group of their own)"
+            )
     for i, run in enumerate(config["runs"]):
         if names.count(run["name"]) > 1:
             problems.append(f"runs[{i}].name: {run['name']!r} is used by more than one run")

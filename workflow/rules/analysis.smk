@@ -3,7 +3,7 @@
 # finds the onsets there; each figure rule reads only results/tables/, so a figure option or a
 # change of sasbert/analysis/figures/ reruns figure jobs and nothing else, and figures can be redrawn from a
 # results/ folder copied from a cluster without its checkpoints:
-#     snakemake figures --cores 1 --allowed-rules tables phases figure_training \
+#     snakemake figures --cores 1 --allowed-rules tables phases seeds figure_training \
 #         figure_regularizers figure_release figure_heads figure_phenomena figure_seeds
 # (--allowed-rules makes the copied per-run tables source files, so nothing upstream reruns),
 # or, with results/tables/ alone, `sasbert figures --tables results/tables ...` by hand.
@@ -83,6 +83,36 @@ rule phases:
         DETECT_COMMAND
 
 
+rule seeds:
+    input:
+        runs="results/tables/runs.parquet",
+        loss="results/tables/loss.parquet",
+        uas="results/tables/uas.parquet",
+        blimp="results/tables/blimp.parquet",
+    output:
+        table="results/tables/seeds.parquet",
+        csv=report(
+            "results/tables/seeds.csv",
+            caption="../report/seeds.rst",
+            category="Tables",
+            labels={"table": "seeds (correlations across seed replicates)"},
+        ),
+    log:
+        "results/logs/seeds/seeds.log",
+    benchmark:
+        "results/benchmarks/seeds/seeds.tsv"
+    localrule: True
+    conda:
+        CONDA_ENV
+    params:
+        code=code_fingerprint("analysis.cli", "analysis.seeds"),
+        options=stage_options("seed_stats"),
+    shell:
+        "sasbert phases seeds --runs {input.runs:q} --loss {input.loss:q} --uas {input.uas:q}"
+        " --blimp {input.blimp:q} --out {output.table:q} --csv {output.csv:q}"
+        " --options {params.options:q} > {log} 2>&1"
+
+
 # One rule per figure (so changing one figure's module or options reruns only that figure), made
 # from sasbert.analysis.figures.registry.FIGURES, the one list of figures: the tables each reads, its number and
 # section in the report. Each job is passed exactly the table files it reads and the files it writes.
@@ -129,4 +159,5 @@ for figure, spec in sasfigures.FIGURES.items():
 rule figures:
     input:
         rules.phases.output.csv,
+        rules.seeds.output.csv,
         expand("results/figures/{figure}.{ext}", figure=sasfigures.FIGURES, ext=["png", "pdf"]),

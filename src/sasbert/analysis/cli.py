@@ -1,4 +1,5 @@
-"""``sasbert phases gather|detect``: the command line of the gathered tables and of onset detection.
+"""``sasbert phases gather|detect|seeds``: the command line of the gathered tables, of onset
+detection and of the across-seeds correlations.
 
 A command's module is imported by name when it runs (``importlib``), not by an import statement:
 the code fingerprint of a command (``sasbert.code_identity``) is then its own module's closure, so
@@ -24,6 +25,12 @@ COMMANDS = {
         "sasbert.analysis.phases",
         "structure/capabilities onsets, breakthrough, loss drop, BLiMP jump",
         "Find the phase-transition events of every run x seed in gathered tables.",
+    ),
+    "seeds": (
+        "sasbert.analysis.seeds",
+        "across seeds: UAS vs held-out loss vs BLiMP per group of seed replicates",
+        "Spearman and Pearson correlations (p-values, bootstrap intervals) of UAS, held-out loss "
+        "and BLiMP across the seeds of each group of replicates, never pooling runs.",
     ),
 }
 

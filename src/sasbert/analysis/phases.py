@@ -44,6 +44,15 @@ On one curve y(step) of one run x seed, sampled at its (irregular) checkpoints:
    jump is undetected, with that reason. An onset is also undetected when no candidate lies
    between the breakthrough and the first (structure onset) or last (capabilities onset) usable
    checkpoint: it happened before or after what was sampled.
+5. **The rise of a UAS transition** (``transition_rise``): the *climb* is the stretch of
+   checkpoints with positive velocity around the breakthrough candidate, plus one on each side;
+   its *floor* the lowest smoothed UAS of the climb up to the breakthrough (the level before the
+   onset), its *top* the highest from the breakthrough on. The rise counts from
+   base = max(floor, smoothed UAS at step 0) (the step-0 term where the curve has step 0: the
+   level where the run started): rise = top - base, and the transition needs rise >= threshold
+   too. A climb back out of a dip below the initial value (SAS-: 0.090 at step 0, 0.019 at 100,
+   back near 0.09 by 300) is recovery, not acquisition, and reports no transition. The UAS events'
+   ``rise`` is this rise (the curve's largest rise where it fails point 4 first).
 
 ``min_step`` (all curves) and ``loss_min_step`` (the loss only) exclude early checkpoints from the
 candidates and from the rise; derivatives are still computed on the whole curve. The early
@@ -207,20 +216,25 @@ def _steepest(curve: Curve, sign: int, what: str, from_start: bool = False) -> t
     return index, ""
 
 
+def transition_rise(curve: Curve, index: int, stretch: np.ndarray) -> tuple[float, float, float, float | None]:
+    """(rise, base, floor, start) of the UAS transition at ``index`` (its breakthrough candidate):
+    ``floor`` is the lowest smoothed UAS of the rising ``stretch`` up to ``index`` (the level before
+    the climb), ``start`` the value at step 0 (None when the curve does not begin there), ``base``
+    = max(floor, start), and the rise the highest smoothed UAS of the stretch from ``index`` on
+    minus ``base``: a climb out of a dip below where the run started counts only above that."""
+    positions = np.arange(len(curve.steps))
+    window = curve.candidate & stretch
+    floor = float(np.min(curve.smoothed[window & (positions <= index)]))
+    top = float(np.max(curve.smoothed[window & (positions >= index)]))
+    start = float(curve.smoothed[0]) if curve.steps[0] == 0 else None
+    base = floor if start is None else max(floor, start)
+    return top - base, base, floor, start
+
+
 def uas_events(steps, uas, options: PhaseOptions) -> list[dict]:
     """Structure onset, breakthrough and capabilities onset of one UAS curve."""
     names = ("structure_onset", "breakthrough", "capabilities_onset")
     curve = analyse_curve(steps, uas, options, +1, options.min_step)
-    if curve.detected and curve.steps[0] == 0:
-        # Acquisition takes UAS above where the random initialisation left it; climbing back out of
-        # a dip below it (what SAS- does once its heads stop avoiding the arcs) is not a transition.
-        above = float(np.max(curve.smoothed[curve.candidate]) - curve.smoothed[0])
-        if above < curve.threshold:
-            curve.detected = False
-            curve.reason = (
-                f"no transition: UAS rises at most {above:.4g} above its value at step 0 "
-                f"(< threshold {curve.threshold:.4g}); a recovery from a dip is not acquisition"
-            )
     if not curve.detected:
         return [_event_row(curve, e, None) for e in names]
     ib, why = _steepest(curve, +1, "rise", from_start=True)
@@ -240,6 +254,23 @@ def uas_events(steps, uas, options: PhaseOptions) -> list[dict]:
     while hi < len(positions) - 1 and curve.velocity[hi + 1] > 0:
         hi += 1
     rising = (positions >= lo - 1) & (positions <= hi + 1)
+    # Acquisition takes UAS above where the run started and above where the climb began: the
+    # transition's rise is measured from max(step-0 value, level before the climb), so climbing
+    # back out of a dip below the initial value (what SAS- does once its heads stop avoiding the
+    # arcs) is no transition, however deep the dip.
+    curve.rise, base, floor, start = transition_rise(curve, ib, rising)
+    if not curve.rise >= curve.threshold:
+        step = f"{curve.steps[ib]:g}"
+        if start is not None and start >= floor:
+            where = f"above its value at step 0 ({start:.4g}; {floor:.4g} before the climb)"
+        else:
+            where = f"above its level before the climb ({floor:.4g})"
+        curve.detected = False
+        curve.reason = (
+            f"no transition: the steepest climb (step {step}) takes UAS {curve.rise:.4g} {where} "
+            f"(< threshold {curve.threshold:.4g}); a recovery from a dip is not acquisition"
+        )
+        return [_event_row(curve, e, None) for e in names]
     before = curve.candidate & inner & rising & (positions < ib)
     after = curve.candidate & inner & rising & (positions > ib)
     io = _argbest(curve.acceleration, before, +1)

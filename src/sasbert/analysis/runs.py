@@ -39,6 +39,7 @@ RUN_COLUMNS = [
     "release_step",
     "label",
     "tokens_per_step",
+    "group",
 ]
 
 
@@ -85,6 +86,7 @@ def describe_run(run: dict, order: int = 0) -> dict:
         "release_step": release_step,
         "label": label,
         "tokens_per_step": run.get("tokens_per_step"),
+        "group": name,
     }
 
 
@@ -101,6 +103,7 @@ def describe_series(series: dict, order: int) -> dict:
         "release_step": None,
         "label": f"{series['name']} (external)",
         "tokens_per_step": series.get("tokens_per_step"),
+        "group": series.get("group") or series["name"],
     }
 
 
@@ -111,6 +114,13 @@ def runs_table(runs: Sequence[dict], series: Sequence[dict] = ()) -> pd.DataFram
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise InputError(f"runs: duplicate run or series name(s) {', '.join(dup)}")
+    trained = {r.get("name") for r in runs}
+    for i, one in enumerate(series):
+        if one.get("group") in trained:
+            raise InputError(
+                f"series[{i}] ({one['name']}): group {one['group']!r} is a trained run's name; a run's "
+                "seeds are a group of their own (interventions are never pooled)"
+            )
     rows = [describe_run(run, i) for i, run in enumerate(runs)]
     rows += [describe_series(one, len(runs) + i) for i, one in enumerate(series)]
     df = pd.DataFrame(rows, columns=RUN_COLUMNS)

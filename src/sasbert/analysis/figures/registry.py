@@ -60,5 +60,11 @@ FIGURES: dict[str, FigureSpec] = {
     "fig4b_phenomena": FigureSpec(
         "phenomena", ("runs", "blimp"), "4b", "4. Heads and phenomena", "BLiMP per phenomenon across checkpoints"
     ),
-    "fig5_seeds": FigureSpec("seeds", ("runs", "loss", "uas", "blimp"), "5", "5. Across seeds", "UAS vs loss vs BLiMP"),
+    "fig5_seeds": FigureSpec(
+        "seeds",
+        ("runs", "loss", "uas", "blimp", "seeds"),
+        "5",
+        "5. Across seeds",
+        "UAS vs loss vs BLiMP per seed group",
+    ),
 }
