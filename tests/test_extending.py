@@ -218,3 +218,127 @@ def test_a_new_parser_backend_takes_one_module_one_entry_and_one_schema_section(
         env={"PYTHONPATH": str(workdir / "src")},
     )
     assert job_counts(planned)["parse"] == 4
+
+
+NEW_MEASURE = '''"""The embeddings' mean L2 norm at every checkpoint (the recipe's example)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from sasbert.measure.command import score_command
+
+
+def prepare(options, data, device):
+    return None, {}
+
+
+def score(path, step, state, options, device):
+    from sasbert.measure.checkpoints import load_masked_lm
+
+    model, _ = load_masked_lm(path, device)
+    weights = model.get_input_embeddings().weight
+    norm = weights.norm(p=options["p"], dim=1).mean().item()
+    return {"summary": pd.DataFrame({"step": [step], "checkpoint": [path.name], "mean_norm": [norm]})}
+
+
+add_arguments, run = score_command("embedding_norm", prepare, score)
+'''
+MEASURE_ENTRY = """        Measure(
+            name="embedding_norm",
+            cli="measure.embedding_norm",
+            help="mean L2 norm of the input embeddings",
+            tables=("summary",),
+            gathered={"summary": "embedding_norm"},
+        ),
+"""
+MEASURE_SCHEMA = """  embedding_norm:
+    type: object
+    additionalProperties: false
+    default: {}
+    description: "the embeddings' norm (the recipe's example)"
+    properties:
+      p: {type: number, default: 2, description: "the norm's order"}
+      every_steps: {type: [integer, "null"], default: null, description: "score every Nth step only"}
+"""
+
+
+def measure_codes(package):
+    """Each measure rule's code, as workflow/rules/measures.smk computes it."""
+    from sasbert.measure.command import NOT_SCORING_CODE
+    from sasbert.measure.registry import MEASURES
+
+    return {
+        name: code_identity.code_fingerprint(measure.cli, package_dir=package, exclude=NOT_SCORING_CODE)
+        for name, measure in MEASURES.items()
+    }
+
+
+def test_a_new_measure_takes_one_module_one_entry_and_one_schema_section(tmp_path, bert_tokenizer):
+    """docs/extending.md's measure recipe, followed on a copy of the package: the measure's module,
+    its registry entry, its schema section. The real CLI scores a series with it, the real Snakefile
+    plans its rules for every run x seed, gathers its table and asks for it by default, and no
+    other measure's jobs change code."""
+    import torch
+    from transformers import BertForMaskedLM
+
+    from conftest import tiny_bert_config
+
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    for name in WORKFLOW_FILES:
+        if name not in ("src", "workflow"):
+            (workdir / name).symlink_to(REPO / name)
+    shutil.copytree(REPO / "src", workdir / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(REPO / "workflow", workdir / "workflow", symlinks=True)
+    package = workdir / "src" / "sasbert"
+    before = measure_codes(package)
+
+    (package / "measure" / "embedding_norm.py").write_text(NEW_MEASURE)
+    registry = package / "measure" / "registry.py"
+    anchor = "    for measure in (\n"
+    assert anchor in registry.read_text()
+    registry.write_text(registry.read_text().replace(anchor, anchor + MEASURE_ENTRY))
+    schema = package / "config.schema.yaml"
+    section = "  blimp:\n    type: object\n"
+    assert section in schema.read_text()
+    schema.write_text(schema.read_text().replace(section, MEASURE_SCHEMA + section))
+
+    assert measure_codes(package) == before  # no other measure's jobs rerun
+
+    # the real CLI scores a series of two checkpoints, and a cached score is kept
+    norms = {}
+    for step in (0, 10):
+        torch.manual_seed(step)
+        model = BertForMaskedLM(tiny_bert_config(bert_tokenizer.vocab_size))
+        folder = tmp_path / "run" / f"step-{step}"
+        model.save_pretrained(folder)
+        bert_tokenizer.save_pretrained(folder)
+        norms[step] = model.bert.embeddings.word_embeddings.weight.norm(p=1, dim=1).mean().item()
+    env = {"PYTHONPATH": str(workdir / "src"), "PATH": "", "OMP_NUM_THREADS": "1"}
+    out, cache = tmp_path / "summary.parquet", tmp_path / "by_step"
+    args = ["embedding_norm", "score", "--checkpoint", str(tmp_path / "run" / "step-*"), "--out-summary", str(out)]
+    args += ["--cache-dir", str(cache), "--options", '{"p": 1}']
+    for _attempt in range(2):
+        done = subprocess.run([sys.executable, "-m", "sasbert", *args], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("kept from") == 2
+    table = pd.read_parquet(out)
+    assert table["step"].tolist() == [0, 10]
+    assert table["mean_norm"].tolist() == pytest.approx([norms[0], norms[10]], rel=1e-6)
+
+    # the real Snakefile: its two rules for every run x seed, its table gathered and asked for
+    planned = snakemake_ok(
+        "-n",
+        "-p",
+        "--cores",
+        "1",
+        "--configfile",
+        str(REPO / "tests" / "configs" / "e2e.yaml"),
+        cwd=workdir,
+        env={"PYTHONPATH": str(workdir / "src")},
+    )
+    jobs = job_counts(planned)
+    assert jobs["embedding_norm"] == 3 and jobs["embedding_norm_part"] == 1 and jobs["probe"] == 3
+    assert "--embedding-norm-summary results/embedding_norm/baseline/seed0/summary.parquet" in planned
+    assert "results/tables/embedding_norm.parquet" in planned

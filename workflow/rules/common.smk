@@ -21,6 +21,7 @@ from sasbert import textio  # noqa: E402
 from sasbert.errors import InputError  # noqa: E402
 from sasbert.analysis.figures import registry as sasfigures  # noqa: E402
 from sasbert.measure import registry as sasmeasures  # noqa: E402
+from sasbert.measure import command as sasmeasure_command  # noqa: E402
 from sasbert.data.parsers import registry as sasparsers  # noqa: E402
 from sasbert.workflow import RunPlan  # noqa: E402
 

@@ -35,7 +35,7 @@ for measure in sasmeasures.MEASURES.values():
             gpu=0,
             mem_mb=4000,
         params:
-            code=code_fingerprint(measure.cli),
+            code=code_fingerprint(measure.cli, exclude=sasmeasure_command.NOT_SCORING_CODE),
             checkpoints=checkpoint_args,
             by_step=by_step_dir(measure.name),
             options=stage_options(measure.name),
@@ -62,7 +62,7 @@ for measure in sasmeasures.MEASURES.values():
             gpu=0,
             mem_mb=4000,
         params:
-            code=code_fingerprint(measure.cli),
+            code=code_fingerprint(measure.cli, exclude=sasmeasure_command.NOT_SCORING_CODE),
             checkpoints=checkpoint_args,
             by_step=by_step_dir(measure.name),
             options=stage_options(measure.name),

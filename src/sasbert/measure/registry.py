@@ -46,6 +46,10 @@ class Measure:
     def input_flag(self, key: str) -> str:
         return f"--{key.replace('_', '-')}"
 
+    def gathered_flag(self, table: str) -> str:
+        """``phases gather``'s flag for this measure's ``table`` (one file per run x seed)."""
+        return f"--{self.name}-{table}".replace("_", "-")
+
 
 @dataclasses.dataclass(frozen=True)
 class AllRunsTable:

@@ -13,10 +13,7 @@ GATHER_COMMAND = " ".join(
     [
         "sasbert phases gather --runs {params.runs:q} --series {params.series:q} --seeds {params.seeds}",
         "--steps {input.steps:q} --eval {input.eval:q}",
-        *(
-            f"--{m.name}-{table.replace('_', '-')} {{input.{m.name}_{table}:q}}"
-            for m, table, _ in sasmeasures.gathered_tables()
-        ),
+        *(f"{m.gathered_flag(table)} {{input.{m.name}_{table}:q}}" for m, table, _ in sasmeasures.gathered_tables()),
         "--fetched {input.fetched:q} --out {output:q} > {log} 2>&1",
     ]
 )
