@@ -215,6 +215,7 @@ LAYOUT = {
     "eval": "pretrain/{run}/seed{seed}/metrics/eval.parquet",
     "probe_summary": "probe/{run}/seed{seed}/summary.parquet",
     "probe_scores": "probe/{run}/seed{seed}/scores.parquet",
+    "probe_bootstrap": "probe/{run}/seed{seed}/bootstrap.parquet",
     "blimp_summary": "blimp/{run}/seed{seed}/summary.parquet",
 }
 
@@ -337,6 +338,15 @@ def _results_folder(root, runs, seeds, skip=()):
             if ("probe", name, seed) not in skip:
                 pd.DataFrame(summary).to_parquet(probe / "summary.parquet")
             pd.DataFrame(scores).to_parquet(probe / "scores.parquet")
+            noise = np.random.default_rng(seed).normal(0, 0.003, (20, len(steps)))  # 20 paired resamples
+            pd.DataFrame(
+                {
+                    "step": np.tile(steps, 20),
+                    "treebank": "dev.conllu",
+                    "sample": np.repeat(np.arange(20), len(steps)),
+                    "uas": (uas[None, :] + noise).ravel(),
+                }
+            ).to_parquet(probe / "bootstrap.parquet")
             blimp = root / "blimp" / name / f"seed{seed}"
             blimp.mkdir(parents=True)
             rows = []

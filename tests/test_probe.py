@@ -613,7 +613,7 @@ def test_cli_outputs_must_differ(series, tmp_path, capsys):
             str(tmp_path / "s.parquet"),
         ]
     )
-    assert rc == 2 and "are the same file" in capsys.readouterr().err
+    assert rc == 2 and "two name the same file" in capsys.readouterr().err
 
 
 def test_cache_dir_keeps_finished_checkpoints_and_redoes_stale_ones(series, tmp_path, caplog):
@@ -648,7 +648,7 @@ def test_cache_dir_keeps_finished_checkpoints_and_redoes_stale_ones(series, tmp_
     ]
     assert main(args) == 0
     first = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
-    tables = {f"step-{s}.{t}.parquet" for s in (1000, 2000) for t in ("scores", "summary")}
+    tables = {f"step-{s}.{t}.parquet" for s in (1000, 2000) for t in ("scores", "summary", "bootstrap")}
     assert set(first) == tables | {f"step-{s}.identity.json" for s in (1000, 2000)}
     (cache / "step-2000.summary.parquet").unlink()  # as if stopped before this checkpoint finished
     stale = cache / "step-1000.scores.parquet"

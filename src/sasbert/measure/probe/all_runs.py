@@ -7,6 +7,8 @@ figures, with its 95% interval ``uas_low, uas_high``, and ``layer, head, directi
 that head's; ``uas_mean`` the "mean" row (mean of per-relation best heads; null for unlabelled
 treebanks); ``offset_uas``/``offset`` the best fixed-offset baseline; ``same_weights_as`` is filled
 by the gathering for hub series. ``heads``: the per-head scores for relation "all".
+``uas_bootstrap``: the best-head UAS of every checkpoint in each paired bootstrap resample of the
+sentences (``sample``; the same sentences at every checkpoint of a run), for the onsets' intervals.
 """
 
 from __future__ import annotations
@@ -75,6 +77,9 @@ def head_rows(scores: pd.DataFrame) -> pd.DataFrame:
     return scores[(scores["method"] == "attention") & (scores["relation"] == ALL)]
 
 
+BOOTSTRAP_COLUMNS = ["step", "treebank", "sample", "uas"]
+
+
 ALL_RUNS = {
     "summary": AllRunsTable(
         required=["step", "treebank", "method", "relation", "accuracy", "layer", "head", "direction"],
@@ -88,4 +93,5 @@ ALL_RUNS = {
         rows=head_rows,
         columns=HEAD_COLUMNS,
     ),
+    "bootstrap": AllRunsTable(required=BOOTSTRAP_COLUMNS, what="probe bootstrap", columns=BOOTSTRAP_COLUMNS),
 }

@@ -51,6 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     score.add_argument("--out-scores", required=True, help="per-head scores parquet of every checkpoint")
     score.add_argument("--out-summary", required=True, help="summary parquet of every checkpoint")
+    score.add_argument(
+        "--out-bootstrap",
+        help="the best-head UAS in each paired bootstrap resample of the sentences, of every checkpoint "
+        "(the onsets' intervals)",
+    )
     score.add_argument("--step", type=int, nargs="+", help="step(s), one per checkpoint")
     score.add_argument(
         "--cache-dir",
@@ -117,8 +122,9 @@ def _run_score(args: argparse.Namespace) -> None:
     options.check()
     if args.threads < 0:
         raise InputError(f"--threads must be >= 0 (got {args.threads})")
-    if Path(args.out_scores).resolve() == Path(args.out_summary).resolve():
-        raise InputError("--out-scores and --out-summary are the same file")
+    outputs = [Path(p).resolve() for p in (args.out_scores, args.out_summary, args.out_bootstrap) if p]
+    if len(set(outputs)) < len(outputs):
+        raise InputError("--out-scores, --out-summary and --out-bootstrap: two name the same file")
     series = resolve_checkpoints(args.checkpoint, args.step)
     treebank = Path(args.treebank)
     sentences = read_treebank(treebank, options.max_sentences)
@@ -164,7 +170,7 @@ def _run_score(args: argparse.Namespace) -> None:
             result.seconds,
             time.perf_counter() - t0,
         )
-        return {"scores": result.scores, "summary": result.summary}
+        return {"scores": result.scores, "summary": result.summary, "bootstrap": result.bootstrap}
 
     identity = {
         "code": code_fingerprint(__name__.removeprefix("sasbert.")),
@@ -175,9 +181,11 @@ def _run_score(args: argparse.Namespace) -> None:
         "punct_tags": sorted(args.punct_tags),
         "dtype": args.dtype,
     }
-    tables = score_series(series, score, ["scores", "summary"], args.cache_dir, log, identity)
+    tables = score_series(series, score, ["scores", "summary", "bootstrap"], args.cache_dir, log, identity)
     write_parquet(tables["scores"], args.out_scores)
     write_parquet(tables["summary"], args.out_summary)
+    if args.out_bootstrap:
+        write_parquet(tables["bootstrap"], args.out_bootstrap)
 
 
 def _run_gather(args: argparse.Namespace) -> None:

@@ -55,7 +55,7 @@ CONFIDENCE = 0.95
 BOOTSTRAP_SAMPLES = 2000
 
 
-BOOTSTRAP_SEED = 0  # the intervals are reproducible
+BOOTSTRAP_SEED = 0  # the intervals are reproducible, and the resamples paired across checkpoints
 
 
 def _pooling(piece_word, n_words: int, dtype):
@@ -81,6 +81,11 @@ def word_attention(attention, piece_word, n_words: int):
     summ, mean, _ = _pooling(piece_word, n_words, dtype)
     w = mean.unsqueeze(1) @ (attention.to(dtype) @ summ.unsqueeze(1))
     return w.masked_fill(torch.eye(n_words, dtype=torch.bool, device=w.device), 0.0)
+
+
+def percentile_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    low, high = np.nanquantile(values, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(low), float(high)
 
 
 class AttentionScorer:
@@ -165,18 +170,25 @@ class AttentionScorer:
         self.sentence_correct.append((stats[:, 0] * scored[:, None, None, :]).sum(-1).cpu().numpy())  # [B, 2, K]
         self.sentence_count.append(scored.sum(1).cpu().numpy())
 
-    def best_head_interval(self, confidence: float = CONFIDENCE, samples: int = BOOTSTRAP_SAMPLES):
-        """Percentile bootstrap interval of the "all" best-head UAS, resampling sentences with
-        replacement; the best (layer, head, direction) is chosen anew in every resample, so the
-        interval includes the selection."""
+    def best_head_resamples(self, samples: int = BOOTSTRAP_SAMPLES) -> np.ndarray:
+        """The "all" best-head UAS in each of ``samples`` bootstrap resamples of the sentences (drawn
+        with replacement); the best (layer, head, direction) is chosen anew in every resample.
+
+        The resamples are drawn from ``BOOTSTRAP_SEED`` and the number of sentences alone, so every
+        checkpoint of a series (the same sentences) gets the same ones: resample b is one set of
+        sentences scored at every checkpoint, a paired bootstrap of the whole UAS curve, on which
+        the phases rule detects the onsets again (their intervals, docs/method.md)."""
         correct = np.concatenate(self.sentence_correct).reshape(-1, 2 * self.n_layers * self.n_heads)
         count = np.concatenate(self.sentence_count).astype(np.float64)
         rng = np.random.default_rng(BOOTSTRAP_SEED)
         weights = rng.multinomial(len(count), np.full(len(count), 1 / len(count)), size=samples)
         with np.errstate(invalid="ignore", divide="ignore"):
-            best = (weights @ correct).max(axis=1) / (weights @ count)
-        low, high = np.nanquantile(best, [(1 - confidence) / 2, (1 + confidence) / 2])
-        return float(low), float(high)
+            return (weights @ correct).max(axis=1) / (weights @ count)
+
+    def best_head_interval(self, confidence: float = CONFIDENCE, samples: int = BOOTSTRAP_SAMPLES):
+        """Percentile bootstrap interval of the "all" best-head UAS (``best_head_resamples``), so
+        the interval includes the selection of the head."""
+        return percentile_interval(self.best_head_resamples(samples), confidence)
 
     def columns(self, labelled: bool = True) -> dict[str, np.ndarray]:
         """Scores as columns, in canonical order (layer, head, direction, relation; "all" last)."""
@@ -217,6 +229,7 @@ class AttentionScorer:
 class ProbeResult:
     scores: pd.DataFrame
     summary: pd.DataFrame
+    bootstrap: pd.DataFrame  # step, treebank, sample, uas: the best-head UAS in each paired resample
     n_sentences: int
     n_skipped_too_long: int
     n_skipped_unaligned: int
@@ -394,7 +407,8 @@ def score_model(
         reach.get((r, d), np.nan) if m == "attention" else np.nan
         for m, r, d in zip(summary["method"], summary["relation"], summary["direction"])
     ]
-    low, high = scorer.best_head_interval()
+    resamples = scorer.best_head_resamples()
+    low, high = percentile_interval(resamples)
     best_all = [m == "attention" and r == ALL for m, r in zip(summary["method"], summary["relation"])]
     summary["ci_low"] = [low if b else np.nan for b in best_all]
     summary["ci_high"] = [high if b else np.nan for b in best_all]
@@ -412,9 +426,18 @@ def score_model(
         n = len(table["method"])
         for col, value in meta.items():
             table[col] = np.full(n, value, dtype=object if isinstance(value, str) or value is None else None)
+    bootstrap = pd.DataFrame(
+        {
+            "step": np.full(len(resamples), np.nan if step is None else step),
+            "treebank": np.full(len(resamples), treebank, dtype=object),
+            "sample": np.arange(len(resamples)),
+            "uas": resamples,
+        }
+    )
     return ProbeResult(
         scores=_frame(cols, SCORE_COLUMNS),
         summary=_frame(summary, SUMMARY_COLUMNS),
+        bootstrap=bootstrap,
         n_sentences=len(keep),
         n_skipped_too_long=too_long,
         n_skipped_unaligned=unaligned,
