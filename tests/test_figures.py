@@ -447,3 +447,19 @@ def test_one_seed_draws_its_95_percent_intervals_as_bands(full):
     g = gids(draw("fig1_training", one, ph[ph["seed"] == 0]))
     assert "interval:baseline:uas" in g and "interval:baseline:blimp" in g
     assert "band:baseline:uas" not in g  # no spread across seeds to draw
+
+
+def test_an_onsets_95_percent_interval_is_a_capped_bar_on_its_marker(full):
+    tables, ph = full
+    assert ph["step_low"].isna().all()  # phases without the probe's resamples: no interval drawn
+    assert not any(x.startswith("onset_interval:") for x in gids(draw("fig1_training", tables, ph)))
+    ph = ph.copy()
+    row = (ph["run"] == "baseline") & (ph["event"] == "structure_onset")
+    step = float(ph.loc[row, "step"].iloc[0])
+    ph.loc[row, ["step_low", "step_high"]] = [step - 50, step + 25]
+    fig = draw("fig1_training", tables, ph)
+    bars = [ln for ax in fig.axes for ln in ax.lines if ln.get_gid() == "onset_interval:structure_onset:baseline"]
+    assert len(bars) == 3  # on every panel that marks the structure onset
+    for bar in bars:
+        assert list(bar.get_xdata()) == [step - 50, step + 25] and bar.get_marker() == "|"
+    assert not any(x.startswith("onset_interval:capabilities_onset") for x in gids(fig))

@@ -403,6 +403,8 @@ def test_gather_and_detect_cli(tmp_path, stages):
             str(out / "uas.parquet"),
             "--blimp",
             str(out / "blimp.parquet"),
+            "--uas-bootstrap",
+            str(out / "uas_bootstrap.parquet"),
             "--out",
             str(out / "phases.parquet"),
             "--csv",
@@ -426,6 +428,13 @@ def test_gather_and_detect_cli(tmp_path, stages):
     assert abs(ev.loc[("base", 0, "loss_drop"), "step"] - 780) <= 100
     assert abs(ev.loc[("base", 0, "blimp_jump"), "step"] - 900) <= 100
     assert ph["kind"].tolist()[:5] == ["baseline"] * 5
+    # each detected UAS onset has its interval from the 20 paired resamples, around its step; the
+    # other events and undetected onsets have none
+    for key in [("base", 1, "breakthrough"), ("minus_release_300", 0, "structure_onset")]:
+        row = ev.loc[key]
+        assert row["step_low"] <= row["step"] <= row["step_high"] and row["detected_share"] > 0.5
+    assert ev.loc[("base", 0, "loss_drop"), ["step_low", "step_high", "detected_share"]].isna().all()
+    assert ev.loc[("minus", 0, "breakthrough"), ["step_low", "step_high"]].isna().all()
 
 
 def test_gather_missing_inputs(tmp_path, stages, capsys):

@@ -75,14 +75,17 @@ neighbours (rate r = -velocity of the smoothed loss):
   makes excesses of the order of the noise, below the threshold.
 
 Phases table: ``run, seed, kind, metric, event, detected, step, value, smoothed_value, velocity,
-acceleration, rise, noise, threshold, n_points, reason`` -- one row per run x seed x event (five
-events, six with a GLUE table), ``value`` the raw curve value at ``step``, ``velocity``/``acceleration`` the smoothed
-curve's derivatives there (per step, per step^2).
+acceleration, rise, noise, threshold, n_points, reason, step_low, step_high, detected_share`` -- one
+row per run x seed x event (five events, six with a GLUE table), ``value`` the raw curve value at
+``step``, ``velocity``/``acceleration`` the smoothed curve's derivatives there (per step, per
+step^2). ``step_low, step_high``: a detected UAS onset's 95% interval, and ``detected_share`` the
+share of the probe's paired bootstrap resamples in which it is detected
+(``sasbert.analysis.onset_intervals``; null for the other events and without ``--uas-bootstrap``).
 
 CLI::
 
     sasbert phases detect --runs runs.parquet --loss loss.parquet --uas uas.parquet
-        --blimp blimp.parquet --out phases.parquet [--csv phases.csv]
+        --blimp blimp.parquet [--uas-bootstrap uas_bootstrap.parquet] --out phases.parquet [--csv phases.csv]
         [--smoothing-window 3] [--min-rise 0.02] [--noise-factor 5] [--min-points 5]
         [--min-step 0] [--loss-min-step 0] [--treebank NAME] [--blimp-variant NAME]
 """
@@ -104,6 +107,7 @@ from sasbert.analysis.curves import (
     select_treebank,
     stitch,
 )
+from sasbert.analysis.onset_intervals import INTERVAL_COLUMNS, onset_intervals
 from sasbert.atomic import atomic_path, write_parquet
 from sasbert.errors import InputError
 from sasbert.options import add_option_flags
@@ -143,6 +147,7 @@ PHASE_COLUMNS = [
     "threshold",
     "n_points",
     "reason",
+    *INTERVAL_COLUMNS,
 ]
 
 
@@ -379,9 +384,12 @@ def detect(
     treebank: str | None = None,
     blimp_variant: str | None = None,
     glue: pd.DataFrame | None = None,
+    uas_bootstrap: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The phases table over every run x seed present in any of the tables (release runs are
-    analysed on their stitched curves); with a GLUE table, each run x seed's GLUE jump too."""
+    analysed on their stitched curves); with a GLUE table, each run x seed's GLUE jump too; with
+    the probe's paired bootstrap resamples (``uas_bootstrap``), the UAS onsets' 95% intervals
+    (``sasbert.analysis.onset_intervals``; null without)."""
     options.check()
     uas = select_treebank(uas, treebank)
     overall = blimp_overall(blimp, blimp_variant)
@@ -432,7 +440,13 @@ def detect(
             )
         for ev in events:
             rows.append({"run": run, "seed": int(seed), "kind": kind[run], **ev})
-    out = pd.DataFrame(rows, columns=PHASE_COLUMNS)
+    out = pd.DataFrame(rows, columns=[c for c in PHASE_COLUMNS if c not in INTERVAL_COLUMNS])
+    if uas_bootstrap is not None:
+        spans = onset_intervals(uas_bootstrap, runs, options, uas_events, treebank)
+        out = out.merge(spans, on=["run", "seed", "event"], how="left")
+    out = out.reindex(columns=PHASE_COLUMNS)
+    # an onset's interval goes with a detected onset only
+    out.loc[~out["detected"].astype(bool), INTERVAL_COLUMNS[:2]] = np.nan
     out["detected"] = out["detected"].astype(bool)
     out["n_points"] = out["n_points"].astype("int64")
     return out
@@ -447,6 +461,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--uas", required=True, help="uas.parquet")
     parser.add_argument("--blimp", required=True, help="blimp.parquet")
     parser.add_argument("--glue", help="glue.parquet (sasbert glue gather): adds each run's GLUE jump")
+    parser.add_argument(
+        "--uas-bootstrap",
+        help="uas_bootstrap.parquet (the probe's paired resamples): adds the UAS onsets' 95%% intervals",
+    )
     parser.add_argument("--out", required=True, help="phases parquet")
     parser.add_argument("--csv", help="also write the table as CSV (for the report)")
     add_option_flags(
@@ -477,6 +495,9 @@ def run(args: argparse.Namespace) -> None:
         args.blimp_variant,
         read_table(args.glue, ["run", "seed", "step", "task", "metric", "value", "ci_low", "ci_high"], "GLUE")
         if args.glue
+        else None,
+        read_table(args.uas_bootstrap, ["run", "seed", "step", "sample", "uas"], "UAS bootstrap")
+        if args.uas_bootstrap
         else None,
     )
     write_parquet(table, args.out)

@@ -74,7 +74,7 @@ MEASURES: dict[str, Measure] = {
             inputs=("treebank",),
             gathered={"summary": "uas", "scores": "heads", "bootstrap": "uas_bootstrap"},
             all_runs="measure.probe.all_runs",
-            phases=("uas",),
+            phases=("uas", "uas_bootstrap"),
         ),
         Measure(
             name="blimp",

@@ -21,7 +21,11 @@ GATHER_COMMAND = " ".join(
 DETECT_COMMAND = " ".join(
     [
         "sasbert phases detect --runs {input.runs:q} --loss {input.loss:q}",
-        *(f"--{table} {{input.{table}:q}}" for m in sasmeasures.MEASURES.values() for table in m.phases),
+        *(
+            f"--{table.replace('_', '-')} {{input.{table}:q}}"
+            for m in sasmeasures.MEASURES.values()
+            for table in m.phases
+        ),
         "{params.glue} --out {output.table:q} --csv {output.csv:q} --options {params.options:q} > {log} 2>&1",
     ]
 )

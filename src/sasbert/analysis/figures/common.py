@@ -291,8 +291,21 @@ def onset_summary(phases: pd.DataFrame, run: str, event: str, seed: int | None =
     return float(steps.median()), float(steps.min()), float(steps.max()), int(len(steps))
 
 
+def onset_interval(phases: pd.DataFrame, run: str, event: str) -> tuple[float, float] | None:
+    """(lowest step_low, highest step_high) of a run's detected ``event`` over its seeds: the 95%
+    intervals from the probe's paired bootstrap (UAS onsets only); None without them."""
+    if phases is None or phases.empty or "step_low" not in phases.columns:
+        return None
+    rows = phases[(phases["run"] == run) & (phases["event"] == event) & phases["detected"]]
+    low, high = rows["step_low"].dropna(), rows["step_high"].dropna()
+    if low.empty or high.empty:
+        return None
+    return float(low.min()), float(high.max())
+
+
 def _mark(ax, agg: pd.DataFrame | None, phases, run: str, events, color: str, xscale: str) -> None:
-    """Onset markers on a run's mean curve (at the median step over seeds; a bar over their range)."""
+    """Onset markers on a run's mean curve (at the median step over seeds; a bar over their range,
+    and a capped bar over the onset's 95% interval, the seeds' together)."""
     if agg is None or agg.empty:
         return
     for event in events:
@@ -314,6 +327,19 @@ def _mark(ax, agg: pd.DataFrame | None, phases, run: str, events, color: str, xs
                 solid_capstyle="butt",
                 zorder=4,
                 gid=f"onset_range:{event}:{run}",
+            )
+        interval = onset_interval(phases, run, event)
+        if interval is not None and interval[1] > interval[0] and not (xscale == "log" and interval[0] <= 0):
+            ax.plot(
+                list(interval),
+                [y, y],
+                color=color,
+                lw=0.9,
+                marker="|",
+                ms=6,
+                alpha=0.9,
+                zorder=4,
+                gid=f"onset_interval:{event}:{run}",
             )
         ax.plot(
             [med],
