@@ -71,6 +71,8 @@ def check_options(options: dict) -> None:
     """What the schema cannot check once a flag overrides it: a bad value names its flag."""
     if not 0 <= options["discard_fraction"] < 1:
         raise InputError(f"--discard-fraction must be in [0, 1) (got {options['discard_fraction']})")
+    if options["discard_fraction"] == 0 and options["method"] == "linear":
+        raise InputError("--discard-fraction 0 needs --method mle (the linear fit's last point is -log(1 - 1))")
     if options["max_tokens"] is not None and options["max_tokens"] < MIN_POINTS:
         raise InputError(f"--max-tokens must be >= {MIN_POINTS} or null (got {options['max_tokens']})")
     for key in ("max_sentences", "batch_size", "bootstrap_samples", "every_steps"):
@@ -98,7 +100,7 @@ def twonn(r1: np.ndarray, r2: np.ndarray, discard_fraction: float = 0.1, method:
 
     estimator = TwoNN(discard_fraction=discard_fraction, dist=True, method=method)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a zero distance (a duplicate left) is a bug here, not a warning
+        warnings.simplefilter("error", UserWarning)  # a zero distance (a duplicate left) is a bug here
         return float(estimator.fit(np.column_stack([r1, r2])).dimension_)
 
 
