@@ -216,6 +216,7 @@ LAYOUT = {
     "probe_summary": "probe/{run}/seed{seed}/summary.parquet",
     "probe_scores": "probe/{run}/seed{seed}/scores.parquet",
     "blimp_summary": "blimp/{run}/seed{seed}/summary.parquet",
+    "complexity_summary": "complexity/{run}/seed{seed}/summary.parquet",
 }
 
 
@@ -346,6 +347,14 @@ def _results_folder(root, runs, seeds, skip=()):
                 rows.append((step, "original", "phenomenon", "binding", "binding", acc[i], *ci, 10, 1))
                 rows.append((step, "original", "paradigm", "p1", "binding", acc[i], *ci, 10, 1))
             pd.DataFrame(rows, columns=gather.COLUMNS["blimp"][2:]).to_parquet(blimp / "summary.parquet")
+            folder = root / "complexity" / name / f"seed{seed}"
+            folder.mkdir(parents=True)
+            dim = 10 + 5 * np.exp(-0.5 * ((np.asarray(steps) - (center or 1000)) / 200) ** 2)
+            pd.DataFrame(
+                {"step": steps, "checkpoint": [f"step-{s}" for s in steps], "layer": "mean", "intrinsic_dim": dim}
+            ).assign(id_low=dim - 0.2, id_high=dim + 0.2, n_points=900, n_tokens=1000, n_sentences=50).to_parquet(
+                folder / "summary.parquet"
+            )
 
 
 def test_gather_and_detect_cli(tmp_path, stages):
