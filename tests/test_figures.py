@@ -463,3 +463,39 @@ def test_an_onsets_95_percent_interval_is_a_capped_bar_on_its_marker(full):
     for bar in bars:
         assert list(bar.get_xdata()) == [step - 50, step + 25] and bar.get_marker() == "|"
     assert not any(x.startswith("onset_interval:capabilities_onset") for x in gids(fig))
+
+
+def test_fig1_draws_the_complexity_panel_with_its_peak(full):
+    """Given a complexity table, figure 1 gets a fourth panel: the mean ID over the layers per run,
+    its band, the onsets as on the other panels, and the complexity peak and fall."""
+    tables, _ = full
+    rows = []
+    for (run, seed), loss in tables["loss"].groupby(["run", "seed"]):
+        steps = loss["step"].to_numpy(float)
+        bump = 10 + 6 * np.exp(-0.5 * ((steps - 400) / 120) ** 2) + 0.02 * seed
+        for layer, value in (("1", bump - 1), ("2", bump + 1), ("mean", bump)):
+            rows.append(pd.DataFrame({"run": run, "seed": seed, "step": steps, "layer": layer, "intrinsic_dim": value}))
+    table = pd.concat(rows, ignore_index=True)
+    table = table.assign(id_low=table["intrinsic_dim"] - 0.2, id_high=table["intrinsic_dim"] + 0.2)
+    with_complexity = {**tables, "complexity": table}
+    ph = phases.detect(
+        tables["runs"],
+        tables["loss"],
+        tables["uas"],
+        tables["blimp"],
+        curves.PhaseOptions(loss_min_step=100),
+        complexity=table,
+    )
+    fig = draw("fig1_training", with_complexity, ph)
+    g = gids(fig)
+    assert len(fig.axes) == 4 and fig.axes[3].get_ylabel() == "intrinsic dimension"
+    assert "curve:baseline:complexity" in g and "band:baseline:complexity" in g
+    assert g.count("onset:structure_onset:baseline") == 4  # on all four panels
+    assert "onset:complexity_peak:baseline" in g and "onset:complexity_fall:baseline" in g
+    (line,) = [ln for ln in fig.axes[3].lines if ln.get_gid() == "curve:baseline:complexity"]
+    assert max(line.get_ydata()) == pytest.approx(16.02, abs=0.05)  # the mean over seeds at the peak
+    (marker,) = [ln for ln in fig.axes[3].lines if ln.get_gid() == "onset:complexity_peak:baseline"]
+    assert marker.get_xdata()[0] == 400
+    # without the table: three panels and a note
+    assert len(draw("fig1_training", tables, phases_of(tables)).axes) == 3
+    assert "no complexity table" in note_text(draw("fig1_training", tables, phases_of(tables)))

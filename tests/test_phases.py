@@ -217,6 +217,7 @@ LAYOUT = {
     "probe_scores": "probe/{run}/seed{seed}/scores.parquet",
     "probe_bootstrap": "probe/{run}/seed{seed}/bootstrap.parquet",
     "blimp_summary": "blimp/{run}/seed{seed}/summary.parquet",
+    "complexity_summary": "complexity/{run}/seed{seed}/summary.parquet",
 }
 
 
@@ -356,6 +357,14 @@ def _results_folder(root, runs, seeds, skip=()):
                 rows.append((step, "original", "phenomenon", "binding", "binding", acc[i], *ci, 10, 1))
                 rows.append((step, "original", "paradigm", "p1", "binding", acc[i], *ci, 10, 1))
             pd.DataFrame(rows, columns=gather.COLUMNS["blimp"][2:]).to_parquet(blimp / "summary.parquet")
+            folder = root / "complexity" / name / f"seed{seed}"
+            folder.mkdir(parents=True)
+            dim = 10 + 5 * np.exp(-0.5 * ((np.asarray(steps) - (center or 1000)) / 200) ** 2)
+            pd.DataFrame(
+                {"step": steps, "checkpoint": [f"step-{s}" for s in steps], "layer": "mean", "intrinsic_dim": dim}
+            ).assign(id_low=dim - 0.2, id_high=dim + 0.2, n_points=900, n_tokens=1000, n_sentences=50).to_parquet(
+                folder / "summary.parquet"
+            )
 
 
 def test_gather_and_detect_cli(tmp_path, stages):
@@ -585,3 +594,65 @@ def test_the_rise_of_a_detected_transition_counts_from_the_level_before_it():
     assert s[6] == pytest.approx(0.1165, abs=5e-5) and s[6] == s[6:12].min()
     assert breakthrough["rise"] == pytest.approx(s[11:].max() - s[6])
     assert breakthrough["rise"] < curves.analyse_curve(steps, uas, options).rise - 0.015
+
+
+def test_the_complexity_peak_and_its_fall():
+    """An ID curve that rises from 8 to a peak of 20 at step 1,000 and falls back to 12 (a Gaussian
+    bump, width 250 steps): the peak at the maximum, the fall at the steepest descent after it (one
+    width after the centre: a Gaussian's inflection point), both within one checkpoint."""
+    steps = np.arange(0, 3001, 100)
+    bump = 8 + 4 * steps / 3000 + 12 * np.exp(-0.5 * ((steps - 1000) / 250) ** 2)
+    noisy = bump + np.random.default_rng(0).normal(0, 0.05, len(steps))
+    peak, fall = phases.complexity_events(steps, noisy, curves.PhaseOptions(), np.full(len(steps), 0.5))
+    assert peak["event"] == "complexity_peak" and peak["metric"] == "complexity"
+    assert peak["detected"] and abs(peak["step"] - 1000) <= 100
+    assert fall["detected"] and abs(fall["step"] - 1250) <= 100
+    s = curves.smooth(noisy, 3)
+    top = int(np.argmax(s))
+    assert peak["rise"] == pytest.approx(s[top] - s[: top + 1].min())  # 8 -> ~20
+    assert fall["rise"] == pytest.approx(s[top] - s[top:].min())
+    # the 95% interval raises the threshold: a bump narrower than the ID's own interval is none
+    (none, _) = phases.complexity_events(steps, noisy, curves.PhaseOptions(), np.full(len(steps), 15.0))
+    assert not none["detected"] and "< threshold 15" in none["reason"]
+
+
+def test_a_complexity_curve_that_only_rises_or_only_falls_has_no_peak():
+    steps = np.arange(0, 2001, 100)
+    rising = 5 + 10 * steps / 2000
+    falling = rising[::-1]
+    for curve, trend in ((rising, "only rises"), (falling, "only falls")):
+        peak, fall = phases.complexity_events(steps, curve, curves.PhaseOptions())
+        assert not peak["detected"] and not fall["detected"] and np.isnan(peak["step"])
+        assert peak["reason"].startswith("no peak: highest at the") and trend in peak["reason"]
+    # a flat, noisy ID: its maximum is noise, below the threshold
+    flat = 12 + np.random.default_rng(1).normal(0, 0.2, len(steps))
+    peak, _ = phases.complexity_events(steps, flat, curves.PhaseOptions())
+    assert not peak["detected"] and "< threshold" in peak["reason"]
+    # a peak near the end: its fall was not sampled
+    late = 5 + 10 * np.exp(-0.5 * ((steps - 1800) / 200) ** 2)
+    peak, fall = phases.complexity_events(steps, late, curves.PhaseOptions())
+    assert peak["detected"] and peak["step"] == 1800
+    assert not fall["detected"] and "when sampling ended" in fall["reason"]
+
+
+def test_detect_reads_the_mean_rows_of_a_complexity_table():
+    runs = run_kinds.runs_table([{"name": "baseline", "lambda": 0.0}])
+    steps = np.arange(0, 2001, 100)
+    uas = pd.DataFrame({"run": "baseline", "seed": 0, "step": steps, "treebank": "t", "uas": logistic(steps, 1000)})
+    loss = pd.DataFrame({"run": "baseline", "seed": 0, "step": steps, "val_mlm_loss": 7 - steps / 1000})
+    blimp = pd.DataFrame(
+        {"run": "baseline", "seed": 0, "step": steps, "variant": "original", "level": "overall", "accuracy": 0.6}
+    )
+    bump = 10 + 8 * np.exp(-0.5 * ((steps - 900) / 200) ** 2)
+    rows = []
+    for layer, value in (("embeddings", 40.0 + 0 * steps), ("1", bump - 1), ("2", bump + 1), ("mean", bump)):
+        rows.append(pd.DataFrame({"run": "baseline", "seed": 0, "step": steps, "layer": layer, "intrinsic_dim": value}))
+    table = pd.concat(rows).assign(
+        id_low=lambda d: d["intrinsic_dim"] - 0.3, id_high=lambda d: d["intrinsic_dim"] + 0.3
+    )
+    without = phases.detect(runs, loss, uas, blimp)
+    ph = phases.detect(runs, loss, uas, blimp, complexity=table)
+    assert len(ph) == len(without) + 2
+    peak = ph[ph["event"] == "complexity_peak"].iloc[0]
+    assert peak["detected"] and peak["step"] == 900 and peak["value"] == pytest.approx(18)
+    assert ph[ph["event"] == "complexity_fall"].iloc[0]["detected"]

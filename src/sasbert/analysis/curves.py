@@ -1,6 +1,6 @@
 """A metric's curve over checkpoints: the smoothing, derivatives, noise and rise that phases' rules
 read (docs/method.md, "Phases"), and the selections of the gathered tables that make a curve
-(one treebank's UAS, overall BLiMP, the GLUE score; a release run's curve stitched onto its
+(one treebank's UAS, overall BLiMP, the GLUE score, the complexity; a release run's curve stitched onto its
 parent's), which the figures read too.
 """
 
@@ -146,6 +146,42 @@ def analyse_curve(
     return Curve(steps, y, ys, v, a, candidate, rise, noise, threshold, detected, reason)
 
 
+def peak_and_fall(curve: Curve, interval_width=None) -> tuple[tuple, tuple]:
+    """((peak index, why not, rise), (fall index, why not, fall)) of a curve that rises to a maximum
+    and falls after it (the complexity peak: docs/method.md, "Phases"). The peak is the candidate of
+    maximal smoothed value; the rise to it (from the lowest candidate before) and the fall after it
+    (to the lowest after) must each reach the threshold, raised to the value's median 95% interval
+    width (``interval_width``). A curve highest at its first or last candidate only falls or only
+    rises: no peak. The fall is the candidate with two neighbours of steepest descent after the
+    peak; at the last of them the curve is still falling faster when sampling ends: undetected."""
+    width = np.asarray(interval_width if interval_width is not None else [], dtype=float)
+    curve.threshold = max(curve.threshold, float(np.nanmedian(width)) if np.isfinite(width).any() else 0.0)
+    idx = np.flatnonzero(curve.candidate)
+    ip = int(idx[np.argmax(curve.smoothed[idx])])
+    top, at = curve.smoothed[ip], f"step {curve.steps[ip]:g}"
+    rise, fall = float(top - curve.smoothed[idx[idx <= ip]].min()), float(top - curve.smoothed[idx[idx >= ip]].min())
+    why = ""
+    if ip in (idx[0], idx[-1]):
+        trend = "falls" if ip == idx[0] else "rises"
+        why = f"highest at the {'first' if ip == idx[0] else 'last'} candidate checkpoint ({at}): it only {trend}"
+    elif min(rise, fall) < curve.threshold:
+        what = f"rises {rise:.4g} to" if rise < curve.threshold else f"falls {fall:.4g} after"
+        why = f"it {what} its maximum ({at}), < threshold {curve.threshold:.4g}"
+    if why:
+        why = f"no peak: {why}"
+        return (None, why, rise), (None, why, fall)
+    interior = curve.candidate.copy()
+    interior[[0, -1]] = False
+    after = np.flatnonzero(interior & (np.arange(len(curve.steps)) > ip))
+    if len(after) == 0:
+        return (ip, "", rise), (None, "peak at the last usable checkpoint: the fall was not sampled", fall)
+    i_fall = int(after[np.argmin(curve.velocity[after])])
+    if i_fall == np.flatnonzero(interior)[-1]:
+        why = f"steepest fall at the last usable checkpoint (step {curve.steps[i_fall]:g}): still falling faster"
+        return (ip, "", rise), (None, f"{why} when sampling ended", fall)
+    return (ip, "", rise), (i_fall, "", fall)
+
+
 def glue_score(glue: pd.DataFrame) -> pd.DataFrame:
     """``run, seed, step, score, ci_low, ci_high`` of the GLUE score each run x seed's GLUE jump is
     found on: BERT's GLUE average (``glue`` rows, metric ``average``) where the run has all its
@@ -159,6 +195,17 @@ def glue_score(glue: pd.DataFrame) -> pd.DataFrame:
     rows = rows[(rows["metric"] == "average") == full]
     out = rows.groupby(["run", "seed", "step"], as_index=False)[["value", "ci_low", "ci_high"]].mean()
     return out.rename(columns={"value": "score"})[columns]
+
+
+COMPLEXITY_LAYER = "mean"  # sasbert.measure.complexity.CURVE_LAYER: the rows phases and figures read
+
+
+def complexity_curve(complexity: pd.DataFrame) -> pd.DataFrame:
+    """``run, seed, step, complexity, complexity_low, complexity_high``: the intrinsic dimension of
+    the complexity table's ``mean`` rows (the mean over the layers) and its 95% interval."""
+    columns = {"intrinsic_dim": "complexity", "id_low": "complexity_low", "id_high": "complexity_high"}
+    rows = complexity[complexity["layer"].astype(str) == COMPLEXITY_LAYER].rename(columns=columns)
+    return rows[["run", "seed", "step", *columns.values()]]
 
 
 def select_treebank(uas: pd.DataFrame, treebank: str | None = None) -> pd.DataFrame:

@@ -24,6 +24,9 @@ On one curve y(step) of one run x seed, sampled at its (irregular) checkpoints:
    * ``loss_drop`` (``val_mlm_loss``): the step of maximal negative velocity of the held-out loss
      after its first plateau (see "The loss drop" below);
    * ``blimp_jump`` (``blimp``): the step of maximal velocity of overall BLiMP accuracy;
+   * ``complexity_peak`` and ``complexity_fall`` (``complexity``, with a complexity table): the
+     step of maximal smoothed intrinsic dimension and the steepest drop after it
+     (``complexity_events``);
    * ``glue_jump`` (``glue``, only where GLUE was run): the step of maximal velocity of the GLUE
      score (``glue_score``: BERT's GLUE average, or the mean of the tasks run), found exactly as
      the BLiMP jump (``jump_events``: the same no-transition rule and 95% interval test).
@@ -103,7 +106,9 @@ from sasbert.analysis.curves import (
     PhaseOptions,
     analyse_curve,
     blimp_overall,
+    complexity_curve,
     glue_score,
+    peak_and_fall,
     select_treebank,
     stitch,
 )
@@ -127,6 +132,8 @@ EVENT_METRIC = {
     "loss_drop": "val_mlm_loss",
     "blimp_jump": "blimp",
     "glue_jump": "glue",  # only where GLUE was run (detect's glue table)
+    "complexity_peak": "complexity",  # with detect's complexity table
+    "complexity_fall": "complexity",
 }
 
 
@@ -357,6 +364,18 @@ def blimp_events(steps, accuracy, options: PhaseOptions, interval_width=None) ->
     return jump_events("blimp_jump", steps, accuracy, options, interval_width)
 
 
+def complexity_events(steps, dim, options: PhaseOptions, interval_width=None) -> list[dict]:
+    """The complexity peak and fall of one ID curve (``curves.peak_and_fall``)."""
+    curve = analyse_curve(steps, dim, options, +1, options.min_step)
+    if curve.n_candidates < options.min_points:
+        return [_event_row(curve, e, None) for e in ("complexity_peak", "complexity_fall")]
+    (ip, why_peak, rise), (i_fall, why_fall, fall) = peak_and_fall(curve, interval_width)
+    curve.rise = rise
+    peak = _event_row(curve, "complexity_peak", ip, why_peak)
+    curve.rise = fall
+    return [peak, _event_row(curve, "complexity_fall", i_fall, why_fall)]
+
+
 def _no_data(event: str, what: str) -> dict:
     return {
         "metric": EVENT_METRIC[event],
@@ -385,11 +404,13 @@ def detect(
     blimp_variant: str | None = None,
     glue: pd.DataFrame | None = None,
     uas_bootstrap: pd.DataFrame | None = None,
+    complexity: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The phases table over every run x seed present in any of the tables (release runs are
     analysed on their stitched curves); with a GLUE table, each run x seed's GLUE jump too; with
     the probe's paired bootstrap resamples (``uas_bootstrap``), the UAS onsets' 95% intervals
-    (``sasbert.analysis.onset_intervals``; null without)."""
+    (``sasbert.analysis.onset_intervals``; null without); with a complexity table its complexity
+    peak and fall."""
     options.check()
     uas = select_treebank(uas, treebank)
     overall = blimp_overall(blimp, blimp_variant)
@@ -400,6 +421,8 @@ def detect(
     }
     if glue is not None:
         curves["glue"] = stitch(glue_score(glue), runs)
+    if complexity is not None:
+        curves["complexity"] = stitch(complexity_curve(complexity), runs)
     kind = dict(zip(runs["run"], runs["kind"]))
     order = dict(zip(runs["run"], runs["order"]))
     pairs = set()
@@ -438,6 +461,16 @@ def detect(
                 if len(g)
                 else [_no_data("glue_jump", "GLUE")]
             )
+        if complexity is not None:
+            c = curves["complexity"]
+            c = c[(c["run"] == run) & (c["seed"] == seed)].sort_values("step")
+            events += (
+                complexity_events(
+                    c["step"], c["complexity"], options, (c["complexity_high"] - c["complexity_low"]).to_numpy(float)
+                )
+                if len(c)
+                else [_no_data(e, "complexity") for e in ("complexity_peak", "complexity_fall")]
+            )
         for ev in events:
             rows.append({"run": run, "seed": int(seed), "kind": kind[run], **ev})
     out = pd.DataFrame(rows, columns=[c for c in PHASE_COLUMNS if c not in INTERVAL_COLUMNS])
@@ -465,6 +498,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--uas-bootstrap",
         help="uas_bootstrap.parquet (the probe's paired resamples): adds the UAS onsets' 95%% intervals",
     )
+    parser.add_argument("--complexity", help="complexity.parquet: adds each run's complexity peak and fall")
     parser.add_argument("--out", required=True, help="phases parquet")
     parser.add_argument("--csv", help="also write the table as CSV (for the report)")
     add_option_flags(
@@ -498,6 +532,11 @@ def run(args: argparse.Namespace) -> None:
         else None,
         read_table(args.uas_bootstrap, ["run", "seed", "step", "sample", "uas"], "UAS bootstrap")
         if args.uas_bootstrap
+        else None,
+        read_table(
+            args.complexity, ["run", "seed", "step", "layer", "intrinsic_dim", "id_low", "id_high"], "complexity"
+        )
+        if args.complexity
         else None,
     )
     write_parquet(table, args.out)

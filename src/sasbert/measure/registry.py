@@ -86,6 +86,16 @@ MEASURES: dict[str, Measure] = {
             all_runs="measure.blimp.all_runs",
             phases=("blimp",),
         ),
+        Measure(
+            name="complexity",
+            cli="measure.complexity",
+            help="TwoNN intrinsic dimension of each layer's token representations",
+            tables=("summary",),
+            inputs=("treebank",),
+            gathered={"summary": "complexity"},
+            all_runs="measure.complexity",
+            phases=("complexity",),
+        ),
     )
 }
 

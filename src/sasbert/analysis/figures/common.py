@@ -44,14 +44,23 @@ ONSET_STYLE = {  # marker, hollow, legend text
     "loss_drop": ("v", True, "loss drop (max loss decrease)"),
     "blimp_jump": ("D", True, "BLiMP jump (max BLiMP increase)"),
     "glue_jump": ("s", True, "GLUE jump (max GLUE increase)"),
+    "complexity_peak": ("P", True, "complexity peak (max ID)"),
+    "complexity_fall": ("X", True, "complexity fall (steepest ID drop after it)"),
 }
 METRIC_LABELS = {
     "val_mlm_loss": "held-out MLM loss",
     "uas": "UAS (best head)",
     "blimp": "BLiMP accuracy",
     "glue": "GLUE (validation)",
+    "complexity": "complexity (TwoNN ID)",
 }
-Y_LABELS = {"val_mlm_loss": "loss (nats)", "uas": "UAS", "blimp": "accuracy", "glue": "score"}
+Y_LABELS = {
+    "val_mlm_loss": "loss (nats)",
+    "uas": "UAS",
+    "blimp": "accuracy",
+    "glue": "score",
+    "complexity": "intrinsic dimension",
+}
 SEED_MARKERS = ["s", "D", "P", "X", "p", "h", "*", "<", ">", "H"]
 
 

@@ -32,10 +32,10 @@ def figure_rule(name: str) -> str:
 FIGURES: dict[str, FigureSpec] = {
     "fig1_training": FigureSpec(
         "training",
-        ("runs", "train", "loss", "uas", "blimp"),
+        ("runs", "train", "loss", "uas", "blimp", "complexity"),
         "1",
         "1. Training dynamics",
-        "baseline: loss, UAS, BLiMP (and GLUE)",
+        "baseline: loss, UAS, BLiMP (and GLUE), complexity",
         ("glue",),
     ),
     "fig2_regularizers": FigureSpec(

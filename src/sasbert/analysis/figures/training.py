@@ -1,12 +1,14 @@
 """Figure 1 (``fig1_training``): held-out MLM loss (with the training loss as a rolling mean), UAS
-(with the best fixed-offset baseline) and overall BLiMP accuracy against step for the baseline
-run(s): mean over seeds, band = range (or +-1 sd) over seeds."""
+(with the best fixed-offset baseline), overall BLiMP accuracy and, given a complexity table, the
+complexity (the TwoNN intrinsic dimension's mean over the layers, ``curves.complexity_curve``)
+against step for the baseline run(s): mean over seeds, band = range (or +-1 sd) over seeds."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from sasbert.analysis.curves import complexity_curve
 from sasbert.analysis.figures.common import (
     FigureOptions,
     _aggregate,
@@ -36,6 +38,8 @@ def draw(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, options: FigureO
     from matplotlib.patches import Patch
 
     runs, curves, uas_full = _prepare(tables, options)
+    if tables.get("complexity") is not None and not tables["complexity"].empty:
+        curves["complexity"] = complexity_curve(tables["complexity"])
     colors, labels = run_colors(runs), _labels(runs)
     shown = _runs_of(runs, ["baseline", "external"])
     fig = new_figure(options.width, 2.7)
@@ -61,7 +65,13 @@ def draw(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, options: FigureO
         for ax, metric in zip(axes, curves):
             df = curves[metric]
             agg = _plot_curve(ax, df[df["run"] == run], metric, run, metric, color, options, lw=1.6, marker="o", ms=2.5)
-            extra = {"val_mlm_loss": ["loss_drop"], "uas": [], "blimp": ["blimp_jump"], "glue": ["glue_jump"]}[metric]
+            extra = {
+                "val_mlm_loss": ["loss_drop"],
+                "uas": [],
+                "blimp": ["blimp_jump"],
+                "glue": ["glue_jump"],
+                "complexity": ["complexity_peak", "complexity_fall"],
+            }[metric]
             _mark(ax, agg, phases, run, events + extra, color, options.xscale)
             _shade_window(ax, phases, run)
         off = uas_full[uas_full["run"] == run].dropna(subset=["offset_uas"])
@@ -83,7 +93,16 @@ def draw(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, options: FigureO
             )
         )
     external = set(_runs_of(runs, ["external"]))
-    for metric, what in (("val_mlm_loss", "held-out loss"), ("uas", "probe"), ("blimp", "BLiMP"), ("glue", "GLUE")):
+    if shown and "complexity" not in curves:
+        notes.append("no complexity table")
+    what_of = {
+        "val_mlm_loss": "held-out loss",
+        "uas": "probe",
+        "blimp": "BLiMP",
+        "glue": "GLUE",
+        "complexity": "complexity",
+    }
+    for metric, what in what_of.items():
         if shown and metric in curves and curves[metric][curves[metric]["run"].isin(shown)].empty:
             if metric == "val_mlm_loss" and external >= set(shown):
                 notes.append("external series have no held-out loss here (they were trained elsewhere)")
@@ -105,14 +124,19 @@ def draw(tables: dict[str, pd.DataFrame], phases: pd.DataFrame, options: FigureO
                 ("seed range" if options.band == "range" else "±1 sd over seeds")
                 if several
                 else (
-                    "95% bootstrap interval (UAS: sentences, BLiMP: pairs, GLUE: examples)"
+                    "95% bootstrap interval (UAS, ID: sentences, BLiMP: pairs, GLUE: examples)"
                     if "glue" in curves
-                    else "95% interval (UAS: bootstrap over sentences; BLiMP: over pairs)"
+                    else "95% interval (UAS, ID: bootstrap over sentences; BLiMP: over pairs)"
                 )
             )
             handles.append(Patch(color="0.5", alpha=0.25, label=label))
         handles.append(Patch(color="0.85", alpha=0.6, label="structure → capabilities onset"))
-        handles += _onset_handles(events + ["loss_drop", "blimp_jump"] + (["glue_jump"] if "glue" in curves else []))
+        handles += _onset_handles(
+            events
+            + ["loss_drop", "blimp_jump"]
+            + (["glue_jump"] if "glue" in curves else [])
+            + (["complexity_peak", "complexity_fall"] if "complexity" in curves else [])
+        )
     _finish(fig, handles, notes, ncols=3)
     return fig
 
