@@ -342,3 +342,18 @@ def test_a_new_measure_takes_one_module_one_entry_and_one_schema_section(tmp_pat
     assert jobs["embedding_norm"] == 3 and jobs["embedding_norm_part"] == 1 and jobs["probe"] == 3
     assert "--embedding-norm-summary results/embedding_norm/baseline/seed0/summary.parquet" in planned
     assert "results/tables/embedding_norm.parquet" in planned
+
+
+def test_a_measures_flags_follow_its_schema_section_shared_definitions_included():
+    """score_command's flags parse each option as its schema types it, $ref definitions too."""
+    import argparse
+
+    from sasbert.measure.command import schema_flags
+
+    flags = {flag: keywords for flag, keywords, _ in schema_flags("blimp", skip=("data_dir",))}
+    assert "--data-dir" not in flags
+    assert flags["--batch-size"]["type"]("64") == 64  # $ref: positive_int
+    assert flags["--subset-seed"]["type"]("3") == 3  # $ref: non_negative_int
+    assert flags["--pairs-per-paradigm"]["type"]("null") is None  # [integer, "null"]
+    with pytest.raises(argparse.ArgumentTypeError, match="expected integer"):
+        flags["--batch-size"]["type"]("many")
