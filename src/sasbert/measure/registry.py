@@ -86,6 +86,14 @@ MEASURES: dict[str, Measure] = {
             all_runs="measure.blimp.all_runs",
             phases=("blimp",),
         ),
+        Measure(
+            name="context",
+            cli="measure.context",
+            help="held-out MLM loss of checkpoints with attention restricted to +-w pieces",
+            tables=("summary",),
+            inputs=("treebank",),
+            gathered={"summary": "context"},
+        ),
     )
 }
 
