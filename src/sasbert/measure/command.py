@@ -59,10 +59,14 @@ def _value_parser(types: list[str]):
 def schema_flags(section: str, skip=()) -> list:
     """One ``add_option_flags`` flag per scalar option of a config section (lists and objects are
     set through --options)."""
+    from sasbert.config import _resolve
     from sasbert.options import section_schema
 
+    schema = section_schema(section)
     flags = []
-    for key, spec in section_schema(section).get("properties", {}).items():
+    for key, spec in schema.get("properties", {}).items():
+        if "$ref" in spec:  # a shared definition (positive_int, ...), with the option's own keys
+            spec = {**_resolve(spec["$ref"], schema), **{k: v for k, v in spec.items() if k != "$ref"}}
         types = spec.get("type", "string")
         types = [types] if isinstance(types, str) else list(types)
         if key in skip or not set(types) <= {"integer", "number", "string", "boolean", "null"}:
