@@ -27,6 +27,9 @@ On one curve y(step) of one run x seed, sampled at its (irregular) checkpoints:
    * ``glue_jump`` (``glue``, only where GLUE was run): the step of maximal velocity of the GLUE
      score (``glue_score``: BERT's GLUE average, or the mean of the tasks run), found exactly as
      the BLiMP jump (``jump_events``: the same no-transition rule and 95% interval test).
+   * ``alternative_strategy_onset`` (``val_mlm_loss``, SAS- runs only, kind ``sas_minus``): the
+     run's own loss drop, by the same rule as every run's (its row is the ``loss_drop`` row renamed,
+     detected or not): the paper's SAS- model learns another strategy, and its loss drop is when.
 4. **No transition** (a curve must say so rather than invent one): with sigma the curve's noise,
    estimated from the raw points as 1.4826 * MAD(second differences) / sqrt(6) (robust to the one
    transition; a second difference of i.i.d. noise has variance 6 sigma^2), and *rise* the largest
@@ -76,7 +79,7 @@ neighbours (rate r = -velocity of the smoothed loss):
 
 Phases table: ``run, seed, kind, metric, event, detected, step, value, smoothed_value, velocity,
 acceleration, rise, noise, threshold, n_points, reason`` -- one row per run x seed x event (five
-events, six with a GLUE table), ``value`` the raw curve value at ``step``, ``velocity``/``acceleration`` the smoothed
+events, six with a GLUE table, one more for a SAS- run), ``value`` the raw curve value at ``step``, ``velocity``/``acceleration`` the smoothed
 curve's derivatives there (per step, per step^2).
 
 CLI::
@@ -123,6 +126,7 @@ EVENT_METRIC = {
     "loss_drop": "val_mlm_loss",
     "blimp_jump": "blimp",
     "glue_jump": "glue",  # only where GLUE was run (detect's glue table)
+    "alternative_strategy_onset": "val_mlm_loss",  # SAS- runs only: their loss drop
 }
 
 
@@ -415,6 +419,8 @@ def detect(
         )
         lo = curve("loss", "val_mlm_loss")
         events += loss_events(lo["step"], lo["val_mlm_loss"], options) if len(lo) else [_no_data("loss_drop", "loss")]
+        if kind[run] == "sas_minus":  # the SAS- run's loss drop is its alternative strategy's onset
+            events.append({**events[-1], "event": "alternative_strategy_onset"})
         b = curves["blimp"]
         b = b[(b["run"] == run) & (b["seed"] == seed)].sort_values("step")
         events += (
