@@ -134,6 +134,7 @@ def context_losses(model, examples, windows, batch_size: int, device) -> list[di
     import torch.nn.functional as F
 
     dtype = next(model.parameters()).dtype
+    examples = sorted(examples, key=lambda example: len(example[0]))  # batches of like lengths: less padding
     rows = []
     with torch.inference_mode():
         for window in windows:
