@@ -149,15 +149,40 @@ def synthetic_tables(runs=RUNS, seeds=(0, 1, 2), n_layers=4, n_heads=4):
             tl, _, _ = _curves(r.run, train_steps, seed)
             for step, value in zip(train_steps, tl + rng.normal(0, 0.15, len(tl))):
                 train_rows.append((r.run, seed, int(step), value, np.nan, 0.0, 1e-3, 1.0, 1))
+    loss = pd.DataFrame(loss_rows, columns=gather.LOSS_COLUMNS)
     tables = {
         "runs": runs_df,
-        "loss": pd.DataFrame(loss_rows, columns=gather.LOSS_COLUMNS),
+        "loss": loss,
         "uas": pd.DataFrame(uas_rows, columns=gather.COLUMNS["uas"]),
         "heads": pd.DataFrame(head_rows, columns=gather.COLUMNS["heads"]),
         "blimp": pd.DataFrame(blimp_rows, columns=gather.COLUMNS["blimp"]),
         "train": pd.DataFrame(train_rows, columns=gather.TRAIN_COLUMNS),
+        "context": synthetic_context(loss),
     }
     return {**tables, "seeds": seeds_of(tables)}
+
+
+CONTEXT_WINDOWS = [1, 2, 4, 8, 16, -1]
+
+
+def context_gap(run, window, seed):
+    """A synthetic gap(w): SAS- loses more than the others when cut to a wide window."""
+    if window == -1:
+        return 0.0
+    reach = 8.0 if run == "sas_minus" else 2.0
+    return 3.0 * np.exp(-window / reach) + 0.01 * seed
+
+
+def synthetic_context(loss):
+    """The gathered context table (``sasbert context score`` stacked) at every other checkpoint."""
+    rows = []
+    for (run, seed), curve in loss.groupby(["run", "seed"], sort=False):
+        for step, full in zip(curve["step"].iloc[::2], curve["val_mlm_loss"].iloc[::2]):
+            for window in CONTEXT_WINDOWS:
+                gap = context_gap(run, window, seed)
+                rows.append((run, seed, step, f"step-{step}", window, full + gap, 0.3, 500, 300, gap))
+    columns = ["run", "seed", "step", "checkpoint", "window", "loss", "accuracy", "n_masked", "n_sentences", "gap"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def seeds_of(tables):
@@ -284,6 +309,26 @@ def test_fig2_regularizers(full):
     color = figures_common.run_colors(tables["runs"])["sas_plus"]
     (line,) = [ln for ln in fig.axes[1].lines if ln.get_gid() == "curve:sas_plus:uas"]
     assert line.get_color() == color
+    # the last panel: gap(w) at each run's final checkpoint, the mean over seeds, one point per window
+    panel = fig.axes[-1]
+    assert [t.get_text() for t in panel.get_xticklabels()] == ["1", "2", "4", "8", "16"]
+    for run in ("baseline", "sas_plus", "sas_minus"):
+        (line,) = [ln for ln in panel.lines if ln.get_gid() == f"context:{run}"]
+        expected = [np.mean([context_gap(run, w, seed) for seed in (0, 1, 2)]) for w in CONTEXT_WINDOWS[:-1]]
+        assert list(line.get_xdata()) == [0, 1, 2, 3, 4]
+        assert line.get_ydata() == pytest.approx(expected)
+        assert line.get_color() == figures_common.run_colors(tables["runs"])[run]
+        assert f"context_band:{run}" in g
+    assert not any(x.startswith("context:") and "release" in x for x in g)
+    # at the final checkpoint only: an earlier checkpoint's different gaps do not count
+    context = tables["context"].copy()
+    context.loc[context["step"] < context.groupby(["run", "seed"])["step"].transform("max"), "gap"] = 9.0
+    again = draw("fig2_regularizers", {**tables, "context": context}, ph)
+    (line,) = [ln for ln in again.axes[-1].lines if ln.get_gid() == "context:sas_minus"]
+    assert max(line.get_ydata()) < 3.0
+    # no context table: the panel says so, the rest is drawn
+    fig = draw("fig2_regularizers", {k: v for k, v in tables.items() if k != "context"}, ph)
+    assert "no context rows" in note_text(fig) and "curve:baseline:uas" in gids(fig)
 
 
 def test_fig3_release(full):

@@ -218,7 +218,10 @@ LAYOUT = {
     "probe_bootstrap": "probe/{run}/seed{seed}/bootstrap.parquet",
     "blimp_summary": "blimp/{run}/seed{seed}/summary.parquet",
     "complexity_summary": "complexity/{run}/seed{seed}/summary.parquet",
+    "context_summary": "context/{run}/seed{seed}/summary.parquet",
 }
+
+CONTEXT_COLUMNS = ["step", "checkpoint", "window", "loss", "accuracy", "n_masked", "n_sentences", "gap"]
 
 
 def layout_files(root, runs, seeds):
@@ -365,6 +368,14 @@ def _results_folder(root, runs, seeds, skip=()):
             ).assign(id_low=dim - 0.2, id_high=dim + 0.2, n_points=900, n_tokens=1000, n_sentences=50).to_parquet(
                 folder / "summary.parquet"
             )
+            folder = root / "context" / name / f"seed{seed}"
+            folder.mkdir(parents=True)
+            rows = [
+                (step, f"step-{step}", window, loss[i] + gap, 0.3, 400, 50, gap)
+                for i, step in enumerate(steps)
+                for window, gap in ((1, 1.5), (4, 0.5), (-1, 0.0))
+            ]
+            pd.DataFrame(rows, columns=CONTEXT_COLUMNS).to_parquet(folder / "summary.parquet")
 
 
 def test_gather_and_detect_cli(tmp_path, stages):
@@ -392,6 +403,11 @@ def test_gather_and_detect_cli(tmp_path, stages):
     assert list(tables["blimp"].columns) == gather.COLUMNS["blimp"]
     assert list(tables["train"].columns) == gather.TRAIN_COLUMNS
     assert list(tables["runs"]["run"]) == [r["name"] for r in runs]
+    # the context measure's summary, stacked as it is (the registry names no all_runs module for it)
+    context = tables["context"]
+    assert list(context.columns) == ["run", "seed", *CONTEXT_COLUMNS]
+    assert len(context) == 3 * 2 * (3 * 21 + 18) and context["window"].dtype == "int64"
+    assert context["window"].tolist()[:6] == [1, 4, -1] * 2 and context["run"].iloc[0] == "base"
     # relation "all" only: layers x heads x directions x checkpoints x seeds
     assert len(tables["heads"]) == 2 * 2 * 2 * (21 * 3 + 18) * 2
     u = tables["uas"]
@@ -425,7 +441,7 @@ def test_gather_and_detect_cli(tmp_path, stages):
     assert rc == 0
     ph = pd.read_parquet(out / "phases.parquet")
     assert list(ph.columns) == phases.PHASE_COLUMNS
-    assert len(ph) == 4 * 2 * len(phases.EVENTS)
+    assert len(ph) == 4 * 2 * len(phases.EVENTS) + 2  # and the SAS- run's alternative strategy onset, per seed
     assert pd.read_csv(out / "phases.csv").shape == ph.shape
     ev = ph.set_index(["run", "seed", "event"])
     assert abs(ev.loc[("base", 1, "breakthrough"), "step"] - 850) <= 100
@@ -503,6 +519,40 @@ def test_detect_without_probe_rows_says_so():
     assert len(ph) == 5
     assert ph.set_index("event").at["loss_drop", "detected"]
     assert ph.set_index("event").at["breakthrough", "reason"] == "no UAS rows for this run and seed"
+
+
+def test_a_sas_minus_runs_loss_drop_is_its_alternative_strategy_onset():
+    """Only a SAS- run (kind sas_minus) has the event, and it is its own loss drop, found by the
+    same rule as the baseline's: detected with the drop's step and numbers, or not with its reason."""
+    steps = np.r_[np.arange(0, 1000, 25), np.arange(1000, 4001, 100)]
+    runs = run_kinds.runs_table(
+        [{"name": "base", "lambda": 0.0}, {"name": "minus", "lambda": 1.0}, {"name": "flat_minus", "lambda": 2.0}]
+    )
+    unigram = 7 + 2 * np.exp(-steps / 40)
+    curves_of = {
+        "base": unigram - logistic(steps, 1500, 60, 0, 0.6),
+        "minus": unigram - logistic(steps, 2600, 80, 0, 0.4),  # a later drop
+        "flat_minus": 7 + 2 * np.exp(-steps / 400),  # only slows down: no drop
+    }
+    loss = pd.concat(
+        pd.DataFrame({"run": run, "seed": 0, "step": steps, "val_mlm_loss": y}) for run, y in curves_of.items()
+    )
+    empty_uas = pd.DataFrame({c: pd.Series(dtype="object") for c in gather.COLUMNS["uas"]})
+    empty_blimp = pd.DataFrame({c: pd.Series(dtype="object") for c in gather.COLUMNS["blimp"]})
+    ph = phases.detect(runs, loss, empty_uas, empty_blimp, curves.PhaseOptions(loss_min_step=200))
+    assert ph.groupby("run").size().to_dict() == {"base": 5, "minus": 6, "flat_minus": 6}
+    events = ph.set_index(["run", "event"])
+    assert ("base", "alternative_strategy_onset") not in events.index
+    for run, drop_at in (("minus", 2600), ("flat_minus", None)):
+        onset, drop = events.loc[(run, "alternative_strategy_onset")], events.loc[(run, "loss_drop")]
+        assert onset.drop("metric").equals(drop.drop("metric")) and onset["metric"] == "val_mlm_loss"
+        (alone,) = phases.loss_events(steps, curves_of[run], curves.PhaseOptions(loss_min_step=200))
+        assert onset["detected"] == alone["detected"] == (drop_at is not None)
+        if drop_at is None:
+            assert onset["reason"] == alone["reason"] and onset["reason"].startswith("no loss drop")
+        else:
+            assert onset["step"] == alone["step"] and abs(onset["step"] - drop_at) <= 100
+    assert abs(events.loc[("base", "loss_drop"), "step"] - 1500) <= 100
 
 
 def test_a_blimp_rise_within_its_interval_is_not_a_jump():

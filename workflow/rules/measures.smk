@@ -39,8 +39,11 @@ for measure in sasmeasures.MEASURES.values():
             checkpoints=checkpoint_args,
             by_step=by_step_dir(measure.name),
             options=stage_options(measure.name),
+            measure=measure.name,
+            data=measure_data_flags(measure),
+            tables=measure_table_flags(measure),
         shell:
-            measure_command(measure)
+            MEASURE_COMMAND
 
     rule:
         name:
@@ -66,5 +69,8 @@ for measure in sasmeasures.MEASURES.values():
             checkpoints=checkpoint_args,
             by_step=by_step_dir(measure.name),
             options=stage_options(measure.name),
+            measure=measure.name,
+            data=measure_data_flags(measure),
+            tables=measure_table_flags(measure),
         shell:
-            measure_command(measure)
+            MEASURE_COMMAND

@@ -16,7 +16,9 @@ The per-run x seed tables of the other stages are stacked into tidy all-runs tab
   (``sasbert.measure.registry``), shaped by the measure's ``all_runs`` module: ``uas.parquet`` and
   ``heads.parquet`` from the probe (``sasbert.measure.probe.all_runs``), ``blimp.parquet`` from
   BLiMP (``run, seed`` + its summary's columns ``step, variant, level, name, phenomenon, accuracy,
-  ci_low, ci_high, n_pairs, n_paradigms``; ci: the 95% interval).
+  ci_low, ci_high, n_pairs, n_paradigms``; ci: the 95% interval), ``context.parquet`` from the
+  context measure (its summaries stacked as they are: ``run, seed, step, checkpoint, window, loss,
+  accuracy, n_masked, n_sentences, gap``; ``window`` -1 = the full context).
 
 A run's own rows only: a release run's tables start at its start step k. ``curves.stitch`` prepends the
 parent's rows before k (same seed), which is the model's real history; phases and the release

@@ -30,6 +30,9 @@ On one curve y(step) of one run x seed, sampled at its (irregular) checkpoints:
    * ``glue_jump`` (``glue``, only where GLUE was run): the step of maximal velocity of the GLUE
      score (``glue_score``: BERT's GLUE average, or the mean of the tasks run), found exactly as
      the BLiMP jump (``jump_events``: the same no-transition rule and 95% interval test).
+   * ``alternative_strategy_onset`` (``val_mlm_loss``, SAS- runs only, kind ``sas_minus``): the
+     run's own loss drop, by the same rule as every run's (its row is the ``loss_drop`` row renamed,
+     detected or not): the paper's SAS- model learns another strategy, and its loss drop is when.
 4. **No transition** (a curve must say so rather than invent one): with sigma the curve's noise,
    estimated from the raw points as 1.4826 * MAD(second differences) / sqrt(6) (robust to the one
    transition; a second difference of i.i.d. noise has variance 6 sigma^2), and *rise* the largest
@@ -79,7 +82,8 @@ neighbours (rate r = -velocity of the smoothed loss):
 
 Phases table: ``run, seed, kind, metric, event, detected, step, value, smoothed_value, velocity,
 acceleration, rise, noise, threshold, n_points, reason, step_low, step_high, detected_share`` -- one
-row per run x seed x event (five events, six with a GLUE table), ``value`` the raw curve value at
+row per run x seed x event (five events, six with a GLUE table, one
+more for a SAS- run, two with a complexity table), ``value`` the raw curve value at
 ``step``, ``velocity``/``acceleration`` the smoothed curve's derivatives there (per step, per
 step^2). ``step_low, step_high``: a detected UAS onset's 95% interval, and ``detected_share`` the
 share of the probe's paired bootstrap resamples in which it is detected
@@ -134,6 +138,7 @@ EVENT_METRIC = {
     "glue_jump": "glue",  # only where GLUE was run (detect's glue table)
     "complexity_peak": "complexity",  # with detect's complexity table
     "complexity_fall": "complexity",
+    "alternative_strategy_onset": "val_mlm_loss",  # SAS- runs only: their loss drop
 }
 
 
@@ -446,6 +451,8 @@ def detect(
         )
         lo = curve("loss", "val_mlm_loss")
         events += loss_events(lo["step"], lo["val_mlm_loss"], options) if len(lo) else [_no_data("loss_drop", "loss")]
+        if kind[run] == "sas_minus":  # the SAS- run's loss drop is its alternative strategy's onset
+            events.append({**events[-1], "event": "alternative_strategy_onset"})
         b = curves["blimp"]
         b = b[(b["run"] == run) & (b["seed"] == seed)].sort_values("step")
         events += (

@@ -96,6 +96,14 @@ MEASURES: dict[str, Measure] = {
             all_runs="measure.complexity",
             phases=("complexity",),
         ),
+        Measure(
+            name="context",
+            cli="measure.context",
+            help="held-out MLM loss of checkpoints with attention restricted to +-w pieces",
+            tables=("summary",),
+            inputs=("treebank",),
+            gathered={"summary": "context"},
+        ),
     )
 }
 

@@ -20,15 +20,33 @@ def measure_data(measure):
     return {key: config[measure.name][key] for key in measure.inputs}
 
 
-def measure_command(measure):
-    """`sasbert <measure> score` over a run x seed's checkpoints (or one part's): its data, its
-    options, the per-checkpoint cache folder and one flag per table it writes."""
-    data = "".join(f" {measure.input_flag(key)} {{input.{key}:q}}" for key in measure.inputs)
-    tables = " ".join(f"{measure.out_flag(table)} {{output.{table}:q}}" for table in measure.tables)
-    return (
-        f"sasbert {measure.name} score --checkpoint {{params.checkpoints}}{data} --options {{params.options:q}}"
-        f" --threads {{threads}} --cache-dir {{params.by_step:q}} {tables} > {{log}} 2>&1"
-    )
+# `sasbert <measure> score` over a run x seed's checkpoints (or one part's): its data, its options,
+# the per-checkpoint cache folder and one flag per table it writes. One template for every measure,
+# its measure-specific parts in params: a rule made in a loop evaluates its shell expression again
+# when a job runs, by then with the loop's last measure (the figure rules do the same).
+MEASURE_COMMAND = (
+    "sasbert {params.measure} score --checkpoint {params.checkpoints}{params.data}"
+    " --options {params.options:q} --threads {threads} --cache-dir {params.by_step:q}{params.tables}"
+    " > {log} 2>&1"
+)
+
+
+def measure_data_flags(measure):
+    """The job's --<key> flag for each data input of the measure (registry `inputs`)."""
+
+    def flags(wildcards, input):
+        return "".join(f" {measure.input_flag(key)} {shlex.quote(str(getattr(input, key)))}" for key in measure.inputs)
+
+    return flags
+
+
+def measure_table_flags(measure):
+    """The job's --out-<table> flag for each table the measure writes."""
+
+    def flags(wildcards, output):
+        return "".join(f" {measure.out_flag(t)} {shlex.quote(str(getattr(output, t)))}" for t in measure.tables)
+
+    return flags
 
 
 def scored_checkpoints(wildcards):

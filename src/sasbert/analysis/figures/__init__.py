@@ -8,7 +8,8 @@ Figures (each written as ``<name>.png`` and ``<name>.pdf``), one module each, wh
 returns the matplotlib ``Figure``; ``FIGURES`` below is the one list of them:
 
 * ``fig1_training`` (``training``): loss, UAS and BLiMP of the baseline run(s) against step.
-* ``fig2_regularizers`` (``regularizers``): the same for baseline, SAS+ and SAS-.
+* ``fig2_regularizers`` (``regularizers``): the same for baseline, SAS+ and SAS-, and their context
+  use (``context.parquet``: the cost of a +-w attention window at the final checkpoint).
 * ``fig3_release`` (``release``): release runs SAS-(k), and their final values against k.
 * ``fig4a_heads`` (``heads``): per-head UAS heat maps across checkpoints.
 * ``fig4b_phenomena`` (``phenomena``): BLiMP per phenomenon across checkpoints.

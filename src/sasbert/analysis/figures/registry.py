@@ -40,10 +40,10 @@ FIGURES: dict[str, FigureSpec] = {
     ),
     "fig2_regularizers": FigureSpec(
         "regularizers",
-        ("runs", "loss", "uas", "blimp"),
+        ("runs", "loss", "uas", "blimp", "context"),
         "2",
         "2. Regularizers",
-        "baseline vs SAS+ vs SAS-",
+        "baseline vs SAS+ vs SAS-, and their use of context",
         ("glue",),
     ),
     "fig3_release": FigureSpec(

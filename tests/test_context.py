@@ -1,0 +1,225 @@
+"""The context measure (sasbert.measure.context): held-out MLM loss with attention restricted to
++-w pieces. The full context equals a plain loop over the same masked pieces; a window really
+restricts attention (zero weights outside it, the model run on the cut context gives the same
+output); the CLI over a series with its cache; bad options named; the workflow plans its jobs."""
+
+import logging
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import EWT_DEV, REPO, job_counts, link_workflow, snakemake_ok, tiny_bert_config
+from sasbert import cli
+from sasbert.data import treebank
+from sasbert.measure import context
+from sasbert.options import defaults
+
+N_SENTENCES = 40
+
+
+def save_model(folder, tokenizer, seed, **overrides):
+    import torch
+    from transformers import BertForMaskedLM
+
+    torch.manual_seed(seed)
+    model = BertForMaskedLM(tiny_bert_config(tokenizer.vocab_size, **overrides)).eval()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return model
+
+
+def options(**given):
+    return {**defaults("context"), "max_sentences": N_SENTENCES, **given}
+
+
+def plain_loop(model, tokenizer, mlm_probability, seed):
+    """(mean loss, accuracy, masked pieces): each sentence alone, no attention mask, the logits of
+    every position, the masked pieces drawn as the module docstring says."""
+    import torch
+    import torch.nn.functional as F
+
+    total, correct, count = 0.0, 0, 0
+    for index, tree in enumerate(treebank.read_sentences(EWT_DEV)):
+        if index == N_SENTENCES:
+            break
+        encoded = tokenizer(" ".join(tree.words), return_special_tokens_mask=True)
+        ids = list(encoded["input_ids"])
+        draws = np.random.default_rng([seed, index]).random(len(ids))
+        masked = [i for i in range(len(ids)) if draws[i] < mlm_probability and not encoded["special_tokens_mask"][i]]
+        inputs = [tokenizer.mask_token_id if i in masked else piece for i, piece in enumerate(ids)]
+        with torch.no_grad():
+            logits = model(torch.tensor([inputs])).logits[0]
+        for i in masked:
+            total += F.cross_entropy(logits[i], torch.tensor(ids[i])).item()
+            correct += int(logits[i].argmax().item() == ids[i])
+            count += 1
+    return total / count, correct / count, count
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_the_full_context_equals_a_plain_loop_over_the_same_masked_pieces(tmp_path, bert_tokenizer, attention):
+    from sasbert.measure.checkpoints import load_masked_lm
+
+    save_model(tmp_path / "step-5", bert_tokenizer, seed=3)
+    model, tokenizer = load_masked_lm(tmp_path / "step-5", attn_implementation=attention)
+    assert model.config._attn_implementation == attention
+    sentences, _ = context.prepare(options(), {"treebank": EWT_DEV}, "cpu")
+    examples, kept = context.masked_sentences(tokenizer, sentences, 0.15, 0, 128)
+    (row,) = context.context_losses(model, examples, [context.FULL], 7, "cpu")
+    loss, accuracy, count = plain_loop(model, tokenizer, 0.15, 0)
+    assert kept == N_SENTENCES and row["n_masked"] == count > 50
+    assert row["loss"] == pytest.approx(loss, rel=1e-6)
+    assert row["accuracy"] == accuracy
+
+    # through score(): the full context's row, and a window wider than every sentence is the full context
+    table = context.score(tmp_path / "step-5", 5, sentences, options(windows=[512, None]), "cpu")["summary"]
+    assert table.columns.tolist() == context.COLUMNS
+    assert table["window"].tolist() == [512, context.FULL] and table["step"].eq(5).all()
+    assert table["loss"].iloc[1] == pytest.approx(loss, rel=1e-6) and table["n_masked"].eq(count).all()
+    assert table["loss"].iloc[0] == pytest.approx(table["loss"].iloc[1], rel=1e-6)
+    assert table["gap"].tolist() == pytest.approx([0.0, 0.0], abs=1e-6)
+
+
+def test_the_masks_are_the_same_at_every_window_and_do_not_depend_on_the_batch(tmp_path, bert_tokenizer):
+    from sasbert.measure.checkpoints import load_masked_lm
+
+    save_model(tmp_path / "m", bert_tokenizer, seed=1)
+    model, tokenizer = load_masked_lm(tmp_path / "m")
+    sentences = context.read_sentences(EWT_DEV, N_SENTENCES)
+    examples, _ = context.masked_sentences(tokenizer, sentences, 0.15, 0, 128)
+    again, _ = context.masked_sentences(tokenizer, sentences, 0.15, 0, 128)
+    assert all((a[0] == b[0]).all() and (a[1] == b[1]).all() for a, b in zip(examples, again))
+    other, _ = context.masked_sentences(tokenizer, sentences, 0.15, 1, 128)
+    assert any(len(a[1]) != len(b[1]) or (a[1] != b[1]).any() for a, b in zip(examples, other))
+    one = context.context_losses(model, examples, [1, 3, context.FULL], 1, "cpu")
+    many = context.context_losses(model, examples, [1, 3, context.FULL], 64, "cpu")
+    for a, b in zip(one, many):
+        assert a["window"] == b["window"] and a["n_masked"] == b["n_masked"]
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6) and a["accuracy"] == b["accuracy"]
+    # a short sentence limit leaves the longer sentences out
+    _, kept = context.masked_sentences(tokenizer, sentences, 0.15, 0, 12)
+    lengths = [len(tokenizer(" ".join(words))["input_ids"]) for words in sentences]
+    assert kept == sum(n <= 12 for n in lengths) < N_SENTENCES
+
+
+def test_the_window_mask_is_what_it_says():
+    import torch
+
+    mask = context.window_mask([5, 3], 5, 1, torch.float32)
+    assert mask.shape == (2, 1, 5, 5)
+    allowed = mask[:, 0] == 0
+    for b, length in enumerate([5, 3]):
+        for i in range(5):
+            for j in range(5):
+                assert bool(allowed[b, i, j]) == (abs(i - j) <= 1 and j < length)
+    assert (mask[~(mask == 0)] == torch.finfo(torch.float32).min).all()
+    full = context.window_mask([4], 4, context.FULL, torch.float32)
+    assert (full == 0).all()
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_a_window_restricts_attention_to_it(bert_tokenizer, attention):
+    """One layer: the output at position p with window w is the model's on pieces p-w..p+w alone
+    (their own positions, no mask); eager's attention weights outside the window are 0."""
+    import torch
+    from transformers import BertForMaskedLM
+
+    torch.manual_seed(0)
+    config = tiny_bert_config(200, attn_implementation=attention)
+    config.num_hidden_layers = 1
+    model = BertForMaskedLM(config).eval()
+    ids = torch.randint(5, 200, (1, 12))
+    window = 2
+    mask = context.window_mask([12], 12, window, torch.float32)
+    with torch.no_grad():
+        out = model(ids, attention_mask=mask, output_attentions=attention == "eager")
+        for p in (0, 5, 11):
+            lo, hi = max(0, p - window), min(12, p + window + 1)
+            cut = model(ids[:, lo:hi], position_ids=torch.arange(lo, hi)[None]).logits[0, p - lo]
+            assert torch.allclose(out.logits[0, p], cut, atol=1e-5)
+        unrestricted = model(ids).logits
+    assert not torch.allclose(out.logits[0, 5], unrestricted[0, 5], atol=1e-3)  # the window matters
+    if attention == "eager":
+        (weights,) = out.attentions
+        i = torch.arange(12)
+        outside = (i[:, None] - i[None, :]).abs() > window
+        assert weights[0][:, outside].abs().max() == 0
+        assert torch.allclose(weights[0].sum(-1), torch.ones(2, 12))
+
+
+def test_the_cli_scores_a_series_and_keeps_what_it_scored(tmp_path, bert_tokenizer, caplog):
+    models = {step: save_model(tmp_path / "run" / f"step-{step}", bert_tokenizer, seed=step) for step in (0, 10)}
+    out, cache = tmp_path / "summary.parquet", tmp_path / "by_step"
+    args = ["context", "score", "--checkpoint", str(tmp_path / "run" / "step-*"), "--treebank", str(EWT_DEV)]
+    args += ["--out-summary", str(out), "--cache-dir", str(cache), "--max-sentences", "20"]
+    args += ["--options", '{"windows": [1, 4, null], "every_steps": null}', "--threads", "1"]
+    env = {"PYTHONPATH": str(REPO / "src"), "PATH": "", "OMP_NUM_THREADS": "1"}
+    for _attempt in range(2):
+        done = subprocess.run([sys.executable, "-m", "sasbert", *args], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("kept from") == 2
+    table = pd.read_parquet(out)
+    assert table["step"].tolist() == [0] * 3 + [10] * 3 and table["window"].tolist() == [1, 4, -1] * 2
+    assert table.groupby("step")["n_masked"].nunique().eq(1).all() and table["n_masked"].nunique() == 1
+    sentences = context.read_sentences(EWT_DEV, 20)
+    for step, model in models.items():
+        examples, _ = context.masked_sentences(bert_tokenizer, sentences, 0.15, 0, 128)
+        expected = context.context_losses(model, examples, [1, 4, context.FULL], 32, "cpu")
+        got = table[table["step"] == step]
+        assert got["loss"].tolist() == pytest.approx([r["loss"] for r in expected], rel=1e-6)
+        assert got["gap"].tolist() == pytest.approx([r["loss"] - expected[-1]["loss"] for r in expected], rel=1e-6)
+
+    # another option scores again
+    caplog.set_level(logging.INFO)
+    assert cli.main([*args, "--mlm-probability", "0.3"]) == 0
+    assert "kept from" not in caplog.text and caplog.text.count("scoring again") == 2
+    assert pd.read_parquet(out)["n_masked"].iloc[0] > table["n_masked"].iloc[0]
+
+
+def test_a_causal_checkpoint_gets_no_rows(tmp_path):
+    folder = tmp_path / "gpt"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"architectures": ["GPT2LMHeadModel"]}')
+    table = context.score(folder, 3, [("a",)], options(), "cpu")["summary"]
+    assert table.empty and table.columns.tolist() == context.COLUMNS
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--mlm-probability", "1.5"], "--mlm-probability"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--options", '{"windows": [-2, null]}'], "context.windows"),
+        (["--options", '{"window": [1]}'], "'window' was unexpected"),
+        (["--every-steps", "0"], "--every-steps"),
+    ],
+)
+def test_a_bad_option_is_named(tmp_path, bert_tokenizer, capsys, flags, named):
+    save_model(tmp_path / "step-0", bert_tokenizer, seed=0)
+    args = ["context", "score", "--checkpoint", str(tmp_path / "step-0"), "--treebank", str(EWT_DEV)]
+    assert cli.main([*args, "--out-summary", str(tmp_path / "s.parquet"), *flags]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("sasbert context: error:") and named in error
+    assert not (tmp_path / "s.parquet").exists()
+
+
+def test_a_missing_treebank_is_named(tmp_path, bert_tokenizer, capsys):
+    save_model(tmp_path / "step-0", bert_tokenizer, seed=0)
+    args = ["context", "score", "--checkpoint", str(tmp_path / "step-0"), "--treebank", str(tmp_path / "no.conllu")]
+    assert cli.main([*args, "--out-summary", str(tmp_path / "s.parquet")]) == 2
+    assert "no.conllu: not found (--treebank)" in capsys.readouterr().err
+
+
+def test_the_workflow_plans_context_jobs_and_gathers_their_table(tmp_path):
+    workdir = link_workflow(tmp_path / "work")
+    planned = snakemake_ok(
+        "-n", "-p", "--cores", "1", "--configfile", str(REPO / "tests" / "configs" / "e2e.yaml"), cwd=workdir
+    )
+    jobs = job_counts(planned)
+    assert jobs["context"] == jobs["probe"] == 3 and jobs["context_part"] == jobs["probe_part"] == 1
+    assert "sasbert context score" in planned and "--treebank resources/ud/UD_English-EWT/en_ewt-ud-dev" in planned
+    assert "--context-summary results/context/baseline/seed0/summary.parquet" in planned
+    assert "results/tables/context.parquet" in planned
