@@ -10,6 +10,17 @@ the attention maps BERT returns (the reference implementation, sas_regularizer).
     python benchmarks/pretrain_speed.py --preset base --seq-len 128 --batch-size 8 --steps 5
     python benchmarks/pretrain_speed.py --preset base --seq-len 512 --batch-size 32 --device cuda --precision bf16
 
+Each row also gives the model FLOP utilisation (MFU): model FLOPs per second over the device's
+dense peak (``--peak-tflops``, else $SASBERT_PEAK_TFLOPS, else PEAK_TFLOPS by device name; bf16
+peak for --precision bf16, fp32 otherwise; "-" where none is known). Model FLOPs per token
+(``model_flops_per_token``): 6 x the encoder's matrix-multiply weights (fwd 2, bwd 4 FLOPs per
+weight), plus 12 x layers x seq x hidden for the attention products (QK^T and PV, fwd + bwd),
+plus 6 x (hidden^2 + hidden x vocab) x the masked fraction for the MLM head, which runs on the
+masked positions only; embedding look-ups, norms, softmax and the regularizer count nothing, so
+every path does the same model FLOPs and a slower path shows a lower MFU. With --profile-dir, when
+the unregularized SDPA step is below --profile-below MFU, a torch.profiler summary of a few such
+steps (top ops by device time) is written there.
+
 Prints a table and ends with one line holding the headline ratio.
 """
 
@@ -17,8 +28,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import resource
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +40,56 @@ from transformers.utils import logging as hf_logging
 from sasbert.config import MODEL_PRESETS
 from sasbert.train.model import build_model
 from sasbert.train.regularizer import sas_regularizer
+
+# Dense (no sparsity) peak TFLOP/s by device-name substring, first match wins: (bf16, fp32).
+# The fp32 figure is the plain (non-TF32) one. Override with --peak-tflops or $SASBERT_PEAK_TFLOPS.
+PEAK_TFLOPS = [
+    ("H200", (989.0, 67.0)),
+    ("H100", (989.0, 67.0)),
+    ("A100", (312.0, 19.5)),
+    ("L40S", (362.0, 91.6)),
+    ("A10G", (70.0, 35.0)),
+]
+
+
+def peak_tflops(device, precision, override=None):
+    """(peak TFLOP/s, where it came from) or (None, why not)."""
+    if override is not None:
+        return override, "--peak-tflops"
+    if os.environ.get("SASBERT_PEAK_TFLOPS"):
+        return float(os.environ["SASBERT_PEAK_TFLOPS"]), "$SASBERT_PEAK_TFLOPS"
+    if device.type != "cuda":
+        return None, "no peak known for this device (set --peak-tflops)"
+    name = torch.cuda.get_device_name(device)
+    for key, (bf16, fp32) in PEAK_TFLOPS:
+        if key in name:
+            return (bf16 if precision == "bf16" else fp32), f"{name}, {precision} dense peak"
+    return None, f"no peak known for {name} (set --peak-tflops)"
+
+
+def model_flops_per_token(model_kwargs, vocab, seq_len, masked_fraction):
+    """Training FLOPs (forward + backward) per token of the model itself; see the module docstring."""
+    layers = model_kwargs["num_hidden_layers"]
+    hidden = model_kwargs["hidden_size"]
+    inter = model_kwargs["intermediate_size"]
+    encoder_weights = layers * (4 * hidden * hidden + 2 * hidden * inter)  # Q, K, V, O and the two FFN
+    attention = 12 * layers * seq_len * hidden  # QK^T and PV: 2 x 2 x S x hidden forward, x 3 with backward
+    head = 6 * (hidden * hidden + hidden * vocab) * masked_fraction  # transform + decoder, masked rows only
+    return 6 * encoder_weights + attention + head
+
+
+def profile_steps(net, optimizer, batch, mode, device, dtype, steps, path):
+    """A torch.profiler summary of ``steps`` optimizer steps: the top ops by device (else CPU) time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            one_step(net, optimizer, batch, mode, device, dtype)
+    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=sort_by, row_limit=25)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(f"{steps} step(s), mode {mode}, sorted by {sort_by}\n{table}\n")
 
 
 def make_batch(batch_size, seq_len, vocab, generator):
@@ -107,6 +170,10 @@ def main():
     parser.add_argument("--attention-dropout", type=float, default=0.0, help="attention_probs_dropout_prob")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="autocast dtype")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="the device's dense peak, for MFU")
+    parser.add_argument("--profile-dir", default=None, help="write a torch.profiler summary here (see --profile-below)")
+    parser.add_argument("--profile-below", type=float, default=0.40, help="profile when SDPA's MFU is below this")
+    parser.add_argument("--profile-steps", type=int, default=3)
     args = parser.parse_args()
     device = torch.device(args.device)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.precision]
@@ -153,6 +220,10 @@ def main():
                 times[label].append(seconds)
                 peaks[label] = max(peaks[label], peak)
     rows = [(label, median(times[label]), tokens / median(times[label])) for label, _, _ in settings]
+    masked_fraction = float((batch["labels"] != -100).float().mean())
+    flops_token = model_flops_per_token(model_kwargs, args.vocab_size, args.seq_len, masked_fraction)
+    peak_tf, peak_source = peak_tflops(device, args.precision, args.peak_tflops)
+    mfu = {label: (tps * flops_token / (peak_tf * 1e12) if peak_tf else None) for label, _, tps in rows}
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     print(
@@ -161,11 +232,25 @@ def main():
         f"{args.device}, {args.precision}, {args.threads} thread(s), median of {args.steps} steps"
     )
     sdpa = rows[0][1]
-    print(f"{'setting':<38} {'s/step':>8} {'tokens/s':>10} {'x sdpa':>7} {'peak GPU MB':>12}")
+    print(f"{'setting':<38} {'s/step':>8} {'tokens/s':>10} {'x sdpa':>7} {'peak GPU MB':>12} {'MFU':>6}")
     for label, seconds, tps in rows:
-        peak = f"{peaks[label] / 2**20:.0f}" if device.type == "cuda" else "-"
-        print(f"{label:<38} {seconds:>8.4f} {tps:>10.0f} {seconds / sdpa:>7.3f} {peak:>12}")
+        memory = f"{peaks[label] / 2**20:.0f}" if device.type == "cuda" else "-"
+        util = f"{mfu[label]:.1%}" if mfu[label] is not None else "-"
+        print(f"{label:<38} {seconds:>8.4f} {tps:>10.0f} {seconds / sdpa:>7.3f} {memory:>12} {util:>6}")
     print(f"peak RSS of the process: {peak_mb:.0f} MB")
+    print(
+        f"model FLOPs per token {flops_token / 1e6:.1f}M (masked fraction {masked_fraction:.3f}); "
+        f"MFU peak: {f'{peak_tf:g} TFLOP/s, ' if peak_tf else ''}{peak_source}"
+    )
+    sdpa_mfu = mfu[rows[0][0]]
+    if args.profile_dir and sdpa_mfu is not None and sdpa_mfu < args.profile_below:
+        path = Path(args.profile_dir) / f"profile_{args.preset}_{args.batch_size}x{args.seq_len}_sdpa.txt"
+        profile_steps(model, optimizers[id(model)], batch, "none", device, dtype, args.profile_steps, path)
+        print(f"SDPA MFU {sdpa_mfu:.1%} < {args.profile_below:.0%}: torch.profiler summary in {path}")
+    elif args.profile_dir:
+        print(
+            f"SDPA MFU {'unknown' if sdpa_mfu is None else f'{sdpa_mfu:.1%}'}: no profile (threshold {args.profile_below:.0%})"
+        )
     if device.type == "cuda":
         label = rows[2][0]
         print(
