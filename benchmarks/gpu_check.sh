@@ -86,7 +86,7 @@ if [ "$SMOKE" = 1 ]; then
     BASE_PROBE=(--layers 1 --heads 2 --hidden 32 --sentences 20 --repeats 1 --device cpu)
 else
     DEVICE=${GPU_CHECK_DEVICE:-cuda}
-    if ! "$PYTHON" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    if ! grep -q '^cuda available: True' "$OUT/environment.txt"; then
         say "gpu_check: no CUDA device visible to torch; on a CPU run SMOKE=1 bash benchmarks/gpu_check.sh"
         exit 1
     fi
