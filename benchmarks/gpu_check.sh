@@ -7,6 +7,7 @@
 #      GPU memory and MFU, and a torch.profiler summary where SDPA's step is below 40% MFU;
 #   3. benchmarks/blimp_speed.py and benchmarks/probe_speed.py on BERT-base (12 x 12 x 768);
 # and writes every table to $OUT (default ./gpu_check_out), one file per check plus summary.txt.
+# Per-check timeouts (180 + 2 x 90 + 60 + 45 s) keep the whole run under 8 minutes.
 #
 #     bash benchmarks/gpu_check.sh                  # on the GPU machine
 #     SMOKE=1 bash benchmarks/gpu_check.sh          # or --smoke: tiny model, a few steps, fp32, CPU
@@ -91,7 +92,7 @@ else
         exit 1
     fi
     say "gpu_check: $(grep '^cuda:0' "$OUT/environment.txt"); tables in $OUT"
-    check pytest_gpu 200 "$PYTHON" -m pytest -m gpu -p no:cacheprovider -q tests/test_gpu.py
+    check pytest_gpu 180 "$PYTHON" -m pytest -m gpu -p no:cacheprovider -q tests/test_gpu.py
     PRETRAIN=(--preset base --vocab-size 30522 --steps 10 --warmup 3 --device "$DEVICE" --precision bf16)
     SHAPES=("32 512" "64 128")
     BASE_BLIMP=(--layers 12 --heads 12 --hidden 768 --pairs-per-paradigm 2 --batch-size 1024 --device "$DEVICE")
@@ -101,14 +102,14 @@ fi
 ratios=()
 for shape in "${SHAPES[@]}"; do
     read -r batch seq <<<"$shape"
-    check "pretrain_speed_${batch}x${seq}" 120 "$PYTHON" benchmarks/pretrain_speed.py "${PRETRAIN[@]}" \
+    check "pretrain_speed_${batch}x${seq}" 90 "$PYTHON" benchmarks/pretrain_speed.py "${PRETRAIN[@]}" \
         --batch-size "$batch" --seq-len "$seq" --profile-dir "$OUT"
     ratio=$(sed -n 's/^regularized (fused, pre_dropout) \/ unregularized (sdpa) step time ratio: //p' \
         "$OUT/pretrain_speed_${batch}x${seq}.txt")
     ratios+=("${batch}x${seq} ${ratio:-n/a}")
 done
-check blimp_speed 90 "$PYTHON" benchmarks/blimp_speed.py "${BASE_BLIMP[@]}"
-check probe_speed 60 "$PYTHON" benchmarks/probe_speed.py "${BASE_PROBE[@]}"
+check blimp_speed 60 "$PYTHON" benchmarks/blimp_speed.py "${BASE_BLIMP[@]}"
+check probe_speed 45 "$PYTHON" benchmarks/probe_speed.py "${BASE_PROBE[@]}"
 
 say "gpu_check: $failed check(s) failed, $((SECONDS - start)) s in all"
 say "gpu_check headline: fused + R (pre_dropout) / SDPA step time: ${ratios[0]}, ${ratios[1]}"
