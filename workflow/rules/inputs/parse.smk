@@ -4,12 +4,16 @@
 
 
 def parser_spec():
-    return sasparsers.PARSERS[config["corpus"]["backend"]]
+    """The parse backend's registry entry; None for a corpus that is not parsed here
+    (`corpus.backend: pretokenized`: its rows hold their heads, and no parse job is planned)."""
+    return sasparsers.PARSERS.get(config["corpus"]["backend"])
 
 
 def parse_code():
     """The parse job's code: the shared parse code and its backend's module, not the other
     backends' nor the registry (a fix to the spaCy backend does not rerun stanza parses)."""
+    if parser_spec() is None:
+        return ""
     backend = config["corpus"]["backend"]
     return code_fingerprint(*sasparsers.backend_code_modules(backend), exclude=sasparsers.NOT_CODE)
 
@@ -17,7 +21,8 @@ def parse_code():
 def parse_models():
     """The manifest of the models the backend reads, when it needs them fetched first."""
     backend = config["corpus"]["backend"]
-    return [f"results/parse/{backend}-models.json"] if parser_spec().needs_models else []
+    spec = parser_spec()
+    return [f"results/parse/{backend}-models.json"] if spec is not None and spec.needs_models else []
 
 
 def parse_backend_args():
@@ -25,7 +30,7 @@ def parse_backend_args():
     setting does not rerun a stanza parse), as --options, and its one path (the spaCy model, which
     may be a folder, or the stanza models' folder) as a flag of its own."""
     spec = parser_spec()
-    if spec.options is None:
+    if spec is None or spec.options is None:
         return ""
     options = config["corpus"][spec.options]
     flags = f"--options {shlex.quote(json.dumps({spec.options: options}, sort_keys=True))}"
@@ -38,4 +43,4 @@ def parse_backend_args():
 def parse_gpus():
     """GPUs of a parse job: its backend's ``gpus`` option, where it has one (stanza)."""
     spec = parser_spec()
-    return config["corpus"][spec.options].get("gpus", 0) if spec.options else 0
+    return config["corpus"][spec.options].get("gpus", 0) if spec is not None and spec.options else 0
