@@ -19,6 +19,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+# The test files that run the longest (end-to-end runs of the real Snakefile), longest first: they
+# are collected first, so that `make test` (pytest-xdist, a file per process) starts them at once
+# instead of leaving one to run alone at the end.
+LONGEST_FIRST = ("test_default.py", "test_slurm.py", "test_reruns.py", "test_cache.py", "test_seeds.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 WORKFLOW_FILES = ["Snakefile", "workflow", "src", "resources", "config.yaml", "config", "profiles"]
 
 
