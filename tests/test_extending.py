@@ -93,6 +93,19 @@ def test_a_new_figure_takes_one_module_and_one_entry_and_redraws_no_other(tmp_pa
     assert job_counts(planned)["figure_loss"] == 1
 
 
+def workflow_with_own_package(tmp_path):
+    """A working directory that sees the repository's workflow with a copy of the package and of
+    workflow/ (whose schema link then points at the copy's schema): (its folder, the package)."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    for name in WORKFLOW_FILES:
+        if name not in ("src", "workflow"):
+            (workdir / name).symlink_to(REPO / name)
+    shutil.copytree(REPO / "src", workdir / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(REPO / "workflow", workdir / "workflow", symlinks=True)
+    return workdir, workdir / "src" / "sasbert"
+
+
 CHAIN_BACKEND = '''"""A rightward chain (the recipe's example): each word's head is the next word, the last word is
 the root; words are the paragraph's whitespace-separated tokens."""
 
@@ -152,15 +165,7 @@ def test_a_new_parser_backend_takes_one_module_one_entry_and_one_schema_section(
     """docs/extending.md's parser recipe, followed on a copy of the package: the backend's module,
     its registry entry, its schema section; the real parse and parse-quality CLIs run it, the real
     Snakefile plans its parse jobs, and no other backend's parse jobs change code."""
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    for name in WORKFLOW_FILES:
-        if name not in ("src", "workflow"):
-            (workdir / name).symlink_to(REPO / name)
-    shutil.copytree(REPO / "src", workdir / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    # workflow/schemas/config.schema.yaml links to the package's schema: copied, it links to the copy's
-    shutil.copytree(REPO / "workflow", workdir / "workflow", symlinks=True)
-    package = workdir / "src" / "sasbert"
+    workdir, package = workflow_with_own_package(tmp_path)
     before = parse_codes(package)
 
     (package / "data" / "parsers" / "chain.py").write_text(CHAIN_BACKEND)
@@ -284,14 +289,7 @@ def test_a_new_measure_takes_one_module_one_entry_and_one_schema_section(tmp_pat
 
     from conftest import tiny_bert_config
 
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    for name in WORKFLOW_FILES:
-        if name not in ("src", "workflow"):
-            (workdir / name).symlink_to(REPO / name)
-    shutil.copytree(REPO / "src", workdir / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.copytree(REPO / "workflow", workdir / "workflow", symlinks=True)
-    package = workdir / "src" / "sasbert"
+    workdir, package = workflow_with_own_package(tmp_path)
     before = measure_codes(package)
 
     (package / "measure" / "embedding_norm.py").write_text(NEW_MEASURE)
