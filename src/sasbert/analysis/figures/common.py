@@ -52,7 +52,7 @@ METRIC_LABELS = {
     "uas": "UAS (best head)",
     "blimp": "BLiMP accuracy",
     "glue": "GLUE (validation)",
-    "complexity": "complexity (TwoNN ID)",
+    "complexity": "TwoNN ID",
 }
 Y_LABELS = {
     "val_mlm_loss": "loss (nats)",
