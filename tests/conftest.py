@@ -29,6 +29,8 @@ LONGEST_FIRST = ("test_default.py", "test_slurm.py", "test_reruns.py", "test_cac
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 WORKFLOW_FILES = ["Snakefile", "workflow", "src", "resources", "config.yaml", "config", "profiles"]
 
 

@@ -39,7 +39,7 @@ def test_the_smoke_mode_writes_every_table_to_out_and_ends_with_the_headline(tmp
     for path in ["lambda = 0 (sdpa)", "lambda = 0 (eager)", "fused + R, pre_dropout", "eager + R, post_dropout"]:
         assert path in pretrain
     assert "MFU" in pretrain and "model FLOPs per token" in pretrain
-    # the nominal smoke peak puts SDPA under 40% MFU, so the profiler summary is written
+    # the smoke mode always profiles (its nominal peak says nothing about a CPU)
     assert "self_cpu_time_total" in (out / "profile_tiny_4x32_sdpa.txt").read_text()
     assert (out / "environment.txt").read_text().startswith("python ")
 
