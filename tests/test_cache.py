@@ -227,6 +227,9 @@ CONFIG = {
     "checkpoints": {"steps": [0, 10], "every": []},
     "probe": {"treebank": "resources/ud/UD_English-EWT/en_ewt-ud-dev.conllu.gz", "max_sentences": 20},
     "blimp": {"data_dir": "resources/blimp", "pairs_per_paradigm": 1},
+    # the optional measures off: the edits below are of the regularizer, the probe and the PLL
+    "complexity": {"enabled": False},
+    "context": {"enabled": False},
 }
 RUNS = [run["name"] for run in CONFIG["runs"]]
 TARGETS = [

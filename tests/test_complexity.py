@@ -167,10 +167,19 @@ def test_a_bad_option_is_named(tiny_series):
 def test_the_snakefile_plans_complexity_jobs_and_gathers_their_table(tmp_path):
     for name in WORKFLOW_FILES:
         (tmp_path / name).symlink_to(REPO / name)
-    e2e = str(REPO / "tests" / "configs" / "e2e.yaml")
-    planned = snakemake_ok("-n", "-p", "--cores", "1", "--configfile", e2e, cwd=tmp_path)
+    e2e = str(REPO / "tests" / "configs" / "e2e.yaml")  # the optional measures off
+    (tmp_path / "on.yaml").write_text("complexity: {enabled: true}\n")
+    planned = snakemake_ok("-n", "-p", "--cores", "1", "--configfile", e2e, "on.yaml", cwd=tmp_path)
     jobs = job_counts(planned)
     assert jobs["complexity"] == 3 and jobs["complexity_part"] == 1
     assert "sasbert complexity score" in planned and "--treebank resources/ud/UD_English-EWT/" in planned
     assert "--complexity-summary results/complexity/baseline/seed0/summary.parquet" in planned
     assert "--complexity results/tables/complexity.parquet" in planned
+    figure_1 = next(line for line in planned.splitlines() if "--figure fig1_training" in line)
+    assert "results/tables/complexity.parquet" in figure_1
+
+    # switched off: no job, no table; phases and figure 1 go without it
+    planned = snakemake_ok("-n", "-p", "--cores", "1", "--configfile", e2e, cwd=tmp_path)
+    assert "complexity" not in job_counts(planned) and "complexity_part" not in job_counts(planned)
+    assert "sasbert complexity score" not in planned and "--complexity" not in planned
+    assert "results/tables/complexity.parquet" not in planned and "--figure fig1_training" in planned

@@ -355,3 +355,23 @@ def test_a_measures_flags_follow_its_schema_section_shared_definitions_included(
     assert flags["--pairs-per-paradigm"]["type"]("null") is None  # [integer, "null"]
     with pytest.raises(argparse.ArgumentTypeError, match="expected integer"):
         flags["--batch-size"]["type"]("many")
+
+
+def test_an_optional_measure_has_a_switch_in_its_schema_section_and_no_other_measure_has_one():
+    """``optional`` in the registry and ``enabled`` in the schema say the same; the switch is not
+    a scoring option (no flag of its own, and not in a cached score's identity)."""
+    from sasbert.measure.command import schema_flags
+    from sasbert.measure.registry import ENABLED, MEASURES, enabled_measures
+    from sasbert.options import section_schema
+
+    for name, measure in MEASURES.items():
+        switch = section_schema(name).get("properties", {}).get(ENABLED)
+        if measure.optional:
+            assert switch is not None and switch["type"] == "boolean" and switch["default"] is True, name
+            assert "--enabled" not in {flag for flag, _, _ in schema_flags(name, skip=(*measure.inputs, ENABLED))}
+        else:
+            assert switch is None, name
+    config = {name: {} for name in MEASURES}
+    assert [m.name for m in enabled_measures(config)] == list(MEASURES)
+    config["context"][ENABLED] = False
+    assert [m.name for m in enabled_measures(config)] == [n for n in MEASURES if n != "context"]

@@ -462,6 +462,33 @@ def test_gather_and_detect_cli(tmp_path, stages):
     assert ev.loc[("minus", 0, "breakthrough"), ["step_low", "step_high"]].isna().all()
 
 
+def test_gather_without_the_optional_measures_writes_none_of_their_tables(tmp_path, stages, capsys):
+    """A config with complexity and context switched off gives none of their inputs: gather writes
+    the other tables and none of theirs; asking for theirs is refused, and so is leaving out a
+    measure that is not optional."""
+    runs = RUNS[:2]
+    _results_folder(tmp_path / "results", runs, [0])
+    optional = set(gather.OPTIONAL_SOURCES)
+    assert optional == {"complexity_summary", "context_summary"}
+    inputs = {key: paths for key, paths in layout_files(tmp_path / "results", runs, [0]).items() if key not in optional}
+    made = gather.tables_made(list(inputs))
+    assert set(gather.TABLES) - set(made) == {"complexity", "context"}
+
+    def command(given, out):
+        flags = [arg for key, paths in given.items() for arg in (f"--{key.replace('_', '-')}", *map(str, paths))]
+        return ["phases", "gather", *flags, "--runs", json.dumps(runs), "--seeds", "0", "--out", *out]
+
+    assert stages(command(inputs, [str(tmp_path / "t" / f"{name}.parquet") for name in made])) == 0
+    assert sorted(path.stem for path in (tmp_path / "t").iterdir()) == sorted(made)
+    assert set(pd.read_parquet(tmp_path / "t" / "uas.parquet")["run"]) == {run["name"] for run in runs}
+    assert stages(command(inputs, gather_outputs(tmp_path / "t2")[1:])) == 2
+    assert "--out: give one file named <table>.parquet for each of runs, train" in capsys.readouterr().err
+    assert not (tmp_path / "t2").exists()
+    without_probe = {key: paths for key, paths in inputs.items() if key != "probe_summary"}
+    assert stages(command(without_probe, [str(tmp_path / "t3" / f"{name}.parquet") for name in made])) == 2
+    assert "--probe-summary: 0 file(s) for 2 run x seed pair(s)" in capsys.readouterr().err
+
+
 def test_gather_missing_inputs(tmp_path, stages, capsys):
     runs = RUNS[:2]
     _results_folder(tmp_path / "results", runs, [0], skip={("probe", "plus", 0)})

@@ -590,6 +590,8 @@ def series_config(folder, scoring):
             "scoring": scoring,
         },
         "blimp": {"data_dir": "resources/blimp", "pairs_per_paradigm": 1, "every_steps": None},
+        "complexity": {"enabled": False},  # the optional measures: not what this test is about
+        "context": {"enabled": False},
     }
 
 

@@ -15,7 +15,10 @@ include: "inputs/analysis.smk"
 
 rule tables:
     input:
-        **{f"{m.name}_{table}": measured(m.name, f"{table}.parquet") for m, table, _ in sasmeasures.gathered_tables()},
+        **{
+            f"{m.name}_{table}": measured(m.name, f"{table}.parquet")
+            for m, table, _ in sasmeasures.gathered_tables(MEASURES)
+        },
         steps=expand("results/pretrain/{run}/seed{seed}/metrics/steps.parquet", run=RUNS, seed=SEEDS),
         eval=expand("results/pretrain/{run}/seed{seed}/metrics/eval.parquet", run=RUNS, seed=SEEDS),
         # each gathered table of each registered measure (sasbert.measure.registry), as --<measure>-<table>
@@ -47,7 +50,7 @@ rule tables:
 
 rule phases:
     input:
-        **{table: f"results/tables/{table}.parquet" for m in sasmeasures.MEASURES.values() for table in m.phases},
+        **{table: f"results/tables/{table}.parquet" for m in MEASURES for table in m.phases},
         runs="results/tables/runs.parquet",
         loss="results/tables/loss.parquet",
         # the all-runs tables of the measures that have events (sasbert.measure.registry), as --<table>
@@ -122,7 +125,12 @@ for figure, spec in sasfigures.FIGURES.items():
         name:
             sasfigures.figure_rule(figure)
         input:
-            tables=[f"results/tables/{table}.parquet" for table in spec.tables]
+            # its tables, those of its optional tables this config makes, and GLUE's where it was run
+            tables=[
+                f"results/tables/{table}.parquet"
+                for table in (*spec.tables, *spec.optional_tables)
+                if table in spec.tables or table in ALL_RUNS_TABLES
+            ]
             + (glue_tables() if "glue" in spec.optional_tables else []),
             phases="results/tables/phases.parquet",
         output:

@@ -51,6 +51,8 @@ TRAINING_TOKENIZER = f"results/{'pretokenized' if PRETOKENIZED else 'tokenize'}/
 SHARDS = list(range(config["corpus"]["shards"]))
 RUNS = {run["name"]: run for run in config["runs"]}
 SEEDS = config["seeds"]
+# the per-checkpoint measures this config runs (an optional one with `enabled: false` has no rule)
+MEASURES = sasmeasures.enabled_measures(config)
 # which checkpoints each run saves and publishes, where its parts end, each training job's spec
 PLAN = RunPlan(config)
 # Checkpoint series trained elsewhere: their (folder, step) pairs, resolved and checked now, so that
@@ -132,7 +134,7 @@ def final_outputs():
     return [
         *([TRAINING_DATA if PRETOKENIZED else f"results/tokenize/{CORPUS}/stats.json"] if RUNS else []),
         *expand(f"{run_dir('{run}', '{seed}')}/metrics/eval.parquet", run=RUNS, seed=SEEDS),
-        *[path for m in sasmeasures.MEASURES.values() for t in m.tables for path in measured(m.name, f"{t}.parquet")],
+        *[path for m in MEASURES for t in m.tables for path in measured(m.name, f"{t}.parquet")],
         "results/tables/phases.csv",
         *glue_tables(),
         *expand(

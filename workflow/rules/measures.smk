@@ -11,7 +11,7 @@
 include: "inputs/measures.smk"
 
 
-for measure in sasmeasures.MEASURES.values():
+for measure in MEASURES:
 
     rule:
         name:

@@ -18,7 +18,8 @@ The per-run x seed tables of the other stages are stacked into tidy all-runs tab
   BLiMP (``run, seed`` + its summary's columns ``step, variant, level, name, phenomenon, accuracy,
   ci_low, ci_high, n_pairs, n_paradigms``; ci: the 95% interval), ``context.parquet`` from the
   context measure (its summaries stacked as they are: ``run, seed, step, checkpoint, window, loss,
-  accuracy, n_masked, n_sentences, gap``; ``window`` -1 = the full context).
+  accuracy, n_masked, n_sentences, gap``; ``window`` -1 = the full context). An optional measure
+  (``enabled: false`` in its config section) gives none of its flags and gets none of its tables.
 
 A run's own rows only: a release run's tables start at its start step k. ``curves.stitch`` prepends the
 parent's rows before k (same seed), which is the model's real history; phases and the release
@@ -93,6 +94,17 @@ TRAINED_ONLY = ("steps", "eval")
 TABLES = ("runs", *dict.fromkeys(table for table, _ in SOURCES.values()))
 
 
+# the inputs of the optional measures: a config that switches one off gives none of its inputs
+OPTIONAL_SOURCES = tuple(f"{m.name}_{table}" for m, table, _ in registry.gathered_tables() if m.optional)
+
+
+def tables_made(given: Sequence[str]) -> tuple[str, ...]:
+    """The all-runs tables ``gather`` writes when the inputs ``given`` (keys of ``SOURCES``) are
+    given: every table but those of optional measures whose inputs are not."""
+    left_out = {SOURCES[key][0] for key in OPTIONAL_SOURCES if key not in given}
+    return tuple(table for table in TABLES if table not in left_out)
+
+
 # the all-runs tables whose columns are fixed (the others have those their inputs have)
 COLUMNS = {table: ["run", "seed", *shape.columns] for table, shape in SOURCES.values() if shape.columns is not None}
 
@@ -155,7 +167,8 @@ def gather_tables(
     seeds within each run (what the workflow's ``expand(..., run=RUNS, seed=SEEDS)`` lists), and
     then, except for the training tables (``TRAINED_ONLY``), one per series (at its own seed). A
     missing file is an error unless ``allow_missing`` (then it is skipped with a warning: e.g. a
-    results folder copied before every job finished). ``fetched``: the ``series-fetch`` manifest
+    results folder copied before every job finished). An optional measure's key absent from
+    ``files`` (None) leaves its tables out (``tables_made``). ``fetched``: the ``series-fetch`` manifest
     of each hub series, in config order; a checkpoint whose weights repeat an earlier one's gets
     that one in ``uas.same_weights_as``."""
     runs_df = runs_table(runs, series)
@@ -164,7 +177,10 @@ def gather_tables(
     unknown = sorted(set(files) - set(SOURCES))
     if unknown:
         raise InputError(f"unknown input kind(s): {', '.join(unknown)}")
-    for key in SOURCES:
+    sources = {
+        key: source for key, source in SOURCES.items() if key not in OPTIONAL_SOURCES or files.get(key) is not None
+    }
+    for key in sources:
         given = files.get(key) or []
         expected = trained if key in TRAINED_ONLY else measured
         if len(given) != len(expected):
@@ -173,10 +189,11 @@ def gather_tables(
                 "(one per run x seed, runs in config order, seeds within each run"
                 + (", then one per series)" if key not in TRAINED_ONLY else ")")
             )
-    frames: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLES[1:]}
-    columns = dict(COLUMNS)
+    made = tables_made([key for key in SOURCES if key in sources])
+    frames: dict[str, list[pd.DataFrame]] = {name: [] for name in made[1:]}
+    columns = {name: cols for name, cols in COLUMNS.items() if name in frames}
     missing = []
-    for key, (name, shape) in SOURCES.items():
+    for key, (name, shape) in sources.items():
         for (run, seed), path in zip(trained if key in TRAINED_ONLY else measured, files.get(key) or []):
             path = Path(path)
             if not path.is_file():
@@ -241,10 +258,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             f"--{key.replace('_', '-')}",
             nargs="*",
-            default=[],
+            default=None,
             metavar="PARQUET",
             help=f"the {what} table of each run x seed (runs in config order, seeds within each run"
-            + (")" if key in TRAINED_ONLY else ", then each series)"),
+            + (")" if key in TRAINED_ONLY else ", then each series)")
+            + ("; not given: no such table (an optional measure)" if key in OPTIONAL_SOURCES else ""),
         )
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--runs", help="the config's runs list as JSON")
@@ -302,10 +320,11 @@ def run(args: argparse.Namespace) -> None:
         seeds = args.seeds
     if args.max_train_rows < 1:
         raise InputError("--max-train-rows must be >= 1")
-    outputs = {Path(path).name.removesuffix(".parquet"): Path(path) for path in args.out}
-    if sorted(outputs) != sorted(TABLES) or len(outputs) != len(args.out):
-        raise InputError(f"--out: give one file named <table>.parquet for each of {', '.join(TABLES)}")
     files = {key: getattr(args, key) for key in SOURCES}
+    made = tables_made([key for key, given in files.items() if given is not None])
+    outputs = {Path(path).name.removesuffix(".parquet"): Path(path) for path in args.out}
+    if sorted(outputs) != sorted(made) or len(outputs) != len(args.out):
+        raise InputError(f"--out: give one file named <table>.parquet for each of {', '.join(made)}")
     tables = gather_tables(files, runs, seeds, args.allow_missing, args.max_train_rows, series, args.fetched)
     for name, df in tables.items():
         write_parquet(df, outputs[name])

@@ -12,11 +12,13 @@ A measure module defines two functions and gets its command from ``score_command
 
 The command takes what every measure's rule passes (``workflow/rules/measures.smk``): the
 checkpoints (``--checkpoint``, ``--step``), one flag per data input of the entry (``--<key>``), the
-config section (``--options``, and one flag per scalar option of the section's schema), the
+config section (``--options``, and one flag per scalar option of the section's schema but an
+optional measure's switch ``enabled``, which is the workflow's), the
 per-checkpoint cache (``--cache-dir``, ``checkpoints.score_series``), ``--device``, ``--threads``
 and one ``--out-<table>`` per table. An ``every_steps`` option thins the series
 (``checkpoints.thin_series``). A cached score's identity is the measure module's code, its options
-(less the data paths and ``checkpoints.SELECTION_OPTIONS``) and what ``prepare`` returns.
+(less the data paths, ``checkpoints.SELECTION_OPTIONS`` and ``enabled``) and what ``prepare``
+returns.
 
 This module reads the registry, but the registry is not in a measure's code fingerprint (the rules
 and the identity exclude it): adding a measure does not rescore the others.
@@ -80,7 +82,7 @@ def schema_flags(section: str, skip=()) -> list:
 
 def score_command(name: str, prepare: Callable, score: Callable) -> tuple[Callable, Callable]:
     """(add_arguments, run) of the measure ``name``'s command (see the module docstring)."""
-    from sasbert.measure.registry import MEASURES
+    from sasbert.measure.registry import ENABLED, MEASURES
 
     measure = MEASURES[name]
     module = score.__module__.removeprefix("sasbert.")
@@ -111,7 +113,7 @@ def score_command(name: str, prepare: Callable, score: Callable) -> tuple[Callab
         )
         sc.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
         sc.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-        add_option_flags(sc, name, schema_flags(name, skip=measure.inputs))
+        add_option_flags(sc, name, schema_flags(name, skip=(*measure.inputs, ENABLED)))
 
     def run(args: argparse.Namespace) -> None:
         from sasbert.atomic import write_parquet
@@ -146,7 +148,8 @@ def score_command(name: str, prepare: Callable, score: Callable) -> tuple[Callab
         state, data_identity = prepare(options, data, device)
         identity = {
             "code": code_fingerprint(module, exclude=NOT_SCORING_CODE),
-            "options": {k: v for k, v in options.items() if k not in SELECTION_OPTIONS and k not in measure.inputs},
+            # not the switch `enabled` (the workflow's, which only a scoring job with it on runs)
+            "options": {k: v for k, v in options.items() if k not in (*SELECTION_OPTIONS, *measure.inputs, ENABLED)},
             **data_identity,
         }
         log.info("%s: %d checkpoint(s)", name, len(series))

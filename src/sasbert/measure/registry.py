@@ -13,7 +13,11 @@ A measure scores every checkpoint of a run x seed (and of every series) and writ
   ``gathered`` goes into ``results/tables/<all-runs table>.parquet``, shaped by the ``ALL_RUNS``
   of the measure's torch-free ``tables_module`` (``sasbert.tables.AllRunsTable``; a table missing
   there is stacked as it is);
-* which of those tables ``sasbert phases detect`` reads (``phases``).
+* which of those tables ``sasbert phases detect`` reads (``phases``);
+* whether a config can switch it off (``optional``): its section then has ``enabled`` (default
+  true), and with ``enabled: false`` the workflow makes none of its jobs or tables, and phases and
+  the figures go without them (``enabled_measures``). Probe and BLiMP, which phases and every
+  figure read, are not optional.
 
 This module is data: standard library only, no import of a measure, so the Snakefile, the CLI and
 the analysis read it without paying for torch, and a measure's jobs do not import it (adding a
@@ -24,7 +28,9 @@ checkpoints per task (``sasbert.measure.glue``, ``workflow/rules/glue.smk``), do
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+
+ENABLED = "enabled"  # an optional measure's switch, a key of its config section
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +45,7 @@ class Measure:
     gathered: dict[str, str] = dataclasses.field(default_factory=dict)  # table -> all-runs table
     all_runs: str | None = None  # torch-free module with ALL_RUNS (None: stack the tables as they are)
     phases: tuple[str, ...] = ()  # all-runs tables that `phases detect` reads (flag --<table>)
+    optional: bool = False  # its config section has `enabled` (see the module docstring)
 
     def out_flag(self, table: str) -> str:
         return f"--out-{table.replace('_', '-')}"
@@ -95,6 +102,7 @@ MEASURES: dict[str, Measure] = {
             gathered={"summary": "complexity"},
             all_runs="measure.complexity",
             phases=("complexity",),
+            optional=True,
         ),
         Measure(
             name="context",
@@ -103,14 +111,23 @@ MEASURES: dict[str, Measure] = {
             tables=("summary",),
             inputs=("treebank",),
             gathered={"summary": "context"},
+            optional=True,
         ),
     )
 }
 
 
-def gathered_tables() -> list[tuple[Measure, str, str]]:
-    """(measure, its table, the all-runs table) of every gathered table, in registry order."""
-    return [(m, table, all_runs) for m in MEASURES.values() for table, all_runs in m.gathered.items()]
+def enabled_measures(config: Mapping) -> list[Measure]:
+    """The measures a validated config runs, in registry order: all but the optional ones whose
+    section says ``enabled: false``."""
+    return [m for m in MEASURES.values() if not m.optional or config.get(m.name, {}).get(ENABLED, True)]
+
+
+def gathered_tables(measures: Sequence[Measure] | None = None) -> list[tuple[Measure, str, str]]:
+    """(measure, its table, the all-runs table) of every gathered table of ``measures`` (default:
+    every registered one), in registry order."""
+    measures = MEASURES.values() if measures is None else measures
+    return [(m, table, all_runs) for m in measures for table, all_runs in m.gathered.items()]
 
 
 def all_runs_modules() -> list[str]:

@@ -6,14 +6,17 @@ ALL_RUNS_TABLES = [
     "runs",
     "train",
     "loss",
-    *dict.fromkeys(table for _, _, table in sasmeasures.gathered_tables()),
+    *dict.fromkeys(table for _, _, table in sasmeasures.gathered_tables(MEASURES)),
 ]
 # the tables rule: a flag --<measure>-<table> per gathered table, reading its input of that name
 GATHER_COMMAND = " ".join(
     [
         "sasbert phases gather --runs {params.runs:q} --series {params.series:q} --seeds {params.seeds}",
         "--steps {input.steps:q} --eval {input.eval:q}",
-        *(f"{m.gathered_flag(table)} {{input.{m.name}_{table}:q}}" for m, table, _ in sasmeasures.gathered_tables()),
+        *(
+            f"{m.gathered_flag(table)} {{input.{m.name}_{table}:q}}"
+            for m, table, _ in sasmeasures.gathered_tables(MEASURES)
+        ),
         "--fetched {input.fetched:q} --out {output:q} > {log} 2>&1",
     ]
 )
@@ -21,11 +24,7 @@ GATHER_COMMAND = " ".join(
 DETECT_COMMAND = " ".join(
     [
         "sasbert phases detect --runs {input.runs:q} --loss {input.loss:q}",
-        *(
-            f"--{table.replace('_', '-')} {{input.{table}:q}}"
-            for m in sasmeasures.MEASURES.values()
-            for table in m.phases
-        ),
+        *(f"--{table.replace('_', '-')} {{input.{table}:q}}" for m in MEASURES for table in m.phases),
         "{params.glue} --out {output.table:q} --csv {output.csv:q} --options {params.options:q} > {log} 2>&1",
     ]
 )

@@ -6,8 +6,11 @@
 def by_step_dir(stage):
     """Where a measure's job of a run x seed keeps its per-checkpoint tables (each entry also
     records the code, options and data it was computed from, and is reused only for the same)."""
-    # options that choose which checkpoints are scored, not how: a change keeps the scores made
-    scoring = {k: v for k, v in config[stage].items() if k not in sascheckpoints.SELECTION_OPTIONS}
+    # options that choose which checkpoints are scored, not how, and an optional measure's switch:
+    # a change keeps the scores made
+    scoring = {
+        k: v for k, v in config[stage].items() if k not in sascheckpoints.SELECTION_OPTIONS and k != sasmeasures.ENABLED
+    }
 
     def folder(wildcards):
         return f"results/{stage}/{wildcards.run}/seed{wildcards.seed}/by_step-{options_key(scoring)}"
