@@ -115,6 +115,22 @@ def job_counts(output: str) -> dict[str, int]:
     return {name: int(count) for name, count in rows if name != "total"}
 
 
+def plan_optional_measure(workdir: Path, measure: str, figure: str) -> str:
+    """The dry run (-p) of tests/configs/e2e.yaml with the optional ``measure`` switched on, after
+    checking the one with it off (e2e.yaml's setting): no job, no all-runs table, and ``figure``
+    planned without it. Checks that the figure reads the table when it is on."""
+    e2e = str(REPO / "tests" / "configs" / "e2e.yaml")
+    table = f"results/tables/{measure}.parquet"
+    off = snakemake_ok("-n", "-p", "--cores", "1", "--configfile", e2e, cwd=workdir)
+    assert not {measure, f"{measure}_part"} & set(job_counts(off))
+    assert f"sasbert {measure} score" not in off and f"--{measure}-" not in off and table not in off
+    assert f"--figure {figure}" in off
+    (workdir / "on.yaml").write_text(f"{measure}: {{enabled: true}}\n")
+    on = snakemake_ok("-n", "-p", "--cores", "1", "--configfile", e2e, "on.yaml", cwd=workdir)
+    assert table in next(line for line in on.splitlines() if f"--figure {figure}" in line)
+    return on
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     """A tokenized slice of real EWT train text (300 sentences, blocks of 32) with the vendored

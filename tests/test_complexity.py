@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import EWT_DEV, REPO, WORKFLOW_FILES, job_counts, snakemake_ok
+from conftest import EWT_DEV, REPO, job_counts, link_workflow, plan_optional_measure
 from sasbert.measure import complexity
 from sasbert.options import defaults
 
@@ -165,21 +165,11 @@ def test_a_bad_option_is_named(tiny_series):
 
 
 def test_the_snakefile_plans_complexity_jobs_and_gathers_their_table(tmp_path):
-    for name in WORKFLOW_FILES:
-        (tmp_path / name).symlink_to(REPO / name)
-    e2e = str(REPO / "tests" / "configs" / "e2e.yaml")  # the optional measures off
-    (tmp_path / "on.yaml").write_text("complexity: {enabled: true}\n")
-    planned = snakemake_ok("-n", "-p", "--cores", "1", "--configfile", e2e, "on.yaml", cwd=tmp_path)
+    """Switched on; off (tests/configs/e2e.yaml), phases and figure 1 go without it."""
+    workdir = link_workflow(tmp_path / "work")
+    planned = plan_optional_measure(workdir, "complexity", "fig1_training")
     jobs = job_counts(planned)
     assert jobs["complexity"] == 3 and jobs["complexity_part"] == 1
     assert "sasbert complexity score" in planned and "--treebank resources/ud/UD_English-EWT/" in planned
     assert "--complexity-summary results/complexity/baseline/seed0/summary.parquet" in planned
     assert "--complexity results/tables/complexity.parquet" in planned
-    figure_1 = next(line for line in planned.splitlines() if "--figure fig1_training" in line)
-    assert "results/tables/complexity.parquet" in figure_1
-
-    # switched off: no job, no table; phases and figure 1 go without it
-    planned = snakemake_ok("-n", "-p", "--cores", "1", "--configfile", e2e, cwd=tmp_path)
-    assert "complexity" not in job_counts(planned) and "complexity_part" not in job_counts(planned)
-    assert "sasbert complexity score" not in planned and "--complexity" not in planned
-    assert "results/tables/complexity.parquet" not in planned and "--figure fig1_training" in planned

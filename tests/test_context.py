@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import EWT_DEV, REPO, job_counts, link_workflow, snakemake_ok, tiny_bert_config
+from conftest import EWT_DEV, REPO, job_counts, link_workflow, plan_optional_measure, tiny_bert_config
 from sasbert import cli
 from sasbert.data import treebank
 from sasbert.measure import context
@@ -214,20 +214,10 @@ def test_a_missing_treebank_is_named(tmp_path, bert_tokenizer, capsys):
 
 
 def test_the_workflow_plans_context_jobs_and_gathers_their_table(tmp_path):
+    """Switched on; off (tests/configs/e2e.yaml), figure 2 goes without its context panel."""
     workdir = link_workflow(tmp_path / "work")
-    e2e = str(REPO / "tests" / "configs" / "e2e.yaml")  # the optional measures off
-    (workdir / "on.yaml").write_text("context: {enabled: true}\n")
-    planned = snakemake_ok("-n", "-p", "--cores", "1", "--configfile", e2e, "on.yaml", cwd=workdir)
+    planned = plan_optional_measure(workdir, "context", "fig2_regularizers")
     jobs = job_counts(planned)
     assert jobs["context"] == jobs["probe"] == 3 and jobs["context_part"] == jobs["probe_part"] == 1
     assert "sasbert context score" in planned and "--treebank resources/ud/UD_English-EWT/en_ewt-ud-dev" in planned
     assert "--context-summary results/context/baseline/seed0/summary.parquet" in planned
-    assert "results/tables/context.parquet" in planned
-    figure_2 = next(line for line in planned.splitlines() if "--figure fig2_regularizers" in line)
-    assert "results/tables/context.parquet" in figure_2
-
-    # switched off: no job, no table; figure 2 goes without its context panel
-    planned = snakemake_ok("-n", "-p", "--cores", "1", "--configfile", e2e, cwd=workdir)
-    assert "context" not in job_counts(planned) and "context_part" not in job_counts(planned)
-    assert "sasbert context score" not in planned and "--context-summary" not in planned
-    assert "results/tables/context.parquet" not in planned and "--figure fig2_regularizers" in planned
