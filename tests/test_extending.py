@@ -269,13 +269,18 @@ MEASURE_SCHEMA = """  embedding_norm:
 
 
 def measure_codes(package):
-    """Each measure rule's code, as workflow/rules/measures.smk computes it."""
+    """Each measure rule's code, as workflow/rules/measures.smk computes it, and the tables rule's
+    as workflow/rules/analysis.smk does."""
     from sasbert.measure.command import NOT_SCORING_CODE
-    from sasbert.measure.registry import MEASURES
+    from sasbert.measure.registry import MEASURES, all_runs_modules
 
+    gather = ("analysis.cli", "analysis.gather", *all_runs_modules())
     return {
-        name: code_identity.code_fingerprint(measure.cli, package_dir=package, exclude=NOT_SCORING_CODE)
-        for name, measure in MEASURES.items()
+        **{
+            name: code_identity.code_fingerprint(measure.cli, package_dir=package, exclude=NOT_SCORING_CODE)
+            for name, measure in MEASURES.items()
+        },
+        "tables": code_identity.code_fingerprint(*gather, package_dir=package, exclude=NOT_SCORING_CODE),
     }
 
 
@@ -367,11 +372,15 @@ def test_an_optional_measure_has_a_switch_in_its_schema_section_and_no_other_mea
     for name, measure in MEASURES.items():
         switch = section_schema(name).get("properties", {}).get(ENABLED)
         if measure.optional:
-            assert switch is not None and switch["type"] == "boolean" and switch["default"] is True, name
+            assert switch is not None and switch["type"] == "boolean" and isinstance(switch["default"], bool), name
             assert "--enabled" not in {flag for flag, _, _ in schema_flags(name, skip=(*measure.inputs, ENABLED))}
         else:
             assert switch is None, name
-    config = {name: {} for name in MEASURES}
+    config = {name: {ENABLED: True} if MEASURES[name].optional else {} for name in MEASURES}
     assert [m.name for m in enabled_measures(config)] == list(MEASURES)
     config["context"][ENABLED] = False
     assert [m.name for m in enabled_measures(config)] == [n for n in MEASURES if n != "context"]
+    # the schema's defaults: complexity and context on, the costly LLC off
+    assert {
+        name for name in MEASURES if section_schema(name).get("properties", {}).get(ENABLED, {}).get("default") is False
+    } == {"llc"}

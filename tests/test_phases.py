@@ -11,6 +11,7 @@ from sasbert import cli
 from sasbert.analysis import curves, gather, phases
 from sasbert.analysis import runs as run_kinds
 from sasbert.errors import InputError
+from sasbert.measure import llc
 
 # A paper-like checkpoint grid: dense early (every 100 steps), sparse late (every 500).
 GRID = np.r_[np.arange(0, 5000, 100), np.arange(5000, 20001, 500)]
@@ -219,6 +220,7 @@ LAYOUT = {
     "blimp_summary": "blimp/{run}/seed{seed}/summary.parquet",
     "complexity_summary": "complexity/{run}/seed{seed}/summary.parquet",
     "context_summary": "context/{run}/seed{seed}/summary.parquet",
+    "llc_summary": "llc/{run}/seed{seed}/summary.parquet",
 }
 
 CONTEXT_COLUMNS = ["step", "checkpoint", "window", "loss", "accuracy", "n_masked", "n_sentences", "gap"]
@@ -376,6 +378,13 @@ def _results_folder(root, runs, seeds, skip=()):
                 for window, gap in ((1, 1.5), (4, 0.5), (-1, 0.0))
             ]
             pd.DataFrame(rows, columns=CONTEXT_COLUMNS).to_parquet(folder / "summary.parquet")
+            folder = root / "llc" / name / f"seed{seed}"
+            folder.mkdir(parents=True)
+            pd.DataFrame(
+                {"step": steps, "checkpoint": [f"step-{s}" for s in steps], "llc": np.linspace(5, 50, len(steps))}
+            ).assign(
+                llc_std=1.0, llc_low=-1.0, llc_high=1.0, init_loss=7.0, nbeta=15.4, n_chains=4, n_draws=100
+            ).assign(n_sentences=512).to_parquet(folder / "summary.parquet")
 
 
 def test_gather_and_detect_cli(tmp_path, stages):
@@ -408,6 +417,8 @@ def test_gather_and_detect_cli(tmp_path, stages):
     assert list(context.columns) == ["run", "seed", *CONTEXT_COLUMNS]
     assert len(context) == 3 * 2 * (3 * 21 + 18) and context["window"].dtype == "int64"
     assert context["window"].tolist()[:6] == [1, 4, -1] * 2 and context["run"].iloc[0] == "base"
+    # the LLC's summary, likewise stacked as it is
+    assert list(tables["llc"].columns) == ["run", "seed", *llc.COLUMNS] and len(tables["llc"]) == 2 * (3 * 21 + 18)
     # relation "all" only: layers x heads x directions x checkpoints x seeds
     assert len(tables["heads"]) == 2 * 2 * 2 * (21 * 3 + 18) * 2
     u = tables["uas"]
@@ -463,16 +474,16 @@ def test_gather_and_detect_cli(tmp_path, stages):
 
 
 def test_gather_without_the_optional_measures_writes_none_of_their_tables(tmp_path, stages, capsys):
-    """A config with complexity and context switched off gives none of their inputs: gather writes
+    """A config with complexity, context and the LLC switched off gives none of their inputs: gather writes
     the other tables and none of theirs; asking for theirs is refused, and so is leaving out a
     measure that is not optional."""
     runs = RUNS[:2]
     _results_folder(tmp_path / "results", runs, [0])
     optional = set(gather.OPTIONAL_SOURCES)
-    assert optional == {"complexity_summary", "context_summary"}
+    assert optional == {"complexity_summary", "context_summary", "llc_summary"}
     inputs = {key: paths for key, paths in layout_files(tmp_path / "results", runs, [0]).items() if key not in optional}
     made = gather.tables_made(list(inputs))
-    assert set(gather.TABLES) - set(made) == {"complexity", "context"}
+    assert set(gather.TABLES) - set(made) == {"complexity", "context", "llc"}
 
     def command(given, out):
         flags = [arg for key, paths in given.items() for arg in (f"--{key.replace('_', '-')}", *map(str, paths))]

@@ -33,7 +33,14 @@ rule tables:
     conda:
         CONDA_ENV
     params:
-        code=code_fingerprint("analysis.cli", "analysis.gather", *sasmeasures.all_runs_modules()),
+        # not the registry: what it says of a measure reaches this job as its inputs, flags, outputs
+        # and all_runs modules, so adding a measure (switched off) regathers nothing
+        code=code_fingerprint(
+            "analysis.cli",
+            "analysis.gather",
+            *sasmeasures.all_runs_modules(),
+            exclude=sasmeasure_command.NOT_SCORING_CODE,
+        ),
         # a trained run's tokens per step: the global batch's sequence positions
         runs=json.dumps(
             [

@@ -14,8 +14,8 @@ A measure scores every checkpoint of a run x seed (and of every series) and writ
   of the measure's torch-free ``tables_module`` (``sasbert.tables.AllRunsTable``; a table missing
   there is stacked as it is);
 * which of those tables ``sasbert phases detect`` reads (``phases``);
-* whether a config can switch it off (``optional``): its section then has ``enabled`` (default
-  true), and with ``enabled: false`` the workflow makes none of its jobs or tables, and phases and
+* whether a config can switch it off (``optional``): its section then has ``enabled`` (its
+  schema default: true for complexity and context, false for the costly llc), and with ``enabled: false`` the workflow makes none of its jobs or tables, and phases and
   the figures go without them (``enabled_measures``). Probe and BLiMP, which phases and every
   figure read, are not optional.
 
@@ -113,14 +113,24 @@ MEASURES: dict[str, Measure] = {
             gathered={"summary": "context"},
             optional=True,
         ),
+        Measure(
+            name="llc",
+            cli="measure.llc",
+            help="local learning coefficient of checkpoints, by SGLD on the MLM loss (devinterp)",
+            tables=("summary",),
+            inputs=("treebank",),
+            gathered={"summary": "llc"},
+            optional=True,
+        ),
     )
 }
 
 
 def enabled_measures(config: Mapping) -> list[Measure]:
     """The measures a validated config runs, in registry order: all but the optional ones whose
-    section says ``enabled: false``."""
-    return [m for m in MEASURES.values() if not m.optional or config.get(m.name, {}).get(ENABLED, True)]
+    section says ``enabled: false`` (validation fills the switch with its schema default, the one
+    place it is set)."""
+    return [m for m in MEASURES.values() if not m.optional or config[m.name][ENABLED]]
 
 
 def gathered_tables(measures: Sequence[Measure] | None = None) -> list[tuple[Measure, str, str]]:
