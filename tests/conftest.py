@@ -131,6 +131,30 @@ def plan_optional_measure(workdir: Path, measure: str, figure: str) -> str:
     return on
 
 
+def score_twice(args: list) -> str:
+    """``python -m sasbert <args>`` (a measure's ``score`` with a ``--cache-dir``) run twice in a
+    clean environment, each succeeding; the second run's stderr (where it says what it kept)."""
+    env = {"PYTHONPATH": str(REPO / "src"), "PATH": "", "OMP_NUM_THREADS": "1"}
+    for _attempt in range(2):
+        done = subprocess.run([sys.executable, "-m", "sasbert", *args], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+    return done.stderr
+
+
+def refused_measure_options(capsys, measure: str, checkpoint: Path, flags: list) -> str:
+    """``sasbert <measure> score`` of one checkpoint against EWT dev with bad ``flags``: it exits 2
+    and writes nothing; the last line of its error, which must be the CLI's one-line message."""
+    from sasbert import cli
+
+    out = checkpoint.parent / "refused.parquet"
+    args = [measure, "score", "--checkpoint", str(checkpoint), "--treebank", str(EWT_DEV), "--out-summary", str(out)]
+    assert cli.main([*args, *flags]) == 2
+    assert not out.exists()
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"sasbert {measure}: error:"), error
+    return error
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     """A tokenized slice of real EWT train text (300 sentences, blocks of 32) with the vendored

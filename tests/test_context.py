@@ -4,14 +4,20 @@ restricts attention (zero weights outside it, the model run on the cut context g
 output); the CLI over a series with its cache; bad options named; the workflow plans its jobs."""
 
 import logging
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import EWT_DEV, REPO, job_counts, link_workflow, plan_optional_measure, tiny_bert_config
+from conftest import (
+    EWT_DEV,
+    job_counts,
+    link_workflow,
+    plan_optional_measure,
+    refused_measure_options,
+    score_twice,
+    tiny_bert_config,
+)
 from sasbert import cli
 from sasbert.data import treebank
 from sasbert.measure import context
@@ -156,11 +162,7 @@ def test_the_cli_scores_a_series_and_keeps_what_it_scored(tmp_path, bert_tokeniz
     args = ["context", "score", "--checkpoint", str(tmp_path / "run" / "step-*"), "--treebank", str(EWT_DEV)]
     args += ["--out-summary", str(out), "--cache-dir", str(cache), "--max-sentences", "20"]
     args += ["--options", '{"windows": [1, 4, null], "every_steps": null}', "--threads", "1"]
-    env = {"PYTHONPATH": str(REPO / "src"), "PATH": "", "OMP_NUM_THREADS": "1"}
-    for _attempt in range(2):
-        done = subprocess.run([sys.executable, "-m", "sasbert", *args], capture_output=True, text=True, env=env)
-        assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stderr.count("kept from") == 2
+    assert score_twice(args).count("kept from") == 2
     table = pd.read_parquet(out)
     assert table["step"].tolist() == [0] * 3 + [10] * 3 and table["window"].tolist() == [1, 4, -1] * 2
     assert table.groupby("step")["n_masked"].nunique().eq(1).all() and table["n_masked"].nunique() == 1
@@ -199,11 +201,7 @@ def test_a_causal_checkpoint_gets_no_rows(tmp_path):
 )
 def test_a_bad_option_is_named(tmp_path, bert_tokenizer, capsys, flags, named):
     save_model(tmp_path / "step-0", bert_tokenizer, seed=0)
-    args = ["context", "score", "--checkpoint", str(tmp_path / "step-0"), "--treebank", str(EWT_DEV)]
-    assert cli.main([*args, "--out-summary", str(tmp_path / "s.parquet"), *flags]) == 2
-    error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert error.startswith("sasbert context: error:") and named in error
-    assert not (tmp_path / "s.parquet").exists()
+    assert named in refused_measure_options(capsys, "context", tmp_path / "step-0", flags)
 
 
 def test_a_missing_treebank_is_named(tmp_path, bert_tokenizer, capsys):

@@ -4,14 +4,21 @@ that does not move gives 0 and the init loss of a plain loop; the CLI over a ser
 cache; bad options named; the workflow plans its jobs only when it is switched on."""
 
 import logging
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import EWT_DEV, REPO, job_counts, link_workflow, snakemake_ok, tiny_bert_config
+from conftest import (
+    EWT_DEV,
+    REPO,
+    job_counts,
+    link_workflow,
+    refused_measure_options,
+    score_twice,
+    snakemake_ok,
+    tiny_bert_config,
+)
 from sasbert import cli
 from sasbert.measure import context, llc
 from sasbert.options import defaults
@@ -123,11 +130,7 @@ def test_the_cli_scores_a_series_and_keeps_what_it_scored(tmp_path, bert_tokeniz
     args = ["llc", "score", "--checkpoint", str(tmp_path / "run" / "step-*"), "--treebank", str(EWT_DEV)]
     args += ["--out-summary", str(out), "--cache-dir", str(cache), "--max-sentences", str(N_SENTENCES)]
     args += ["--num-chains", "2", "--num-draws", "6", "--batch-size", "8", "--every-steps", "null"]
-    env = {"PYTHONPATH": str(REPO / "src"), "PATH": "", "OMP_NUM_THREADS": "1"}
-    for _attempt in range(2):
-        done = subprocess.run([sys.executable, "-m", "sasbert", *args], capture_output=True, text=True, env=env)
-        assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stderr.count("kept from") == 2
+    assert score_twice(args).count("kept from") == 2
     table = pd.read_parquet(out)
     assert table.columns.tolist() == llc.COLUMNS and table["step"].tolist() == [0, 10]
     assert (table["n_chains"] == 2).all() and (table["n_sentences"] == N_SENTENCES).all()
@@ -157,6 +160,14 @@ def test_the_cli_scores_a_series_and_keeps_what_it_scored(tmp_path, bert_tokeniz
     assert "kept from" not in caplog.text and caplog.text.count("scoring again") == 2
 
 
+def test_a_causal_checkpoint_gets_no_rows(tmp_path):
+    folder = tmp_path / "gpt"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"architectures": ["GPT2LMHeadModel"]}')
+    table = llc.score(folder, 3, [("a",)], options(), "cpu")["summary"]
+    assert table.empty and table.columns.tolist() == llc.COLUMNS and table["step"].dtype == "int64"
+
+
 @pytest.mark.parametrize(
     "flags, named",
     [
@@ -169,11 +180,7 @@ def test_the_cli_scores_a_series_and_keeps_what_it_scored(tmp_path, bert_tokeniz
 )
 def test_a_bad_option_is_named(tmp_path, bert_tokenizer, capsys, flags, named):
     save_model(tmp_path / "step-0", bert_tokenizer, seed=0)
-    args = ["llc", "score", "--checkpoint", str(tmp_path / "step-0"), "--treebank", str(EWT_DEV)]
-    assert cli.main([*args, "--out-summary", str(tmp_path / "s.parquet"), *flags]) == 2
-    error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert error.startswith("sasbert llc: error:") and named in error
-    assert not (tmp_path / "s.parquet").exists()
+    assert named in refused_measure_options(capsys, "llc", tmp_path / "step-0", flags)
 
 
 def test_the_workflow_plans_llc_jobs_only_when_switched_on(tmp_path):

@@ -176,17 +176,29 @@ def prepare(options: dict, data: dict[str, Path], device):
     return sentences, {"treebank": content_id(data["treebank"])}
 
 
-def score(path: Path, step: int, sentences, options: dict, device) -> dict[str, pd.DataFrame]:
-    """One checkpoint's ``summary`` (see the module docstring)."""
+def masked_lm_examples(path: Path, step: int, sentences, options: dict, device):
+    """(model, examples, kept) of a checkpoint: its masked LM, and the sentences masked as the
+    module docstring says (``masked_sentences`` with the options' ``mlm_probability`` and
+    ``seed``); None for a causal LM, which has no MLM loss (logged). The LLC measure's loss reads
+    the same."""
     from sasbert.measure.checkpoints import load_masked_lm, model_kind
 
     if model_kind(path) == "causal":
         log.info("step %d (%s): a causal LM has no MLM loss: no rows", step, path)
-        return {"summary": pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in COLUMNS})}
-    start = time.perf_counter()
+        return None
     model, tokenizer = load_masked_lm(path, device)
     max_length = int(getattr(model.config, "max_position_embeddings", 512))
     examples, kept = masked_sentences(tokenizer, sentences, options["mlm_probability"], options["seed"], max_length)
+    return model, examples, kept
+
+
+def score(path: Path, step: int, sentences, options: dict, device) -> dict[str, pd.DataFrame]:
+    """One checkpoint's ``summary`` (see the module docstring)."""
+    start = time.perf_counter()
+    loaded = masked_lm_examples(path, step, sentences, options, device)
+    if loaded is None:
+        return {"summary": pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in COLUMNS})}
+    model, examples, kept = loaded
     rows = context_losses(model, examples, windows_of(options), options["batch_size"], device)
     table = pd.DataFrame(rows).assign(step=step, checkpoint=path.name, n_sentences=kept)
     table["gap"] = table["loss"] - table.loc[table["window"] == FULL, "loss"].iloc[0]

@@ -60,6 +60,8 @@ COLUMNS = [
     "n_draws",
     "n_sentences",
 ]
+# the options passed to ``local_learning_coefficient`` as they are
+SAMPLER_OPTIONS = ("lr", "localization", "num_chains", "num_burnin_steps", "num_draws", "seed")
 
 
 def check_options(options: dict) -> None:
@@ -201,33 +203,20 @@ def prepare(options: dict, data: dict[str, Path], device):
 
 def score(path: Path, step: int, sentences, options: dict, device) -> dict[str, pd.DataFrame]:
     """One checkpoint's ``summary`` (see the module docstring)."""
-    from sasbert.measure.checkpoints import load_masked_lm, model_kind
-    from sasbert.measure.context import masked_sentences
+    from sasbert.measure.context import masked_lm_examples
 
-    if model_kind(path) == "causal":
-        log.info("step %d (%s): a causal LM has no MLM loss: no rows", step, path)
-        return {"summary": pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in COLUMNS})}
+    loaded = masked_lm_examples(path, step, sentences, options, device)
+    if loaded is None:  # a causal LM
+        return {"summary": _table([])}
     start = time.perf_counter()
-    model, tokenizer = load_masked_lm(path, device)
+    model, examples, kept = loaded
     model.eval()  # no dropout: the loss is a function of the weights
-    max_length = int(getattr(model.config, "max_position_embeddings", 512))
-    examples, kept = masked_sentences(tokenizer, sentences, options["mlm_probability"], options["seed"], max_length)
     if not examples:
         raise InputError(f"{path}: no sentence of --treebank fits the model with a masked piece")
     nbeta = options["nbeta"] if options["nbeta"] is not None else default_nbeta(options["batch_size"])
-    estimate = local_learning_coefficient(
-        model,
-        mlm_batches(examples, options["batch_size"], device),
-        mlm_loss,
-        lr=options["lr"],
-        nbeta=nbeta,
-        localization=options["localization"],
-        num_chains=options["num_chains"],
-        num_burnin_steps=options["num_burnin_steps"],
-        num_draws=options["num_draws"],
-        seed=options["seed"],
-        device=device,
-    )
+    batches = mlm_batches(examples, options["batch_size"], device)
+    sampler = {key: options[key] for key in SAMPLER_OPTIONS}
+    estimate = local_learning_coefficient(model, batches, mlm_loss, nbeta=nbeta, device=device, **sampler)
     row = {key: value for key, value in estimate.items() if key != "per_chain"}
     row.update(step=step, checkpoint=path.name, nbeta=nbeta, n_chains=options["num_chains"])
     row.update(n_draws=options["num_draws"], n_sentences=kept)
@@ -242,13 +231,14 @@ def score(path: Path, step: int, sentences, options: dict, device) -> dict[str, 
         row["init_loss"],
         time.perf_counter() - start,
     )
-    return {"summary": pd.DataFrame([row])[COLUMNS].astype({c: _dtype(c) for c in COLUMNS})}
+    return {"summary": _table([row])}
 
 
-def _dtype(column: str) -> str:
-    if column == "checkpoint":
-        return "object"
-    return "int64" if column in ("step", "n_chains", "n_draws", "n_sentences") else "float64"
+def _table(rows: list[dict]) -> pd.DataFrame:
+    """The summary's rows with its columns and their types (none: an empty table)."""
+    integers = ("step", "n_chains", "n_draws", "n_sentences")
+    types = {c: "object" if c == "checkpoint" else "int64" if c in integers else "float64" for c in COLUMNS}
+    return pd.DataFrame(rows, columns=COLUMNS).astype(types)
 
 
 add_arguments, run = score_command("llc", prepare, score)
