@@ -5,10 +5,8 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 CORES  ?= 2
 PYTEST_ARGS ?=
-# test processes (pytest-xdist, a test file per process; the longest files start first: conftest.py,
-# which needs --no-loadscope-reorder: xdist otherwise hands out the files with the most tests first)
+# test processes (pytest-xdist, a test file per process; the longest files start first: conftest.py)
 TEST_WORKERS ?= 2
-XDIST = -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: install install-test run test test-fast dag clean slurm-up slurm-down test-slurm
 
@@ -27,10 +25,10 @@ run: install
 	$(BIN)/snakemake --report results/report.html
 
 test: install-test
-	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: install-test
-	$(BIN)/python -m pytest $(XDIST) -m "not slow and not slurm" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow and not slurm" $(PYTEST_ARGS)
 
 dag: install
 	$(BIN)/snakemake --rulegraph | dot -Tsvg > docs/rulegraph.svg

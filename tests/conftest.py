@@ -22,9 +22,7 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 # The test files that run the longest (end-to-end runs of the real Snakefile), longest first: they
 # are collected first, so that `make test` (pytest-xdist, a file per process) starts them at once
-# instead of leaving one to run alone at the end. xdist keeps this order only with
-# --no-loadscope-reorder (the Makefile passes it); by default it hands out the files with the most
-# tests first, which started the default's end-to-end test (one test) last, after 26 minutes.
+# instead of leaving one to run alone at the end.
 LONGEST_FIRST = ("test_default.py", "test_slurm.py", "test_reruns.py", "test_cache.py", "test_seeds.py")
 
 
