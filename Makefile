@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 CORES  ?= 2
 PYTEST_ARGS ?=
-# test processes (pytest-xdist, a test file per process; the longest files start first: conftest.py)
+# test processes (pytest-xdist, a test file per process; order: tests/conftest.py)
 TEST_WORKERS ?= 2
 
 .PHONY: install install-test run test test-fast dag clean slurm-up slurm-down test-slurm
