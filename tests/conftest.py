@@ -25,7 +25,7 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 # most tests first, so the default's one test starts last. Measured (2026-12-03, this VM): forcing
 # this order (--no-loadscope-reorder) does not shorten the suite, since its end-to-end runs use
 # both cores either way (43.5 min, the default's run cut off, vs 47 min), and the default's run,
-# sharing the cores from the start, then outlasts its 1,500 s guard.
+# sharing the cores from the start, then outlasted what was its 1,500 s guard.
 LONGEST_FIRST = ("test_default.py", "test_slurm.py", "test_reruns.py", "test_cache.py", "test_seeds.py")
 
 
