@@ -119,9 +119,31 @@ def window_mask(lengths, width: int, window: int, dtype):
     return mask[:, None, :, :]
 
 
-def _masked_logits(model, input_ids, attention_mask, selected):
+def padded_batches(examples, batch_size: int) -> list[tuple]:
+    """(input_ids, attention_mask, labels) tensors of the masked ``examples`` ((ids, labels) pairs,
+    ``masked_sentences``) in batches of like lengths (less padding), padded with id 0, mask 0 and
+    label -100. The LLC measure batches its text the same way."""
+    import torch
+
+    examples = sorted(examples, key=lambda example: len(example[0]))
+    batches = []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        width = max(len(ids) for ids, _ in chunk)
+        ids = torch.zeros(len(chunk), width, dtype=torch.long)
+        mask = torch.zeros(len(chunk), width, dtype=torch.long)
+        labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+        for row, (piece_ids, piece_labels) in enumerate(chunk):
+            ids[row, : len(piece_ids)] = torch.from_numpy(piece_ids)
+            mask[row, : len(piece_ids)] = 1
+            labels[row, : len(piece_labels)] = torch.from_numpy(piece_labels)
+        batches.append((ids, mask, labels))
+    return batches
+
+
+def masked_logits(model, input_ids, attention_mask, selected):
     """The MLM logits at the ``selected`` positions: for BERT the prediction head on those alone,
-    otherwise the model's full output."""
+    otherwise the model's full output (the LLC measure's loss reads them too)."""
     if hasattr(model, "bert") and hasattr(model, "cls"):
         hidden = model.bert(input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
         return model.cls(hidden[selected])
@@ -134,24 +156,18 @@ def context_losses(model, examples, windows, batch_size: int, device) -> list[di
     import torch.nn.functional as F
 
     dtype = next(model.parameters()).dtype
-    examples = sorted(examples, key=lambda example: len(example[0]))  # batches of like lengths: less padding
+    batches = [
+        (ids.to(device), padding.sum(1), labels.to(device))
+        for ids, padding, labels in padded_batches(examples, batch_size)
+    ]
     rows = []
     with torch.inference_mode():
         for window in windows:
             total, correct, count = 0.0, 0, 0
-            for start in range(0, len(examples), batch_size):
-                batch = examples[start : start + batch_size]
-                lengths = [len(ids) for ids, _ in batch]
-                width = max(lengths)
-                ids = torch.zeros(len(batch), width, dtype=torch.long)
-                labels = torch.full((len(batch), width), -100, dtype=torch.long)
-                for row, (piece_ids, piece_labels) in enumerate(batch):
-                    ids[row, : len(piece_ids)] = torch.from_numpy(piece_ids)
-                    labels[row, : len(piece_labels)] = torch.from_numpy(piece_labels)
-                ids, labels = ids.to(device), labels.to(device)
+            for ids, lengths, labels in batches:
                 selected = labels != -100
-                mask = window_mask(lengths, width, window, dtype).to(device)
-                logits = _masked_logits(model, ids, mask, selected).float()
+                mask = window_mask(lengths, ids.shape[1], window, dtype).to(device)
+                logits = masked_logits(model, ids, mask, selected).float()
                 total += F.cross_entropy(logits, labels[selected], reduction="sum").item()
                 correct += int((logits.argmax(-1) == labels[selected]).sum())
                 count += int(selected.sum())

@@ -72,9 +72,9 @@ def check_options(options: dict) -> None:
     for key in ("max_sentences", "every_steps"):
         if options.get(key) is not None and options[key] < 1:
             raise InputError(f"--{key.replace('_', '-')} must be >= 1 or null (got {options[key]})")
-    if options["num_burnin_steps"] < 0 or options["seed"] < 0:
-        key = "num_burnin_steps" if options["num_burnin_steps"] < 0 else "seed"
-        raise InputError(f"--{key.replace('_', '-')} must be >= 0 (got {options[key]})")
+    for key in ("num_burnin_steps", "seed"):
+        if options[key] < 0:
+            raise InputError(f"--{key.replace('_', '-')} must be >= 0 (got {options[key]})")
     if not options["lr"] > 0:
         raise InputError(f"--lr must be > 0 (got {options['lr']})")
     if options["localization"] < 0:
@@ -156,38 +156,23 @@ def local_learning_coefficient(
 
 
 def mlm_batches(examples, batch_size: int, device) -> list[tuple]:
-    """(input_ids, attention_mask, labels) tensors of the masked ``examples`` ((ids, labels) pairs,
-    ``context.masked_sentences``), in batches of like lengths, padded with 0 and label -100."""
-    import torch
+    """The masked ``examples`` in the context measure's padded batches, on ``device``."""
+    from sasbert.measure.context import padded_batches
 
-    examples = sorted(examples, key=lambda example: len(example[0]))
-    batches = []
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start : start + batch_size]
-        width = max(len(ids) for ids, _ in chunk)
-        ids = torch.zeros(len(chunk), width, dtype=torch.long)
-        mask = torch.zeros(len(chunk), width, dtype=torch.long)
-        labels = torch.full((len(chunk), width), -100, dtype=torch.long)
-        for row, (piece_ids, piece_labels) in enumerate(chunk):
-            ids[row, : len(piece_ids)] = torch.from_numpy(piece_ids)
-            mask[row, : len(piece_ids)] = 1
-            labels[row, : len(piece_labels)] = torch.from_numpy(piece_labels)
-        batches.append((ids.to(device), mask.to(device), labels.to(device)))
-    return batches
+    return [tuple(t.to(device) for t in batch) for batch in padded_batches(examples, batch_size)]
 
 
 def mlm_loss(model, batch):
-    """The batch's mean cross-entropy over its masked pieces. For BERT the prediction head runs on
-    the masked pieces alone (the same loss; the head over every position would be most of a step's
-    cost at a small model's vocabulary)."""
+    """The batch's mean cross-entropy over its masked pieces, from the context measure's
+    ``masked_logits`` (for BERT the prediction head on the masked pieces alone: the same loss, and
+    the head over every position would be most of a step's cost at a small model's vocabulary)."""
     import torch.nn.functional as F
 
+    from sasbert.measure.context import masked_logits
+
     ids, mask, labels = batch
-    if hasattr(model, "bert") and hasattr(model, "cls"):
-        selected = labels != -100
-        hidden = model.bert(input_ids=ids, attention_mask=mask, return_dict=True).last_hidden_state
-        return F.cross_entropy(model.cls(hidden[selected]), labels[selected])
-    return model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    selected = labels != -100
+    return F.cross_entropy(masked_logits(model, ids, mask, selected), labels[selected])
 
 
 def prepare(options: dict, data: dict[str, Path], device):

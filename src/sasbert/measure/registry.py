@@ -15,8 +15,9 @@ A measure scores every checkpoint of a run x seed (and of every series) and writ
   there is stacked as it is);
 * which of those tables ``sasbert phases detect`` reads (``phases``);
 * whether a config can switch it off (``optional``): its section then has ``enabled`` (its
-  schema default: true for complexity and context, false for the costly llc), and with ``enabled: false`` the workflow makes none of its jobs or tables, and phases and
-  the figures go without them (``enabled_measures``). Probe and BLiMP, which phases and every
+  schema default: true for complexity and context, false for the costly llc), and with
+  ``enabled: false`` the workflow makes none of its jobs or tables, and phases and the figures go
+  without them (``enabled_measures``). Probe and BLiMP, which phases and every
   figure read, are not optional.
 
 This module is data: standard library only, no import of a measure, so the Snakefile, the CLI and
