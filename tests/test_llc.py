@@ -90,9 +90,21 @@ def test_a_quadratic_loss_gives_the_closed_form_llc(localization):
     assert torch.equal(model(inputs).detach(), targets)  # the model itself is not moved
 
 
+def test_the_interval_over_chains_is_the_t_interval_of_the_mean():
+    # chains 1, 2, 3, 4: mean 2.5, sd sqrt(5/3) = 1.29099, t(0.975, 3) = 3.18245 (tables),
+    # half-width 3.18245 x 1.29099 / 2 = 2.05426
+    summary = llc.over_chains([1.0, 2.0, 3.0, 4.0])
+    assert summary["llc"] == 2.5 and summary["llc_std"] == pytest.approx(1.290994, abs=1e-6)
+    assert summary["llc_low"] == pytest.approx(0.44574, abs=1e-4)
+    assert summary["llc_high"] == pytest.approx(4.55426, abs=1e-4)
+    one = llc.over_chains([3.0])
+    assert one["llc"] == 3.0 and all(np.isnan(one[key]) for key in ("llc_std", "llc_low", "llc_high"))
+
+
 def test_a_chain_that_does_not_move_gives_zero_and_the_plain_init_loss(tmp_path, bert_tokenizer):
-    """With ε = 1e-12 the weights stay at w*: every draw is a batch's loss at w*, and the draws
-    (one permutation of the batches per chain) average to the init loss, so the LLC is 0."""
+    """With ε = 1e-12 the weights stay at w*: every draw is a batch's loss at w*, less that batch's
+    loss at w*, so the LLC is 0, also when the draws cover the batches unevenly (4 draws of 3
+    batches: one batch twice, whose mean loss is not the init loss)."""
     import torch
 
     model = save_model(tmp_path / "step-0", bert_tokenizer, seed=0)
@@ -114,10 +126,11 @@ def test_a_chain_that_does_not_move_gives_zero_and_the_plain_init_loss(tmp_path,
         localization=100.0,
         num_chains=2,
         num_burnin_steps=0,
-        num_draws=len(batches),
+        num_draws=len(batches) + 1,
         seed=0,
     )
     assert len(batches) == 3 and kept == N_SENTENCES
+    assert np.ptp(plain) > 0.01  # unpaired, the batch drawn twice would move the estimate
     assert estimate["init_loss"] == pytest.approx(np.mean(plain), rel=1e-6)
     assert estimate["per_chain"] == pytest.approx([0.0, 0.0], abs=1e-4)
     assert llc.default_nbeta(8) == pytest.approx(8 / np.log(8))

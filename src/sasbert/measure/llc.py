@@ -17,17 +17,23 @@ loss of the runs trained here; point it at the training text of another corpus. 
 **The estimate**, per chain c = 0 .. num_chains - 1: a copy of the model samples from the
 localized tempered posterior exp(-nβ L(w) - γ/2 |w - w*|²) with devinterp's SGLD
 (``devinterp.optim.SGMCMC.sgld``: w += -ε/2 (nβ ∇L_batch(w) + γ (w - w*)) + N(0, ε)), its noise
-from a torch generator seeded with (seed, c), its batches the text's batches in permutations
-drawn by ``numpy.random.default_rng([seed, c])``. Each step records the batch's loss before the
-update; the first ``num_burnin_steps`` are left out and the next ``num_draws`` kept:
-LLC_c = nβ (mean of the kept losses - L_n(w*)). ``llc`` is the mean over chains, ``llc_std``
-their standard deviation, ``llc_low, llc_high`` the 95% t-interval of the mean over chains
-(NaN with one chain). nβ defaults to devinterp's ``default_nbeta`` of the batch size
-(m / log m); ε (``lr``), γ (``localization``) and the draws are the sampler settings, which the
-LLC depends on: compare LLCs made with the same settings only (devinterp's calibration guide).
+from a torch generator seeded from (seed, NOISE_STREAM, c), its batches the text's batches in
+permutations drawn by ``numpy.random.default_rng([seed, ORDER_STREAM, c])`` (streams of their own,
+apart from each other and from the masks' ``default_rng([seed, sentence])``). Each step records
+the batch's loss before the update, less the same batch's loss at w*; the first
+``num_burnin_steps`` are left out and the next ``num_draws`` kept:
+LLC_c = nβ (mean of the kept differences). This is Lau et al.'s nβ (E_w L_n(w) - L_n(w*)) with
+each draw paired to its own batch: the same value in expectation as the mean draw loss less
+L_n(w*), without the noise of which batches the kept draws happen to cover (batches are of like
+lengths, so their losses differ). ``llc`` is the mean over chains, ``llc_std`` their standard
+deviation, ``llc_low, llc_high`` the 95% t-interval of the mean over chains (all three NaN with
+one chain). nβ defaults to devinterp's ``default_nbeta`` of the batch size (m / log m); ε
+(``lr``), γ (``localization``) and the draws are the sampler settings, which the LLC depends on:
+compare LLCs made with the same settings only (devinterp's calibration guide).
 
 Table ``summary``, one row per checkpoint: ``step, checkpoint, llc, llc_std, llc_low, llc_high,
-init_loss, nbeta, n_chains, n_draws, n_sentences``. A causal LM has no MLM loss: a series'
+init_loss, nbeta, n_chains, n_draws, n_sentences`` (``n_sentences``: the treebank's sentences that fit
+the model, as in ``context``; those with no masked piece add nothing to L). A causal LM has no MLM loss: a series'
 causal checkpoint gets no rows (logged).
 """
 
@@ -62,6 +68,8 @@ COLUMNS = [
 ]
 # the options passed to ``local_learning_coefficient`` as they are
 SAMPLER_OPTIONS = ("lr", "localization", "num_chains", "num_burnin_steps", "num_draws", "seed")
+# the tags that give a chain's batch order and its SGLD noise random streams of their own
+ORDER_STREAM, NOISE_STREAM = 1, 2
 
 
 def check_options(options: dict) -> None:
@@ -113,17 +121,17 @@ def local_learning_coefficient(
     module docstring. ``model`` itself is not changed."""
     import torch
     from devinterp.optim import SGMCMC
-    from scipy import stats
 
     with torch.no_grad():
-        init_loss = float(np.mean([loss_of(model, batch).item() for batch in batches]))
+        init_losses = [loss_of(model, batch).item() for batch in batches]
+    init_loss = float(np.mean(init_losses))
     per_chain = []
     for chain in range(num_chains):
         sampled = copy.deepcopy(model)
         sampler = SGMCMC.sgld(sampled.parameters(), lr=lr, nbeta=nbeta, localization=localization)
         noise = torch.Generator(device=device)
-        noise.manual_seed(int(np.random.SeedSequence([seed, chain]).generate_state(1)[0]))
-        rng = np.random.default_rng([seed, chain])
+        noise.manual_seed(int(np.random.SeedSequence([seed, NOISE_STREAM, chain]).generate_state(1)[0]))
+        rng = np.random.default_rng([seed, ORDER_STREAM, chain])
         steps = num_burnin_steps + num_draws
         order = np.concatenate([rng.permutation(len(batches)) for _ in range(-(-steps // len(batches)))])
         kept = []
@@ -133,26 +141,25 @@ def local_learning_coefficient(
             loss.backward()
             sampler.step(noise_generator=noise)
             if t >= num_burnin_steps:
-                kept.append(loss.item())
+                kept.append(loss.item() - init_losses[order[t]])
         if not np.isfinite(kept).all():
             raise InputError(f"SGLD chain {chain} diverged (a non-finite loss): lower --lr or raise --localization")
-        per_chain.append(nbeta * (float(np.mean(kept)) - init_loss))
-    values = np.asarray(per_chain)
+        per_chain.append(nbeta * float(np.mean(kept)))
+    return {**over_chains(per_chain), "init_loss": init_loss, "per_chain": per_chain}
+
+
+def over_chains(per_chain: Sequence[float]) -> dict:
+    """{llc, llc_std, llc_low, llc_high}: the chains' mean, their standard deviation (ddof 1) and
+    the 95% t-interval of the mean (NaN but the mean with one chain)."""
+    from scipy import stats
+
+    values = np.asarray(per_chain, dtype=float)
     mean = float(values.mean())
-    if num_chains > 1:
-        std = float(values.std(ddof=1))
-        half = float(stats.t.ppf(0.975, num_chains - 1)) * std / np.sqrt(num_chains)
-        low, high = mean - half, mean + half
-    else:
-        std, low, high = float("nan"), float("nan"), float("nan")
-    return {
-        "llc": mean,
-        "llc_std": std,
-        "llc_low": low,
-        "llc_high": high,
-        "init_loss": init_loss,
-        "per_chain": per_chain,
-    }
+    if len(values) < 2:
+        return {"llc": mean, "llc_std": float("nan"), "llc_low": float("nan"), "llc_high": float("nan")}
+    std = float(values.std(ddof=1))
+    half = float(stats.t.ppf(0.975, len(values) - 1)) * std / np.sqrt(len(values))
+    return {"llc": mean, "llc_std": std, "llc_low": mean - half, "llc_high": mean + half}
 
 
 def mlm_batches(examples, batch_size: int, device) -> list[tuple]:
