@@ -25,7 +25,8 @@ the batch's loss before the update, less the same batch's loss at w*; the first
 LLC_c = nβ (mean of the kept differences). This is Lau et al.'s nβ (E_w L_n(w) - L_n(w*)) with
 each draw paired to its own batch: the same value in expectation as the mean draw loss less
 L_n(w*), without the noise of which batches the kept draws happen to cover (batches are of like
-lengths, so their losses differ). ``llc`` is the mean over chains, ``llc_std`` their standard
+lengths, so their losses differ; measured on the default, that noise is small beside the chains'
+spread). ``llc`` is the mean over chains, ``llc_std`` their standard
 deviation, ``llc_low, llc_high`` the 95% t-interval of the mean over chains (all three NaN with
 one chain). nβ defaults to devinterp's ``default_nbeta`` of the batch size (m / log m); ε
 (``lr``), γ (``localization``) and the draws are the sampler settings, which the LLC depends on:
