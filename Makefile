@@ -1,5 +1,5 @@
 # make run   : create .venv, install, run the embedded default end to end, write results/report.html
-# make test  : create .venv, install with the test extra, run the test suite (about 10 minutes on 2 cores)
+# make test  : create .venv, install with the test extra, run the test suite (about 9 minutes on 2 cores)
 # make test-e2e: the end-to-end runs of the real Snakefile (marked slow; the embedded default's among them)
 PYTHON ?= python3.11
 VENV   ?= .venv
@@ -25,8 +25,8 @@ run: install
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/snakemake --report results/report.html
 
-# The suite leaves out the end-to-end runs (marked slow): together they need about 75 core-minutes,
-# the default's reproduction alone 37 (docs/testing.md). CI runs both targets.
+# The suite leaves out the end-to-end runs (marked slow): they fill both cores for 40 minutes, the
+# default's reproduction alone needs 37 core-minutes (docs/testing.md). CI runs both targets.
 test: install-test
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 

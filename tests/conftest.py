@@ -21,7 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 # The test files that run the longest (end-to-end runs of the real Snakefile), collected first.
-# Under `make test` this only breaks ties: xdist's --dist loadfile hands out the files with the
+# Under `make test-e2e` this only breaks ties: xdist's --dist loadfile hands out the files with the
 # most tests first, so the default's one test starts last. Measured (2026-12-03, this VM): forcing
 # this order (--no-loadscope-reorder) does not shorten the suite, since its end-to-end runs use
 # both cores either way (43.5 min, the default's run cut off, vs 47 min), and the default's run,
