@@ -2,7 +2,8 @@
 
 docs/method.md, "Phases", made operational, from the gathered tables alone (no torch). How a curve
 is smoothed, differentiated and tested for a transition is ``sasbert.analysis.curves``; the events
-read off it are here.
+read off it are here. (Over 500 lines because of this docstring: the events' operational rules
+stay beside the code that applies them; the code itself is about 460 lines.)
 
 On one curve y(step) of one run x seed, sampled at its (irregular) checkpoints:
 
