@@ -99,7 +99,8 @@ def test_the_masks_are_the_same_at_every_window_and_do_not_depend_on_the_batch(t
     again, _ = context.masked_sentences(tokenizer, sentences, 0.15, 0, 128)
     assert all((a[0] == b[0]).all() and (a[1] == b[1]).all() for a, b in zip(examples, again))
     other, _ = context.masked_sentences(tokenizer, sentences, 0.15, 1, 128)
-    assert any(len(a[1]) != len(b[1]) or (a[1] != b[1]).any() for a, b in zip(examples, other))
+    # another seed, other masks (whole lists compared: each leaves out the sentences it masks nothing in)
+    assert [labels.tolist() for _, labels in examples] != [labels.tolist() for _, labels in other]
     one = context.context_losses(model, examples, [1, 3, context.FULL], 1, "cpu")
     many = context.context_losses(model, examples, [1, 3, context.FULL], 64, "cpu")
     for a, b in zip(one, many):
@@ -154,6 +155,83 @@ def test_a_window_restricts_attention_to_it(bert_tokenizer, attention):
         outside = (i[:, None] - i[None, :]).abs() > window
         assert weights[0][:, outside].abs().max() == 0
         assert torch.allclose(weights[0].sum(-1), torch.ones(2, 12))
+
+
+def tiny_masked_lm(model_type: str, attention: str, vocab_size: int = 200, max_position: int = 64):
+    """A 2-layer masked LM of ``model_type``, randomly initialised."""
+    import torch
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    sizes = {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64} if model_type == "distilbert" else {}
+    if not sizes:
+        sizes = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+    config = AutoConfig.for_model(model_type, vocab_size=vocab_size, max_position_embeddings=max_position, **sizes)
+    config._attn_implementation = attention
+    torch.manual_seed(0)
+    return AutoModelForMaskedLM.from_config(config, attn_implementation=attention).eval()
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("model_type", context.WINDOW_MASK_MODELS)
+def test_every_checked_model_type_takes_the_window_mask_in_every_layer(model_type, attention):
+    """Two layers, w = 1: the output at piece 5 depends on pieces 3..7 only (2 x w away at most):
+    it does not move when pieces 9.. change, and does when piece 6 changes; without the window it
+    moves with pieces 9.. too."""
+    import torch
+
+    model = tiny_masked_lm(model_type, attention)
+    ids = torch.randint(5, 200, (1, 20), generator=torch.Generator().manual_seed(1))
+    far, near = ids.clone(), ids.clone()
+    far[0, 9:] = torch.randint(5, 200, (11,), generator=torch.Generator().manual_seed(2))
+    near[0, 6] = (ids[0, 6] + 1) % 195 + 5
+    mask = context.window_mask([20], 20, 1, torch.float32)
+    with torch.no_grad():
+        windowed = {
+            name: model(x, attention_mask=mask).logits[0, 5] for name, x in (("ids", ids), ("far", far), ("near", near))
+        }
+        whole, whole_far = model(ids).logits[0, 5], model(far).logits[0, 5]
+    assert torch.allclose(windowed["ids"], windowed["far"], atol=1e-6)
+    assert not torch.allclose(windowed["ids"], windowed["near"], atol=1e-4)
+    assert not torch.allclose(whole, whole_far, atol=1e-4)
+
+
+def test_an_unchecked_model_type_gets_no_rows_and_roberta_leaves_out_what_its_positions_cannot_hold(
+    tmp_path, bert_tokenizer, caplog
+):
+    """ModernBERT keeps its own sliding window in its local layers: no rows, logged. RoBERTa's
+    positions start after its padding id: with 24 position embeddings and padding id 1 it takes
+    22 pieces, and a longer sentence is left out, not an index error."""
+    import torch
+    from transformers import ModernBertConfig, ModernBertForMaskedLM
+
+    ids = {"pad_token_id": 0, "cls_token_id": 101, "sep_token_id": 102, "bos_token_id": 101, "eos_token_id": 102}
+    config = ModernBertConfig(
+        vocab_size=bert_tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        **ids,
+    )
+    torch.manual_seed(0)
+    ModernBertForMaskedLM(config).eval().save_pretrained(tmp_path / "modernbert")
+    bert_tokenizer.save_pretrained(tmp_path / "modernbert")
+    sentences = context.read_sentences(EWT_DEV, N_SENTENCES)
+    with caplog.at_level(logging.WARNING, logger="sasbert.measure.context"):
+        table = context.score(tmp_path / "modernbert", 0, sentences, options(), "cpu")["summary"]
+    assert table.empty and table.columns.tolist() == context.COLUMNS
+    assert "'modernbert'" in caplog.text and "no rows" in caplog.text
+
+    roberta = tiny_masked_lm("roberta", "sdpa", vocab_size=bert_tokenizer.vocab_size, max_position=24)
+    assert roberta.config.pad_token_id == 1 and context.usable_positions(roberta) == 22
+    assert context.usable_positions(tiny_masked_lm("bert", "sdpa", max_position=24)) == 24
+    roberta.save_pretrained(tmp_path / "roberta")
+    bert_tokenizer.save_pretrained(tmp_path / "roberta")
+    table = context.score(tmp_path / "roberta", 0, sentences, options(windows=[2, None]), "cpu")["summary"]
+    lengths = [len(bert_tokenizer(" ".join(words))["input_ids"]) for words in sentences]
+    assert max(lengths) > 24 and table["n_sentences"].eq(sum(n <= 22 for n in lengths)).all()
+    assert table["loss"].notna().all()
 
 
 def test_the_cli_scores_a_series_and_keeps_what_it_scored(tmp_path, bert_tokenizer, caplog):

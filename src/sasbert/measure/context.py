@@ -5,7 +5,8 @@ The text is the sentences of a CoNLL-U treebank (``context.treebank``, the first
 read by ``sasbert.data.treebank``), each one sequence ``[CLS] pieces [SEP]`` made by the
 checkpoint's own tokenizer from the sentence's words joined by spaces (so a series from the hub is
 measured with its own vocabulary). A sentence longer than the model's ``max_position_embeddings``
-is left out (``n_sentences`` counts those kept).
+is left out (``n_sentences`` counts those kept; RoBERTa's position ids start after its padding
+id, so it has that many positions fewer: ``usable_positions``).
 
 **Masking** (deterministic, the same at every checkpoint of a run and every w, so the curves are
 paired): sentence i (its index in the treebank) draws one uniform number per piece from
@@ -18,8 +19,11 @@ pretraining's held-out loss (validation blocks, BERT's 80/10/10, ``loss.parquet`
 **The window**: position i attends to position j only when |i - j| <= w, every position of the
 sequence counted ([CLS] and [SEP] included; padding never attended), in every layer and head, by
 an additive 4D attention mask (0 inside the window, the dtype's minimum outside), which
-``transformers`` passes as it is to the eager and the SDPA attention. w = null is the full
-sentence. Position embeddings are unchanged: only what each position may read is restricted.
+``transformers`` passes as it is to the eager and the SDPA attention of the model types in
+``WINDOW_MASK_MODELS`` (tests/test_context.py checks each). Other types may not: ModernBERT keeps
+its own sliding window in its local layers, DeBERTa-v2 reads its mask as a 0/1 one; a checkpoint of
+another type gets no rows (logged), rather than a gap that is not the one defined. w = null is the
+full sentence. Position embeddings are unchanged: only what each position may read is restricted.
 With L layers a piece's output still depends on pieces up to L * w away, through the others; w
 bounds what one attention step reads.
 
@@ -29,7 +33,7 @@ last), ``loss`` (mean cross-entropy, nats, over the masked pieces of all sentenc
 (share of masked pieces whose argmax is the original piece), ``n_masked``, ``n_sentences`` and
 ``gap`` = loss(w) - loss(full), the cost of restricting the context to +-w (0 for the full
 context, which is always scored). A causal LM has no MLM loss: a series' causal checkpoint gets
-no rows (logged).
+no rows (logged), as does a checkpoint whose model type is not in ``WINDOW_MASK_MODELS``.
 """
 
 from __future__ import annotations
@@ -45,6 +49,10 @@ from sasbert.errors import InputError
 from sasbert.measure.command import score_command
 
 log = logging.getLogger(__name__)
+
+# model types that take the 4D window mask as it is, in every layer, under SDPA and eager
+# (tests/test_context.py: the output at a piece does not depend on pieces beyond the window)
+WINDOW_MASK_MODELS = ("bert", "roberta", "xlm-roberta", "distilbert")
 
 FULL = -1  # the window column's value for the full context
 COLUMNS = ["step", "checkpoint", "window", "loss", "accuracy", "n_masked", "n_sentences", "gap"]
@@ -203,9 +211,20 @@ def masked_lm_examples(path: Path, step: int, sentences, options: dict, device):
         log.info("step %d (%s): a causal LM has no MLM loss: no rows", step, path)
         return None
     model, tokenizer = load_masked_lm(path, device)
-    max_length = int(getattr(model.config, "max_position_embeddings", 512))
+    max_length = usable_positions(model)
     examples, kept = masked_sentences(tokenizer, sentences, options["mlm_probability"], options["seed"], max_length)
     return model, examples, kept
+
+
+def usable_positions(model) -> int:
+    """The longest sequence the model's position embeddings take: ``max_position_embeddings``, less
+    the ids below the first position where the positions count from the padding id on (RoBERTa's
+    embeddings: position ids start at padding id + 1, so roberta-base takes 512 of its 514)."""
+    positions = getattr(getattr(model.base_model, "embeddings", None), "position_embeddings", None)
+    padding = getattr(positions, "padding_idx", None)
+    if positions is not None and padding is not None:
+        return int(positions.num_embeddings) - int(padding) - 1
+    return int(getattr(model.config, "max_position_embeddings", 512))
 
 
 def score(path: Path, step: int, sentences, options: dict, device) -> dict[str, pd.DataFrame]:
@@ -213,8 +232,17 @@ def score(path: Path, step: int, sentences, options: dict, device) -> dict[str, 
     start = time.perf_counter()
     loaded = masked_lm_examples(path, step, sentences, options, device)
     if loaded is None:
-        return {"summary": pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in COLUMNS})}
+        return {"summary": _empty_table()}
     model, examples, kept = loaded
+    if model.config.model_type not in WINDOW_MASK_MODELS:
+        log.warning(
+            "step %d (%s): no rows: the window mask is checked for model types %s only, not %r",
+            step,
+            path,
+            ", ".join(WINDOW_MASK_MODELS),
+            model.config.model_type,
+        )
+        return {"summary": _empty_table()}
     rows = context_losses(model, examples, windows_of(options), options["batch_size"], device)
     table = pd.DataFrame(rows).assign(step=step, checkpoint=path.name, n_sentences=kept)
     table["gap"] = table["loss"] - table.loc[table["window"] == FULL, "loss"].iloc[0]
@@ -229,6 +257,10 @@ def score(path: Path, step: int, sentences, options: dict, device) -> dict[str, 
         time.perf_counter() - start,
     )
     return {"summary": table}
+
+
+def _empty_table() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in COLUMNS})
 
 
 def _dtype(column: str) -> str:
