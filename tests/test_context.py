@@ -21,6 +21,7 @@ from conftest import (
 from sasbert import cli
 from sasbert.data import treebank
 from sasbert.measure import context
+from sasbert.measure.probe.alignment import max_model_pieces
 from sasbert.options import defaults
 
 N_SENTENCES = 40
@@ -224,8 +225,8 @@ def test_an_unchecked_model_type_gets_no_rows_and_roberta_leaves_out_what_its_po
     assert "'modernbert'" in caplog.text and "no rows" in caplog.text
 
     roberta = tiny_masked_lm("roberta", "sdpa", vocab_size=bert_tokenizer.vocab_size, max_position=24)
-    assert roberta.config.pad_token_id == 1 and context.usable_positions(roberta) == 22
-    assert context.usable_positions(tiny_masked_lm("bert", "sdpa", max_position=24)) == 24
+    assert roberta.config.pad_token_id == 1 and max_model_pieces(roberta) == 22
+    assert max_model_pieces(tiny_masked_lm("bert", "sdpa", max_position=24)) == 24
     roberta.save_pretrained(tmp_path / "roberta")
     bert_tokenizer.save_pretrained(tmp_path / "roberta")
     table = context.score(tmp_path / "roberta", 0, sentences, options(windows=[2, None]), "cpu")["summary"]

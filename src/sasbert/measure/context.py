@@ -6,7 +6,7 @@ read by ``sasbert.data.treebank``), each one sequence ``[CLS] pieces [SEP]`` mad
 checkpoint's own tokenizer from the sentence's words joined by spaces (so a series from the hub is
 measured with its own vocabulary). A sentence longer than the model's ``max_position_embeddings``
 is left out (``n_sentences`` counts those kept; RoBERTa's position ids start after its padding
-id, so it has that many positions fewer: ``usable_positions``).
+id, so it has that many positions fewer: the probe's ``max_model_pieces``, as complexity uses).
 
 **Masking** (deterministic, the same at every checkpoint of a run and every w, so the curves are
 paired): sentence i (its index in the treebank) draws one uniform number per piece from
@@ -206,25 +206,15 @@ def masked_lm_examples(path: Path, step: int, sentences, options: dict, device):
     ``seed``); None for a causal LM, which has no MLM loss (logged). The LLC measure's loss reads
     the same."""
     from sasbert.measure.checkpoints import load_masked_lm, model_kind
+    from sasbert.measure.probe.alignment import max_model_pieces
 
     if model_kind(path) == "causal":
         log.info("step %d (%s): a causal LM has no MLM loss: no rows", step, path)
         return None
     model, tokenizer = load_masked_lm(path, device)
-    max_length = usable_positions(model)
+    max_length = max_model_pieces(model)
     examples, kept = masked_sentences(tokenizer, sentences, options["mlm_probability"], options["seed"], max_length)
     return model, examples, kept
-
-
-def usable_positions(model) -> int:
-    """The longest sequence the model's position embeddings take: ``max_position_embeddings``, less
-    the ids below the first position where the positions count from the padding id on (RoBERTa's
-    embeddings: position ids start at padding id + 1, so roberta-base takes 512 of its 514)."""
-    positions = getattr(getattr(model.base_model, "embeddings", None), "position_embeddings", None)
-    padding = getattr(positions, "padding_idx", None)
-    if positions is not None and padding is not None:
-        return int(positions.num_embeddings) - int(padding) - 1
-    return int(getattr(model.config, "max_position_embeddings", 512))
 
 
 def score(path: Path, step: int, sentences, options: dict, device) -> dict[str, pd.DataFrame]:
