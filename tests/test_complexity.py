@@ -155,6 +155,38 @@ def test_the_cli_scores_a_series_and_keeps_each_checkpoint(tiny_series, bert_tok
     assert mean["intrinsic_dim"] == pytest.approx(layers.mean())
 
 
+def test_a_layer_output_is_keyed_on_what_it_reads_the_prefix_for_a_causal_lm():
+    """A bidirectional layer's output at a piece reads the whole sentence, a causal one's only the
+    pieces up to it: two sentences that begin alike give a causal LM the same points there (up to
+    floating point, so only the key removes them)."""
+    import torch
+    from transformers import GPT2Config, GPT2Model
+
+    encoded = [([101, 5, 6, 7, 102], None), ([101, 5, 6, 9, 102], None), ([101, 5, 6, 7, 102], None)]
+    sentence = np.array([0, 0, 0, 1, 1, 1, 2])
+    position = np.array([1, 2, 3, 1, 2, 3, 3])
+    both = complexity.output_classes(encoded, sentence, position, causal=False)
+    assert both[0] != both[3] and both[1] != both[4] and both[2] != both[5] and both[2] == both[6]
+    causal = complexity.output_classes(encoded, sentence, position, causal=True)
+    assert causal[0] == causal[3] and causal[1] == causal[4] and causal[2] != causal[5] and causal[2] == causal[6]
+
+    # the premise, on a real causal LM: equal prefixes, equal outputs, differing after them
+    torch.manual_seed(0)
+    gpt2 = GPT2Model(GPT2Config(vocab_size=200, n_embd=32, n_layer=2, n_head=2, n_positions=16)).eval()
+    with torch.no_grad():
+        states = gpt2(torch.tensor([[101, 5, 6, 7], [101, 5, 6, 9]])).last_hidden_state
+    assert torch.allclose(states[0, :3], states[1, :3], atol=1e-6)
+    assert not torch.allclose(states[0, 3], states[1, 3], atol=1e-3)
+
+
+def test_n_tokens_counts_the_pieces_drawn(tiny_series):
+    sentences = complexity.prepare({**OPTIONS, "max_sentences": 40}, {"treebank": EWT_DEV}, "cpu")[0]
+    options = {**OPTIONS, "max_sentences": 40, "max_tokens": 60, "bootstrap_samples": 5}
+    table = complexity.score(tiny_series / "run" / "step-0", 0, sentences, options, "cpu")["summary"]
+    assert (table["n_tokens"] == 60).all() and (table["n_points"] <= 60).all()
+    assert (table["n_sentences"] <= 40).all()
+
+
 def test_a_bad_option_is_named(tiny_series):
     args = ["complexity", "score", "--checkpoint", str(tiny_series / "run" / "step-0"), "--treebank", str(EWT_DEV)]
     done = sasbert(*args, "--out-summary", str(tiny_series / "bad.parquet"), "--discard-fraction", "1.5")

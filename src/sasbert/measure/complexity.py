@@ -16,8 +16,9 @@ scikit-dimension's ``skdim.id.TwoNN``:
 * duplicates are removed per layer before the estimate (identical points have zero neighbour
   distance, and TwoNN's ratio r2 / r1 is then undefined): a piece repeats an earlier one when it
   has the same input (``embeddings``: the same piece id at the same position; a layer's output:
-  the same position in a sentence of the same pieces: the same point up to floating point), or
-  the same vector bit for bit; ``n_points`` counts what is left;
+  the same position in a sentence of the same pieces, for a causal LM in a sentence that begins
+  with the same pieces up to it: the same point up to floating point, ``output_classes``), or
+  the same vector bit for bit; ``n_points`` counts what is left, ``n_tokens`` the pieces drawn;
 * r1, r2 = each point's distances to its first and second nearest neighbour
   (``skdim.get_nn``, Euclidean), and the ID is ``TwoNN(discard_fraction, dist=True,
   method).fit([r1, r2])``: ``linear`` (default) is Facco et al.'s fit through the origin of
@@ -198,6 +199,19 @@ def hidden_states(model, encoded: list, batch_size: int, device) -> tuple[list[n
     return layers, sentence, piece_key
 
 
+def output_classes(encoded: list, sentence: np.ndarray, position: np.ndarray, causal: bool) -> np.ndarray:
+    """For each piece (its sentence's index in ``encoded``, its position), the class of the input
+    a layer's output at it is a function of: the whole sentence's pieces for a bidirectional model,
+    the pieces up to it for a causal one (sentences that begin alike give the same outputs there,
+    up to floating point, which only this key tells apart from distinct points)."""
+    classes: dict[tuple, int] = {}
+    found = []
+    for s, p in zip(sentence.tolist(), position.tolist()):
+        ids = tuple(encoded[s][0])
+        found.append(classes.setdefault((ids[: p + 1], p) if causal else (ids, p), len(classes)))
+    return np.asarray(found, dtype=np.int64)
+
+
 def prepare(options: dict, data: dict, device) -> tuple[list, dict]:
     from sasbert.hub import content_id
     from sasbert.measure.probe.sentences import read_treebank
@@ -208,10 +222,11 @@ def prepare(options: dict, data: dict, device) -> tuple[list, dict]:
 
 
 def score(path, step: int, sentences: list, options: dict, device) -> dict[str, pd.DataFrame]:
-    from sasbert.measure.checkpoints import load_language_model
+    from sasbert.measure.checkpoints import load_language_model, model_kind
     from sasbert.measure.probe.alignment import encode_sentences, fitting_sentences, max_model_pieces
 
     model, tokenizer = load_language_model(path, device)
+    causal = model_kind(path) == "causal"
     encoded = encode_sentences(tokenizer, sentences)
     keep, too_long, unaligned = fitting_sentences(encoded, max_model_pieces(model))
     if too_long or unaligned:
@@ -229,10 +244,9 @@ def score(path, step: int, sentences: list, options: dict, device) -> dict[str, 
     if options["max_tokens"] is not None and n_tokens > options["max_tokens"]:
         chosen = np.sort(np.random.default_rng(options["seed"]).choice(n_tokens, options["max_tokens"], replace=False))
         layers, sentence, piece_key = [h[chosen] for h in layers], sentence[chosen], piece_key[chosen]
-    # a layer's output is the same for the same position in a sentence of the same pieces
-    classes: dict[tuple, int] = {}
-    context = np.array([classes.setdefault(tuple(enc[0]), len(classes)) for enc in encoded])
-    keys = [piece_key] + [np.column_stack([context[sentence], piece_key[:, 1]])] * (len(layers) - 1)
+    # a layer's output is the same for the same input it reads (the embeddings: piece and position)
+    outputs = output_classes(encoded, sentence, piece_key[:, 1], causal)
+    keys = [piece_key] + [np.column_stack([outputs, piece_key[:, 1]])] * (len(layers) - 1)
     _, sentence = np.unique(sentence, return_inverse=True)  # the sentences that kept a piece, 0..n-1
     rows = intrinsic_dimensions(layers, keys, sentence, options)
     table = pd.DataFrame(rows).assign(
