@@ -1,5 +1,5 @@
 # make run   : create .venv, install, run the embedded default end to end, write results/report.html
-# make test  : create .venv, install with the test extra, run the test suite (about 9 minutes on 2 cores)
+# make test  : create .venv, install with the test extra, run the test suite (about 8 minutes on 2 cores)
 # make test-e2e: the end-to-end runs of the real Snakefile (marked slow; the embedded default's among them)
 PYTHON ?= python3.11
 VENV   ?= .venv
