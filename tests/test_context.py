@@ -158,15 +158,16 @@ def test_a_window_restricts_attention_to_it(bert_tokenizer, attention):
         assert torch.allclose(weights[0].sum(-1), torch.ones(2, 12))
 
 
-def tiny_masked_lm(model_type: str, attention: str, vocab_size: int = 200, max_position: int = 64):
-    """A 2-layer masked LM of ``model_type``, randomly initialised."""
+def tiny_masked_lm(model_type: str, attention: str, vocab_size: int = 200, max_position: int = 64, **config):
+    """A 2-layer masked LM of ``model_type``, randomly initialised (``config``: more settings)."""
     import torch
     from transformers import AutoConfig, AutoModelForMaskedLM
 
     sizes = {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64} if model_type == "distilbert" else {}
     if not sizes:
         sizes = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
-    config = AutoConfig.for_model(model_type, vocab_size=vocab_size, max_position_embeddings=max_position, **sizes)
+    settings = {"vocab_size": vocab_size, "max_position_embeddings": max_position, **sizes, **config}
+    config = AutoConfig.for_model(model_type, **settings)
     config._attn_implementation = attention
     torch.manual_seed(0)
     return AutoModelForMaskedLM.from_config(config, attn_implementation=attention).eval()
@@ -202,21 +203,9 @@ def test_an_unchecked_model_type_gets_no_rows_and_roberta_leaves_out_what_its_po
     """ModernBERT keeps its own sliding window in its local layers: no rows, logged. RoBERTa's
     positions start after its padding id: with 24 position embeddings and padding id 1 it takes
     22 pieces, and a longer sentence is left out, not an index error."""
-    import torch
-    from transformers import ModernBertConfig, ModernBertForMaskedLM
-
     ids = {"pad_token_id": 0, "cls_token_id": 101, "sep_token_id": 102, "bos_token_id": 101, "eos_token_id": 102}
-    config = ModernBertConfig(
-        vocab_size=bert_tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        **ids,
-    )
-    torch.manual_seed(0)
-    ModernBertForMaskedLM(config).eval().save_pretrained(tmp_path / "modernbert")
+    modernbert = tiny_masked_lm("modernbert", "sdpa", vocab_size=bert_tokenizer.vocab_size, max_position=128, **ids)
+    modernbert.save_pretrained(tmp_path / "modernbert")
     bert_tokenizer.save_pretrained(tmp_path / "modernbert")
     sentences = context.read_sentences(EWT_DEV, N_SENTENCES)
     with caplog.at_level(logging.WARNING, logger="sasbert.measure.context"):
