@@ -25,7 +25,7 @@ run: install
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/snakemake --report results/report.html
 
-# The suite leaves out the end-to-end runs (marked slow): they fill both cores for 40 minutes, the
+# The suite leaves out the end-to-end runs (marked slow): they fill both cores for 36-40 minutes, the
 # default's reproduction alone needs 37 core-minutes (docs/testing.md). CI runs both targets.
 test: install-test
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
