@@ -204,11 +204,11 @@ def output_classes(encoded: list, sentence: np.ndarray, position: np.ndarray, ca
     a layer's output at it is a function of: the whole sentence's pieces for a bidirectional model,
     the pieces up to it for a causal one (sentences that begin alike give the same outputs there,
     up to floating point, which only this key tells apart from distinct points)."""
+    pieces = [tuple(enc[0]) for enc in encoded]
     classes: dict[tuple, int] = {}
     found = []
     for s, p in zip(sentence.tolist(), position.tolist()):
-        ids = tuple(encoded[s][0])
-        found.append(classes.setdefault((ids[: p + 1], p) if causal else (ids, p), len(classes)))
+        found.append(classes.setdefault((pieces[s][: p + 1] if causal else pieces[s], p), len(classes)))
     return np.asarray(found, dtype=np.int64)
 
 
