@@ -163,14 +163,17 @@ def tiny_masked_lm(model_type: str, attention: str, vocab_size: int = 200, max_p
     import torch
     from transformers import AutoConfig, AutoModelForMaskedLM
 
-    sizes = {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64} if model_type == "distilbert" else {}
-    if not sizes:
+    if model_type == "distilbert":  # DistilBERT's own names for the sizes
+        sizes = {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64}
+    else:
         sizes = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
     settings = {"vocab_size": vocab_size, "max_position_embeddings": max_position, **sizes, **config}
-    config = AutoConfig.for_model(model_type, **settings)
-    config._attn_implementation = attention
     torch.manual_seed(0)
-    return AutoModelForMaskedLM.from_config(config, attn_implementation=attention).eval()
+    model = AutoModelForMaskedLM.from_config(
+        AutoConfig.for_model(model_type, **settings), attn_implementation=attention
+    )
+    assert model.config._attn_implementation == attention
+    return model.eval()
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
