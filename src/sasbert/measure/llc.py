@@ -26,16 +26,16 @@ LLC_c = nβ (mean of the kept differences). This is Lau et al.'s nβ (E_w L_n(w)
 each draw paired to its own batch: the same value in expectation as the mean draw loss less
 L_n(w*), without the noise of which batches the kept draws happen to cover (batches are of like
 lengths, so their losses differ; measured on the default, that noise is small beside the chains'
-spread). ``llc`` is the mean over chains, ``llc_std`` their standard
-deviation, ``llc_low, llc_high`` the 95% t-interval of the mean over chains (all three NaN with
-one chain). nβ defaults to devinterp's ``default_nbeta`` of the batch size (m / log m); ε
-(``lr``), γ (``localization``) and the draws are the sampler settings, which the LLC depends on:
-compare LLCs made with the same settings only (devinterp's calibration guide).
+spread). ``llc`` is the mean over chains, ``llc_std`` their standard deviation, ``llc_low,
+llc_high`` the 95% t-interval of the mean over chains (all three NaN with one chain). nβ defaults
+to devinterp's ``default_nbeta`` of the batch size (m / log m); ε (``lr``), γ (``localization``)
+and the draws are the sampler settings, which the LLC depends on: compare LLCs made with the same
+settings only (devinterp's calibration guide).
 
 Table ``summary``, one row per checkpoint: ``step, checkpoint, llc, llc_std, llc_low, llc_high,
-init_loss, nbeta, n_chains, n_draws, n_sentences`` (``n_sentences``: the treebank's sentences that fit
-the model, as in ``context``; those with no masked piece add nothing to L). A causal LM has no MLM loss: a series'
-causal checkpoint gets no rows (logged).
+init_loss, nbeta, n_chains, n_draws, n_sentences`` (``n_sentences``: the treebank's sentences
+that fit the model, as in ``context``; those with no masked piece add nothing to L). A causal LM
+has no MLM loss: a series' causal checkpoint gets no rows (logged).
 """
 
 from __future__ import annotations
